@@ -64,12 +64,7 @@ class Store:
     @classmethod
     async def open(cls, path: str | Path) -> Store:
         path = str(path)
-        if path != ":memory:":
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise StoreError(
-                    f"database {path}: folder {parent} does not exist; create it or fix storage.database"
-                )
+        _check_folder(path)
         try:
             db = await aiosqlite.connect(path)
         except Exception as exc:  # sqlite3.OperationalError and friends: report, never a traceback
@@ -340,6 +335,17 @@ class Store:
                     ref = artist.ref() if artist else ArtistRef(artist_id, artist_id, None)
                     result.setdefault(story_id, []).append(ref)
         return result
+
+
+def _check_folder(path: str) -> None:
+    """A missing folder is a configuration mistake: say so instead of sqlite's 'unable to open'."""
+    if path == ":memory:":
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise StoreError(
+            f"database {path}: folder {parent} does not exist; create it or fix storage.database"
+        )
 
 
 def quotes_to_json(quotes: list[Quote]) -> str:

@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_SOURCES, ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_parses_and_matches_the_defaults():
+    config = load_config(ROOT / "config.example.toml", env={})
+    assert config.polling.interval_seconds == 300
+    assert config.storage.database == "kpopnews.db"
+    assert [(s.name, s.url) for s in config.sources] == [(s.name, s.url) for s in DEFAULT_SOURCES]
+    assert config.sources[0].color == 0xE4007F
+
+
+def test_no_file_gives_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, env={})
+    assert config.sources == DEFAULT_SOURCES
+    assert config.discord.token == ""
+    assert config.path is None
+
+
+def test_config_toml_in_the_working_folder_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text('[storage]\ndatabase = "x.db"\n')
+    assert load_config(None, env={}).storage.database == "x.db"
+
+
+def test_env_token_wins(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[discord]\ntoken = "from-file"\n')
+    assert load_config(path, env={}).discord.token == "from-file"
+    assert load_config(path, env={"DISCORD_TOKEN": "from-env"}).discord.token == "from-env"
+
+
+def test_interval_of_one_second_is_honoured():
+    assert parse_config({"polling": {"interval_seconds": 1}}).polling.interval_seconds == 1.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ({"polling": {"interval_seconds": 0}}, "polling.interval_seconds"),
+        ({"polling": {"interval_seconds": "5"}}, "polling.interval_seconds must be a number"),
+        ({"polling": {"bogus": 1}}, "unknown key polling.bogus"),
+        ({"nonsense": {}}, "unknown configuration key 'nonsense'"),
+        ({"discord": {"api_base": "127.0.0.1:80"}}, "discord.api_base must be a URL"),
+        ({"sources": [{"name": "x"}]}, "sources[0].url is required"),
+        ({"sources": {"name": "x"}}, "sources must be an array"),
+        ({"sources": [{"url": "https://a/", "color": "#zz"}]}, "sources[0].color"),
+        ({"sources": [{"url": "https://a/"}, {"url": "https://a/"}]}, "listed twice"),
+        ({"storage": {"database": ""}}, "storage.database"),
+        ({"polling": {"fetch_article_pages": 1}}, "true or false"),
+        ({"polling": {"max_failures": True}}, "polling.max_failures must be a whole number"),
+    ],
+)
+def test_bad_values_name_the_key(raw, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert says in str(caught.value)
+
+
+def test_bad_toml_is_one_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[discord\ntoken=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, env={})
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_empty_sources_list_means_none():
+    assert parse_config({"sources": []}).sources == ()

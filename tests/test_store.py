@@ -1,0 +1,109 @@
+import sqlite3
+
+import pytest
+
+from bot import store as store_module
+from bot.config import SourceConfig
+from bot.models import Story
+from bot.store import Migration, Store, StoreError, load_migrations
+
+
+def story(key: str, url: str, title: str = "BTS's V sings to IU") -> Story:
+    return Story(key=key, title=title, url=url, source="Koreaboo", canonical_url=url, summary="A summary.")
+
+
+async def test_migrations_apply_once_and_are_recorded(tmp_path):
+    path = tmp_path / "k.db"
+    db = await Store.open(path)
+    versions = [m.version for m in load_migrations()]
+    async with db.db.execute("SELECT version FROM schema_migrations ORDER BY version") as cursor:
+        assert [row[0] for row in await cursor.fetchall()] == versions
+    async with db.db.execute("PRAGMA journal_mode") as cursor:
+        assert (await cursor.fetchone())[0] == "wal"
+    await db.close()
+    again = await Store.open(path)
+    assert await again.migrate() == []
+    await again.close()
+
+
+async def test_a_failing_migration_rolls_back_and_says_which(tmp_path, monkeypatch):
+    good = load_migrations()
+    bad = Migration(9999, "broken", "CREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL;")
+    monkeypatch.setattr(store_module, "load_migrations", lambda: [*good, bad])
+    with pytest.raises(StoreError, match="9999_broken"):
+        await Store.open(tmp_path / "k.db")
+    con = sqlite3.connect(tmp_path / "k.db")
+    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
+    assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == good[-1].version
+    con.close()
+
+
+async def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        await Store.open(tmp_path / "no" / "such" / "k.db")
+
+
+async def test_a_story_in_two_feeds_is_stored_once(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    a, b = await db.sync_config_sources(
+        [
+            SourceConfig("Soompi", "https://www.soompi.com/feed"),
+            SourceConfig("Soompi BTS", "https://x/tag/bts/feed"),
+        ]
+    )
+    first = await db.add_stories([story("guid-1", "https://www.soompi.com/article/1")], source_id=a.id)
+    second = await db.add_stories([story("guid-1", "https://www.soompi.com/article/1")], source_id=b.id)
+    assert first[0].is_new and not second[0].is_new
+    assert first[0].id == second[0].id
+    # same canonical link under another guid: still the same story
+    third = await db.add_stories([story("other-guid", "https://www.soompi.com/article/1")], source_id=b.id)
+    assert third[0].id == first[0].id and not third[0].is_new
+    async with db.db.execute("SELECT count(*) FROM stories") as cursor:
+        assert (await cursor.fetchone())[0] == 1
+    async with db.db.execute("SELECT count(*) FROM source_stories") as cursor:
+        assert (await cursor.fetchone())[0] == 2
+    assert await db.known_story_keys(["guid-1", "nope"], []) == {"guid-1": first[0].id}
+    await db.close()
+
+
+async def test_full_text_index_follows_the_stories(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    await db.add_stories([story("k", "https://a/1", title="Stray Kids announce world tour")], source_id=None)
+    async with db.db.execute("SELECT rowid FROM stories_fts WHERE stories_fts MATCH 'tour'") as cursor:
+        assert len(await cursor.fetchall()) == 1
+    await db.db.execute("UPDATE stories SET title = 'Stray Kids comeback' WHERE story_key = 'k'")
+    async with db.db.execute("SELECT rowid FROM stories_fts WHERE stories_fts MATCH 'tour'") as cursor:
+        assert await cursor.fetchall() == []
+    await db.close()
+
+
+async def test_config_sources_sync(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    await db.sync_config_sources([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
+    await db.sync_config_sources([SourceConfig("A renamed", "https://a/feed")])
+    by_url = {s.url: s for s in await db.list_sources()}
+    assert by_url["https://a/feed"].name == "A renamed" and by_url["https://a/feed"].enabled
+    assert by_url["https://b/feed"].disabled_reason == "removed from the configuration"
+    await db.sync_config_sources([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
+    assert all(s.enabled for s in await db.list_sources())
+    assert [s.url for s in await db.list_sources(enabled_only=True)] == ["https://a/feed", "https://b/feed"]
+    await db.close()
+
+
+async def test_source_state_round_trips(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    (source,) = await db.sync_config_sources([SourceConfig("A", "https://a/feed")])
+    source.etag, source.consecutive_failures, source.last_error = '"abc"', 3, "timed out"
+    await db.save_source_state(source)
+    loaded = await db.get_source(source.id)
+    assert (loaded.etag, loaded.consecutive_failures, loaded.last_error) == ('"abc"', 3, "timed out")
+    await db.close()
+
+
+async def test_meta(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    assert await db.get_meta("x") is None
+    await db.set_meta("x", "1")
+    await db.set_meta("x", "2")
+    assert await db.get_meta("x") == "2"
+    await db.close()
