@@ -108,6 +108,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return 130
     except BrokenPipeError:  # `kpopnews search V | head`: the reader left, which is not an error
         return EXIT_OK
+    except Exception as exc:  # a defect: still one line for the user; the traceback only with --verbose
+        logging.getLogger("kpopnews").debug("unexpected error", exc_info=True)
+        print(f"kpopnews: unexpected error: {type(exc).__name__}: {exc} (run with -v for details)", file=err)
+        return EXIT_INPUT
 
 
 async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: TextIO) -> int:
