@@ -1,0 +1,343 @@
+"""Subscriptions and the delivery queue, on a real SQLite file (no Discord)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.config import DeliveryConfig, SourceConfig
+from bot.models import ArtistRef, Story
+from bot.store import Store
+from bot.subscriptions import (
+    MAX_ALSO_ON_EDITS,
+    MAX_FORBIDDEN_FAILURES,
+    MAX_SEND_ATTEMPTS,
+    STATUS_OK,
+    STATUS_PAUSED,
+    STATUS_UNHEALTHY,
+    add_subscription,
+    delivery_nonce,
+    due_deliveries,
+    get_delivery,
+    list_deliveries,
+    list_subscriptions,
+    mark_attempt,
+    pending_edits,
+    queue_deliveries,
+    record_edited,
+    record_failed,
+    record_forbidden,
+    record_sent,
+    record_transient_failure,
+    remove_channel,
+    remove_guild,
+    remove_subscriptions,
+)
+from bot.timeutil import utcnow
+
+GUILD, OTHER_GUILD = 1001, 2002
+NEWS, FANS, MISC = 11, 12, 13
+CONFIG = DeliveryConfig(max_age_hours=24.0)
+
+# The artist groups the tests need, as the artist index expands them (a group includes its members).
+GROUPS = {"bts": ["bts-v", "bts-jungkook", "bts-rm"], "iu": [], "bts-v": []}
+
+
+def expand(artist_id: str) -> list[str]:
+    return GROUPS.get(artist_id, [])
+
+
+def make_story(n: int, *, artists=(), source="Koreaboo", published=None, cluster=None) -> Story:
+    url = f"https://www.koreaboo.com/news/story-{n}/"
+    return Story(
+        key=url,
+        title=f"Story {n}",
+        url=url,
+        canonical_url=url,
+        source=source,
+        summary="A summary.",
+        published=published if published is not None else utcnow() - timedelta(minutes=5),
+        artists=[ArtistRef(a, a, None) for a in artists],
+        cluster_id=cluster,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def sources(store):
+    return await store.sync_config_sources(
+        [
+            SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/"),
+            SourceConfig("Soompi", "https://soompi/feed"),
+        ]
+    )
+
+
+async def add(store, source, *stories, backfill=False) -> list[int]:
+    results = await store.add_stories(list(stories), source_id=source.id, backfill=backfill)
+    return [r.id for r in results]
+
+
+async def queue(store, ids, **kw) -> int:
+    return await queue_deliveries(store, ids, config=CONFIG, expand=expand, **kw)
+
+
+async def test_stories_stored_before_a_subscription_are_never_posted_to_it(store, sources):
+    koreaboo = sources[0]
+    old = await add(store, koreaboo, make_story(1))
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    new = await add(store, koreaboo, make_story(2))
+    assert await queue(store, old + new) == 1
+    [delivery] = await list_deliveries(store)
+    assert delivery.story_id == new[0] and delivery.channel_id == NEWS and delivery.status == "pending"
+    # queueing again (a second poll, a restart) adds nothing
+    assert await queue(store, old + new) == 0
+
+
+async def test_two_matching_subscriptions_in_one_channel_give_one_delivery(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts-v")
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS, artist_id="iu")
+    ids = await add(store, sources[0], make_story(1, artists=["bts-v", "iu"]))
+    assert await queue(store, ids) == 2
+    assert sorted(d.channel_id for d in await list_deliveries(store)) == [NEWS, FANS]
+
+
+async def test_a_group_subscription_gets_its_members_stories_and_no_one_elses(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    about_v, about_iu, about_bts = await add(
+        store,
+        sources[0],
+        make_story(1, artists=["bts-v"]),
+        make_story(2, artists=["iu"]),
+        make_story(3, artists=["bts"]),
+    )
+    assert await queue(store, [about_v, about_iu, about_bts]) == 2
+    assert [d.story_id for d in await list_deliveries(store)] == [about_v, about_bts]
+
+
+async def test_a_source_subscription_gets_stories_that_source_carried(store, sources):
+    koreaboo, soompi = sources
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=soompi.id)
+    [only_koreaboo] = await add(store, koreaboo, make_story(1))
+    [both] = await add(store, koreaboo, make_story(2))
+    await add(store, soompi, make_story(2))  # the same story, carried by Soompi too: one row, two sources
+    assert await queue(store, [only_koreaboo, both]) == 1
+    assert [d.story_id for d in await list_deliveries(store)] == [both]
+
+
+async def test_backfill_old_and_undated_stories(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    now = utcnow()
+    [backfill] = await add(store, sources[0], make_story(1), backfill=True)
+    [stale] = await add(store, sources[0], make_story(2, published=now - timedelta(hours=25)))
+    [fresh] = await add(store, sources[0], make_story(3, published=now - timedelta(hours=23)))
+    undated_story = make_story(4)
+    undated_story.published = None  # no date in the feed: its first sighting counts
+    [undated] = await add(store, sources[0], undated_story)
+    assert await queue(store, [backfill, stale, fresh, undated], now=now) == 2
+    assert [d.story_id for d in await list_deliveries(store)] == [fresh, undated]
+    # a day later the undated one would be too old
+    [late] = await add(store, sources[0], make_story(5, published=now))
+    assert await queue(store, [late], now=now + timedelta(hours=25)) == 0
+
+
+async def test_paused_and_trending_only_subscriptions(store, sources):
+    plain = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS)).subscription
+    trending = (
+        await add_subscription(store, guild_id=GUILD, channel_id=FANS, only_trending=True)
+    ).subscription
+    [story] = await add(store, sources[0], make_story(1))
+    assert await queue(store, [story]) == 1  # the plain one only
+    assert await queue(store, [story], trending=True) == 1  # the trending one, when the cluster trends
+    assert {d.subscription_id for d in await list_deliveries(store)} == {plain.id, trending.id}
+    await store.db.execute("UPDATE subscriptions SET status = 'paused'")
+    await store.db.commit()
+    [later] = await add(store, sources[0], make_story(2))
+    assert await queue(store, [later]) == 0
+
+
+async def test_a_cluster_is_posted_once_per_channel_and_other_outlets_are_noted(store, sources):
+    koreaboo, soompi = sources
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    [first] = await add(store, koreaboo, make_story(1))
+    assert await queue(store, [first]) == 1
+    [delivery] = await list_deliveries(store)
+    assert delivery.cluster_id == first
+    # the same event from Soompi, clustered with the first story while the post is still pending
+    second_story = make_story(2, source="Soompi")
+    [second] = await add(store, soompi, second_story)
+    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id IN (?, ?)", (first, first, second))
+    await store.db.commit()
+    assert await queue(store, [second]) == 0
+    delivery = await get_delivery(store, delivery.id)
+    assert delivery.also_on == ["Soompi"] and not delivery.edit_pending
+    # once sent, a third outlet asks for an edit of the message
+    await record_sent(store, delivery, 555)
+    [third] = await add(store, soompi, make_story(3, source="SCMP"))
+    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, third))
+    await store.db.commit()
+    assert await queue(store, [third]) == 0
+    [edit] = await pending_edits(store)
+    assert edit.id == delivery.id and edit.also_on == ["Soompi", "SCMP"] and edit.message_id == 555
+    await record_edited(store, edit)
+    assert await pending_edits(store) == []
+    # the same outlet again changes nothing
+    [fourth] = await add(store, soompi, make_story(4, source="SCMP"))
+    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, fourth))
+    await store.db.commit()
+    await queue(store, [fourth])
+    assert await pending_edits(store) == []
+
+
+async def test_also_on_edits_are_capped(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    [first] = await add(store, sources[0], make_story(1))
+    await queue(store, [first])
+    [delivery] = await list_deliveries(store)
+    await record_sent(store, delivery, 1)
+    for n in range(2, 2 + MAX_ALSO_ON_EDITS + 1):
+        [other] = await add(store, sources[1], make_story(n, source=f"Outlet {n}"))
+        await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, other))
+        await store.db.commit()
+        await queue(store, [other])
+        for edit in await pending_edits(store):
+            await record_edited(store, edit)
+    assert (await get_delivery(store, delivery.id)).edits == MAX_ALSO_ON_EDITS
+
+
+def test_nonce_is_deterministic_short_and_distinct():
+    a = delivery_nonce(NEWS, "https://x/1")
+    assert a == delivery_nonce(NEWS, "https://x/1")
+    assert len(a) <= 25
+    assert a != delivery_nonce(FANS, "https://x/1") != delivery_nonce(NEWS, "https://x/2")
+
+
+async def test_subscribing_twice_and_unsubscribing(store, sources):
+    first = await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    again = await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    assert first.created and not again.created and not again.changed
+    assert again.subscription.id == first.subscription.id
+    changed = await add_subscription(
+        store, guild_id=GUILD, channel_id=NEWS, artist_id="bts", only_trending=True
+    )
+    assert changed.changed and changed.subscription.only_trending
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=sources[1].id)
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+    listed = await list_subscriptions(store, guild_id=GUILD)
+    assert [(s.channel_id, s.artist_id, s.source_name) for s in listed] == [
+        (NEWS, "bts", None),
+        (NEWS, None, "Soompi"),
+        (FANS, None, None),
+    ]
+    removed = await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    assert [s.artist_id for s in removed] == ["bts"]
+    assert await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS, artist_id="iu") == []
+    assert len(await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS)) == 1  # all the rest
+    assert [s.channel_id for s in await list_subscriptions(store, guild_id=GUILD)] == [FANS]
+    # another server cannot take over or remove this one
+    assert await remove_subscriptions(store, guild_id=OTHER_GUILD, channel_id=FANS) == []
+
+
+async def test_due_deliveries_are_oldest_first_and_a_waiting_channel_keeps_its_order(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+    ids = await add(store, sources[0], make_story(1), make_story(2))
+    await queue(store, ids)
+    due = await due_deliveries(store)
+    assert {c: [d.story_id for d in ds] for c, ds in due.items()} == {NEWS: ids, FANS: ids}
+    first_news = due[NEWS][0]
+    await mark_attempt(store, first_news.id)
+    first_news = await get_delivery(store, first_news.id)
+    assert first_news.attempts == 1 and first_news.attempt_started_at is not None
+    assert await record_transient_failure(store, first_news, "502 Bad Gateway", retry_after=60)
+    due = await due_deliveries(store)
+    assert list(due) == [FANS]  # NEWS waits: its second story does not overtake the first
+    later = await due_deliveries(store, now=utcnow() + timedelta(seconds=61))
+    assert [d.story_id for d in later[NEWS]] == ids
+
+
+async def test_transient_failures_give_up_after_the_limit(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    ids = await add(store, sources[0], make_story(1))
+    await queue(store, ids)
+    [delivery] = await list_deliveries(store)
+    for _ in range(MAX_SEND_ATTEMPTS):
+        await mark_attempt(store, delivery.id)
+        delivery = await get_delivery(store, delivery.id)
+        retried = await record_transient_failure(store, delivery, "503 Service Unavailable")
+    assert not retried
+    delivery = await get_delivery(store, delivery.id)
+    assert delivery.status == "failed" and "503" in delivery.last_error
+
+
+async def test_forbidden_makes_unhealthy_then_paused_and_subscribe_resumes(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="iu")
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+    ids = await add(store, sources[0], make_story(1))
+    await queue(store, ids)
+    news = (await due_deliveries(store))[NEWS][0]
+    sub = await record_forbidden(store, news, "403 Forbidden (error code: 50013): Missing Permissions")
+    assert sub.status == STATUS_UNHEALTHY and sub.retry_at > utcnow()
+    assert "Missing Permissions" in sub.last_error and "Send Messages" in sub.last_error
+    assert list(await due_deliveries(store)) == [FANS]  # the other channel keeps receiving
+    # a new story for the refused channel waits for its retry time too
+    [later] = await add(store, sources[0], make_story(2))
+    await queue(store, [later])
+    assert list(await due_deliveries(store)) == [FANS]
+    for _ in range(MAX_FORBIDDEN_FAILURES - 1):
+        sub = await record_forbidden(store, news, "403 Forbidden (error code: 50013): Missing Permissions")
+    assert sub.status == STATUS_PAUSED and "/subscribe" in sub.last_error
+    assert all(s.status == STATUS_PAUSED for s in await list_subscriptions(store, channel_id=NEWS))
+    assert {d.status for d in await list_deliveries(store) if d.channel_id == NEWS} == {"dropped"}
+    [third] = await add(store, sources[0], make_story(3))
+    assert await queue(store, [third]) == 1  # FANS only: paused subscriptions get nothing
+    resumed = await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    assert resumed.changed and resumed.subscription.status == STATUS_OK
+    [fourth] = await add(store, sources[0], make_story(4))
+    assert await queue(store, [fourth]) == 2
+
+
+async def test_a_successful_post_records_the_message_and_heals(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    ids = await add(store, sources[0], make_story(1), make_story(2))
+    await queue(store, ids)
+    first, second = (await due_deliveries(store))[NEWS]
+    await record_forbidden(store, first, "403 Forbidden: Missing Permissions")
+    await record_sent(store, first, 987654321)
+    sent = await get_delivery(store, first.id)
+    assert sent.status == "sent" and sent.message_id == 987654321 and sent.sent_at is not None
+    [sub] = await list_subscriptions(store, channel_id=NEWS)
+    assert sub.status == STATUS_OK and sub.failures == 0 and sub.last_post_at is not None
+    await record_failed(store, second, "400 Bad Request (error code: 50035): Invalid Form Body")
+    assert (await get_delivery(store, second.id)).status == "failed"
+    [sub] = await list_subscriptions(store, channel_id=NEWS)
+    assert "Invalid Form Body" in sub.last_error
+
+
+async def test_channel_gone_and_guild_left(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+    await add_subscription(store, guild_id=OTHER_GUILD, channel_id=MISC)
+    owned = await store.add_source("https://fan.example/feed", "Fan feed", owner_guild_id=GUILD)
+    ids = await add(store, sources[0], make_story(1))
+    await queue(store, ids)
+    assert await remove_channel(store, NEWS, reason="404 Unknown Channel") == 1
+    assert {(d.channel_id, d.status) for d in await list_deliveries(store)} == {
+        (NEWS, "dropped"),
+        (FANS, "pending"),
+        (MISC, "pending"),
+    }
+    assert await remove_guild(store, GUILD) == 1
+    assert [s.channel_id for s in await list_subscriptions(store)] == [MISC]
+    assert (await store.get_source(owned.id)).disabled_reason is not None
+    assert (await store.get_source(sources[0].id)).disabled_reason is None
