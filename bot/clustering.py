@@ -1,0 +1,239 @@
+"""Story clusters: the same event told by several outlets is one cluster (stories.cluster_id).
+
+Two stories are the same story when
+  1. they were published (else first seen) within CLUSTER_WINDOW of each other, and
+  2. they share an artist; or, when one of them is untagged, their titles share at least
+     MIN_SHARED_TITLE_TERMS content words (artists are the strongest hint two outlets cover one event, and
+     untagged stories, about actors or agencies, must make up for it in the headline), and
+  3. they say the same thing: `similarity(a, b) >= SAME_STORY_THRESHOLD` (or UNTAGGED_THRESHOLD when untagged).
+
+`similarity` compares the *event words* of the two stories: title and summary lowercased, folded, stripped of
+English stop words, of words every K-pop story uses ("fans", "group", "reveals", month names…) and of the
+stories' own artist names (shared artists are already rule 2; counting them again would join "V sings to IU"
+with "V enlists"), then lightly stemmed. Each word weighs 2 in a title and 1 in a summary; the score is the
+weighted overlap (shared weight over the smaller story's weight, which forgives an SCMP one-line teaser next to
+a Koreaboo excerpt) blended with the Dice coefficient of character 4-grams of those words, which catches
+"enlists"/"enlistment" and "lip-syncing"/"lip-sync" that stemming misses. Both parts are plain set arithmetic:
+no corpus statistics, so the function is pure and gives the same answer in a test and in production.
+
+Finding candidates uses an index, not a scan: table cluster_keys (migration 0500) holds, per story, one row per
+artist ("a:bts-v") and per title word ("t:enlist") with the story's time, keyed (key, at). A new story looks up
+only its own keys inside ±CLUSTER_WINDOW, scores the few stories found with the features kept in
+cluster_features, and joins the best match's cluster, or starts its own (cluster id = its own id: the first
+story of a cluster names it). Clusters are never merged after the fact, so a cluster id, once given to a
+delivery, stays valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.models import Story
+from bot.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+CLUSTER_WINDOW = timedelta(hours=48)  # "published within about 48 hours of each other"
+SAME_STORY_THRESHOLD = 0.27  # similarity at or above which two stories sharing an artist are one story
+UNTAGGED_THRESHOLD = 0.37  # stricter when the artist tagger had nothing to say about one of them
+MIN_SHARED_TITLE_TERMS = 2  # untagged stories must share this many headline words to be compared at all
+TITLE_WEIGHT = 2.0  # a word in a headline weighs this much, a word only in the summary 1
+SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts into background
+NGRAM = 4  # character n-gram size for the fuzzy half of the score
+WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
+MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
+
+# English function words, and words any K-pop story may use whatever the event: sharing them says nothing.
+_STOP = frozenset(
+    """
+a about above after again against all also am an and any are as at be because been before being below between
+both but by can could did do does doing down during each even ever every few for from further get gets got had
+has have having he her here hers herself him himself his how i if in into is it its itself just let like made
+make makes me more most much my myself new no nor not now of off on once one only or other our ours out over own
+per same she should so some still such than that the their theirs them themselves then there these they this
+those through to too under until up upon us very via was way we were what when where which while who whom why
+will with would yet you your yours
+watch update updated exclusive breaking official officially reportedly report reports reported reveal reveals
+revealed revealing says said say saying share shares shared sharing announce announces announced announcement
+confirm confirms confirmed confirming release releases released drop drops dropped post posts posted
+fan fans netizen netizens army armys blink blinks carat carats kpop k pop idol idols star stars singer singers
+group groups girl boy band boyband member members agency label entertainment company music song songs video
+videos clip clips news story stories moment moments viral attention buzz react reacts reaction reactions
+online social media twitter instagram tiktok youtube weverse korean korea south seoul kst local time today
+day days week weeks month months year years recently finally once again yet another best first
+january february march april may june july august september october november december
+monday tuesday wednesday thursday friday saturday sunday
+here's what's know everything why look looks going around even really actually can't cant won't don't didn't
+mv m v teaser
+""".split()
+)
+
+# Words outlets use interchangeably for one kind of event, folded to one (applied to stems): the same event
+# told by Koreaboo ("departs") and SCMP ("exits") must meet on the word that carries it.
+_SYNONYMS: dict[str, str] = {
+    **dict.fromkeys(("leav", "leave", "left", "depart", "departure", "exit", "withdraw", "quit"), "leave"),
+    **dict.fromkeys(("enlist", "conscript", "draft"), "enlist"),
+    **dict.fromkeys(("discharg", "discharge"), "discharge"),
+    **dict.fromkeys(("sing", "sang", "sung", "serenad", "serenade", "vocal"), "sing"),
+    **dict.fromkeys(("renew", "sign", "resign"), "sign"),
+    **dict.fromkeys(("deal", "contract"), "contract"),
+    **dict.fromkeys(("award", "prize", "trophy", "daesang"), "award"),  # not "won": Kim Ji Won
+    **dict.fromkeys(("ep", "album", "minialbum"), "album"),
+    **dict.fromkeys(("comeback", "return"), "comeback"),
+    **dict.fromkeys(("dat", "relationship", "romance", "couple"), "dating"),  # not "date": release dates
+    **dict.fromkeys(("injury", "injur", "hospitaliz", "hospitalis", "hiatus"), "health"),
+    **dict.fromkeys(("apology", "apologiz", "apologis", "apologize", "apologise"), "apology"),
+    **dict.fromkeys(("lawsuit", "sue", "sued", "court", "legal"), "legal"),
+    **dict.fromkeys(("sexual", "sex"), "sex"),
+    **dict.fromkeys(("view", "viewer"), "view"),
+}
+# Chart names are one thing: "Hot 100" must not meet "100 million views".
+_PHRASES = re.compile(r"\b(hot|billboard|global|artist)\s+(100|200)\b")
+# Dates and clock times: stories within the window share them by construction, so they prove nothing.
+_MONTHS = "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec"
+_DATES = re.compile(
+    rf"\b(?:(?:{_MONTHS})[a-z]*\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})[a-z]*\b"
+    r"|\d{1,2}(?::\d\d)?\s*(?:am|pm|a\.m\.|p\.m\.)(?!\w))"
+)
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_TOKEN = re.compile(r"[0-9a-z\uac00-\ud7a3]+(?:[.,][0-9]+)*")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+_POSSESSIVE = re.compile(r"(?<=\w)'s?\b")
+_ELLIPSIS = re.compile(r"\[\s*(?:…|\.\.\.|&#8230;)\s*\]")
+
+
+@dataclass(frozen=True)
+class StoryFeatures:
+    """What clustering needs of a story, computed once (for stored stories, kept in cluster_features)."""
+
+    at: datetime  # published, else first seen (UTC)
+    artists: frozenset[str]  # artist ids
+    title_terms: frozenset[str]  # stemmed event words of the headline
+    terms: frozenset[str]  # stemmed event words of headline and summary
+
+    @property
+    def tagged(self) -> bool:
+        return bool(self.artists)
+
+
+def _stem(word: str) -> str:
+    """A deliberately light English stemmer: plural, -ing, -ed, -ment (character n-grams do the rest)."""
+    if len(word) <= 3 or not word.isascii() or word.isdigit():
+        return word
+    for suffix, keep in (("ments", 5), ("ment", 5), ("ings", 5), ("ing", 5), ("ies", 4), ("ied", 4)):
+        if word.endswith(suffix) and len(word) - len(suffix) >= keep - 2:
+            return word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+    if word.endswith("ed") and len(word) > 4:
+        return word[:-2]
+    if word.endswith("es") and len(word) > 4 and word[-3] in "sxz":
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).casefold()
+    text = _ELLIPSIS.sub(" ", text)
+    text = _POSSESSIVE.sub("", text)
+    text = _THOUSANDS.sub("", _PHRASES.sub(r"\1\2", _DATES.sub(" ", text)))
+    # "rosé" and "rose" are one word; Hangul is kept as it is
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c) or "\uac00" <= c
+    )
+
+
+def words(text: str) -> list[str]:
+    """Lowercased, folded words of `text`, stop words and possessives removed, unstemmed."""
+    return [w for w in _TOKEN.findall(_fold(text)) if w not in _STOP]
+
+
+def artist_words(artists: Iterable[object]) -> frozenset[str]:
+    """The words that name these artists (name, group and id parts), to leave out of the event words."""
+    found: set[str] = set()
+    for artist in artists:
+        for text in (
+            getattr(artist, "name", ""),
+            getattr(artist, "group", None) or "",
+            getattr(artist, "id", ""),
+        ):
+            found.update(_TOKEN.findall(_fold(str(text).replace("-", " "))))
+    return frozenset(found)
+
+
+def event_terms(text: str, exclude: frozenset[str] = frozenset()) -> frozenset[str]:
+    stems = (_stem(w) for w in words(text) if w not in exclude)
+    return frozenset(_SYNONYMS.get(s, s) for s in stems)
+
+
+def story_moment(story: Story) -> datetime:
+    """When the story happened for clustering: published, else first seen, else now."""
+    moment = story.published or story.first_seen or utcnow()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def features_of(story: Story) -> StoryFeatures:
+    exclude = artist_words(story.artists)
+    title_terms = event_terms(story.title, exclude)
+    summary_terms = event_terms(story.summary[:SUMMARY_CHARS], exclude)
+    return StoryFeatures(
+        at=story_moment(story),
+        artists=frozenset(a.id for a in story.artists),
+        title_terms=title_terms,
+        terms=title_terms | summary_terms,
+    )
+
+
+def _ngrams(terms: Iterable[str]) -> set[str]:
+    grams: set[str] = set()
+    for term in terms:
+        padded = f" {term} "
+        if len(padded) <= NGRAM:
+            grams.add(padded)
+        else:
+            grams.update(padded[i : i + NGRAM] for i in range(len(padded) - NGRAM + 1))
+    return grams
+
+
+def _weight(term: str, features: StoryFeatures) -> float:
+    return TITLE_WEIGHT if term in features.title_terms else 1.0
+
+
+def similarity(a: StoryFeatures, b: StoryFeatures) -> float:
+    """How much two stories say the same thing, 0..1 (see the module docstring). Pure and symmetric."""
+    if not a.terms or not b.terms:
+        return 0.0
+    shared = a.terms & b.terms
+    shared_weight = sum(min(_weight(t, a), _weight(t, b)) for t in shared)
+    total_a = sum(_weight(t, a) for t in a.terms)
+    total_b = sum(_weight(t, b) for t in b.terms)
+    word_score = shared_weight / min(total_a, total_b)
+    grams_a, grams_b = _ngrams(a.terms), _ngrams(b.terms)
+    gram_score = 2 * len(grams_a & grams_b) / (len(grams_a) + len(grams_b))
+    return WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
+
+
+def comparable(a: StoryFeatures, b: StoryFeatures) -> bool:
+    """Rules 1 and 2: close enough in time, and sharing an artist (or, untagged, headline words)."""
+    if abs(a.at - b.at) > CLUSTER_WINDOW:
+        return False
+    if a.tagged and b.tagged:
+        return bool(a.artists & b.artists)
+    return len(a.title_terms & b.title_terms) >= MIN_SHARED_TITLE_TERMS
+
+
+def features_same_story(a: StoryFeatures, b: StoryFeatures) -> bool:
+    if not comparable(a, b):
+        return False
+    threshold = SAME_STORY_THRESHOLD if a.tagged and b.tagged else UNTAGGED_THRESHOLD
+    return similarity(a, b) >= threshold
+
+
+def same_story(a: Story, b: Story) -> bool:
+    """Whether two stories report the same event (rules 1-3 of the module docstring)."""
+    return features_same_story(features_of(a), features_of(b))
