@@ -40,6 +40,13 @@ _EXTRA_BLOCKED: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str],
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the IPv4 address is the last 32 bits
 
 
+# Names this process has seen resolve to a non-public address (for an operator source), with that address.
+# A guarded request to such a name is refused up front: the connector may hold a kept-alive connection to the
+# private address, which it would reuse without asking the resolver again.
+_PRIVATE_NAMES: dict[tuple[str, int], str] = {}
+_PRIVATE_NAMES_MAX = 4096
+
+
 class UnsafeAddress(Exception):
     """A URL that a guild-owned feed may not reach; `reason` says which address and why."""
 
@@ -177,6 +184,12 @@ class GuardedResolver(AbstractResolver):
             if len(self._cache) > 1024:
                 self._cache.clear()
             self._cache[key] = (time.monotonic() + self._ttl, results)
+        for result in results:
+            if not is_public_address(result["host"]):
+                if len(_PRIVATE_NAMES) >= _PRIVATE_NAMES_MAX:
+                    _PRIVATE_NAMES.pop(next(iter(_PRIVATE_NAMES)))
+                _PRIVATE_NAMES[(host.lower(), port)] = result["host"]
+                break
         if not _PUBLIC_ONLY.get():
             return list(results)
         allowed = [r for r in results if is_public_address(r["host"])]
@@ -189,6 +202,15 @@ class GuardedResolver(AbstractResolver):
     async def close(self) -> None:
         if self._inner is not None:
             await self._inner.close()
+
+
+def pooled_private_problem(host: str, port: int) -> str | None:
+    """Why a guarded request to host:port must not be sent: the name resolved to a non-public address earlier
+    in this process, so a kept-alive connection to that address may be waiting in the pool."""
+    address = _PRIVATE_NAMES.get((host.lower().rstrip("."), port))
+    if address is None:
+        return None
+    return f"{host} resolved to {address}, {address_kind(address)}, for another source"
 
 
 def peer_problem(peer: Any) -> str | None:

@@ -26,10 +26,18 @@ from pathlib import Path
 from typing import Literal
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from bot import USER_AGENT
-from bot.address_guard import GuardedResolver, UnsafeAddress, check_public_url, peer_problem, public_only
+from bot.address_guard import (
+    GuardedResolver,
+    UnsafeAddress,
+    check_public_url,
+    peer_problem,
+    pooled_private_problem,
+    public_only,
+)
 from bot.config import PollingConfig
 
 log = logging.getLogger(__name__)
@@ -88,14 +96,15 @@ class FetchError(Exception):
         self.gone = gone
 
 
-def make_session(config: PollingConfig) -> aiohttp.ClientSession:
+def make_session(config: PollingConfig, *, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
     """The one session the bot shares: guarded resolver, no cookies, no proxies from the environment,
-    no automatic decompression (we inflate under the size cap). Call it inside the running loop."""
+    no automatic decompression (we inflate under the size cap). Call it inside the running loop.
+    `resolver` is the DNS resolver GuardedResolver wraps (default: aiohttp's)."""
     connector = aiohttp.TCPConnector(
         limit=max(64, config.concurrency * 2),
         limit_per_host=0,  # Fetcher's per-host slots cover the whole request, body included
         use_dns_cache=False,  # the cache would skip GuardedResolver's per-request filter (see address_guard)
-        resolver=GuardedResolver(),
+        resolver=GuardedResolver(resolver),
         enable_cleanup_closed=True,
     )
     timeout = aiohttp.ClientTimeout(
@@ -248,6 +257,9 @@ class Fetcher:
         try:
             if not allow_private:
                 await check_public_url(current)
+                pooled = pooled_private_problem(current.raw_host or "", current.port or 0)
+                if pooled:
+                    raise UnsafeAddress(pooled)
             async with self.session.get(current, headers=headers, allow_redirects=False) as resp:
                 if (
                     not allow_private
