@@ -1,0 +1,353 @@
+"""Text helpers the whole project uses: HTML to clean plain text, summaries, and Discord safety.
+
+- `html_to_text`: HTML (hostile feed or page markup) to plain text, entities decoded, one paragraph per block,
+  boilerplate removed (video placeholders, "SEE ALSO"/"READ MORE" lines, share lines, related-post blocks,
+  photo credits such as "BTS’s V | @thv/Instagram", WordPress "[…]" excerpt tails and "The post … appeared first").
+- `one_line`: the same for short fields (titles, names): one line, single spaces.
+- `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary with "…".
+- `escape_discord`: Discord markdown escaped, mentions (`@everyone`, `@here`, `<@id>`, `<@&id>`, `<#id>`) and
+  masked links defused. `truncate`: clean cutting to a Discord limit, counted as Discord may count (UTF-16).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+# Elements whose text is never article text.
+_DROP_SELECTOR = (
+    "script, style, noscript, template, iframe, object, embed, video, audio, source, track, svg, canvas, form, "
+    "button, input, select, textarea, figcaption, nav, head, title, meta, link"
+)
+# Embedded social posts and WordPress share/related widgets: part of the page, not of the writer's text.
+EMBED_SELECTOR = (
+    "blockquote.twitter-tweet, blockquote.twitter-video, blockquote.bluesky-embed, blockquote.tiktok-embed, "
+    "blockquote.instagram-media, blockquote.text-post-media, blockquote.reddit-embed-bq, blockquote.reddit-card, "
+    "figure.wp-block-embed, div.wp-block-embed"
+)
+_WIDGET_SELECTOR = (
+    ".sharedaddy, .jp-relatedposts, .related-posts, .yarpp-related, .addtoany_share_save_container, "
+    ".share-buttons, .social-share, .wp-block-latest-posts, .crp_related"
+)
+_BLOCK_TAGS = frozenset(
+    "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote figure section article header footer aside main tr table "
+    "pre hr dd dt dl address details summary center".split()
+)
+
+# A whole paragraph that is boilerplate (compared lower-cased, trailing punctuation ignored).
+_BOILERPLATE_EXACT = frozenset(
+    {
+        "see also",
+        "read more",
+        "read also",
+        "also read",
+        "related",
+        "related posts",
+        "related articles",
+        "related stories",
+        "related news",
+        "scroll to top",
+        "back to top",
+        "advertisement",
+        "sponsored",
+        "share",
+        "share this",
+        "share this article",
+        "share this story",
+        "share this post",
+        "like this",
+        "loading",
+        "tweet",
+        "pin it",
+        "email",
+        "print",
+        "continue reading",
+        "click to expand",
+        "view this post on instagram",
+        "watch the video below",
+    }
+)
+_BOILERPLATE_LINE = re.compile(
+    r"""^(?:
+        your\ browser\ does\ not\ support\ (?:the\ )?(?:video|audio|html5\ video)(?:\ tag|\ element)?
+      | the\ post\ .+\ appeared\ first\ on\ .+
+      | (?:click\ to\ )?share\ (?:on|via|to)\ \w+.*
+      | (?:share|tweet|pin\ it|email|print|whatsapp|facebook|twitter|reddit|linkedin|telegram|flipboard|x)
+        (?:\s*[|·•,/]?\s*(?:share|tweet|pin\ it|email|print|whatsapp|facebook|twitter|reddit|linkedin|telegram
+        |flipboard|x|copy\ link))+
+      | continue\ reading\b.*
+      | (?:photo|image|picture|video)s?(?:\ credits?)?\ *(?::|by\b).{0,80}
+      | (?:credits?|sources?)\ *:.{0,80}
+    )$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Link lines: uppercase lead-ins anywhere, title-case ones only with a separator ("Read more: …").
+_LEAD_IN_LINE = re.compile(
+    r"^(?:(?:SEE ALSO|READ MORE|READ ALSO|ALSO READ|RELATED|MORE ON THIS|WATCH)\b"
+    r"|(?:See also|Read more|Read also|Also read|Related(?: posts| articles| stories| news)?|Watch)\s*[:：»›|–—-])"
+)
+# Photo credits: "BTS’s V | @thv/Instagram", "IU | EDAM Entertainment", "@thv/Instagram".
+_CREDIT_LINE = re.compile(
+    r"^(?:[^|｜\n]{1,100}\s[|｜]\s*[@\w][^|｜\n]{0,60}|@[\w.]{1,40}\s*/\s*[\w .]{1,30})$", re.UNICODE
+)
+_INLINE_NOISE = re.compile(
+    r"your browser does not support (?:the )?(?:video|audio|html5 video)(?: tag| element)?\.?", re.IGNORECASE
+)
+# WordPress excerpt tails: "[…]", "[...]", "[&hellip;]" (already decoded), optionally "Read more".
+_EXCERPT_TAIL = re.compile(
+    r"\s*\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]\s*(?:read more|continue reading)?\s*$", re.I
+)
+
+# Characters never worth keeping: controls (except newline/tab), bidi overrides that can disguise text.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+
+
+def clean_text(text: str) -> str:
+    """Unicode-normalised (NFC) text without control characters or bidi overrides, spaces collapsed."""
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text or ""))
+    lines = [
+        _SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    ]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def parse_html(html: str) -> LexborHTMLParser:
+    """The project's one HTML parser (lexbor: fast, HTML5-correct, never raises on bad markup)."""
+    return LexborHTMLParser(html or "")
+
+
+def article_body(tree: LexborHTMLParser) -> LexborNode | None:
+    """The article's own content on a page: Soompi's div.article-wrapper, WordPress's .entry-content, <article>."""
+    for selector in (
+        "div.article-wrapper",
+        "article .entry-content",
+        ".entry-content",
+        ".post-content",
+        ".article-body",
+        "article",
+        "main",
+    ):
+        node = tree.css_first(selector)
+        if node is not None:
+            return node
+    return tree.body
+
+
+def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None = None) -> str:
+    """Plain text of HTML: paragraphs separated by blank lines, boilerplate removed, entities decoded.
+
+    `drop_embeds` leaves out embedded social posts (their text is the fans', not the writer's: see quotes.py).
+    `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree)."""
+    if node is None:
+        if not html or "<" not in html and "&" not in html:
+            return strip_boilerplate(clean_text(html or ""))
+        tree = parse_html(html)
+        node = tree.body or tree.root
+        if node is None:
+            return ""
+    for selector in (_DROP_SELECTOR, _WIDGET_SELECTOR) + ((EMBED_SELECTOR,) if drop_embeds else ()):
+        for bad in node.css(selector):
+            bad.decompose()
+    for paragraph in node.css("p"):  # a paragraph that is one link is a "read next" line, not prose
+        links = paragraph.css("a")
+        if len(links) == 1 and paragraph.text(deep=True).strip() == links[0].text(deep=True).strip():
+            paragraph.decompose()
+    for block in node.css(",".join(sorted(_BLOCK_TAGS))):
+        if block.tag == "br":  # a line break inside a paragraph, not a new paragraph
+            block.insert_before("\n")
+        else:
+            block.insert_before("\n\n")
+            block.insert_after("\n\n")
+    return strip_boilerplate(clean_text(node.text(deep=True)))
+
+
+def strip_boilerplate(text: str) -> str:
+    """Drop boilerplate paragraphs and lines (see the module docstring) from plain text."""
+    kept: list[str] = []
+    for paragraph in text.split("\n\n"):
+        lines = [line for line in paragraph.split("\n") if not is_boilerplate(line)]
+        paragraph = _INLINE_NOISE.sub("", "\n".join(lines)).strip()
+        if paragraph:
+            kept.append(paragraph)
+    result = "\n\n".join(kept)
+    return _EXCERPT_TAIL.sub("", result).strip()
+
+
+def is_boilerplate(line: str) -> bool:
+    """True for one line of page furniture: a video placeholder, share line, link lead-in or photo credit."""
+    line = line.strip()
+    if not line:
+        return True
+    bare = line.lower().rstrip(" .:!…»›→")
+    if bare in _BOILERPLATE_EXACT or bare.rstrip(".") in {"loading"}:
+        return True
+    if len(line) > 300:  # page furniture is short; long lines are prose
+        return False
+    if _BOILERPLATE_LINE.match(line) or _LEAD_IN_LINE.match(line):
+        return True
+    return len(line.split()) <= 16 and not line.endswith((".", "!", "?")) and bool(_CREDIT_LINE.match(line))
+
+
+def one_line(html_or_text: str) -> str:
+    """A short field (title, name) as one line of plain text: tags stripped, entities decoded, spaces single."""
+    text = html_or_text or ""
+    if "<" in text or "&" in text:
+        tree = parse_html(text)
+        node = tree.body or tree.root
+        if node is not None:
+            for bad in node.css(_DROP_SELECTOR):
+                bad.decompose()
+            text = node.text(deep=True)
+    return " ".join(clean_text(text).split())
+
+
+# --- summaries ---------------------------------------------------------------------------------------------
+
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr vs feat ft no vol ep pt fig approx est dept inc ltd co corp "
+    "jan feb mar apr jun jul aug sep sept oct nov dec mt gen col lt sgt".split()
+)
+_SENTENCE_END = re.compile(r"[.!?…]+[”\"’')\]]*(?=\s+)")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of plain text; paragraph breaks always end one. Abbreviations and initials do not."""
+    sentences: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        paragraph = " ".join(paragraph.split())
+        start = 0
+        for match in _SENTENCE_END.finditer(paragraph):
+            end = match.end()
+            rest = paragraph[end:].lstrip()
+            if not rest:
+                continue
+            if match.group().startswith(".") and _is_abbreviation(paragraph[start : match.start()]):
+                continue
+            if rest[0].islower():  # "… omg. and then" is one run; a real sentence starts capitalised
+                continue
+            sentences.append(paragraph[start:end].strip())
+            start = end
+        tail = paragraph[start:].strip()
+        if tail:
+            sentences.append(tail)
+    return sentences
+
+
+def _is_abbreviation(before: str) -> bool:
+    word = re.split(r"[\s(“\"‘']", before)[-1] if before else ""
+    bare = word.rstrip(".").lower()
+    if bare in _ABBREVIATIONS:
+        return True
+    return len(word) == 1 and word.isalpha() and word.isupper()  # an initial: "J. Y. Park", "V." is rare
+
+
+def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str:
+    """The first few sentences of plain text, at most `max_chars`, cut cleanly.
+
+    Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed) is left
+    out when a complete one comes before it; a first sentence longer than the budget is cut at a word with "…"."""
+    sentences = split_sentences(strip_boilerplate(text or ""))
+    if not sentences:
+        return ""
+    chosen: list[str] = []
+    used = 0
+    for sentence in sentences[:max_sentences]:
+        extra = discord_len(sentence) + (1 if chosen else 0)
+        if used + extra > max_chars:
+            break
+        complete = sentence.rstrip("”\"’')]").endswith((".", "!", "?", "…"))
+        if not complete and chosen:
+            break
+        chosen.append(sentence)
+        used += extra
+        if not complete:
+            break
+    if not chosen:
+        return truncate(sentences[0], max_chars)
+    summary = " ".join(chosen)
+    if not summary.rstrip("”\"’')]").endswith((".", "!", "?", "…")):
+        summary = summary.rstrip(" ,;:–—-") + "…"
+        if discord_len(summary) > max_chars:
+            summary = truncate(summary, max_chars)
+    return summary
+
+
+# --- Discord safety -----------------------------------------------------------------------------------------
+
+ZWSP = "\u200b"
+_URL = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
+_MARKDOWN_CHARS = re.compile(r"([\\*_~`|\[\]])")
+_LINE_START_MARKUP = re.compile(r"(?m)^(\s*)([>#+-])")
+_NUMBERED_LIST = re.compile(r"(?m)^(\s*\d+)(\.\s)")
+_MASS_MENTION = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
+_ANGLE_MENTION = re.compile(r"<(?=[@#/:]|a:|t:)", re.IGNORECASE)
+
+
+def escape_discord(text: str) -> str:
+    """Feed text made inert for Discord: markdown escaped (links stay clickable), no working mentions.
+
+    `@everyone`/`@here` get a zero-width space after the @, `<@id>`/`<@&id>`/`<#id>`/`</cmd:id>` one after
+    the <, and `[x](url)` masked links lose their brackets' meaning."""
+    text = _CONTROL.sub("", text or "")
+    parts: list[str] = []
+    last = 0
+    for match in _URL.finditer(text):
+        parts.append(_escape_markdown(text[last : match.start()]))
+        parts.append(match.group())
+        last = match.end()
+    parts.append(_escape_markdown(text[last:]))
+    escaped = "".join(parts)
+    escaped = _LINE_START_MARKUP.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+    escaped = _NUMBERED_LIST.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+    escaped = _MASS_MENTION.sub(lambda m: "@" + ZWSP + m.group(1), escaped)
+    return _ANGLE_MENTION.sub("<" + ZWSP, escaped)
+
+
+def _escape_markdown(text: str) -> str:
+    return _MARKDOWN_CHARS.sub(r"\\\1", text)
+
+
+def discord_len(text: str) -> int:
+    """Length as Discord's limits may count it: UTF-16 code units (an emoji can count 2), never less than
+    the number of code points, so a text within this length is within the limit either way."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+_TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d\ufe0f"
+
+
+def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
+    """`text` cut to at most `limit` (discord_len), at a word boundary where one is near, ending with `ellipsis`.
+
+    Never leaves a dangling escape backslash or half a surrogate pair; text within the limit is unchanged."""
+    text = text or ""
+    if discord_len(text) <= limit:
+        return text
+    if limit <= discord_len(ellipsis):
+        return _prefix(text, max(limit, 0))
+    budget = limit - discord_len(ellipsis)
+    head = _prefix(text, budget)
+    space = max(head.rfind(" "), head.rfind("\n"))
+    if space >= budget * 0.6:  # a word boundary near the end; else a long word/URL/CJK run is cut hard
+        head = head[:space]
+    head = head.rstrip(_TRAILING_JUNK)
+    # An odd run of trailing backslashes would escape the ellipsis: drop the unpaired one.
+    trailing = len(head) - len(head.rstrip("\\"))
+    if trailing % 2:
+        head = head[:-1]
+    return head + ellipsis
+
+
+def _prefix(text: str, budget: int) -> str:
+    """The longest prefix of `text` whose discord_len is at most `budget`."""
+    if len(text) <= budget and discord_len(text) <= budget:
+        return text
+    used = 0
+    for i, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > budget:
+            return text[:i]
+    return text
