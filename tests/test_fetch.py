@@ -17,7 +17,7 @@ from bot.config import PollingConfig
 from bot.fetch import Fetcher, _Inflater, decode_html, make_page_fetcher, make_session, parse_retry_after
 from tests.support.feed_server import FeedServer, wordpress_feed
 
-SHARED_FIXTURE = Path("/work/shared/fixtures/koreaboo-style-v-iu.xml")
+SHARED_FIXTURE = Path(__file__).parent / "fixtures" / "feeds" / "koreaboo-style-v-iu.xml"
 FIXTURE_BYTES = SHARED_FIXTURE.read_bytes()
 MB = 1024 * 1024
 

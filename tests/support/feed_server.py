@@ -10,7 +10,7 @@
         assert feed_server.requests[-1].headers["If-None-Match"]  # every request's headers are kept
 
 Routes (all GET):
-  /files/{name}            a file from tests/fixtures/feeds/ (or /work/shared/fixtures/), with ETag/Last-Modified
+  /files/{name}            a file from tests/fixtures/feeds/ (or pages/, or fixtures/), with ETag/Last-Modified
                            and 304 on If-None-Match / If-Modified-Since
   /dyn/{name}              a body registered with set_feed(name, bytes, ...): 304 handling as above unless
                            validators=False (then no ETag/Last-Modified at all); set_feed again to change it
@@ -55,10 +55,8 @@ from pathlib import Path
 import pytest_asyncio
 from aiohttp import web
 
-FIXTURE_DIRS = (
-    Path(__file__).resolve().parent.parent / "fixtures" / "feeds",
-    Path("/work/shared/fixtures"),
-)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURE_DIRS = (FIXTURES / "feeds", FIXTURES / "pages", FIXTURES)
 
 HTML_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>Koreaboo - K-pop news</title></head>
 <body><header><nav><a href="/">Home</a></nav></header><main><h1>Latest</h1><p>No feed here.</p></main></body></html>
@@ -365,7 +363,9 @@ class FeedServer:
     async def _gzip_bomb(self, request: web.Request) -> web.StreamResponse:
         mb = int(request.query.get("mb", "1024"))
         members = request.query.get("members") == "1"  # one gzip member per MB (also valid gzip)
-        response = web.StreamResponse(headers={"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"}
+        )
         await response.prepare(request)
         zeros = b"\0" * (1024 * 1024)
         if members:
