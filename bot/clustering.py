@@ -32,9 +32,14 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from bot.models import Story
 from bot.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ UNTAGGED_THRESHOLD = 0.37  # stricter when the artist tagger had nothing to say 
 MIN_SHARED_TITLE_TERMS = 2  # untagged stories must share this many headline words to be compared at all
 TITLE_WEIGHT = 2.0  # a word in a headline weighs this much, a word only in the summary 1
 SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts into background
+MAX_TITLE_CHARS = 400  # a hostile feed's 100 kB "headline" costs no more than a real one
 NGRAM = 4  # character n-gram size for the fuzzy half of the score
 WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
 MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
@@ -120,6 +126,14 @@ class StoryFeatures:
     def tagged(self) -> bool:
         return bool(self.artists)
 
+    @cached_property
+    def grams(self) -> frozenset[str]:
+        return frozenset(_ngrams(self.terms))
+
+    @cached_property
+    def total_weight(self) -> float:
+        return len(self.terms) + (TITLE_WEIGHT - 1) * len(self.title_terms)
+
 
 def _stem(word: str) -> str:
     """A deliberately light English stemmer: plural, -ing, -ed, -ment (character n-grams do the rest)."""
@@ -179,7 +193,12 @@ def story_moment(story: Story) -> datetime:
 
 def features_of(story: Story) -> StoryFeatures:
     exclude = artist_words(story.artists)
-    title_terms = event_terms(story.title, exclude)
+    title = (
+        story.title
+        if len(story.title) <= MAX_TITLE_CHARS
+        else story.title[:MAX_TITLE_CHARS].rsplit(" ", 1)[0]
+    )
+    title_terms = event_terms(title, exclude)
     summary_terms = event_terms(story.summary[:SUMMARY_CHARS], exclude)
     return StoryFeatures(
         at=story_moment(story),
@@ -200,21 +219,14 @@ def _ngrams(terms: Iterable[str]) -> set[str]:
     return grams
 
 
-def _weight(term: str, features: StoryFeatures) -> float:
-    return TITLE_WEIGHT if term in features.title_terms else 1.0
-
-
 def similarity(a: StoryFeatures, b: StoryFeatures) -> float:
     """How much two stories say the same thing, 0..1 (see the module docstring). Pure and symmetric."""
     if not a.terms or not b.terms:
         return 0.0
-    shared = a.terms & b.terms
-    shared_weight = sum(min(_weight(t, a), _weight(t, b)) for t in shared)
-    total_a = sum(_weight(t, a) for t in a.terms)
-    total_b = sum(_weight(t, b) for t in b.terms)
-    word_score = shared_weight / min(total_a, total_b)
-    grams_a, grams_b = _ngrams(a.terms), _ngrams(b.terms)
-    gram_score = 2 * len(grams_a & grams_b) / (len(grams_a) + len(grams_b))
+    # a shared word weighs TITLE_WEIGHT when it is in both headlines, else 1
+    shared = len(a.terms & b.terms) + (TITLE_WEIGHT - 1) * len(a.title_terms & b.title_terms)
+    word_score = shared / min(a.total_weight, b.total_weight)
+    gram_score = 2 * len(a.grams & b.grams) / (len(a.grams) + len(b.grams))
     return WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
 
 
@@ -227,13 +239,193 @@ def comparable(a: StoryFeatures, b: StoryFeatures) -> bool:
     return len(a.title_terms & b.title_terms) >= MIN_SHARED_TITLE_TERMS
 
 
-def features_same_story(a: StoryFeatures, b: StoryFeatures) -> bool:
+def match_score(a: StoryFeatures, b: StoryFeatures) -> float | None:
+    """The similarity of two stories when they are the same story, else None."""
     if not comparable(a, b):
-        return False
+        return None
+    score = similarity(a, b)
     threshold = SAME_STORY_THRESHOLD if a.tagged and b.tagged else UNTAGGED_THRESHOLD
-    return similarity(a, b) >= threshold
+    return score if score >= threshold else None
+
+
+def features_same_story(a: StoryFeatures, b: StoryFeatures) -> bool:
+    return match_score(a, b) is not None
 
 
 def same_story(a: Story, b: Story) -> bool:
     """Whether two stories report the same event (rules 1-3 of the module docstring)."""
     return features_same_story(features_of(a), features_of(b))
+
+
+# --- the store: candidates by index, one cluster per story ------------------------------------------------------
+
+
+@dataclass
+class _Stored:
+    story_id: int
+    cluster_id: int
+    cluster_at: int
+    features: StoryFeatures
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def index_keys(features: StoryFeatures) -> list[str]:
+    """The cluster_keys of a story: its artists, and its most specific (longest) headline words."""
+    titles = sorted(features.title_terms, key=lambda t: (-len(t), t))[:MAX_TITLE_KEYS]
+    return [f"a:{a}" for a in sorted(features.artists)] + [f"t:{t}" for t in titles]
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
+    """Stored stories that share an artist, or enough headline words, with `features`, within the window."""
+    keys = index_keys(features)
+    if not keys:
+        return []
+    at = _epoch(features.at)
+    window = int(CLUSTER_WINDOW.total_seconds())
+    marks = ",".join("?" * len(keys))
+    async with store.db.execute(
+        "SELECT story_id FROM cluster_keys"
+        f" WHERE key IN ({marks}) AND at BETWEEN ? AND ?"
+        " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?",
+        (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS),
+    ) as cursor:
+        ids = [row[0] for row in await cursor.fetchall()]
+    found: list[_Stored] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        async with store.db.execute(
+            "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms"
+            f" FROM cluster_features WHERE story_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ) as cursor:
+            for (
+                story_id,
+                cluster_id,
+                when,
+                cluster_at,
+                artists,
+                title_terms,
+                body_terms,
+            ) in await cursor.fetchall():
+                title = _split(title_terms)
+                found.append(
+                    _Stored(
+                        story_id,
+                        cluster_id,
+                        cluster_at,
+                        StoryFeatures(
+                            at=datetime.fromtimestamp(when, UTC),
+                            artists=_split(artists),
+                            title_terms=title,
+                            terms=title | _split(body_terms),
+                        ),
+                    )
+                )
+    return found
+
+
+def best_match(features: StoryFeatures, candidates: Iterable[_Stored]) -> _Stored | None:
+    """The stored story most like `features` among those it is the same story as (ties: the oldest cluster)."""
+    window = CLUSTER_WINDOW.total_seconds()
+    best: tuple[float, int] | None = None
+    chosen: _Stored | None = None
+    at = features.at.timestamp()
+    for candidate in candidates:
+        if abs(candidate.cluster_at - at) > window:  # the cluster began too long before (or after) this story
+            continue
+        score = match_score(features, candidate.features)
+        if score is None:
+            continue
+        rank = (score, -candidate.cluster_id)
+        if best is None or rank > best:
+            best, chosen = rank, candidate
+    return chosen
+
+
+async def assign_clusters(
+    store: Store, stories: list[Story], *, now: datetime | None = None
+) -> dict[int, int]:
+    """Give each stored story (story.id set) its cluster: the cluster of the most similar stored story that is
+    the same story, else its own (cluster id = its id). Stories already clustered keep their cluster. Writes
+    stories.cluster_id, cluster_features and cluster_keys, sets story.cluster_id, and returns {story id: cluster
+    id}. Stories of one batch can join each other; they are taken in id order, so the first one names the
+    cluster. `now` stands in for a story with neither a publication date nor a first-seen time."""
+    todo = sorted((s for s in stories if s.id is not None), key=lambda s: s.id or 0)
+    if len(todo) != len(stories):
+        log.warning(
+            "assign_clusters: %d stories without an id were skipped (store them first)",
+            len(stories) - len(todo),
+        )
+    if not todo:
+        return {}
+    moment = now or utcnow()
+    result: dict[int, int] = {}
+    ids = [s.id for s in todo]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        async with store.db.execute(
+            f"SELECT story_id, cluster_id FROM cluster_features WHERE story_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ) as cursor:
+            result.update({row[0]: row[1] for row in await cursor.fetchall()})
+    try:
+        for story in todo:
+            assert story.id is not None
+            if story.id in result:
+                story.cluster_id = result[story.id]
+                continue
+            if story.published is None and story.first_seen is None:
+                story.first_seen = moment
+            features = features_of(story)
+            match = best_match(features, await _candidates(store, features))
+            at = _epoch(features.at)
+            cluster_id, cluster_at = (match.cluster_id, match.cluster_at) if match else (story.id, at)
+            await store.db.execute(
+                "INSERT INTO cluster_features(story_id, cluster_id, at, cluster_at, artists, title_terms,"
+                " body_terms) VALUES (?,?,?,?,?,?,?)",
+                (
+                    story.id,
+                    cluster_id,
+                    at,
+                    cluster_at,
+                    " ".join(sorted(features.artists)),
+                    " ".join(sorted(features.title_terms)),
+                    " ".join(sorted(features.terms - features.title_terms)),
+                ),
+            )
+            await store.db.executemany(
+                "INSERT OR IGNORE INTO cluster_keys(key, at, story_id) VALUES (?,?,?)",
+                [(key, at, story.id) for key in index_keys(features)],
+            )
+            await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (cluster_id, story.id))
+            story.cluster_id = cluster_id
+            result[story.id] = cluster_id
+        await store.db.commit()
+    except BaseException:
+        await store.db.rollback()
+        raise
+    return result
+
+
+async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime | None = None) -> int:
+    """Cluster every stored story that has no cluster yet (stored before clustering existed), oldest first."""
+    done = 0
+    last = 0
+    while True:
+        async with store.db.execute(
+            "SELECT id FROM stories WHERE id > ? AND cluster_id IS NULL ORDER BY id LIMIT ?", (last, batch)
+        ) as cursor:
+            ids = [row[0] for row in await cursor.fetchall()]
+        if not ids:
+            return done
+        stories = await store.get_stories(ids)
+        await assign_clusters(store, stories, now=now)
+        done += len(stories)
+        last = ids[-1]
