@@ -1,0 +1,365 @@
+"""The poll stage end to end: real HTTP over loopback, real parse/enrich, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, PollingConfig, SourceConfig, StorageConfig
+from bot.fetch import Fetcher, make_session
+from bot.models import Story
+from bot.poller import MAX_BACKOFF_SECONDS, Poller, SourceReport
+from bot.store import Store
+from tests.support.feed_server import FeedServer, rss, wordpress_feed
+
+KOREABOO = "/files/koreaboo-style-v-iu.xml"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Clock:
+    """The poller's notion of now, moved by hand (backoff and Retry-After span hours)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+async def server():
+    async with FeedServer() as running:
+        yield running
+
+
+@pytest.fixture
+async def store(tmp_path):
+    opened = await Store.open(tmp_path / "k.db")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+class Harness:
+    def __init__(self, store: Store, server: FeedServer, clock: Clock, tmp_path: Path) -> None:
+        self.store, self.server, self.clock, self.tmp_path = store, server, clock, tmp_path
+        self.delivered: list[list[Story]] = []
+        self.polling = PollingConfig(interval_seconds=300.0, timeout_seconds=5.0, max_failures=3)
+        self.session = None
+
+    async def poller(self, sources: list[tuple[str, str]], **polling: object) -> Poller:
+        config = Config(
+            storage=StorageConfig(database=str(self.tmp_path / "k.db")),
+            polling=replace(self.polling, **polling),
+            sources=tuple(SourceConfig(name, url) for name, url in sources),
+        )
+        await self.store.sync_config_sources(config.sources)
+        if self.session is None:
+            self.session = make_session(config.polling)
+
+        async def record(stories: list[Story]) -> None:
+            self.delivered.append(stories)
+
+        return Poller(
+            config,
+            self.store,
+            Fetcher(self.session, config.polling),
+            None,
+            on_new_stories=record,
+            clock=self.clock,
+            rng=random.Random(7),
+        )
+
+    async def source(self, name: str):
+        return next(s for s in await self.store.list_sources() if s.name == name)
+
+    def rows(self, sql: str, *args: object) -> list[tuple]:
+        con = sqlite3.connect(self.tmp_path / "k.db")
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+
+@pytest.fixture
+async def h(store, server, clock, tmp_path):
+    harness = Harness(store, server, clock, tmp_path)
+    yield harness
+    if harness.session is not None:
+        await harness.session.close()
+
+
+def by_name(reports: list[SourceReport]) -> dict[str, SourceReport]:
+    return {r.source.name: r for r in reports}
+
+
+async def test_first_poll_stores_every_story_as_backfill_then_304(h):
+    feed = h.server.set_feed("news", wordpress_feed(20, prefix="n"))
+    poller = await h.poller([("Koreaboo", h.server.url(KOREABOO)), ("News", feed)])
+    first = await poller.poll_all()
+    reports = by_name(first.sources)
+    assert reports["Koreaboo"].line() == "Koreaboo: fetched, 1 story, 1 new"
+    assert reports["News"].line() == "News: fetched, 20 stories, 20 new"
+    assert first.total_line() == "total: 2 sources, 2 fetched; 21 stories, 21 new"
+    rows = h.rows("SELECT title, source_name, backfill FROM stories ORDER BY id")
+    assert len(rows) == 21 and all(backfill == 1 for _, _, backfill in rows)
+    koreaboo = [r for r in rows if r[1] == "Koreaboo"]
+    assert koreaboo[0][0].startswith("BTS’s V Is Going Viral")  # entities decoded by the real stages
+    assert (
+        sum(len(batch) for batch in h.delivered) == 21
+    )  # the hook sees every new story (delivery skips backfill)
+    source = await h.source("News")
+    assert source.last_status == "ok" and source.etag and source.last_modified and source.body_hash
+    assert source.last_success_at == h.clock.now and source.consecutive_failures == 0
+    assert timedelta(seconds=270) <= source.next_poll_at - h.clock.now <= timedelta(seconds=330)
+
+    h.clock.advance(minutes=5)
+    second = await poller.poll_all()
+    assert [r.line() for r in second.sources] == ["Koreaboo: not modified", "News: not modified"]
+    assert h.server.requests[-1].headers.get("If-None-Match") or h.server.requests[-1].headers.get(
+        "If-Modified-Since"
+    )
+    assert h.rows("SELECT count(*) FROM stories")[0][0] == 21
+    assert (await h.source("News")).last_status == "not_modified"
+
+
+async def test_new_items_after_the_first_poll_are_not_backfill_and_only_they_are_enriched(h):
+    items = [
+        {"title": f"Story {i}", "link": f"https://news.example.com/{i}/", "guid": f"g{i}"} for i in range(3)
+    ]
+    url = h.server.set_feed("news", rss(items))
+    poller = await h.poller([("News", url)])
+    await poller.poll_all()
+    h.delivered.clear()
+    items.insert(
+        0, {"title": "Breaking: IU &amp; V", "link": "https://news.example.com/new/", "guid": "g-new"}
+    )
+    h.server.set_feed("news", rss(items))
+    h.clock.advance(minutes=5)
+    report = (await poller.poll_all()).sources[0]
+    assert report.line() == "News: fetched, 4 stories, 1 new"
+    assert [[s.title for s in batch] for batch in h.delivered] == [["Breaking: IU & V"]]
+    assert h.rows("SELECT title, backfill FROM stories WHERE story_key = 'g-new'") == [
+        ("Breaking: IU & V", 0)
+    ]
+    assert h.rows("SELECT count(*) FROM stories WHERE backfill = 1")[0][0] == 3
+
+
+async def test_an_unchanged_body_without_validators_is_not_parsed_again(h):
+    url = h.server.set_feed("plain", wordpress_feed(5, prefix="p"), validators=False)
+    poller = await h.poller([("Plain", url)])
+    assert (await poller.poll_all()).sources[0].outcome == "fetched"
+    h.clock.advance(minutes=5)
+    again = (await poller.poll_all()).sources[0]
+    assert again.line() == "Plain: unchanged since the last poll" and again.stories_seen == 0
+    assert "If-None-Match" not in h.server.requests[-1].headers
+    assert h.server.hits["/dyn/plain"] == 2
+
+
+async def test_410_gone_disables_the_source_with_what_to_do(h):
+    poller = await h.poller([("Gone", h.server.url("/status/410")), ("Koreaboo", h.server.url(KOREABOO))])
+    report = by_name((await poller.poll_all()).sources)
+    assert report["Gone"].failed and "410 Gone" in report["Gone"].error
+    assert report["Koreaboo"].outcome == "fetched"
+    gone = await h.source("Gone")
+    assert not gone.enabled and "410 Gone" in gone.disabled_reason
+    assert "add the feed again at its new address" in gone.disabled_reason
+    h.clock.advance(days=1)
+    again = await poller.poll_all()
+    assert [r.source.name for r in again.sources] == ["Koreaboo"]  # a disabled source is not polled
+    assert h.server.hits["/status/410"] == 1
+
+
+async def test_repeated_failures_back_off_then_disable_with_the_last_error(h):
+    poller = await h.poller([("Broken", h.server.url("/status/500"))], max_failures=3)
+    delays = []
+    for attempt in range(1, 4):
+        report = (await poller.poll_all()).sources[0]
+        assert report.failed and "500 Internal Server Error" in report.error
+        source = await h.source("Broken")
+        assert source.consecutive_failures == attempt and source.last_status == "error"
+        delays.append((source.next_poll_at - h.clock.now).total_seconds())
+        skipped = (await poller.poll_all()).sources
+        if source.enabled:  # backing off: not polled before its time
+            assert skipped[0].outcome == "skipped" and "backing off until" in skipped[0].error
+        h.clock.now = source.next_poll_at + timedelta(seconds=1)
+    assert h.server.hits["/status/500"] == 3
+    assert delays[0] < delays[1] < delays[2]
+    assert 240 <= delays[0] <= 360 and 480 <= delays[1] <= 720  # 5 min, then 10 min, ±20 %
+    source = await h.source("Broken")
+    assert not source.enabled
+    assert "after 3 failed polls in a row" in source.disabled_reason
+    assert "500 Internal Server Error" in source.disabled_reason and "fix or remove" in source.disabled_reason
+
+
+def test_backoff_is_capped_at_six_hours():
+    poller = Poller(Config(), None, None, None, rng=random.Random(1))  # type: ignore[arg-type]
+    assert all(poller.backoff_seconds(n) <= MAX_BACKOFF_SECONDS * 1.2 for n in range(1, 100))
+    assert poller.backoff_seconds(50) >= MAX_BACKOFF_SECONDS * 0.8
+
+
+async def test_retry_after_is_respected(h):
+    poller = await h.poller([("Busy", h.server.url("/status/429?retry_after=3600"))])
+    report = (await poller.poll_all()).sources[0]
+    assert report.failed and "429 Too Many Requests" in report.error and "3600 s" in report.error
+    source = await h.source("Busy")
+    assert source.next_poll_at - h.clock.now >= timedelta(seconds=3600)  # longer than the 5 min backoff
+    h.clock.advance(minutes=30)
+    assert (await poller.poll_all()).sources[0].outcome == "skipped"
+    assert h.server.hits["/status/429"] == 1
+    h.clock.advance(minutes=31)
+    assert (await poller.poll_all()).sources[0].outcome == "failed"
+    assert h.server.hits["/status/429"] == 2
+
+
+async def test_a_bad_source_never_stops_the_others(h):
+    async def broken_hook(stories: list[Story]) -> None:
+        raise RuntimeError("delivery is down")
+
+    good = h.server.set_feed("good", wordpress_feed(3, prefix="g"))
+    poller = await h.poller(
+        [
+            ("HTML", h.server.url("/html")),
+            ("Bomb", h.server.url("/gzip-bomb?mb=512")),
+            ("Reset", h.server.url("/reset")),
+            ("Missing", h.server.url("/status/404")),
+            ("Loop", h.server.url("/loop/a")),
+            ("Encoding", h.server.url("/wrong-encoding")),
+            ("Good", good),
+            ("Nothing", str(h.tmp_path / "no-such-feed.xml")),
+        ],
+        max_feed_bytes=1 << 20,
+    )
+    poller.on_new_stories = broken_hook
+    reports = by_name((await poller.poll_all()).sources)
+    assert reports["Good"].line() == "Good: fetched, 3 stories, 3 new"  # a failing hook does not fail it
+    assert reports["Encoding"].outcome == "fetched"
+    assert h.rows("SELECT title FROM stories WHERE story_key = 'iu-1'") == [
+        ("IU’s “Love wins all” — 아이유",)
+    ]
+    for name, words in [
+        ("HTML", "HTML"),
+        ("Bomb", "larger than the 1 MB limit"),
+        ("Reset", "closed the connection"),
+        ("Missing", "404 Not Found"),
+        ("Loop", "redirects in a loop"),
+        ("Nothing", "not found"),
+    ]:
+        assert reports[name].failed and words in reports[name].error, (name, reports[name].error)
+    html = await h.source("HTML")
+    assert html.etag is None and html.body_hash is None  # a feed that did not parse is parsed again next time
+
+
+async def test_a_story_carried_by_two_feeds_is_stored_once_and_linked_to_both(h):
+    shared = {"title": "V and IU", "link": "https://www.koreaboo.com/news/v-iu/?utm_source=rss"}
+    a = h.server.set_feed("a", rss([shared, {"title": "Only A", "link": "https://a.example/1/"}]))
+    b_item = dict(shared, link="https://www.koreaboo.com/news/v-iu/?utm_medium=feed#comments")
+    b = h.server.set_feed("b", rss([b_item, {"title": "Only B", "link": "https://b.example/1/"}]))
+    poller = await h.poller([("A", a), ("B", b)])
+    await poller.poll_all()
+    assert h.rows("SELECT count(*) FROM stories WHERE title = 'V and IU'")[0][0] == 1
+    assert (
+        h.rows(
+            "SELECT count(*) FROM source_stories JOIN stories ON stories.id = story_id WHERE title = 'V and IU'"
+        )[0][0]
+        == 2
+    )
+    assert h.rows("SELECT count(*) FROM stories")[0][0] == 3
+    assert sum(len(batch) for batch in h.delivered) == 3  # the shared story is new once
+
+
+async def test_guild_feeds_may_not_reach_private_addresses(h):
+    poller = await h.poller([("Operator", h.server.url(KOREABOO))])
+    added = await h.store.add_source(h.server.url("/dyn/guild"), "Guild feed", owner_guild_id=42)
+    h.server.set_feed("guild", wordpress_feed(2, prefix="guild"))
+    reports = by_name((await poller.poll_all()).sources)
+    assert reports["Operator"].outcome == "fetched"
+    assert reports["Guild feed"].failed and "127.0.0.1 is a loopback address" in reports["Guild feed"].error
+    assert h.server.hits["/dyn/guild"] == 0
+    assert (await h.store.get_source(added.id)).last_error == reports["Guild feed"].error
+
+
+async def test_run_forever_polls_on_schedule_and_stops_cleanly(h):
+    good = h.server.set_feed("good", wordpress_feed(2, prefix="rf"))
+    config = replace(h.polling, interval_seconds=1.0)
+    h.polling = config
+    poller = await h.poller([("Good", good), ("Down", h.server.url("/status/503"))], max_failures=50)
+    poller.clock = lambda: datetime.now(UTC)  # a real schedule needs real time
+    task = asyncio.create_task(poller.run_forever())
+    try:
+        async with asyncio.timeout(20):
+            while h.server.hits["/dyn/good"] < 3 or h.server.hits["/status/503"] < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert (await h.source("Good")).last_status in ("ok", "not_modified")
+    down = await h.source("Down")
+    assert down.consecutive_failures >= 2 and down.enabled
+    assert h.rows("SELECT count(*) FROM stories")[0][0] == 2
+
+
+async def test_poll_once_command_prints_a_line_per_source_and_sets_the_exit_status(tmp_path, server):
+    good = server.set_feed("good", wordpress_feed(4, prefix="cli"))
+
+    def write_config(*sources: tuple[str, str]) -> Path:
+        lines = [f'[storage]\ndatabase = "{tmp_path / "cli.db"}"\n']
+        for name, url in sources:
+            lines.append(f'[[sources]]\nname = "{name}"\nurl = "{url}"\n')
+        path = tmp_path / "config.toml"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path
+
+    async def run(config: Path, *extra: str) -> tuple[int, str, str]:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "poll", "--once", "--config", str(config), *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        return proc.returncode, out.decode(), err.decode()
+
+    config = write_config(("Koreaboo", server.url(KOREABOO)), ("Good", good))
+    code, out, err = await run(config)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "Koreaboo: fetched, 1 story, 1 new",
+        "Good: fetched, 4 stories, 4 new",
+        "total: 2 sources, 2 fetched; 5 stories, 5 new",
+    ]
+    assert err == ""  # a pipe, not a terminal: no progress
+    code, out, err = await run(config)
+    assert code == 0 and out.splitlines()[:2] == ["Koreaboo: not modified", "Good: not modified"]
+
+    config = write_config(
+        ("Koreaboo", server.url(KOREABOO)), ("Good", good), ("Dead", server.url("/status/404"))
+    )
+    code, out, err = await run(config)
+    assert code == 1
+    assert "Dead: failed: " in out and "404 Not Found" in out and "Good: not modified" in out
+    assert out.splitlines()[-1] == "total: 3 sources, 2 not modified, 1 failed; 0 stories, 0 new"
+    assert len(err.splitlines()) == 1 and err.startswith("kpopnews: Dead: ") and "Traceback" not in err
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[polling]\ninterval_seconds = 0\n", encoding="utf-8")
+    code, out, err = await run(bad)
+    assert code == 2 and "polling.interval_seconds" in err and len(err.splitlines()) == 1
+    assert out == ""
