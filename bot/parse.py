@@ -46,6 +46,9 @@ _ALTERNATE_FEED = re.compile(
 )
 _HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 _IMAGE_EXT = re.compile(r"\.(?:jpe?g|png|gif|webp|avif)(?:$|[?#])", re.IGNORECASE)
+_MEDIA_NS_PREFIX = re.compile(
+    rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["'](?:https?://search\.yahoo\.com/mrss/?|https?://www\.rssboard\.org/media-rss/?)["']"""
+)
 _UTF8_NAMES = {"utf-8", "utf8", "unicode-1-1-utf-8"}
 
 
@@ -84,6 +87,7 @@ def parse_feed(data: bytes, *, url: str = "", content_type: str | None = None) -
     data, note = _normalise_encoding(data, content_type)
     if note:
         notes.append(note)
+    data = _drop_media_text(data)
 
     # A stream, never bytes/str: feedparser opens a str or bytes that names a file or URL.
     parsed = feedparser.parse(io.BytesIO(data), sanitize_html=True, resolve_relative_uris=True)
@@ -247,6 +251,20 @@ def _defuse_entities(data: bytes) -> tuple[bytes, str | None]:
         data = data[: match.start()] + data[end:]
     data = _ENTITY_DECL.sub(b"", data)
     return data, "its DOCTYPE and entity declarations were ignored"
+
+
+def _drop_media_text(data: bytes) -> bytes:
+    """Remove media:title / media:description: feedparser files them as the item's own title and description
+    (SCMP's image caption became the story's content). Any prefix bound to a Media RSS URI counts, and "media"
+    always does (feedparser reads that prefix as Media RSS whatever URI it is bound to)."""
+    prefixes = {b"media"} | {m.group(1) for m in _MEDIA_NS_PREFIX.finditer(data, 0, 65536)}
+    if not any(p + b":title" in data or p + b":description" in data for p in prefixes):
+        return data
+    alternatives = b"|".join(re.escape(p) for p in sorted(prefixes))
+    pattern = re.compile(
+        rb"<(" + alternatives + rb"):(title|description)\b[^>]*?(?:/>|>.*?</\1:\2\s*>)", re.DOTALL
+    )
+    return pattern.sub(b"", data)
 
 
 def _doctype_end(data: bytes, start: int) -> int:

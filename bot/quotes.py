@@ -98,16 +98,27 @@ def extract_fan_quotes(
     """The best `limit` fan quotes embedded in `html`, best first, each with its score (module docstring).
 
     `page=True` for a whole article page: only its article body is searched (sidebars have embeds too)."""
+    return rank_quotes(posts_in_html(html, page=page), artist_names=artist_names, limit=limit)
+
+
+def posts_in_html(html: str, *, page: bool = False) -> list[Quote]:
+    """Every embedded post with text in `html` (a fragment, or a whole page with `page=True`), unranked."""
     if not html or "blockquote" not in html.lower():
         return []
     tree = parse_html(html)
     root = article_body(tree) if page else tree.body
-    if root is None:
-        return []
+    return find_embedded_posts(root) if root is not None else []
+
+
+def rank_quotes(
+    posts: Iterable[Quote], *, artist_names: Iterable[str] = (), limit: int = MAX_QUOTES
+) -> list[Quote]:
+    """Posts filtered (substance), scored, deduplicated and cut to the best `limit`, best first.
+    Ties keep the order the posts were given in (the article's)."""
     mentions = _mention_matcher(artist_names)
     scored = [
         replace(quote, score=score_quote(quote.text, mentions))
-        for quote in find_embedded_posts(root)
+        for quote in posts
         if substance_words(quote.text) >= MIN_SUBSTANCE_WORDS
     ]
     order = {id(q): i for i, q in enumerate(scored)}

@@ -286,24 +286,26 @@ _MASS_MENTION = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
 _ANGLE_MENTION = re.compile(r"<(?=[@#/:]|a:|t:)", re.IGNORECASE)
 
 
-def escape_discord(text: str) -> str:
+def escape_discord(text: str, *, markdown: bool = True) -> str:
     """Feed text made inert for Discord: markdown escaped (links stay clickable), no working mentions.
 
     `@everyone`/`@here` get a zero-width space after the @, `<@id>`/`<@&id>`/`<#id>`/`</cmd:id>` one after
-    the <, and `[x](url)` masked links lose their brackets' meaning."""
+    the <, and `[x](url)` masked links lose their brackets' meaning. `markdown=False` (for the places Discord
+    shows verbatim: author name, footer) only defuses mentions, so no backslashes show."""
     text = _CONTROL.sub("", text or "")
-    parts: list[str] = []
-    last = 0
-    for match in _URL.finditer(text):
-        parts.append(_escape_markdown(text[last : match.start()]))
-        parts.append(match.group())
-        last = match.end()
-    parts.append(_escape_markdown(text[last:]))
-    escaped = "".join(parts)
-    escaped = _LINE_START_MARKUP.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
-    escaped = _NUMBERED_LIST.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
-    escaped = _MASS_MENTION.sub(lambda m: "@" + ZWSP + m.group(1), escaped)
-    return _ANGLE_MENTION.sub("<" + ZWSP, escaped)
+    if markdown:
+        parts: list[str] = []
+        last = 0
+        for match in _URL.finditer(text):
+            parts.append(_escape_markdown(text[last : match.start()]))
+            parts.append(match.group())
+            last = match.end()
+        parts.append(_escape_markdown(text[last:]))
+        text = "".join(parts)
+        text = _LINE_START_MARKUP.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+        text = _NUMBERED_LIST.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+    text = _MASS_MENTION.sub(lambda m: "@" + ZWSP + m.group(1), text)
+    return _ANGLE_MENTION.sub("<" + ZWSP, text)
 
 
 def _escape_markdown(text: str) -> str:

@@ -1,0 +1,204 @@
+"""Story -> the Discord embed exactly as it is sent (Discord's JSON field names), within every Discord limit.
+
+Headline as title (linked), summary as description, lead image, the outlet as author, the fan quotes as fields
+under "What fans are saying", "Also on: …" when other outlets carry the story, the artists in the footer and the
+publication time as timestamp, one colour per outlet. Feed text is escaped (escape_discord) where Discord renders
+markdown (title, description, field names and values); where it does not (author name, footer) only mentions are
+defused, so no stray backslashes show. Limits (../shared/docs/discord-wire.md) are met by cutting text cleanly
+(truncate), never by failing: title 256, description 4096, 25 fields, field name 256, value 1024, footer 2048,
+author name 256, everything together 6000.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from bot.images import absolute_http_url
+from bot.models import Quote, Story
+from bot.text import discord_len, escape_discord, one_line, truncate
+
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FIELDS_LIMIT = 25
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+FOOTER_LIMIT = 2048
+AUTHOR_NAME_LIMIT = 256
+TOTAL_LIMIT = 6000
+URL_LIMIT = 2048  # longer URLs are refused by Discord as "not well formed"
+
+QUOTES_HEADING = "What fans are saying"
+BLANK_NAME = "\u200b"  # Discord requires a field name; a zero-width space shows none
+MAX_FOOTER_ARTISTS = 8
+PLATFORM_NAMES = {
+    "twitter": "Twitter",
+    "x": "X",
+    "bluesky": "Bluesky",
+    "tiktok": "TikTok",
+    "instagram": "Instagram",
+    "threads": "Threads",
+    "reddit": "Reddit",
+}
+
+
+def build_story_embed(
+    story: Story, *, color: int | None = None, also_on: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The embed for one story (see the module docstring). Never raises on hostile or absurd text."""
+    embed: dict[str, Any] = {"type": "rich"}
+    embed["title"] = truncate(escape_discord(one_line(story.title)), TITLE_LIMIT) or "Untitled story"
+    url = _safe_url(story.url)
+    if url:
+        embed["url"] = url
+    description = escape_discord(story.summary or "")
+    others = [
+        one_line(name) for name in also_on if one_line(name) and one_line(name) != one_line(story.source)
+    ]
+    if others:
+        also = "*Also on: " + escape_discord(", ".join(dict.fromkeys(others))) + "*"
+        description = f"{description}\n\n{also}" if description else also
+    if description:
+        embed["description"] = truncate(description, DESCRIPTION_LIMIT)
+    embed["color"] = color if color is not None and 0 <= color <= 0xFFFFFF else source_color(story.source)
+    source = _plain(story.source)
+    if source:
+        author: dict[str, Any] = {"name": truncate(source, AUTHOR_NAME_LIMIT)}
+        home = _site_home(url)
+        if home:
+            author["url"] = home
+        embed["author"] = author
+    image = _safe_url(story.image)
+    if image:
+        embed["image"] = {"url": image}
+    fields = [quote_field(quote, first=i == 0) for i, quote in enumerate(story.quotes[:FIELDS_LIMIT])]
+    if fields:
+        embed["fields"] = fields
+    footer = _artists_line(story)
+    if footer:
+        embed["footer"] = {"text": truncate(footer, FOOTER_LIMIT)}
+    if story.published is not None:
+        embed["timestamp"] = story.published.isoformat()
+    return _fit_total(embed)
+
+
+def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
+    """One fan quote as an embed field: “text” then — [Name (@handle)](link) on Platform."""
+    who = _plain(quote.author) or _plain(quote.handle)
+    handle = _plain(quote.handle)
+    if handle and handle.lower() != who.lower():
+        who = f"{who} (@{handle})"
+    elif handle:
+        who = f"@{handle}"
+    who = escape_discord(truncate(who, 120)) or "a fan"
+    link = _safe_url(quote.url)
+    credit = f"[{who}]({_link_target(link)})" if link else who
+    platform = PLATFORM_NAMES.get(quote.platform, _plain(quote.platform).title())
+    signature = f"\n— {credit}" + (f" on {platform}" if platform else "")
+    room = FIELD_VALUE_LIMIT - discord_len(signature) - 2  # the two quotation marks
+    text = truncate(escape_discord(quote.text), max(room, 20))
+    value = truncate(f"“{text}”{signature}", FIELD_VALUE_LIMIT)
+    return {"name": QUOTES_HEADING if first else BLANK_NAME, "value": value or "…", "inline": False}
+
+
+def message_payload(embed: dict[str, Any]) -> dict[str, Any]:
+    """The whole message body to POST: the embed, and no mention of anyone, whatever the text says."""
+    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def embed_length(embed: dict[str, Any]) -> int:
+    """What counts towards Discord's 6000 total: title, description, field names and values, footer, author."""
+    total = discord_len(embed.get("title", "")) + discord_len(embed.get("description", ""))
+    total += sum(
+        discord_len(f.get("name", "")) + discord_len(f.get("value", "")) for f in embed.get("fields", [])
+    )
+    total += discord_len(embed.get("footer", {}).get("text", ""))
+    total += discord_len(embed.get("author", {}).get("name", ""))
+    return total
+
+
+def source_color(name: str) -> int:
+    """A stable, readable colour for an outlet: the hue comes from a hash of its name."""
+    hue = (zlib.crc32(one_line(name).lower().encode("utf-8")) % 360) / 360
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.65, 0.9)
+    return (round(r * 255) << 16) | (round(g * 255) << 8) | round(b * 255)
+
+
+def _fit_total(embed: dict[str, Any]) -> dict[str, Any]:
+    """Cut until the whole embed is within TOTAL_LIMIT: description first, then the last quotes, then the
+    footer, then the title. Each piece keeps a readable minimum while a later one can still give."""
+    over = embed_length(embed) - TOTAL_LIMIT
+    if over <= 0:
+        return embed
+    if "description" in embed:
+        keep = max(200, discord_len(embed["description"]) - over)
+        embed["description"] = truncate(embed["description"], keep)
+        over = embed_length(embed) - TOTAL_LIMIT
+    fields = embed.get("fields", [])
+    while over > 0 and fields:
+        last = fields[-1]
+        size = discord_len(last["value"])
+        if size - over >= 200:
+            last["value"] = truncate(last["value"], size - over)
+        else:
+            fields.pop()
+        over = embed_length(embed) - TOTAL_LIMIT
+    if not fields:
+        embed.pop("fields", None)
+    if over > 0 and "footer" in embed:
+        footer = embed["footer"]["text"]
+        footer = truncate(footer, max(0, discord_len(footer) - over))
+        if footer:
+            embed["footer"]["text"] = footer
+        else:
+            embed.pop("footer")
+        over = embed_length(embed) - TOTAL_LIMIT
+    if over > 0 and "description" in embed:
+        description = truncate(embed["description"], max(0, discord_len(embed["description"]) - over))
+        if description:
+            embed["description"] = description
+        else:
+            embed.pop("description")
+        over = embed_length(embed) - TOTAL_LIMIT
+    if over > 0:
+        embed["title"] = truncate(embed["title"], max(1, discord_len(embed["title"]) - over))
+    return embed
+
+
+def _artists_line(story: Story) -> str:
+    names: list[str] = []
+    for ref in story.artists[:MAX_FOOTER_ARTISTS]:
+        name = _plain(ref.name)
+        group = _plain(ref.group or "")
+        if name:
+            names.append(f"{name} ({group})" if group and group.lower() != name.lower() else name)
+    if len(story.artists) > MAX_FOOTER_ARTISTS:
+        names.append(f"+{len(story.artists) - MAX_FOOTER_ARTISTS} more")
+    return " · ".join(names)
+
+
+def _plain(text: str | None) -> str:
+    """Text for places Discord shows verbatim (author, footer): one line, mentions defused, no escapes."""
+    return escape_discord(one_line(text or ""), markdown=False)
+
+
+def _safe_url(url: str | None) -> str | None:
+    absolute = absolute_http_url(url)
+    if absolute is None or len(absolute) > URL_LIMIT or any(c.isspace() for c in absolute):
+        return None
+    return absolute
+
+
+def _link_target(url: str) -> str:
+    """A URL safe inside a markdown link's parentheses."""
+    return url.replace("(", "%28").replace(")", "%29").replace(" ", "%20")
+
+
+def _site_home(url: str | None) -> str | None:
+    if not url:
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/" if host else None

@@ -1,0 +1,203 @@
+"""FeedEntry -> Story: clean title and summary, lead image, top fan quotes, artists. The ONE enrichment path,
+used by the poller and by `kpopnews preview` alike.
+
+`enrich_entries` fetches article pages (bounded concurrency, each page once) only for excerpt-only items, then
+enriches the whole batch in a worker thread: parsing HTML is CPU work and the event loop must stay free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from bot.images import absolute_http_url, pick_lead_image
+from bot.models import ArtistRef, FeedEntry, Quote, Story
+from bot.quotes import posts_in_html, rank_quotes
+from bot.text import article_body, html_to_text, one_line, parse_html, summarize, truncate
+from bot.urls import canonical_url, story_key
+
+if TYPE_CHECKING:  # the artist index is another stage; enrichment works without it
+    from bot.artists import ArtistIndex
+
+log = logging.getLogger(__name__)
+
+SUMMARY_CHARS = 400  # a few sentences: what an embed shows above the quotes
+MAX_TITLE_CHARS = 500  # stored; the embed cuts to Discord's 256
+MAX_RAW_TITLE = 20_000  # hostile titles are cut before they are parsed
+MAX_CONTENT_HTML = 256 * 1024  # kept per story for re-enrichment
+MAX_HTML_IN = 2 * 1024 * 1024  # HTML read per field or page; beyond is no article's text
+FULL_CONTENT_WORDS = 80  # fewer words (and no embed or picture) is an excerpt, not the article
+
+_TAG = re.compile(r"<[^>]*>")
+_EXCERPT_END = re.compile(r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\.\.\.|…)\s*$")
+_UNFINISHED = re.compile(r"[^.!?…”\"’')\]]\s*$")
+
+
+def wants_article_page(entry: FeedEntry) -> bool:
+    """True for an excerpt-only item (no full content in the feed): its quotes and image are on the page.
+
+    Cheap on purpose (a regex, no HTML parser): the poller asks it for every new item."""
+    if absolute_http_url(entry.link) is None:
+        return False
+    html = entry.content_html or ""
+    if not html.strip():
+        return True
+    head = html[:MAX_HTML_IN]
+    lowered = head.lower()
+    if "<blockquote" in lowered or "<img" in lowered:  # embeds or a picture: this is the article
+        return False
+    text = _TAG.sub(" ", head)
+    if _EXCERPT_END.search(text.replace("&#8230;", "…").strip()):
+        return True
+    return len(text.split()) < FULL_CONTENT_WORDS
+
+
+def enrich_entry(
+    entry: FeedEntry, *, source_name: str, artists: ArtistIndex | None, page_html: str | None = None
+) -> Story:
+    """One story, enriched from the feed item and (for excerpt feeds) its article page. Sync, CPU-bound."""
+    content_html = (entry.content_html or "")[:MAX_HTML_IN]
+    summary_html = (entry.summary_html or "")[:MAX_HTML_IN]
+    page_html = page_html[:MAX_HTML_IN] if page_html else None
+
+    content_text = html_to_text(content_html) if content_html else ""
+    excerpt_text = html_to_text(summary_html) if summary_html else ""
+    page_text, page_body_html = _page_article(page_html) if page_html else ("", "")
+
+    title = one_line((entry.title or "")[:MAX_RAW_TITLE])
+    if not title:  # an item without a title still deserves a headline: its first words
+        title = truncate(" ".join((content_text or excerpt_text or page_text).split()), 120)
+    title = truncate(title, MAX_TITLE_CHARS) or entry.link
+
+    summary = summarize(_summary_source(content_text, excerpt_text, page_text), SUMMARY_CHARS)
+    plain_text = content_text or page_text or excerpt_text
+
+    refs: list[ArtistRef] = []
+    if artists is not None:
+        try:
+            refs = list(artists.tag(title, plain_text, list(entry.categories)))
+        except Exception:  # one story's tagging problem must not cost the batch its stories
+            log.exception("tagging artists of %s failed; stored without artists", entry.link)
+
+    posts: list[Quote] = []
+    for html in (content_html, summary_html if not content_html else ""):
+        posts.extend(posts_in_html(html))
+    if page_html:
+        posts.extend(posts_in_html(page_html, page=True))
+    quotes = rank_quotes(posts, artist_names=_names(refs))
+
+    kept_html = content_html or page_body_html or summary_html
+    return Story(
+        key=story_key(entry.guid, entry.link),
+        title=title,
+        url=entry.link,
+        source=source_name,
+        published=entry.published,
+        summary=summary,
+        image=pick_lead_image(entry, page_html=page_html),
+        quotes=quotes,
+        artists=refs,
+        categories=list(entry.categories),
+        content_html=kept_html[:MAX_CONTENT_HTML],
+        canonical_url=canonical_url(entry.link),
+    )
+
+
+async def enrich_entries(
+    entries: list[FeedEntry],
+    *,
+    source_name: str,
+    artists: ArtistIndex | None,
+    fetch_page: Callable[[str], Awaitable[str | None]] | None = None,
+    page_concurrency: int = 4,
+) -> list[Story]:
+    """Stories for `entries`, in order. Pages are fetched only where `wants_article_page`, at most
+    `page_concurrency` at once, each distinct page once; a page that cannot be had just means no page."""
+    if not entries:
+        return []
+    pages: dict[str, str | None] = {}
+    if fetch_page is not None:
+        wanted = await asyncio.to_thread(lambda: [wants_article_page(e) for e in entries])
+        links = list(
+            dict.fromkeys(canonical_url(e.link) for e, want in zip(entries, wanted, strict=True) if want)
+        )
+        by_canonical = {canonical_url(e.link): e.link for e in entries}
+        slots = asyncio.Semaphore(max(1, page_concurrency))
+
+        async def load(canonical: str) -> None:
+            async with slots:
+                try:
+                    pages[canonical] = await fetch_page(by_canonical[canonical])
+                except Exception as exc:  # a page is a bonus: the story stands without it
+                    log.debug("article page %s not used: %s", canonical, exc)
+                    pages[canonical] = None
+
+        await asyncio.gather(*(load(link) for link in links))
+
+    def enrich_all() -> list[Story]:
+        return [
+            _enrich_safely(
+                entry,
+                source_name=source_name,
+                artists=artists,
+                page_html=pages.get(canonical_url(entry.link)),
+            )
+            for entry in entries
+        ]
+
+    return await asyncio.to_thread(enrich_all)
+
+
+def _enrich_safely(
+    entry: FeedEntry, *, source_name: str, artists: ArtistIndex | None, page_html: str | None
+) -> Story:
+    try:
+        return enrich_entry(entry, source_name=source_name, artists=artists, page_html=page_html)
+    except Exception:  # never lose a story to an enrichment bug: keep it plain
+        log.exception("enriching %s failed; kept with its title and link only", entry.link)
+        return Story(
+            key=story_key(entry.guid, entry.link),
+            title=truncate(one_line(entry.title[:MAX_RAW_TITLE]), MAX_TITLE_CHARS) or entry.link,
+            url=entry.link,
+            source=source_name,
+            published=entry.published,
+            categories=list(entry.categories),
+            content_html=(entry.content_html or entry.summary_html or "")[:MAX_CONTENT_HTML],
+            canonical_url=canonical_url(entry.link),
+        )
+
+
+def _page_article(page_html: str) -> tuple[str, str]:
+    """(plain text, HTML) of an article page's body; the og:description when the body has no text."""
+    tree = parse_html(page_html)
+    body = article_body(tree)
+    body_html = body.html or "" if body is not None else ""
+    text = html_to_text("", node=body) if body is not None else ""
+    if not text and tree.head is not None:
+        meta = tree.head.css_first('meta[property="og:description"]') or tree.head.css_first(
+            'meta[name="description"]'
+        )
+        if meta is not None:
+            text = one_line(meta.attributes.get("content") or "")
+    return text, body_html
+
+
+def _summary_source(content_text: str, excerpt_text: str, page_text: str) -> str:
+    """The feed's full content first; an excerpt unless it was cut mid-sentence and the page has the text."""
+    if content_text:
+        return content_text
+    if excerpt_text and not (page_text and _UNFINISHED.search(excerpt_text)):
+        return excerpt_text
+    return page_text or excerpt_text
+
+
+def _names(refs: Iterable[ArtistRef]) -> list[str]:
+    names: list[str] = []
+    for ref in refs:
+        names.append(ref.name)
+        if ref.group:
+            names.append(ref.group)
+    return names
