@@ -7,17 +7,25 @@ subscriptions match it; its nonce makes a resend after a crash idempotent on Dis
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import DeliveryConfig
+from yarl import URL
+
+from bot.address_guard import UnsafeAddress, check_public_url
+from bot.config import DeliveryConfig, PollingConfig
+from bot.fetch import Fetcher
 from bot.models import Source
+from bot.parse import FeedError, parse_feed
 from bot.store import Store
+from bot.text import truncate
 from bot.timeutil import from_iso, to_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,10 @@ TRANSIENT_BACKOFF = (timedelta(seconds=5), timedelta(minutes=10))
 MAX_ALSO_ON_EDITS = 3  # a message is edited for "Also on" a few times at most, not forever
 MAX_ALSO_ON = 5  # outlets named in one "Also on" line
 NONCE_MAX = 25  # Discord's limit on a message nonce
+GUILD_LEFT_REASON = "the server that added it removed the bot"
+UNUSED_REASON = "no subscription uses it any more"
+REVIVABLE = (GUILD_LEFT_REASON, UNUSED_REASON)  # a server adding the feed again switches it back on
+MAX_FEED_URL = 2000
 
 
 class SubscriptionError(Exception):
@@ -228,8 +240,18 @@ async def remove_subscriptions(
         ids,
     )
     await store.db.execute(f"DELETE FROM subscriptions WHERE id IN ({marks})", ids)
+    await _retire_unused_feeds(store, guild_id, UNUSED_REASON)
     await store.db.commit()
     return found
+
+
+async def _retire_unused_feeds(store: Store, guild_id: int, reason: str) -> None:
+    """Stop polling the feeds this server added that no subscription uses any more (frees its quota)."""
+    await store.db.execute(
+        "UPDATE sources SET disabled_reason = ? WHERE owner_guild_id = ? AND disabled_reason IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE subscriptions.source_id = sources.id)",
+        (reason, guild_id),
+    )
 
 
 async def remove_channel(store: Store, channel_id: int, *, reason: str) -> int:
@@ -253,16 +275,81 @@ async def remove_guild(store: Store, guild_id: int) -> int:
         (guild_id,),
     )
     cursor = await store.db.execute("DELETE FROM subscriptions WHERE guild_id = ?", (guild_id,))
-    await store.db.execute(
-        "UPDATE sources SET disabled_reason = ? WHERE owner_guild_id = ? AND disabled_reason IS NULL",
-        (GUILD_LEFT_REASON, guild_id),
-    )
+    await _retire_unused_feeds(store, guild_id, GUILD_LEFT_REASON)
     await store.db.commit()
     log.info("left server %d: removed %d subscription(s)", guild_id, cursor.rowcount)
     return cursor.rowcount
 
 
-GUILD_LEFT_REASON = "the server that added it removed the bot"
+def looks_like_url(text: str) -> bool:
+    return text.strip().lower().startswith(("http://", "https://"))
+
+
+async def add_feed_source(
+    store: Store,
+    fetcher: Fetcher,
+    url: str,
+    *,
+    guild_id: int,
+    config: DeliveryConfig,
+    polling: PollingConfig,
+    first_poll: Callable[[Source], Awaitable[object]],
+    allow_private: bool = False,
+) -> Source:
+    """A feed URL given by a server admin: checked, then added as a source owned by that server.
+
+    Refused (SubscriptionError, saying why): not http(s); a private, loopback or link-local address; no answer
+    or not a feed; the server already has max_guild_sources feeds. A URL already known is used as it is.
+    `first_poll(source)` then stores the stories the feed carries now, as backfill, so they are never posted.
+    `allow_private` is for tests on loopback only."""
+    url = url.strip()
+    if not looks_like_url(url) or len(url) > MAX_FEED_URL:
+        raise SubscriptionError(f"{url[:200]} is not a feed URL (it must start with https:// or http://)")
+    try:
+        url = str(URL(url))
+    except ValueError:
+        raise SubscriptionError(f"{url[:200]} is not a valid URL") from None
+    existing = await store.get_source_by_url(url)
+    if existing is not None and (existing.owner_guild_id in (None, guild_id) or existing.enabled):
+        if existing.enabled:
+            return existing
+        if existing.disabled_reason not in REVIVABLE:
+            raise SubscriptionError(f"the feed {url} is switched off: {existing.disabled_reason}")
+    if await count_guild_sources(store, guild_id) >= config.max_guild_sources:
+        raise SubscriptionError(
+            f"this server already added {config.max_guild_sources} feeds, the most it may; unsubscribe from one"
+            " it no longer needs, or pick a source the bot already knows"
+        )
+    if not allow_private:
+        try:
+            await check_public_url(url)
+        except UnsafeAddress as exc:
+            raise SubscriptionError(
+                f"refused: {exc.reason}. Feeds added from Discord must be on the public internet"
+            ) from None
+        except OSError as exc:
+            raise SubscriptionError(f"the host of {url} cannot be found ({exc}); check the address") from None
+    result = await fetcher.fetch(url, max_bytes=polling.max_feed_bytes, allow_private=allow_private)
+    if not result.ok or result.body is None:
+        raise SubscriptionError(f"the feed could not be read: {result.error or 'no content'}")
+    try:
+        feed = await asyncio.to_thread(
+            functools.partial(parse_feed, result.body, url=result.url, content_type=result.content_type)
+        )
+    except FeedError as exc:
+        raise SubscriptionError(f"{url} does not answer with a feed I can read: {exc}") from None
+    name = feed.title.strip() or URL(url).host or url
+    source = await store.add_source(url, truncate(name, 100), owner_guild_id=guild_id)
+    if not source.enabled:  # re-added by a server after the bot had left it
+        await store.db.execute(
+            "UPDATE sources SET disabled_reason = NULL, owner_guild_id = ? WHERE id = ?",
+            (guild_id, source.id),
+        )
+        await store.db.commit()
+        source = await store.get_source(source.id) or source
+    await first_poll(source)
+    log.info("server %d added feed %s as source %d (%s)", guild_id, url, source.id, source.name)
+    return source
 
 
 # --- sources a server may use -------------------------------------------------------------------------------

@@ -341,3 +341,136 @@ async def test_channel_gone_and_guild_left(store, sources):
     assert [s.channel_id for s in await list_subscriptions(store)] == [MISC]
     assert (await store.get_source(owned.id)).disabled_reason is not None
     assert (await store.get_source(sources[0].id)).disabled_reason is None
+
+
+# --- feeds added from Discord ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def fetcher():
+    from bot.config import PollingConfig
+    from bot.fetch import Fetcher, make_session
+
+    polling = PollingConfig(fetch_article_pages=False)
+    async with make_session(polling) as session:
+        yield Fetcher(session, polling)
+
+
+def loopback_poller(store, fetcher, **kw):
+    """The real poller. Sources are polled as the operator's: a server's feed on loopback would be refused
+    (rightly), and these tests have no public internet to serve it from."""
+    from dataclasses import replace
+
+    from bot.config import Config, PollingConfig
+    from bot.poller import Poller
+
+    poller = Poller(Config(polling=PollingConfig(fetch_article_pages=False)), store, fetcher, None, **kw)
+
+    async def poll(source):
+        report = await poller.poll_source(replace(source, owner_guild_id=None))
+        assert not report.failed, report.error
+
+    return poll
+
+
+async def add_feed(store, fetcher, url, *, guild=GUILD, allow_private=True, config=CONFIG):
+    from bot.config import PollingConfig
+    from bot.subscriptions import add_feed_source
+
+    return await add_feed_source(
+        store,
+        fetcher,
+        url,
+        guild_id=guild,
+        config=config,
+        polling=PollingConfig(fetch_article_pages=False),
+        first_poll=loopback_poller(store, fetcher),
+        allow_private=allow_private,
+    )
+
+
+def fan_feed(*numbers: int) -> bytes:
+    from tests.support.feed_server import rss
+
+    now = utcnow().strftime("%a, %d %b %Y %H:%M:%S +0000")
+    return rss(
+        [
+            {
+                "title": f"Fan story {n}",
+                "link": f"https://fans.example/{n}/",
+                "guid": f"fan-{n}",
+                "pubDate": now,
+            }
+            for n in numbers
+        ],
+        title="Fan Site",
+    )
+
+
+async def test_a_feed_url_becomes_the_servers_source_and_its_stories_are_not_posted(store, fetcher):
+    from tests.support.feed_server import FeedServer
+
+    async with FeedServer() as feeds:
+        feeds.set_feed("fans", fan_feed(1, 2))
+        source = await add_feed(store, fetcher, feeds.url("/dyn/fans"))
+        assert source.owner_guild_id == GUILD and source.name == "Fan Site" and source.enabled
+        stored = await store.known_story_keys(["fan-1", "fan-2"], [])
+        assert len(stored) == 2  # stored at once, as backfill
+        await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=source.id)
+        assert await queue(store, list(stored.values())) == 0
+        # the same URL again is the same source, without fetching it again
+        hits = feeds.hits["/dyn/fans"]
+        assert (await add_feed(store, fetcher, feeds.url("/dyn/fans"))).id == source.id
+        assert feeds.hits["/dyn/fans"] == hits
+        # a story published later in that feed is posted
+        feeds.set_feed("fans", fan_feed(1, 2, 3))
+        new_ids: list[int] = []
+
+        async def on_new(stories):
+            new_ids.extend(s.id for s in stories)
+
+        await loopback_poller(store, fetcher, on_new_stories=on_new)(await store.get_source(source.id))
+        assert len(new_ids) == 1 and await queue(store, new_ids) == 1
+
+
+async def test_feed_urls_that_are_refused(store, fetcher):
+    from bot.subscriptions import SubscriptionError
+    from tests.support.feed_server import FeedServer
+
+    async with FeedServer() as feeds:
+        feeds.set_feed("fans", fan_feed(1))
+        with pytest.raises(SubscriptionError, match="loopback"):
+            await add_feed(store, fetcher, feeds.url("/dyn/fans"), allow_private=False)
+        with pytest.raises(SubscriptionError, match="loopback|private"):
+            await add_feed(store, fetcher, "http://localhost:9/feed", allow_private=False)
+        with pytest.raises(SubscriptionError, match="link-local"):
+            await add_feed(store, fetcher, "http://169.254.169.254/latest/meta-data/", allow_private=False)
+        with pytest.raises(SubscriptionError, match="not a feed URL"):
+            await add_feed(store, fetcher, "file:///etc/passwd")
+        with pytest.raises(SubscriptionError, match="feed I can read|could not be read"):
+            await add_feed(store, fetcher, feeds.url("/html"))
+        with pytest.raises(SubscriptionError, match="could not be read"):
+            await add_feed(store, fetcher, feeds.url("/status/404"))
+        assert [s for s in await store.list_sources() if s.owner_guild_id] == []  # nothing half-added
+
+
+async def test_a_server_may_add_only_so_many_feeds(store, fetcher):
+    from bot.subscriptions import SubscriptionError
+    from tests.support.feed_server import FeedServer
+
+    small = DeliveryConfig(max_guild_sources=2)
+    async with FeedServer() as feeds:
+        for name in ("a", "b", "c", "d"):
+            feeds.set_feed(name, fan_feed(ord(name)))
+        one = await add_feed(store, fetcher, feeds.url("/dyn/a"), config=small)
+        await add_feed(store, fetcher, feeds.url("/dyn/b"), config=small)
+        with pytest.raises(SubscriptionError, match="already added 2 feeds"):
+            await add_feed(store, fetcher, feeds.url("/dyn/c"), config=small)
+        # another server has its own quota
+        assert (await add_feed(store, fetcher, feeds.url("/dyn/c"), guild=OTHER_GUILD, config=small)).enabled
+        # a feed no subscription uses any more frees its place
+        await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=one.id)
+        await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS)
+        assert (await store.get_source(one.id)).disabled_reason is not None
+        fourth = await add_feed(store, fetcher, feeds.url("/dyn/d"), config=small)
+        assert fourth.enabled and fourth.owner_guild_id == GUILD
