@@ -1,0 +1,92 @@
+"""after_store: new stories are clustered, then queued for the channels that want them (the bot's path)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.artists import ArtistIndex
+from bot.config import DeliveryConfig, SourceConfig
+from bot.models import ArtistRef, Story
+from bot.pipeline import after_store
+from bot.store import Store
+from bot.subscriptions import add_subscription, list_deliveries, pending_edits, record_sent
+from bot.timeutil import utcnow
+
+PAIRS = json.loads((Path(__file__).parent / "fixtures" / "story_pairs.json").read_text(encoding="utf-8"))
+CONFIG = DeliveryConfig()
+GUILD, NEWS, FANS = 1, 11, 12
+
+
+def event_stories(event: str) -> list[Story]:
+    """The fixture's stories of one real-world event, as stored stories published in the last hour."""
+    found = [s for s in PAIRS["stories"] if s["event"] == event]
+    now = utcnow()
+    return [
+        Story(
+            key=s["key"],
+            title=s["title"],
+            url=s["url"],
+            canonical_url=s["url"],
+            source=s["source"],
+            summary=s["summary"],
+            published=now - timedelta(minutes=60 - i),
+            artists=[ArtistRef(a["id"], a["name"], a["group"]) for a in s["artists"]],
+        )
+        for i, s in enumerate(found)
+    ]
+
+
+@pytest.fixture
+async def store(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    await db.sync_config_sources(
+        [SourceConfig("Koreaboo", "https://k/feed"), SourceConfig("Soompi", "https://s/feed")]
+    )
+    yield db
+    await db.close()
+
+
+async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
+    first, second, *_ = event_stories("v-iu-lwa-bts")
+    assert first.source != second.source
+    [koreaboo, soompi] = await store.list_sources()
+    await add_subscription(
+        store, guild_id=GUILD, channel_id=NEWS, artist_id="bts"
+    )  # a group: its members too
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS, artist_id="iu")
+    woken: list[int] = []
+    expand = ArtistIndex.load().expand
+
+    await store.add_stories([first], source_id=koreaboo.id)
+    queued = await after_store(store, [first], config=CONFIG, wake=lambda: woken.append(1), expand=expand)
+    assert queued == 2 and woken
+    deliveries = await list_deliveries(store)
+    assert {d.channel_id for d in deliveries} == {NEWS, FANS}
+    for delivery in deliveries:
+        await record_sent(store, delivery, 1000 + delivery.channel_id)
+
+    await store.add_stories([second], source_id=soompi.id)
+    assert (
+        await after_store(store, [second], config=CONFIG, expand=expand) == 0
+    )  # the same event: no new post
+    assert second.cluster_id == first.id
+    edits = await pending_edits(store)
+    assert {(e.channel_id, tuple(e.also_on)) for e in edits} == {
+        (NEWS, (second.source,)),
+        (FANS, (second.source,)),
+    }
+
+
+async def test_poll_once_stores_and_clusters_but_queues_nothing(store):
+    first, second, *_ = event_stories("v-iu-lwa-bts")
+    [koreaboo, soompi] = await store.list_sources()
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await store.add_stories([first], source_id=koreaboo.id)
+    await store.add_stories([second], source_id=soompi.id)
+    assert await after_store(store, [first, second], config=CONFIG, deliver=False) == 0
+    assert second.cluster_id == first.id
+    assert await list_deliveries(store) == []
