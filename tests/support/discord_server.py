@@ -406,6 +406,12 @@ class FormErrors:
             raise DiscordHTTPError(400, 50035, "Invalid Form Body", self.tree)
 
 
+def text_length(value: str) -> int:
+    """Characters as Discord's limits are counted here: UTF-16 code units (an emoji outside the BMP is 2), the
+    stricter of the two ways a client may count, so text accepted here is accepted by Discord."""
+    return len(value) + sum(1 for ch in value if ord(ch) > 0xFFFF)
+
+
 def _check_length(
     errors: FormErrors, path: list[Any], value: Any, maximum: int, *, minimum: int = 0, required: bool = False
 ) -> None:
@@ -416,9 +422,9 @@ def _check_length(
     if not isinstance(value, str):
         errors.add(path, "BASE_TYPE_STRING", "Could not interpret value as string.")
         return
-    if minimum and len(value) < minimum:
+    if minimum and text_length(value) < minimum:
         errors.add(path, "BASE_TYPE_BAD_LENGTH", f"Must be between {minimum} and {maximum} in length.")
-    elif len(value) > maximum:
+    elif text_length(value) > maximum:
         if minimum:
             errors.add(path, "BASE_TYPE_BAD_LENGTH", f"Must be between {minimum} and {maximum} in length.")
         else:
@@ -452,7 +458,7 @@ def validate_embed(embed: Any, errors: FormErrors, path: list[Any]) -> int:
     for key, maximum in (("title", 256), ("description", 4096)):
         value = embed.get(key)
         _check_length(errors, [*path, key], value, maximum)
-        size += len(value) if isinstance(value, str) else 0
+        size += text_length(value) if isinstance(value, str) else 0
     _check_url(errors, [*path, "url"], embed.get("url"))
     color = embed.get("color")
     if color is not None and (
@@ -478,13 +484,13 @@ def validate_embed(embed: Any, errors: FormErrors, path: list[Any]) -> int:
     if isinstance(footer, dict):
         text = footer.get("text")
         _check_length(errors, [*path, "footer", "text"], text, 2048, required=True)
-        size += len(text) if isinstance(text, str) else 0
+        size += text_length(text) if isinstance(text, str) else 0
         _check_url(errors, [*path, "footer", "icon_url"], footer.get("icon_url"), attachments=True)
     author = embed.get("author")
     if isinstance(author, dict):
         name = author.get("name")
         _check_length(errors, [*path, "author", "name"], name, 256, required=True)
-        size += len(name) if isinstance(name, str) else 0
+        size += text_length(name) if isinstance(name, str) else 0
         _check_url(errors, [*path, "author", "url"], author.get("url"))
         _check_url(errors, [*path, "author", "icon_url"], author.get("icon_url"), attachments=True)
     fields = embed.get("fields")
@@ -502,9 +508,8 @@ def validate_embed(embed: Any, errors: FormErrors, path: list[Any]) -> int:
                 name, value = item.get("name"), item.get("value")
                 _check_length(errors, [*where, "name"], name, 256, required=True)
                 _check_length(errors, [*where, "value"], value, 1024, required=True)
-                size += (len(name) if isinstance(name, str) else 0) + (
-                    len(value) if isinstance(value, str) else 0
-                )
+                for text in (name, value):
+                    size += text_length(text) if isinstance(text, str) else 0
     return size
 
 
@@ -1098,7 +1103,7 @@ class FakeDiscord:
         self.guilds[guild_id] = guild
         for channel_name in channels:
             self._new_channel(guild, channel_name)
-        if self._live_sessions():
+        if self.live_sessions():
             self.dispatch("GUILD_CREATE", self._guild_create_payload(guild, None))
         self._notify()
         return guild
@@ -1134,7 +1139,7 @@ class FakeDiscord:
         guild = self._guild(guild_id)
         channel = self._new_channel(guild, name, channel_id=channel_id, type=type)
         self._set_bot_overwrite(channel, bot_can_view, bot_can_send, bot_can_embed)
-        if self._live_sessions():
+        if self.live_sessions():
             self.dispatch("CHANNEL_CREATE", channel.to_json())
         return channel
 
@@ -1164,7 +1169,7 @@ class FakeDiscord:
         guild = self._guild(guild_id)
         role = FakeRole(self.snowflake(), guild_id, name, permissions, position=len(guild.roles))
         guild.roles[role.id] = role
-        if self._live_sessions():
+        if self.live_sessions():
             self.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": role.to_json()})
         return role
 
@@ -2177,7 +2182,7 @@ class FakeDiscord:
         return interaction
 
     def _start_interaction(self, payload: dict[str, Any]) -> Interaction:
-        if not self._live_sessions():
+        if not self.live_sessions():
             raise RuntimeError(
                 "no bot is connected to FakeDiscord's gateway: nothing would receive the interaction"
             )
@@ -2189,12 +2194,18 @@ class FakeDiscord:
 
     # --- gateway ----------------------------------------------------------------------------------------
 
-    def _live_sessions(self) -> list[_Session]:
+    @property
+    def connection_count(self) -> int:
+        """Gateway sockets open now."""
+        return len(self._connections)
+
+    def live_sessions(self) -> list[_Session]:
+        """Gateway sessions that still receive events (connected, or resumable between sockets)."""
         return [s for s in self._sessions.values() if s.alive]
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Send an event (op 0) to every live session; kept for replay if the session is between sockets."""
-        for session in self._live_sessions():
+        for session in self.live_sessions():
             self._send_event(session, event, data)
         self._notify()
 
@@ -2310,18 +2321,19 @@ class FakeDiscord:
                 if close_code is not None:
                     break
         finally:
+            # state first, without awaiting: aiohttp cancels this handler when the client's socket goes away
             session = connection.session
-            client_code = ws.close_code
-            if close_code is not None:
-                await connection.close(close_code, _CLOSE_REASONS.get(close_code, ""))
-            else:
-                await connection.close(1000)
             if session is not None and session.connection is connection:
                 session.connection = None
-                if client_code in (1000, 1001) and close_code is None:
-                    session.alive = False  # a clean close by the client ends the session, as on Discord
+                if ws.close_code in (1000, 1001) and close_code is None:
+                    # a 1000/1001 close by the client ends the session, as on Discord (discord.py 2.7.1 with
+                    # aiohttp 3.14 sends 4000 even from Client.close(), so its sessions stay resumable)
+                    session.alive = False
+            connection.session = None
             self._connections.discard(connection)
             self._notify()
+            code = close_code if close_code is not None else 1000
+            await connection.close(code, _CLOSE_REASONS.get(code, ""))
         return ws
 
     async def _gateway_op(self, connection: _Connection, op: int, data: Any) -> int | None:
@@ -2402,14 +2414,14 @@ class FakeDiscord:
     async def wait_for_ready_session(self, timeout: float = 10.0) -> None:
         """Wait until a bot has identified (READY sent) and holds a connection."""
         await self.wait_for(
-            lambda: any(s.connection is not None for s in self._live_sessions()),
+            lambda: any(s.connection is not None for s in self.live_sessions()),
             timeout,
             what="a bot on the gateway",
         )
 
     def _send_to_connected(self, frame: dict[str, Any], *, end_session: bool = False) -> int:
         """Send an op to every connected session and detach it: later events wait for RESUME's replay."""
-        sessions = [s for s in self._live_sessions() if s.connection is not None]
+        sessions = [s for s in self.live_sessions() if s.connection is not None]
         if not sessions:
             raise RuntimeError("no bot is connected to FakeDiscord's gateway")
         for session in sessions:

@@ -1,0 +1,372 @@
+"""The Discord edge: the bot (one `commands.Bot`), its background services, and `kpopnews run`.
+
+`KpopNewsBot.setup_hook` opens what the whole bot shares (one aiohttp session, the database, the artist index),
+loads the cogs, syncs the slash commands only when their definitions changed, then starts the background
+services that cogs and modules registered with `add_service` (the poller, the delivery worker). `close` stops the
+services first, then Discord, then the session and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Config
+from bot.fetch import Fetcher, make_session
+from bot.poller import load_artist_index
+from bot.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from bot.artists import ArtistIndex
+
+log = logging.getLogger(__name__)
+
+COG_EXTENSIONS = ("cogs.about", "cogs.news", "cogs.subscriptions", "cogs.trending")
+COMMANDS_HASH_KEY = "app_commands_hash"  # meta key: hash of the command definitions Discord last accepted
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY = "wss://gateway.discord.gg/"
+SERVICE_STOP_TIMEOUT = 10.0  # seconds a cancelled service may take to leave its work safely pending
+SERVICE_RESTART_MAX = 60.0  # a crashing service is restarted after 1, 2, 4 … up to this many seconds
+
+ServiceRun = Callable[[], Awaitable[None]]
+
+
+class UserFacingError(app_commands.AppCommandError):
+    """Raise from a command with a sentence for the user: it is answered ephemerally as is (no traceback)."""
+
+
+def point_discord_at(api_base: str, gateway_url: str) -> None:
+    """Send discord.py's REST calls and gateway connection to another server (a proxy, or the tests' fake).
+
+    discord.py has no option for this; these two class attributes are what it reads (docs/discord-wire.md).
+    Empty strings mean Discord's own."""
+    discord.http.Route.BASE = api_base.rstrip("/") if api_base else DISCORD_API_BASE
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url or DISCORD_GATEWAY)
+
+
+def commands_hash(application_id: int, payload: list[dict[str, Any]]) -> str:
+    """A stable hash of the command definitions (order of commands and keys does not matter)."""
+    ordered = sorted(payload, key=lambda c: (c.get("type", 1), c.get("name", "")))
+    text = json.dumps({"application_id": application_id, "commands": ordered}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def permission_names(names: list[str]) -> str:
+    """discord.py permission names as Discord shows them: manage_guild -> Manage Server."""
+    shown = {"manage_guild": "Manage Server", "administrator": "Administrator", "embed_links": "Embed Links"}
+    words = [shown.get(n, n.replace("_", " ").title().replace("Guild", "Server")) for n in names]
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def error_text(error: app_commands.AppCommandError, command: str) -> str | None:
+    """What to tell the user about a failed command; None when it is our fault (a bug, logged loudly)."""
+    if isinstance(error, UserFacingError):
+        return str(error)
+    if isinstance(error, app_commands.MissingPermissions):
+        return f"You need the {permission_names(error.missing_permissions)} permission to use /{command}."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        return (
+            f"I need the {permission_names(error.missing_permissions)} permission here to do that."
+            " A server admin can grant it in the channel or role settings."
+        )
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command works in a server, not in direct messages."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down a little: try /{command} again in {max(1, round(error.retry_after))} s."
+    if isinstance(error, app_commands.CheckFailure):
+        return f"You can't use /{command} here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"I could not understand {str(error.value)[:100]!r} for that option. Pick one from the list."
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return "This command changed since Discord last loaded it. Try again in a minute."
+    return None
+
+
+class KpopNewsTree(app_commands.CommandTree):
+    """The command tree with one error handler for every command that has none of its own."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        command = interaction.command
+        if command is not None and getattr(command, "_has_any_error_handlers", lambda: False)():
+            return  # the command's or its cog's handler has answered the user and logged
+        name = command.qualified_name if command is not None else (interaction.data or {}).get("name", "?")
+        text = error_text(error, name)
+        context = (
+            name,
+            interaction.user.id if interaction.user else None,
+            interaction.guild_id,
+            interaction.channel_id,
+            (interaction.data or {}).get("options"),
+        )
+        if text is None:
+            cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+            log.error("/%s failed (user %s, guild %s, channel %s, options %r)", *context, exc_info=cause)
+            text = f"Sorry, something went wrong on my side while running /{name}. It has been logged; please try again in a minute."
+        else:
+            log.info("/%s refused (user %s, guild %s, channel %s, options %r): %s", *context, text)
+        await answer_ephemerally(interaction, text)
+
+
+async def answer_ephemerally(interaction: discord.Interaction, text: str) -> None:
+    """Tell the user something only they see, whether or not the interaction was answered already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+        else:
+            await interaction.response.send_message(
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException as exc:  # the interaction expired or Discord is down: the log has to do
+        log.warning(
+            "could not tell user %s %r: %s", interaction.user.id if interaction.user else None, text, exc
+        )
+
+
+class KpopNewsBot(commands.Bot):
+    """The bot. Cogs reach what it shares as `bot.config`, `bot.store`, `bot.http_session`, `bot.fetcher`,
+    `bot.artists` (None until the artist index loads, or if it cannot)."""
+
+    store: Store
+    http_session: aiohttp.ClientSession
+    fetcher: Fetcher
+
+    def __init__(self, config: Config, **kwargs: Any) -> None:
+        # the bot never joins voice: silence discord.py's start-up warnings about voice libraries
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        kwargs.setdefault("intents", discord.Intents(guilds=True))  # the minimum; nothing privileged
+        kwargs.setdefault("command_prefix", commands.when_mentioned)  # slash commands only
+        kwargs.setdefault("help_command", None)
+        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        kwargs.setdefault("tree_cls", KpopNewsTree)
+        super().__init__(**kwargs)
+        self.config = config
+        self.artists: ArtistIndex | None = None
+        self.extensions_missing: list[str] = []  # modules not written yet (or not installed)
+        self.extension_errors: dict[str, str] = {}  # modules that failed to load: name -> why
+        self.commands_synced = False  # whether this start sent the command definitions to Discord
+        self.stopping = asyncio.Event()  # set when close() begins; services may watch it
+        self._services: dict[str, ServiceRun] = {}
+        self._service_tasks: dict[str, asyncio.Task[None]] = {}
+        self._services_started = False
+        self._closing = False
+
+    # --- start-up ---------------------------------------------------------------------------------------
+
+    async def setup_hook(self) -> None:
+        self.http_session = make_session(self.config.polling)
+        self.fetcher = Fetcher(self.http_session, self.config.polling)
+        self.store = await Store.open(self.config.storage.database)
+        await self.store.sync_config_sources(self.config.sources)
+        self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
+        for name in COG_EXTENSIONS:
+            await self._load_extension(name)
+        await self.sync_commands_if_changed()
+        self._services_started = True
+        for name in self._services:
+            self._start_service(name)
+
+    async def _load_extension(self, name: str) -> None:
+        if importlib.util.find_spec(name) is None:
+            log.warning("extension %s is not there yet: its commands are left out", name)
+            self.extensions_missing.append(name)
+            return
+        try:
+            await self.load_extension(name)
+        except commands.ExtensionFailed as exc:
+            if isinstance(exc.original, ModuleNotFoundError):
+                log.warning(
+                    "extension %s needs %s, which is not there yet: left out", name, exc.original.name
+                )
+                self.extensions_missing.append(name)
+                return
+            log.error("extension %s failed to load: its commands are left out", name, exc_info=exc.original)
+            self.extension_errors[name] = f"{type(exc.original).__name__}: {exc.original}"
+        except commands.ExtensionError as exc:
+            log.error("extension %s failed to load: %s", name, exc)
+            self.extension_errors[name] = str(exc)
+
+    def command_payload(self) -> list[dict[str, Any]]:
+        """The global command definitions as `tree.sync()` would send them."""
+        return [command.to_dict(self.tree) for command in self.tree.get_commands()]
+
+    async def sync_commands_if_changed(self) -> bool:
+        """Sync the slash commands when their definitions differ from the last sync Discord accepted."""
+        assert self.application_id is not None  # known after login, which runs before setup_hook
+        digest = commands_hash(self.application_id, self.command_payload())
+        if await self.store.get_meta(COMMANDS_HASH_KEY) == digest:
+            log.info("slash commands unchanged since the last sync: not syncing")
+            return False
+        try:
+            synced = await self.tree.sync()
+        except discord.HTTPException as exc:
+            log.error("Discord refused the slash commands (%s): they will be synced at the next start", exc)
+            return False
+        await self.store.set_meta(COMMANDS_HASH_KEY, digest)
+        self.commands_synced = True
+        log.info("synced %d slash commands: %s", len(synced), ", ".join(f"/{c.name}" for c in synced))
+        return True
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info(
+            "ready: logged in as %s (id %d) in %d servers", self.user.name, self.user.id, len(self.guilds)
+        )
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        log.exception("event handler %s failed", event_method)
+
+    # --- background services ----------------------------------------------------------------------------
+
+    def add_service(self, name: str, run: ServiceRun) -> None:
+        """Run `await run()` in the background from the end of setup_hook until close (restarted with backoff
+        if it raises). Register from a cog's `setup()` or `cog_load()`; added later, it starts at once. A
+        service needing the gateway's cache should `await bot.wait_until_ready()` first. On close it is
+        cancelled: leave work safely pending on CancelledError."""
+        if name in self._services:
+            raise ValueError(f"a service named {name!r} is registered already")
+        self._services[name] = run
+        if self._services_started and not self._closing:
+            self._start_service(name)
+
+    def service_names(self) -> list[str]:
+        return [name for name, task in self._service_tasks.items() if not task.done()]
+
+    def _start_service(self, name: str) -> None:
+        self._service_tasks[name] = asyncio.create_task(
+            self._supervise(name, self._services[name]), name=f"service:{name}"
+        )
+
+    async def _supervise(self, name: str, run: ServiceRun) -> None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                await run()
+            except Exception:
+                log.exception("service %s crashed: restarting it in %.0f s", name, delay)
+            else:
+                log.info("service %s finished", name)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            delay = min(delay * 2, SERVICE_RESTART_MAX)
+
+    async def _stop_services(self) -> None:
+        tasks = [task for task in self._service_tasks.values() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=SERVICE_STOP_TIMEOUT)
+            for task in pending:
+                log.error("service %s did not stop within %.0f s", task.get_name(), SERVICE_STOP_TIMEOUT)
+
+    # --- shut-down --------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closing:
+            await super().close()  # discord.py's close is idempotent: wait for the first one
+            return
+        self._closing = True
+        self.stopping.set()
+        await self._stop_services()
+        try:
+            await super().close()
+        finally:
+            session = getattr(self, "http_session", None)
+            if session is not None and not session.closed:
+                await session.close()
+            store = getattr(self, "store", None)
+            if store is not None:
+                await store.close()
+
+
+async def run_bot(config: Config, *, err: Any = None) -> int:
+    """`kpopnews run`: runs the bot until SIGINT/SIGTERM (exit 0). A missing or rejected token, or a database
+    that cannot be used, is one line on stderr and exit 2. The token is never logged."""
+    err = err or sys.stderr
+    token = config.discord.token.strip()
+    if not token:
+        print(
+            "kpopnews: no Discord bot token: set the DISCORD_TOKEN environment variable or [discord] token",
+            file=err,
+        )
+        return 2
+    point_discord_at(config.discord.api_base, config.discord.gateway_url)
+    # its only INFO line is "logging in using static token": noise before a rejected token's one clear line
+    logging.getLogger("discord.client").setLevel(logging.WARNING)
+    bot = KpopNewsBot(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform or thread
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    runner = asyncio.create_task(bot.start(token), name="discord")
+    stopped_by_signal = False
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not runner.done():
+            log.info("stopping: finishing in-flight work")
+            stopped_by_signal = True
+            return 0
+        exc = runner.exception()
+        if exc is None:
+            return 0
+        return _report_failure(exc, config, err)
+    finally:
+        stopper.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await bot.close()
+        if not runner.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(runner, SERVICE_STOP_TIMEOUT)
+        if stopped_by_signal:
+            log.info("stopped")
+
+
+def _report_failure(exc: BaseException, config: Config, err: Any) -> int:
+    """One clear line for what stopped the bot; returns the exit status."""
+    if isinstance(exc, discord.LoginFailure):
+        print(
+            "kpopnews: Discord rejected the bot token (401 Unauthorized): check DISCORD_TOKEN or [discord] token",
+            file=err,
+        )
+        return 2
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        print("kpopnews: Discord refused the gateway intents the bot asked for (close code 4014)", file=err)
+        return 2
+    if isinstance(exc, StoreError):
+        print(f"kpopnews: {exc}", file=err)
+        return 2
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        where = config.discord.api_base or DISCORD_API_BASE
+        print(f"kpopnews: cannot reach Discord at {where}: {exc}", file=err)
+        return 1
+    if isinstance(exc, discord.ConnectionClosed):
+        print(
+            f"kpopnews: Discord closed the gateway connection (code {exc.code}): {exc.reason or 'no reason'}",
+            file=err,
+        )
+        return 1
+    log.error("the bot stopped on an unexpected error", exc_info=exc)
+    print(f"kpopnews: the bot stopped: {type(exc).__name__}: {exc}", file=err)
+    return 1

@@ -1,0 +1,109 @@
+"""/about: what the bot is, where its stories come from, how to get help."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import __version__
+from bot.models import Source
+from bot.text import discord_len, escape_discord, truncate
+
+if TYPE_CHECKING:
+    from bot.discord_bot import KpopNewsBot
+
+log = logging.getLogger(__name__)
+
+PROJECT_URL = "https://github.com/kpopnews/kpopnews"
+HELP_URL = PROJECT_URL + "/issues"
+ABOUT_COLOR = 0xE4007F
+FIELD_LIMIT = 1024  # Discord: an embed field's value
+
+
+def list_within(items: Sequence[str], limit: int = FIELD_LIMIT, *, separator: str = "\n") -> str:
+    """`items` joined, as many as fit in `limit` characters, ending with "… and N more" when some do not."""
+    shown: list[str] = []
+    for i, item in enumerate(items):
+        rest = len(items) - i
+        tail = f"{separator}… and {rest - 1} more" if rest > 1 else ""
+        candidate = separator.join([*shown, item])
+        if discord_len(candidate) + discord_len(tail) > limit:
+            more = f"… and {rest} more"
+            return separator.join([*shown, more]) if shown else more
+        shown.append(item)
+    return separator.join(shown)
+
+
+def about_embed(
+    bot_name: str,
+    sources: Sequence[Source],
+    commands_: Sequence[tuple[str, str]],
+    *,
+    version: str = __version__,
+) -> discord.Embed:
+    """The /about card: what the bot does, its sources (operator's first), its commands, where to get help."""
+    embed = discord.Embed(
+        title=f"About {truncate(bot_name, 200)}",
+        url=PROJECT_URL,
+        color=ABOUT_COLOR,
+        description=(
+            "I bring new K-pop stories from trusted outlets to the channels you choose: each story once, "
+            "as one card with its headline, link, lead image, a short summary and what fans are saying about it. "
+            "Ask me for the latest on any idol or group, or for what is trending now."
+        ),
+    )
+    names = [
+        f"**{escape_discord(truncate(s.name, 80))}**"
+        + (" (added by this server)" if s.owner_guild_id else "")
+        for s in sorted(sources, key=lambda s: (s.owner_guild_id is not None, s.name.casefold()))
+    ]
+    embed.add_field(name="Sources", value=list_within(names) if names else "No sources yet.", inline=False)
+    lines = [f"`/{name}`: {truncate(description, 90)}" for name, description in commands_]
+    if lines:
+        embed.add_field(name="Commands", value=list_within(lines), inline=False)
+    embed.add_field(
+        name="Help",
+        value=(
+            "Server admins: `/subscribe` a channel to start, and `/subscriptions` shows each channel's health "
+            f"and what to do when posting fails. Questions and problems: {HELP_URL}"
+        ),
+        inline=False,
+    )
+    embed.set_footer(text=f"kpopnews {version}")
+    return embed
+
+
+class About(commands.Cog):
+    def __init__(self, bot: KpopNewsBot) -> None:
+        self.bot = bot
+
+    async def visible_sources(self, guild_id: int | None) -> list[Source]:
+        """The operator's enabled sources, and the feeds this server added."""
+        sources = await self.bot.store.list_sources(enabled_only=True)
+        return [s for s in sources if s.owner_guild_id is None or s.owner_guild_id == guild_id]
+
+    @app_commands.command(
+        name="about", description="What this bot is, where its news comes from, how to get help"
+    )
+    async def about(self, interaction: discord.Interaction) -> None:
+        sources = await self.visible_sources(interaction.guild_id)
+        listed = sorted(
+            (c.name, c.description)
+            for c in self.bot.tree.get_commands()
+            if isinstance(c, app_commands.Command | app_commands.Group)
+        )
+        name = self.bot.user.name if self.bot.user else "kpopnews"
+        await interaction.response.send_message(
+            embed=about_embed(name, sources, listed),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+
+async def setup(bot: KpopNewsBot) -> None:
+    await bot.add_cog(About(bot))
