@@ -1,7 +1,7 @@
 """The poll stage: every source fetched on schedule, new entries enriched and stored once, health kept.
 
 Per source: a conditional fetch (stored ETag / Last-Modified; a 304 costs nothing), a body-hash check (an
-unchanged body is not parsed), feedparser in a worker thread, only the entries not stored yet enriched, one
+unchanged body is not parsed), feedparser in a worker process, only the entries not stored yet enriched, one
 transaction to store them, then `on_new_stories`. Failures back off exponentially with jitter, Retry-After is
 honoured, 410 Gone and `max_failures` failures in a row disable the source with a reason a person can act on.
 Nothing a source does can stop the poller or the other sources.
@@ -10,9 +10,12 @@ Nothing a source does can stop the poller or the other sources.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import logging
+import multiprocessing
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -29,6 +32,7 @@ from bot.urls import canonical_url, story_key
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
+    from bot.parse import ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,8 @@ NewStoriesHook = Callable[[list[Story]], Awaitable[None]]
 MAX_BACKOFF_SECONDS = 6 * 3600.0
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0  # a server asking for more is still polled once a day
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
-PARSE_WORKERS = 2  # feedparser holds the GIL: more threads add contention, not speed
+PARSE_WORKERS = 2  # worker processes; each parse holds its own GIL, so threads would only contend
+PARSE_TIMEOUT_SECONDS = 60.0  # a feed that takes longer is hostile or broken: its worker is killed
 _TIME = "%Y-%m-%d %H:%M UTC"
 
 
@@ -124,6 +129,7 @@ class Poller:
         on_new_stories: NewStoriesHook | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        parsers: FeedParsers | None = None,
     ) -> None:
         self.config = config
         self.polling = config.polling
@@ -135,7 +141,7 @@ class Poller:
         self.rng = rng or random.Random()
         # One aiosqlite connection is shared: two polls' transactions must not interleave on it.
         self._write_lock = asyncio.Lock()
-        self._parse_slots = asyncio.Semaphore(PARSE_WORKERS)
+        self.parsers = parsers or shared_parsers()
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
         self._wake = asyncio.Event()
 
@@ -190,13 +196,10 @@ class Poller:
             await self._save(source)
             return SourceReport(source, "unchanged")
 
-        from bot.parse import FeedError, parse_feed  # written by the parse stage; imported when first needed
+        from bot.parse import FeedError
 
         try:
-            async with self._parse_slots:
-                parsed = await asyncio.to_thread(
-                    parse_feed, body, url=result.url, content_type=result.content_type
-                )
+            parsed = await self.parsers.parse(body, url=result.url, content_type=result.content_type)
         except FeedError as exc:
             return await self._failed(source, str(exc))
         entries = [e for e in parsed.entries if e.link or e.guid]
@@ -443,6 +446,83 @@ class Poller:
             planned[source.id] = source.next_poll_at or fallback
             running.pop(source.id, None)
             self._wake.set()
+
+
+class FeedParsers:
+    """feedparser in worker processes: the loop (and its GIL) stays free while big feeds parse, a second core
+    helps, and a feed that makes the parser hang or crash costs a worker process, never the bot.
+    Falls back to threads where processes cannot be started."""
+
+    def __init__(self, workers: int = PARSE_WORKERS, timeout: float = PARSE_TIMEOUT_SECONDS) -> None:
+        self.workers = workers
+        self.timeout = timeout
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._threads_only = False
+        self._slots: asyncio.Semaphore | None = None  # created in the loop that first parses
+
+    async def parse(self, body: bytes, *, url: str, content_type: str | None) -> ParsedFeed:
+        """bot.parse.parse_feed off the loop; FeedError for a feed that cannot be read, hangs or crashes it."""
+        from bot.parse import FeedError, parse_feed
+
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        job = functools.partial(parse_feed, body, url=url, content_type=content_type)
+        async with self._slots:  # queued feeds wait here, so the timeout measures parsing alone
+            pool = self._executor()
+            if pool is None:
+                return await asyncio.to_thread(job)
+            try:
+                return await asyncio.wait_for(
+                    asyncio.get_running_loop().run_in_executor(pool, job), self.timeout
+                )
+            except TimeoutError:
+                self._recycle(pool)
+                raise FeedError(
+                    f"{url} took longer than {self.timeout:g} s to parse: too big or too complex to read"
+                ) from None
+            except concurrent.futures.BrokenExecutor:
+                self._recycle(pool)
+                raise FeedError(
+                    f"the feed parser stopped while reading {url} (out of memory?); will retry later"
+                ) from None
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
+        if self._pool is None and not self._threads_only:
+            try:
+                # forkserver: workers never inherit this process's threads, loop or sockets
+                context = multiprocessing.get_context("forkserver")
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=context
+                )
+            except (OSError, ValueError, NotImplementedError) as exc:
+                log.warning("feed parsing runs in threads: worker processes cannot start (%s)", exc)
+                self._threads_only = True
+        return self._pool
+
+    def _recycle(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        """Kill a pool whose worker hangs or died; the next parse starts a fresh one."""
+        if self._pool is pool:
+            self._pool = None
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public way to stop a busy worker
+            with contextlib.suppress(Exception):
+                process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+_parsers: FeedParsers | None = None
+
+
+def shared_parsers() -> FeedParsers:
+    """The process's feed parsers (one pool, shared by every Poller)."""
+    global _parsers
+    if _parsers is None:
+        _parsers = FeedParsers()
+    return _parsers
 
 
 async def _no_page(url: str) -> str | None:

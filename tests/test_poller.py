@@ -363,3 +363,28 @@ async def test_poll_once_command_prints_a_line_per_source_and_sets_the_exit_stat
     code, out, err = await run(bad)
     assert code == 2 and "polling.interval_seconds" in err and len(err.splitlines()) == 1
     assert out == ""
+
+
+async def test_feed_parsers_run_in_worker_processes_and_survive_a_parse_that_takes_too_long():
+    from bot.parse import FeedError
+    from bot.poller import FeedParsers
+
+    parsers = FeedParsers(workers=1, timeout=30)
+    try:
+        parsed = await parsers.parse(wordpress_feed(3, prefix="w"), url="http://x/feed", content_type=None)
+        assert [e.link for e in parsed.entries] == [f"https://news.example.com/news/w-{i}/" for i in range(3)]
+        first_pool = parsers._pool
+        assert first_pool is not None and all(p.pid != os.getpid() for p in first_pool._processes.values())
+        with pytest.raises(FeedError, match="HTML"):  # the parser's own error crosses the process boundary
+            await parsers.parse(
+                b"<!doctype html><html><body>home</body></html>", url="http://x/", content_type=None
+            )
+        parsers.timeout = 0.0001
+        with pytest.raises(FeedError, match="took longer than 0.0001 s to parse"):
+            await parsers.parse(wordpress_feed(200, prefix="big"), url="http://x/big", content_type=None)
+        assert parsers._pool is None  # the stuck worker was killed with its pool
+        parsers.timeout = 30
+        again = await parsers.parse(wordpress_feed(1, prefix="a"), url="http://x/feed", content_type=None)
+        assert len(again.entries) == 1 and parsers._pool is not first_pool
+    finally:
+        parsers.close()

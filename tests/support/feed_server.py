@@ -32,6 +32,7 @@ Routes (all GET):
   /wrong-encoding          a UTF-8 feed whose HTTP header and XML prolog both claim ISO-8859-1
   /empty                   200 with an empty body
   /reset                   closes the connection without answering
+  /stats                   {"hits": {path: n}, "peak_in_flight": n} as JSON (for a server in another process)
 
 Knobs: `latency` (seconds added to every request), `hits` (Counter by path), `requests` (the last 1000
 aiohttp requests' method/path/headers as RequestRecord), `in_flight` / `peak_in_flight` (requests being
@@ -52,8 +53,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest_asyncio
 from aiohttp import web
+
+try:
+    import pytest_asyncio
+except ImportError:  # bench/ scripts use the server without the test extras
+    pytest_asyncio = None  # type: ignore[assignment]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 FIXTURE_DIRS = (FIXTURES / "feeds", FIXTURES / "pages", FIXTURES)
@@ -187,6 +192,7 @@ class FeedServer:
         app.router.add_get("/wrong-encoding", self._wrong_encoding)
         app.router.add_get("/empty", self._empty)
         app.router.add_get("/reset", self._reset)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -412,17 +418,22 @@ class FeedServer:
     async def _empty(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"", content_type="application/rss+xml")
 
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"hits": dict(self.hits), "peak_in_flight": self.peak_in_flight})
+
     async def _reset(self, request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         request.transport.close()
         return web.Response(status=500)  # never reaches the client
 
 
-@pytest_asyncio.fixture
-async def feed_server() -> AsyncIterator[FeedServer]:
+async def _feed_server() -> AsyncIterator[FeedServer]:
     server = FeedServer()
     await server.start()
     try:
         yield server
     finally:
         await server.close()
+
+
+feed_server = pytest_asyncio.fixture(_feed_server) if pytest_asyncio is not None else None
