@@ -87,7 +87,7 @@ def enrich_entry(
         posts.extend(posts_in_html(html))
     if page_html:
         posts.extend(posts_in_html(page_html, page=True))
-    quotes = rank_quotes(posts, artist_names=_names(refs))
+    quotes = rank_quotes(posts, artist_names=_names(refs, artists))
 
     kept_html = content_html or page_body_html or summary_html
     return Story(
@@ -194,10 +194,23 @@ def _summary_source(content_text: str, excerpt_text: str, page_text: str) -> str
     return page_text or excerpt_text
 
 
-def _names(refs: Iterable[ArtistRef]) -> list[str]:
+def _names(refs: Iterable[ArtistRef], artists: ArtistIndex | None) -> list[str]:
+    """Every name fans may use for the story's artists (stage name, group, real name, given name, Hangul,
+    aliases), so a quote saying "taehyung" counts as naming V."""
     names: list[str] = []
+    lookup = getattr(artists, "get", None)
     for ref in refs:
         names.append(ref.name)
         if ref.group:
             names.append(ref.group)
-    return names
+        artist = lookup(ref.id) if callable(lookup) else None
+        if artist is None:
+            continue
+        real = getattr(artist, "real_name", None) or ""
+        names.extend(real.split()[1:2] if len(real.split()) == 2 else [])  # "Kim Taehyung" -> "Taehyung"
+        for attr in ("real_name", "hangul", "real_name_hangul"):
+            value = getattr(artist, attr, None)
+            if isinstance(value, str):
+                names.append(value)
+        names.extend(a for a in getattr(artist, "aliases", ()) or () if isinstance(a, str))
+    return [n for n in dict.fromkeys(n.strip() for n in names) if n]

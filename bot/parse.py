@@ -173,7 +173,9 @@ def _entry(raw: Any, base: str) -> FeedEntry | None:
 
 def _published(raw: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = raw.get(key)
+        value = dict.get(
+            raw, key
+        )  # plain dict access: feedparser's own maps updated to published, with a warning
         if isinstance(value, time.struct_time):
             try:
                 moment = datetime.fromtimestamp(calendar.timegm(value), UTC)

@@ -74,9 +74,9 @@ _BOILERPLATE_LINE = re.compile(
         your\ browser\ does\ not\ support\ (?:the\ )?(?:video|audio|html5\ video)(?:\ tag|\ element)?
       | the\ post\ .+\ appeared\ first\ on\ .+
       | (?:click\ to\ )?share\ (?:on|via|to)\ \w+.*
-      | (?:share|tweet|pin\ it|email|print|whatsapp|facebook|twitter|reddit|linkedin|telegram|flipboard|x)
+      | (?:share|tweet|pin\ it|email|print|whatsapp|facebook|twitter|reddit|linkedin|telegram|flipboard|pinterest|tumblr|x)
         (?:\s*[|·•,/]?\s*(?:share|tweet|pin\ it|email|print|whatsapp|facebook|twitter|reddit|linkedin|telegram
-        |flipboard|x|copy\ link))+
+        |flipboard|pinterest|tumblr|x|copy\ link))+
       | continue\ reading\b.*
       | (?:photo|image|picture|video)s?(?:\ credits?)?\ *(?::|by\b).{0,80}
       | (?:credits?|sources?)\ *:.{0,80}
@@ -186,7 +186,7 @@ def is_boilerplate(line: str) -> bool:
         return True
     if len(line) > 300:  # page furniture is short; long lines are prose
         return False
-    if _BOILERPLATE_LINE.match(line) or _LEAD_IN_LINE.match(line):
+    if _BOILERPLATE_LINE.match(line.rstrip(" .:!…»›→")) or _LEAD_IN_LINE.match(line):
         return True
     return len(line.split()) <= 16 and not line.endswith((".", "!", "?")) and bool(_CREDIT_LINE.match(line))
 

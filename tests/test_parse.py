@@ -1,0 +1,212 @@
+"""bot/parse.py on feeds shaped like the real sites, and on hostile ones."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.parse import FeedError, parse_feed
+from bot.text import one_line
+from bot.urls import canonical_url, story_key
+
+FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+
+
+def feed(name: str) -> bytes:
+    return (FEEDS / name).read_bytes()
+
+
+def test_koreaboo_wordpress_item() -> None:
+    parsed = parse_feed(feed("koreaboo-style-v-iu.xml"), url="https://www.koreaboo.com/feed/")
+    assert parsed.title == "Koreaboo" and parsed.warning is None
+    [entry] = parsed.entries
+    assert entry.title.startswith("BTS’s V Is Going Viral For A Behind-The-Scenes Moment With IU — Making")
+    assert entry.link == "https://www.koreaboo.com/news/bts-v-viral-behind-scenes-iu-love-wins-all-romantic/"
+    assert entry.guid == "https://www.koreaboo.com/?p=1480001"
+    assert entry.guid_is_permalink is False
+    assert entry.published == datetime(2024, 1, 30, 2, 58, 11, tzinfo=UTC)
+    assert entry.categories == ["News", "BTS", "IU", "V"]
+    assert entry.media_images == ["https://image.koreaboo.com/2024/01/bts-v-iu-love-wins-all-thumb.jpg"]
+    assert entry.enclosure_images == []
+    assert 'class="twitter-tweet"' in entry.content_html and "<script" not in entry.content_html
+    assert entry.summary_html.startswith("BTS&#8216;s V is going viral") and entry.summary_html.endswith(
+        "[&#8230;]"
+    )
+    assert entry.author == "Staff Writer"
+
+
+def test_soompi_excerpt_feed_numeric_entities_and_slug_tags() -> None:
+    parsed = parse_feed(feed("soompi-style.xml"))
+    assert len(parsed.entries) == 4
+    first = parsed.entries[0]
+    assert first.title == "IU And BTS’s V Reveal Behind-The-Scenes Of “Love Wins All” MV Filming"
+    assert first.categories == ["Music", "bts", "iu", "v", "love-wins-all"]
+    assert first.content_html == "" and "making film" in first.summary_html
+    assert [e.published.hour for e in parsed.entries if e.published] == [5, 3, 2, 1]
+
+
+def test_scmp_nonstandard_media_namespace_and_utm_guid() -> None:
+    parsed = parse_feed(feed("scmp-style.xml"))
+    first, second = parsed.entries
+    assert first.media_images[0].endswith("/2024/01/30/iu-v-love-wins-all.jpg?itok=Xy12Ab3C")
+    assert "768x768" in first.media_images[1]  # media:thumbnail after media:content
+    assert first.guid.endswith("?utm_source=rss_feed") and first.guid_is_permalink
+    assert story_key(first.guid, first.link) == canonical_url(first.link)  # same story from any SCMP feed
+    assert first.content_html == ""  # media:description is the picture's caption, not the story
+    assert second.title == "Jungkook’s solo album Golden sets a new Spotify record"  # not media:title
+    assert first.published == datetime(2024, 1, 29, 23, 30, tzinfo=UTC)
+
+
+def test_media_under_any_prefix_and_image_enclosures_only() -> None:
+    doc = b"""<?xml version="1.0"?><rss version="2.0" xmlns:pic="urn:example:pictures"><channel><title>t</title>
+    <item><title>a</title><link>https://e.example/a</link>
+    <pic:content url="https://img.example/a.jpg" medium="image"/><pic:thumbnail url="/t.jpg"/>
+    <enclosure url="https://e.example/podcast.mp3" type="audio/mpeg" length="1"/>
+    <enclosure url="https://e.example/cover.png" type="image/png" length="1"/></item>
+    <item><title>b</title><link>https://e.example/b</link>
+    <enclosure url="https://e.example/b.webp" length="1"/>
+    <media:content xmlns:media="http://search.yahoo.com/mrss/" url="https://e.example/clip.mp4" medium="video"/></item>
+    </channel></rss>"""
+    a, b = parse_feed(doc).entries
+    assert a.media_images == ["https://img.example/a.jpg", "https://e.example/t.jpg"]
+    assert a.enclosure_images == ["https://e.example/cover.png"]
+    assert b.media_images == [] and b.enclosure_images == ["https://e.example/b.webp"]
+
+
+def test_atom_feed() -> None:
+    parsed = parse_feed(feed("atom-style.xml"))
+    first, second = parsed.entries
+    assert one_line(first.title) == "TWICE’s One Spark teaser is here"
+    assert first.link == "https://kpopblog.example.com/2024/01/twice-one-spark-teaser"  # xml:base resolved
+    assert first.guid == "tag:kpopblog.example.com,2024:post-5512" and not first.guid_is_permalink
+    assert first.enclosure_images == ["https://kpopblog.example.com/media/twice-one-spark.jpg"]
+    assert first.published == datetime(2024, 1, 30, 2, 2, tzinfo=UTC)  # +09:00 to UTC
+    assert first.categories == ["TWICE", "Comeback"]
+    assert (
+        "twitter-tweet" in first.content_html
+        and first.summary_html == "TWICE dropped the first teaser for One Spark."
+    )
+    assert second.guid_is_permalink and second.content_html == "" and "ZEROBASEONE" in second.summary_html
+    assert second.published == datetime(2024, 1, 29, 20, 0, tzinfo=UTC)
+
+
+def test_malformed_feed_keeps_what_can_be_read() -> None:
+    parsed = parse_feed(feed("malformed.xml"), url="https://broken.example.com/feed")
+    titles = [e.title for e in parsed.entries]
+    assert titles == ["SEVENTEEN & BSS announce new single", "ENHYPEN tops the Oricon chart"]
+    assert parsed.warning and "malformed feed" in parsed.warning and "broken.example.com" in parsed.warning
+
+
+def test_windows_1252_declared_utf8() -> None:
+    parsed = parse_feed(feed("windows-1252-declared-utf8.xml"))
+    [entry] = parsed.entries
+    assert entry.title == "IU’s “Love wins all” tops Melon — again"
+    assert "résumé" in entry.summary_html and parsed.title == "Café K-pop"
+    assert parsed.warning and "windows-1252" in parsed.warning
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_feed() -> None:
+    parsed = parse_feed(feed("mixed-encoding.xml"))
+    assert parsed.title == "Café K-pop ’ Daily"  # the stray 0x92 read as windows-1252
+    assert parsed.entries[0].title == "IU’s “Love wins all” tops Melon — again"  # UTF-8 kept, no mojibake
+
+
+def test_correctly_declared_latin1_and_a_lying_http_charset() -> None:
+    doc = '<?xml version="1.0" encoding="ISO-8859-1"?><rss version="2.0"><channel><title>Caf\xe9</title><item><title>R\xe9sum\xe9</title><link>https://e.example/r</link></item></channel></rss>'
+    parsed = parse_feed(doc.encode("latin-1"))
+    assert parsed.entries[0].title == "Résumé" and parsed.warning is None
+    utf8 = doc.replace("ISO-8859-1", "UTF-8").encode("utf-8")
+    lying = parse_feed(utf8, content_type="application/rss+xml; charset=ISO-8859-1")
+    assert lying.entries[0].title == "Résumé"
+
+
+def test_billion_laughs_is_not_expanded() -> None:
+    tracemalloc.start()
+    parsed = parse_feed(feed("billion-laughs.xml"))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    [entry] = parsed.entries
+    assert entry.title.startswith("BLACKPINK renew contracts") and len(entry.title) < 100
+    assert "lollol" not in entry.summary_html
+    assert peak < 50 * 1024 * 1024
+    assert parsed.warning and "entity" in parsed.warning
+
+
+def test_quadratic_blowup_is_not_expanded() -> None:
+    # feedparser's own guard keeps "safe" entities: a 200 KB one referenced 20,000 times would be 4 GB.
+    doc = (
+        '<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY a "' + "A" * 200_000 + '">\n]>\n'
+        '<rss version="2.0"><channel><title>Q</title><item><title>Story</title>'
+        "<link>https://e.example/q</link><description>"
+        + "&a;" * 20_000
+        + "</description></item></channel></rss>"
+    ).encode()
+    parsed = parse_feed(doc)  # expanded, this would not finish (pytest-timeout) or would exhaust memory
+    assert parsed.entries[0].title == "Story"
+    assert len(parsed.entries[0].summary_html) < 200_000
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "html-instead-of-feed.html",
+            "is an HTML page, not a feed; the page names its feed: https://www.koreaboo.com/feed/",
+        ),
+        ("not-xml.txt", "is not valid XML and no story could be read"),
+        ("empty-feed.xml", "has no items"),
+    ],
+)
+def test_unreadable_feeds_say_why(name: str, message: str) -> None:
+    with pytest.raises(FeedError) as caught:
+        parse_feed(feed(name), url=f"https://site.example/{name}")
+    assert str(caught.value).startswith(f"https://site.example/{name} ")
+    assert message in str(caught.value)
+
+
+def test_empty_body() -> None:
+    with pytest.raises(FeedError, match="is empty"):
+        parse_feed(b"  \n", url="https://e.example/feed")
+
+
+def test_a_body_naming_a_local_file_is_not_opened(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(feed("koreaboo-style-v-iu.xml"))
+    with pytest.raises(FeedError):  # feedparser.parse(bytes) would open that path and read the file
+        parse_feed(str(secret).encode(), url="https://e.example/feed")
+
+
+def test_items_without_a_web_link() -> None:
+    doc = b"""<rss version="2.0"><channel><title>t</title>
+    <item><title>permalink guid</title><guid>https://e.example/story-1</guid></item>
+    <item><title>script link</title><link>javascript:alert(1)</link></item>
+    <item><title>nothing</title><guid isPermaLink="false">abc</guid></item>
+    </channel></rss>"""
+    parsed = parse_feed(doc, url="https://e.example/feed")
+    assert [(e.title, e.link) for e in parsed.entries] == [("permalink guid", "https://e.example/story-1")]
+    assert parsed.warning and "2 item(s) without a link were skipped" in parsed.warning
+    with pytest.raises(FeedError, match="none with a link"):
+        parse_feed(doc.replace(b"<guid>https://e.example/story-1</guid>", b""))
+
+
+def test_relative_links_resolve_against_the_feed_url_and_future_dates_are_dropped() -> None:
+    doc = b"""<rss version="2.0"><channel><title>t</title>
+    <item><title>rel</title><link>/news/1</link><pubDate>Tue, 30 Jan 2024 02:58:11 +0000</pubDate></item>
+    <item><title>future</title><link>https://e.example/2</link><pubDate>Sat, 01 Jan 2huh</pubDate></item>
+    <item><title>far future</title><link>https://e.example/3</link><pubDate>Fri, 01 Jan 2100 00:00:00 +0000</pubDate></item>
+    </channel></rss>"""
+    first, second, third = parse_feed(doc, url="https://e.example/feed/").entries
+    assert first.link == "https://e.example/news/1" and first.published is not None
+    assert second.published is None and third.published is None
+
+
+def test_hostile_feed_parses_without_executing_anything() -> None:
+    parsed = parse_feed(feed("hostile-content.xml"), url="https://hostile.example.com/feed")
+    assert len(parsed.entries) == 3  # the javascript: item is skipped
+    first = parsed.entries[0]
+    assert "<script" not in first.content_html and "onclick" not in first.content_html
+    assert 'href="javascript:' not in first.content_html  # content is never rendered as HTML; links are gone
+    assert first.media_images == []  # media:content url="javascript:…" is no image

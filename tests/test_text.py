@@ -1,0 +1,195 @@
+"""bot/text.py: HTML to clean text, boilerplate, summaries, Discord escaping and clean cutting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.parse import parse_feed
+from bot.text import (
+    clean_text,
+    discord_len,
+    escape_discord,
+    html_to_text,
+    is_boilerplate,
+    one_line,
+    split_sentences,
+    summarize,
+    truncate,
+)
+
+FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+
+
+@pytest.fixture(scope="module")
+def koreaboo_content() -> str:
+    return parse_feed((FEEDS / "koreaboo-style-v-iu.xml").read_bytes()).entries[0].content_html
+
+
+def test_koreaboo_content_becomes_clean_paragraphs(koreaboo_content: str) -> None:
+    text = html_to_text(koreaboo_content)
+    paragraphs = text.split("\n\n")
+    assert paragraphs[0] == (
+        "BTS‘s V is going viral for a behind-the-scenes clip with IU that makes one scene even more romantic."
+    )
+    assert "Netizens were soft AF seeing how the actual chemistry was created." in paragraphs
+    assert "Your browser does not support video" not in text
+    assert "@thv/Instagram" not in text  # photo credit
+    assert "so taehyung" not in text and "pic.twitter.com" not in text  # embedded posts are not the writer's
+    assert "Arguing" not in text  # a paragraph that is one link: "read next"
+    assert "&#8217;" not in text and "<" not in text
+    assert all(p.strip() == p and p for p in paragraphs)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Your browser does not support video.",
+        "Your browser does not support the video tag.",
+        "SEE ALSO: BTS’s V And IU Can’t Stop “Arguing” About The Most Unexpected Topic",
+        "SEE ALSO",
+        "READ MORE",
+        "Read more: IU’s new album tops the charts",
+        "Related Posts",
+        "Related:",
+        "Scroll to Top",
+        "Share this:",
+        "Share on Facebook",
+        "Click to share on X (Opens in new window)",
+        "Facebook Twitter Pinterest Email",
+        "Like this:",
+        "Loading...",
+        "The post BTS’s V Is Going Viral appeared first on Koreaboo.",
+        "BTS’s V | @thv/Instagram",
+        "IU | EDAM Entertainment",
+        "@thv/Instagram",
+        "Photo: Yonhap",
+        "Source: Naver",
+        "Advertisement",
+    ],
+)
+def test_boilerplate_lines(line: str) -> None:
+    assert is_boilerplate(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "You can read more behind the scenes below.",
+        "Read more about it in the interview, she said, because the story is long.",
+        "Related to the song, IU explained the meaning of the cube.",
+        "V shared the photos on Instagram, and fans were thrilled.",
+        "Share prices of HYBE rose 3 percent after the announcement.",
+        "IU and V wowed fans with the video for “Love Wins All.”",
+    ],
+)
+def test_prose_is_not_boilerplate(line: str) -> None:
+    assert not is_boilerplate(line)
+
+
+def test_excerpt_tail_and_wordpress_footer_removed() -> None:
+    html = (
+        "<p>IU’s vocals narrated a story of love, loss, and sacrifice. [&#8230;]</p>"
+        '<p>The post <a href="https://k.example/a">IU story</a> appeared first on <a href="/">Koreaboo</a>.</p>'
+    )
+    assert html_to_text(html) == "IU’s vocals narrated a story of love, loss, and sacrifice."
+    assert html_to_text("Plain text [...]") == "Plain text"
+
+
+def test_scripts_styles_and_entities() -> None:
+    html = "<script>alert('x')</script><style>p{}</style><p>Tom &amp; Jerry&nbsp;&hellip; <b>bold</b></p>"
+    assert html_to_text(html) == "Tom & Jerry …  bold".replace("  ", " ")
+
+
+def test_deeply_nested_hostile_html_does_not_crash() -> None:
+    html = "<div>" * 20000 + "deep text" + "</div>" * 20000
+    assert "deep text" in html_to_text(html)
+    assert one_line("<b>" * 5000 + "title") == "title"
+
+
+def test_one_line_and_clean_text_drop_controls_and_bidi() -> None:
+    assert one_line("A\u202etxet\u202c <i>B</i>\n\tC \x1b[31mred\x1b[0m") == "Atxet B C [31mred[0m"
+    assert "\x1b" not in clean_text("\x1b]0;title\x07 hi")
+    assert one_line("IU &lt;3 &amp;") == "IU <3 &"
+    assert one_line("") == ""
+
+
+def test_split_sentences_respects_abbreviations_and_quotes() -> None:
+    text = "Mr. Park met J. Y. Park in Jan. 2024. Then he left! IU sang “Love Wins All.” Fans cried."
+    assert split_sentences(text) == [
+        "Mr. Park met J. Y. Park in Jan. 2024.",
+        "Then he left!",
+        "IU sang “Love Wins All.”",
+        "Fans cried.",
+    ]
+
+
+def test_summarize_keeps_whole_sentences(koreaboo_content: str) -> None:
+    summary = summarize(html_to_text(koreaboo_content), 400)
+    assert summary == (
+        "BTS‘s V is going viral for a behind-the-scenes clip with IU that makes one scene even more romantic. "
+        "Recently, IU and V wowed fans with the video for “Love Wins All.” "
+        "IU’s vocals perfectly narrated a heartbreaking story of love, loss, and sacrifice."
+    )
+    short = summarize(html_to_text(koreaboo_content), 150)
+    assert short.endswith("romantic.") and len(short) <= 150
+
+
+def test_summarize_drops_unfinished_excerpt_sentence() -> None:
+    assert summarize("First sentence here. The second one was cut by the feed and") == "First sentence here."
+    only = summarize("A single sentence cut by the feed and")
+    assert only == "A single sentence cut by the feed and…"
+
+
+def test_summarize_cuts_a_long_first_sentence_at_a_word() -> None:
+    text = "word " * 300 + "end."
+    summary = summarize(text, 100)
+    assert discord_len(summary) <= 100 and summary.endswith("…") and not summary.endswith(" …")
+    assert summary[:-1].split()[-1] == "word"
+    assert summarize("", 100) == "" and summarize("   \n\n ", 100) == ""
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 17, 50, 99, 256, 1024])
+def test_truncate_never_exceeds_the_limit(limit: int) -> None:
+    for text in ("word " * 400, "🥹" * 700, "a\\*" * 500, "x" * 3000, "한국어 문장입니다 " * 200):
+        cut = truncate(text, limit)
+        assert discord_len(cut) <= limit
+        if limit >= 5:
+            assert cut.endswith("…")
+            body = cut[:-1]
+            assert (len(body) - len(body.rstrip("\\"))) % 2 == 0  # no escape left dangling before "…"
+
+
+def test_truncate_prefers_word_boundaries_and_keeps_short_text() -> None:
+    assert truncate("short", 10) == "short"
+    assert truncate("Love wins all, and V sang to IU", 20) == "Love wins all, and…"
+    assert truncate("🥹🥹🥹", 5) == "🥹🥹…"  # each emoji counts 2 (UTF-16)
+
+
+def test_escape_discord_defuses_mentions() -> None:
+    text = "@everyone @here @Everyone <@123456789012345678> <@!123> <@&987654321> <#555> </cmd:1>"
+    escaped = escape_discord(text)
+    assert not re.search(r"@(everyone|here)", escaped, re.IGNORECASE)
+    assert not re.search(r"<[@#/]", escaped)
+    assert "everyone" in escaped and "123456789012345678" in escaped  # still readable
+
+
+def test_escape_discord_escapes_markdown_and_masked_links() -> None:
+    escaped = escape_discord("**bold** __u__ ~~s~~ `code` ||spoiler|| [click](https://evil.example/x)")
+    assert "**" not in escaped.replace("\\*", "")
+    assert "\\[click\\](https://evil.example/x)" in escaped  # the bracket no longer opens a link
+    assert "\\|\\|spoiler\\|\\|" in escaped and "\\`code\\`" in escaped
+    lines = escape_discord("# Big\n> quote\n- item\n1. first\n-# small").split("\n")
+    assert lines == ["\\# Big", "\\> quote", "\\- item", "1\\. first", "\\-# small"]
+
+
+def test_escape_discord_keeps_urls_clickable() -> None:
+    escaped = escape_discord("see https://www.soompi.com/article/1_2_3/iu_v and _this_")
+    assert "https://www.soompi.com/article/1_2_3/iu_v" in escaped
+    assert escaped.endswith("\\_this\\_")
+
+
+def test_escape_discord_without_markdown_only_defuses_mentions() -> None:
+    assert escape_discord("*Koreaboo* @everyone", markdown=False) == "*Koreaboo* @\u200beveryone"
