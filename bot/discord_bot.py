@@ -178,6 +178,8 @@ class KpopNewsBot(commands.Bot):
         for name in COG_EXTENSIONS:
             await self._load_extension(name)
         await self.sync_commands_if_changed()
+        if self._closing:  # a stop signal arrived while starting: start nothing more
+            return
         self._services_started = True
         for name in self._services:
             self._start_service(name)

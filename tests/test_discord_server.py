@@ -46,6 +46,16 @@ class SlashClient(discord.Client):
                 :25
             ]
 
+        @self.tree.command(name="greedy", description="Offers too many choices")
+        async def greedy(interaction: discord.Interaction, text: str) -> None:  # pragma: no cover
+            await interaction.response.send_message(text)
+
+        @greedy.autocomplete("text")
+        async def greedy_text(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            return [app_commands.Choice(name=f"{current}-{i}", value=str(i)) for i in range(26)]
+
         @self.tree.command(name="slow", description="Defers, then edits")
         async def slow(interaction: discord.Interaction) -> None:
             await interaction.response.defer(thinking=True)
@@ -290,7 +300,7 @@ async def test_commands_synced_with_ids_and_limits_checked(server: FakeDiscord) 
         pass
     assert server.stats.command_syncs == 1
     names = sorted(c["name"] for c in server.commands)
-    assert names == ["admin-only", "echo", "pages", "slow"]
+    assert names == ["admin-only", "echo", "greedy", "pages", "slow"]
     assert all(c["id"] and c["application_id"] == str(server.application_id) for c in server.commands)
     bad = SlashClient()
 
@@ -327,6 +337,9 @@ async def test_autocomplete_and_button_click(server: FakeDiscord) -> None:
     async with running(SlashClient(), server.token):
         choices = await server.autocomplete("echo", {"text": "jimin"}, focused="text")
         assert len(choices) == 25 and choices[0] == {"name": "jimin-0", "value": "jimin-0"}
+        greedy = await server.invoke("greedy", {"text": "x"}, focused="text")
+        await server.wait_for(lambda: server.stats.responses[400] == 1, what="26 choices refused")
+        assert greedy.callback is None  # Discord answers 400: the user sees no choices at all
         pages = await server.invoke("pages")
         message = await pages.reply()
         click = await server.click(message, "page:2")

@@ -45,16 +45,24 @@ What the bot did:
 
 Interactions (the command must have been synced; option types come from its definition):
   `await invoke(name, options, *, guild_id, channel_id, user_id, permissions=None, locale="en-US",
-  respect_default_permissions=True) -> Interaction` ("group sub" for subcommands; channel/user/role options take
-  ids and get `resolved` data); `await autocomplete(name, options, focused="artist", ...) -> list[choice dicts]`;
-  `await click(message, custom_id, *, user_id=None) -> Interaction` (a button, type 3).
+  respect_default_permissions=True, focused=None) -> Interaction` (defaults: first guild, its first text
+  channel, its owner; "group sub" for subcommands; channel/user/role options take ids and get `resolved` data;
+  a user lacking the command's default_member_permissions raises InvocationRefused unless
+  respect_default_permissions=False, which models admins granting the command to everyone);
+  `await autocomplete(name, options, focused="artist", ...) -> list[choice dicts]` (focused=... on invoke gives
+  the Interaction instead); `await click(message, custom_id, *, user_id=None) -> Interaction` (a button, type 3;
+  @original is then the message clicked). `interactions()` lists them all.
   `Interaction`: `await response()` (the callback body), `await reply()` (the message the user sees: the type 4
   message, or after a defer the first edit of @original or followup), `await wait_for_followups(n)`,
   `await wait_for_edits(n)`, attributes `callback`, `original`, `followups`, `edits`, `ephemeral`.
 
 Gateway: `await reconnect()` (op 7; waits for the resume), `await invalidate_session(resumable)` (op 9; waits for
-  the resume or the new IDENTIFY), `await drop_connections(code=4000)` (server closes the socket),
-  `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE"), `await wait_for_ready_session()`.
+  the resume or the new IDENTIFY, which discord.py delays 5 s), `await drop_connections(code=4000)` (server
+  closes the socket; the client resumes), `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE"; events
+  sent while a session is between sockets are replayed on RESUME), `await wait_for_ready_session()`,
+  `live_sessions()`, `connection_count`, `gateway_paths` ("/gateway", then "/gateway/resume" on resumes).
+  Note: discord.py 2.7.1 closes with code 4000 even on `Client.close()`, so its sessions stay resumable here
+  as on Discord; only a 1000/1001 close ends a session.
 
 Faults: `inject(method="POST", path=r"/channels/123/messages", status=502, times=1, body=None, retry_after=1.0,
   via=True, is_global=False, delay=0.0, after=False) -> Injection` (path: a regex matched in full against the
@@ -2022,15 +2030,15 @@ class FakeDiscord:
                 if definition.get("required") and focused is None:
                     raise ValueError(f"/{command}: option {name!r} is required")
                 continue
-            is_focused = name == focused
+            isfocused = name == focused
             value = self._option_value(
-                definition, values[name], resolved, guild, member_perms, focused=is_focused
+                definition, values[name], resolved, guild, member_perms, focused=isfocused
             )
             choices = definition.get("choices")
-            if choices and not is_focused and value not in [c["value"] for c in choices]:
+            if choices and not isfocused and value not in [c["value"] for c in choices]:
                 raise ValueError(f"/{command}: {value!r} is not one of the choices of {name!r}")
             option: dict[str, Any] = {"type": definition["type"], "name": name, "value": value}
-            if is_focused:
+            if isfocused:
                 option["focused"] = True
             options.append(option)
         if focused is not None and focused not in values:
@@ -2085,9 +2093,10 @@ class FakeDiscord:
         permissions: int | None = None,
         locale: str = "en-US",
         respect_default_permissions: bool = True,
-        _focused: str | None = None,
+        focused: str | None = None,
     ) -> Interaction:
-        """A user runs a slash command: INTERACTION_CREATE (type 2, or 4 with `_focused`) is dispatched.
+        """A user runs a slash command: INTERACTION_CREATE (type 2) is dispatched. With `focused` (an option
+        name) it is an autocomplete (type 4) instead, as `autocomplete()` sends.
 
         Defaults: the first guild, its first text channel, its owner. `permissions` overrides the member's
         computed permissions. With `respect_default_permissions`, a user lacking the command's
@@ -2096,10 +2105,10 @@ class FakeDiscord:
         guild, channel, member = self._resolve_context(guild_id, channel_id, user_id)
         names = command.strip("/").split()
         definition, is_guild_command = self._command_definition(names[0], guild.id)
-        base = self._base_interaction(4 if _focused else 2, guild, channel, member, permissions, locale)
+        base = self._base_interaction(4 if focused else 2, guild, channel, member, permissions, locale)
         member_perms = int(base["member"]["permissions"])
         required = definition.get("default_member_permissions")
-        if respect_default_permissions and required is not None and _focused is None:
+        if respect_default_permissions and required is not None and focused is None:
             needed = int(required)
             if member_perms & needed != needed and not member_perms & Permission.ADMINISTRATOR:
                 raise InvocationRefused(
@@ -2115,7 +2124,7 @@ class FakeDiscord:
             nested.append((match["type"], sub))
             definitions = match.get("options") or []
         leaf = self._build_options(
-            definitions, dict(options or {}), resolved, guild, member_perms, _focused, command
+            definitions, dict(options or {}), resolved, guild, member_perms, focused, command
         )
         for kind, sub in reversed(nested):
             leaf = [{"type": kind, "name": sub, "options": leaf}]
@@ -2141,7 +2150,7 @@ class FakeDiscord:
     ) -> list[dict[str, Any]]:
         """A user types into option `focused`: returns the choices the bot offered (type 8 answer)."""
         interaction = await self.invoke(
-            command, options, guild_id=guild_id, channel_id=channel_id, user_id=user_id, _focused=focused
+            command, options, guild_id=guild_id, channel_id=channel_id, user_id=user_id, focused=focused
         )
         callback = await interaction.response(timeout)
         return list((callback.get("data") or {}).get("choices") or [])
