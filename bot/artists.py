@@ -604,6 +604,7 @@ class _Entry:
     weak: bool  # needs context in the story
     word: bool  # an everyday word: lower-case text never matches
     phrase: bool  # an everyday multi-word phrase ("Red Velvet"): needs every word Capitalized
+    ntok: int  # tokens in the name as written; text that splits it further must look like a name
 
 
 @dataclass
@@ -617,6 +618,7 @@ class _Occurrence:
     key: str
     entries: list[_Entry]
     title_case: bool = False  # in a Title Case headline, capitals say nothing
+    introduced: bool = False  # right after "singer", "rapper", "member": the text says it is a person
     chosen: list[str] = field(default_factory=list)
     bound_to: str | None = (
         None  # "member": a group glued to a member ("BTS's V"); else the group it is glued to
@@ -631,6 +633,10 @@ _CONTRACTION_TAILS = frozenset({"s", "t", "ve", "re", "ll", "d", "m"})
 _ROLE_WORDS = frozenset(
     "member members leader maknae vocalist vocalists rapper rappers singer singers dancer dancers idol idols "
     "star stars frontman duo unit trio boy girl youngest oldest eldest fellow main lead sub".split()
+)
+_INTRO_WORDS = frozenset(
+    "singer rapper soloist idol vocalist member star artist producer songstress musician leader maknae "
+    "singers rappers members".split()
 )
 _GLUE_WORDS = _ROLE_WORDS | {"s", "of", "from", "the"}
 _SENTENCE_STOPWORDS = frozenset(
@@ -717,6 +723,7 @@ class ArtistIndex:
 
     def _build_names(self, shared_ok: dict[str, set[str]]) -> None:
         raw: dict[str, dict[str, tuple[int, str]]] = {}  # key -> artist id -> (best kind, surface)
+        surfaces: dict[tuple[str, str], dict[str, int]] = {}  # (key, artist) -> every spelling -> its kind
         for artist in self.artists.values():
             for surface, kind in self._forms(artist):
                 key = compact_key(surface)
@@ -725,6 +732,8 @@ class ArtistIndex:
                 current = raw.setdefault(key, {}).get(artist.id)
                 if current is None or kind < current[0]:
                     raw[key][artist.id] = (kind, surface)
+                spellings = surfaces.setdefault((key, artist.id), {})
+                spellings[surface] = min(kind, spellings.get(surface, kind))
         # an alias (a choice the data makes) that takes another artist's name must say so
         problems: list[str] = []
         for key, owners in raw.items():
@@ -756,8 +765,9 @@ class ArtistIndex:
                 if best < second:
                     self.primary[key] = ranked[0][0]
             entries = []
-            for artist_id, (kind, surface) in ranked:
-                entries.append(self._entry(self.artists[artist_id], key, kind, surface, len(owners) > 1))
+            for artist_id, _ in ranked:
+                for surface, kind in surfaces[(key, artist_id)].items():
+                    entries.append(self._entry(self.artists[artist_id], key, kind, surface, len(owners) > 1))
             self._table[key] = entries
         self._prefixes: set[str] = set()
         for key in self._table:
@@ -789,15 +799,20 @@ class ArtistIndex:
                 weak = True
             if phrase:
                 weak = True
-            if kind == GIVEN and len(key) <= 4:
-                weak = True
+            if kind == GIVEN and (len(key) <= 4 or artist.tier >= DEFAULT_TIER):
+                weak = True  # a given name alone ("Gyeongju") is often a word or a place
         exact = None
         letters = [c for c in surface if c.isalpha()]
-        if not hangul and letters and surface not in (surface.lower(), surface.capitalize()) and len(key) >= 2:
+        if (
+            not hangul
+            and letters
+            and surface not in (surface.lower(), surface.capitalize())
+            and len(key) >= 2
+        ):
             exact = surface  # IU, TWICE, SEVENTEEN: the display form is itself evidence
             if len(key) <= 2 and not weak:
                 weak = True  # a bare 2-letter name counts only in its exact upper-case form
-        return _Entry(artist.id, kind, shape, exact, weak, word, phrase)
+        return _Entry(artist.id, kind, shape, exact, weak, word, phrase, len(_TOKEN.findall(surface)))
 
     # --- lookups -------------------------------------------------------------------------------------------
 
@@ -1028,6 +1043,7 @@ class ArtistIndex:
                 occ = _Occurrence(
                     start + offset, end + offset, i, j, segment, surface, key, entries, title_case
                 )
+                occ.introduced = i > 0 and keys[i - 1] in _INTRO_WORDS
                 if (
                     j + 1 < n
                     and keys[j + 1] in _ROLE_WORDS
@@ -1047,13 +1063,20 @@ class ArtistIndex:
                 continue
             for group_occ, member_occ in ((a, b), (b, a)):
                 groups = [e.artist_id for e in group_occ.entries if self.artists[e.artist_id].is_group]
-                members = [e.artist_id for e in member_occ.entries if not self.artists[e.artist_id].is_group]
+                members = [e.artist_id for e in member_occ.entries]
                 for g in groups:
                     inside = set(self.expand(g)) | set(self.artists[g].former_member_ids)
+                    inside.discard(g)
                     if any(m in inside for m in members):
                         group_occ.bound_to = "member"
                         member_occ.bound_to = g
                         break
+        # "NCT and WayV's Ten", "WayV and NCT member Ten": a group listed before a bound group is bound too
+        for a, b in zip(reversed(found[:-1]), reversed(found[1:]), strict=False):
+            between = keys[a.tok_end + 1 : b.tok_start]
+            if between in ([], ["and"]) and b.bound_to == "member" and a.bound_to is None:
+                if any(self.artists[e.artist_id].is_group for e in a.entries):
+                    a.bound_to = "member"
 
     def _valid_entries(
         self,
@@ -1081,14 +1104,21 @@ class ArtistIndex:
             return []  # "1000 IU", "5 V": a unit or a number, not a name
         first_alpha = next((c for c in surface if c.isalpha()), "")
         capitalized = first_alpha.isupper()
+        text_ntok = j - i + 1
+        split_ok = all(
+            (t[2][:1].isupper() or not t[2][:1].isascii()) and fold(t[2]) not in _SENTENCE_STOPWORDS
+            for t in tokens[i : j + 1]
+        )
         out = []
         for entry in entries:
+            if text_ntok > entry.ntok and not split_ok:
+                continue  # "and a" is not "Anda"; "Tae Hyung" may be "Taehyung"
             if entry.shape is not None:
                 end = tokens[j][1]
                 shape = _shape_key(surface + (")" if text[end : end + 1] == ")" else ""))
                 if shape != entry.shape and _shape_key(surface) != entry.shape:
                     continue
-            if (entry.word or entry.phrase) and not capitalized:
+            if (entry.word or entry.phrase) and not capitalized and surface != entry.exact:
                 continue
             if entry.phrase and not title_case:
                 words = [w for w in re.split(r"[\s\-]+", surface) if w and w[0].isalpha()]
@@ -1124,15 +1154,28 @@ class ArtistIndex:
             if artist.parent_id:
                 related.add(artist.parent_id)
             groups = [artist_id]
+        family = self._family(artist.main_group_id) if not artist.is_group else {artist_id}
         for gid in groups:
             group = self.artists[gid]
             related.add(gid)
-            related.update(group.member_ids)
-            related.update(group.former_member_ids)
             if group.parent_id:
                 related.add(group.parent_id)
+            if artist.is_group or gid in family or not family:
+                # fellow members count from the artist's own group and its units, not project groups
+                related.update(group.member_ids)
+                related.update(group.former_member_ids)
         related.discard(artist_id)
         return related
+
+    def _family(self, group_id: str | None) -> set[str]:
+        if not group_id:
+            return set()
+        top = group_id
+        while self.artists[top].parent_id:
+            top = self.artists[top].parent_id  # type: ignore[assignment]
+        return set(self.expand(top)) & {
+            a.id for a in map(self.artists.get, self.expand(top)) if a and a.is_group
+        }
 
     def _choose(self, occurrences: list[_Occurrence], categories: set[str], title: str, text: str) -> None:
         """Decide which artist each name means: weak and shared names need context from the same story."""
@@ -1149,6 +1192,8 @@ class ArtistIndex:
             with_context = [
                 a for a in ids if a in strong_self or a in categories or (self._related(a) & evidence)
             ]
+            if not with_context and occ.introduced:
+                with_context = ids[:1] if len(ids) == 1 or occ.key in self.primary else []
             if occ.bound_to and occ.bound_to != "member" and len(with_context) > 1:
                 bound = [a for a in with_context if occ.bound_to in self._related(a)]
                 with_context = bound or with_context
@@ -1185,7 +1230,7 @@ class ArtistIndex:
             return True
         if _is_hangul(key) and (len(key) == 1 and occ.surface not in rules.strong_hangul):
             return True
-        if entry.kind == GIVEN and len(key) <= 4:
+        if entry.kind == GIVEN and (len(key) <= 4 or artist.tier >= DEFAULT_TIER):
             return True
         return False
 
@@ -1201,17 +1246,28 @@ class ArtistIndex:
                 per = counts.setdefault(artist_id, {"title": 0, "lead": 0, "body": 0})
                 per[occ.segment] += 1
                 first.setdefault(artist_id, order[occ.segment] * 1_000_000 + occ.start)
-                if occ.segment in ("title", "lead") and occ.bound_to != "member":
+                if occ.segment == "title" and occ.bound_to != "member":
                     unbound_top.add(artist_id)
         for artist_id in categories:
             counts.setdefault(artist_id, {"title": 0, "lead": 0, "body": 0})
             first.setdefault(artist_id, 3_000_000)
+        # members named anywhere in a story whose subject is their group (the title names it) are in it
+        subject_members: set[str] = set()
+        for group_id in unbound_top:
+            if self.artists[group_id].is_group:
+                subject_members.update(self.expand(group_id))
         scores: dict[str, float] = {}
         for artist_id, per in counts.items():
             score = sum(weights[s] * min(per[s], caps[s]) for s in per)
             if artist_id in categories:
                 score += 3.0
-            if per["title"] or per["lead"] or per["body"] >= 2 or artist_id in categories:
+            if (
+                per["title"]
+                or per["lead"]
+                or per["body"] >= 2
+                or artist_id in categories
+                or (per["body"] and artist_id in subject_members)
+            ):
                 scores[artist_id] = score
         # a group whose members are the story is named only when the group itself is (BTS's V -> V)
         for artist_id in list(scores):
@@ -1220,7 +1276,9 @@ class ArtistIndex:
                 continue
             inside = set(self.expand(artist_id)) | set(artist.former_member_ids)
             inside.discard(artist_id)
-            if inside & set(scores) and artist_id not in unbound_top:
+            named = inside & set(scores)
+            whole = len(set(artist.member_ids) & named) >= max(2, 0.6 * len(artist.member_ids))
+            if named and artist_id not in unbound_top and not whole:
                 del scores[artist_id]
         ranked = sorted(scores, key=lambda a: (-scores[a], first[a]))
         return [(self.artists[a].ref(), round(scores[a], 3)) for a in ranked]
@@ -1231,13 +1289,12 @@ def fold_quotes(text: str) -> str:
 
 
 def _lead_end(text: str) -> int:
-    """Where the lead ends: the first paragraph, at most ~400 characters (then the sentence's end)."""
-    para = text.find("\n\n")
-    if para == -1:
-        para = text.find("\n")
-    limit = para if 0 < para <= 400 else min(len(text), 400)
-    if limit < len(text) and (para == -1 or para > 400):
-        stop = re.search(r"[.!?](\s|$)", text[limit : limit + 200])
-        if stop:
-            limit += stop.end()
-    return limit
+    """Where the lead ends: the first sentence that ends past 40 characters, within the first paragraph."""
+    start = len(text) - len(text.lstrip())
+    para = text.find("\n", start)
+    limit = para if para != -1 else len(text)
+    stop = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+    found = stop.search(text, start + 40, limit)
+    if found:
+        limit = found.end()
+    return min(limit, start + 400)
