@@ -268,3 +268,20 @@ async def test_kpopnews_run_without_token_is_one_line_and_exit_2(tmp_path: Path)
         lines = [line for line in proc.stderr_text().splitlines() if line.strip()]
         assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0]
         assert not server.requests  # nothing was sent anywhere
+
+
+def test_about_embed_stays_within_discord_limits_with_many_sources() -> None:
+    from bot.models import Source
+    from cogs.about import about_embed
+    from tests.support.discord_server import FormErrors, validate_embed
+
+    sources = [
+        Source(url=f"https://feeds.example/{i}", name=f"Outlet {i} 🎤 " + "*" * 40) for i in range(200)
+    ]
+    commands = [(f"command-{i}", "d" * 100) for i in range(30)]
+    embed = about_embed("KpopNews", sources, commands).to_dict()
+    errors = FormErrors()
+    assert validate_embed(embed, errors, ["embed"]) <= 6000 and not errors, errors.tree
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Sources"].endswith("more") and "\\*" in fields["Sources"]  # markdown in names is escaped
+    assert fields["Commands"].endswith("more")
