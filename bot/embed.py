@@ -139,9 +139,9 @@ def _fit_total(embed: dict[str, Any]) -> dict[str, Any]:
     fields = embed.get("fields", [])
     while over > 0 and fields:
         last = fields[-1]
-        size = discord_len(last["value"])
-        if size - over >= 200:
-            last["value"] = truncate(last["value"], size - over)
+        shorter = _shrink_quote_value(last["value"], discord_len(last["value"]) - over)
+        if shorter is not None:
+            last["value"] = shorter
         else:
             fields.pop()
         over = embed_length(embed) - TOTAL_LIMIT
@@ -165,6 +165,18 @@ def _fit_total(embed: dict[str, Any]) -> dict[str, Any]:
     if over > 0:
         embed["title"] = truncate(embed["title"], max(1, discord_len(embed["title"]) - over))
     return embed
+
+
+def _shrink_quote_value(value: str, target: int) -> str | None:
+    """The quote's text cut so the value fits `target`, its attribution kept; None when too little would stay."""
+    head, sep, signature = value.rpartition("\n— ")
+    if not sep:
+        head, signature = value, ""
+    room = target - discord_len(sep + signature) - 1  # the closing quotation mark
+    if room < 80:
+        return None
+    text = truncate(head.removesuffix("”"), room)
+    return f"{text}”{sep}{signature}" if sep else text
 
 
 def _artists_line(story: Story) -> str:

@@ -46,7 +46,7 @@ def absolute_http_url(url: str | None, base: str | None = None) -> str | None:
         return None
     try:
         target = URL(url)
-        if not target.is_absolute():
+        if not target.is_absolute() or not target.scheme:  # relative, or scheme-relative ("//cdn…")
             if not base:
                 return None
             target = URL(base.strip()).join(target)
