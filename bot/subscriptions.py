@@ -35,7 +35,7 @@ STATUS_OK, STATUS_UNHEALTHY, STATUS_PAUSED = "ok", "unhealthy", "paused"
 MAX_FORBIDDEN_FAILURES = 4  # refusals (403) in a row before a subscription is paused until an admin acts
 FORBIDDEN_BACKOFF = (timedelta(minutes=5), timedelta(hours=6))  # first retry after a 403, and the cap
 MAX_SEND_ATTEMPTS = 8  # transient failures (5xx, network) before one delivery is given up
-TRANSIENT_BACKOFF = (timedelta(seconds=5), timedelta(minutes=10))
+TRANSIENT_BACKOFF = (timedelta(seconds=2), timedelta(minutes=10))
 MAX_ALSO_ON_EDITS = 3  # a message is edited for "Also on" a few times at most, not forever
 MAX_ALSO_ON = 5  # outlets named in one "Also on" line
 NONCE_MAX = 25  # Discord's limit on a message nonce
@@ -680,14 +680,13 @@ async def record_forbidden(
         failures = int((await cursor.fetchone())[0]) + 1
     paused = failures >= MAX_FORBIDDEN_FAILURES
     retry_at = now + _backoff(failures, FORBIDDEN_BACKOFF)
-    todo = (
-        "give the bot View Channel, Send Messages and Embed Links in that channel, then run /subscribe again"
-        " with the same options to resume"
-        if paused
-        else f"give the bot View Channel, Send Messages and Embed Links in that channel; retrying at"
-        f" {to_iso(retry_at)}"
+    todo = "give the bot View Channel, Send Messages and Embed Links in that channel"
+    if paused:
+        todo += ", then run /subscribe again with the same options to resume"
+    text = (
+        f"Discord refused the post: {reason}. "
+        + (f"Paused after {failures} refusals: {todo}." if paused else f"Retrying automatically; {todo}.")
     )
-    text = f"Discord refused the post: {reason}. {'Paused' if paused else 'Will retry'}: {todo}."
     await store.db.execute(
         "UPDATE subscriptions SET status = ?, failures = ?, last_error = ?, last_error_at = ?, retry_at = ?"
         " WHERE channel_id = ? AND status != 'paused'",
@@ -712,7 +711,7 @@ async def record_forbidden(
             (to_iso(retry_at), text, delivery.channel_id),
         )
     await store.db.commit()
-    log.warning("channel %d refused delivery %d (%s): %s", delivery.channel_id, delivery.id, reason, text)
+    log.warning("channel %d refused delivery %d: %s", delivery.channel_id, delivery.id, text)
     return await get_subscription(store, delivery.subscription_id)
 
 

@@ -1,0 +1,355 @@
+"""The delivery worker: posts queued deliveries to Discord, each once, and keeps subscriptions' health.
+
+Oldest first, channels concurrently, in order within a channel. Every send carries the delivery's nonce with
+`enforce_nonce`, and its attempt is committed before the request: after a kill -9 the pending delivery is sent
+again and Discord answers with the message it already made instead of a second one. Pacing: one limiter for
+all the worker's requests, under Discord's global 50 requests/s; per-channel limits are left to discord.py,
+which honours the rate-limit headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import discord
+from aiolimiter import AsyncLimiter
+
+from bot.config import DeliveryConfig
+from bot.embed import build_story_embed
+from bot.models import Story
+from bot.pipeline import after_store
+from bot.poller import Poller
+from bot.store import Store
+from bot.subscriptions import (
+    Delivery,
+    due_deliveries,
+    get_delivery,
+    mark_attempt,
+    next_due_at,
+    pending_edits,
+    record_edited,
+    record_failed,
+    record_forbidden,
+    record_sent,
+    record_transient_failure,
+    remove_channel,
+    remove_guild,
+)
+from bot.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+# One request per 1/49 s: even a sliding one-second window that catches the first request of the next slot
+# holds at most 50, so the bot never causes a global 429 itself.
+GLOBAL_RATE = 49.0
+CHANNEL_CONCURRENCY = 50  # channels posted to at once; the limiter, not this, sets the pace
+SWEEP_SECONDS = 30.0  # look at the queue at least this often, even when nobody wakes the worker
+NONCE_TRUST = timedelta(
+    minutes=4
+)  # Discord remembers a nonce a few minutes; older in-doubt sends are checked
+UNKNOWN_CHANNEL, UNKNOWN_MESSAGE = 10003, 10008
+
+
+class DeliveryWorker:
+    """A background service of the bot: `await run()` until cancelled; `wake()` when deliveries are queued."""
+
+    name = "delivery"
+
+    def __init__(
+        self,
+        bot: discord.Client,
+        store: Store,
+        *,
+        config: DeliveryConfig | None = None,
+        rate: float = GLOBAL_RATE,
+        concurrency: int = CHANNEL_CONCURRENCY,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        self.bot = bot
+        self.store = store
+        self.config = config or DeliveryConfig()
+        self.limiter = AsyncLimiter(1, 1.0 / rate)  # a bucket of one: evenly spaced, no burst
+        self.sweep_seconds = sweep_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._recheck: set[int] = set()
+        self._colors: dict[int, int | None] = {}
+        self._listening = False
+        self.sent = 0  # messages posted since start (for logs and the benchmark)
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New deliveries are queued (or a channel may go again): look at the queue now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._listen()
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._dispatch()
+                    await self._edit_pass()
+                    timeout = await self._time_to_next()
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    log.exception("delivery pass failed; trying again in %.0f s", self.sweep_seconds)
+                    timeout = self.sweep_seconds
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
+            tasks = list(self._active.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain(self, within: float = 30.0) -> None:
+        """Wait until nothing is due or being sent (tests and benchmarks)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            if not self._active and not await due_deliveries(self.store, limit=1):
+                return
+            self.wake()
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"deliveries still pending after {within:.0f} s")
+
+    def _listen(self) -> None:
+        if self._listening:
+            return
+        self._listening = True
+        self.bot.add_listener(self._on_guild_remove, "on_guild_remove")
+        self.bot.add_listener(self._on_channel_delete, "on_guild_channel_delete")
+
+    async def _on_guild_remove(self, guild: discord.Guild) -> None:
+        try:
+            await remove_guild(self.store, guild.id)
+        except Exception:
+            log.exception("could not remove the subscriptions of server %s (%d)", guild.name, guild.id)
+
+    async def _on_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        try:
+            await remove_channel(self.store, channel.id, reason="the channel was deleted")
+        except Exception:
+            log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
+
+    async def _time_to_next(self) -> float:
+        due = await next_due_at(self.store)
+        if due is None:
+            return self.sweep_seconds
+        return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
+
+    # --- sending ----------------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        due = await due_deliveries(self.store)
+        for channel_id in due:  # oldest first: the semaphore lets them in in this order
+            if channel_id in self._active:
+                self._recheck.add(channel_id)  # its task looks again before it ends
+                continue
+            task = asyncio.create_task(self._run_channel(channel_id), name=f"deliver-{channel_id}")
+            self._active[channel_id] = task
+
+    async def _run_channel(self, channel_id: int) -> None:
+        try:
+            async with self._slots:
+                while True:
+                    self._recheck.discard(channel_id)
+                    batch = (await due_deliveries(self.store, channel_id=channel_id)).get(channel_id)
+                    if not batch:
+                        if channel_id in self._recheck:
+                            continue
+                        return
+                    for delivery in batch:
+                        if not await self._deliver(delivery):
+                            return  # the channel waits (backoff) or is gone; the main loop comes back
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivering to channel %d failed; will retry", channel_id)
+        finally:
+            self._active.pop(channel_id, None)
+
+    async def _deliver(self, queued: Delivery) -> bool:
+        """Post one delivery. True: the channel may go on with its next one."""
+        delivery = await get_delivery(
+            self.store, queued.id
+        )  # fresh: unsubscribed or Also on may have changed
+        if delivery is None or delivery.status != "pending":
+            return True
+        story = await self.store.get_story(delivery.story_id)
+        if story is None:
+            await record_failed(self.store, delivery, "the story is no longer stored")
+            return True
+        channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
+        try:
+            embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
+        except Exception as exc:  # a story the embed builder cannot render is a defect to log, not to retry
+            log.exception("cannot build the embed of story %d", story.id)
+            await record_failed(self.store, delivery, f"the post could not be built: {exc}")
+            return True
+        if delivery.attempt_started_at and utcnow() - delivery.attempt_started_at > NONCE_TRUST:
+            # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
+            message_id = await self._find_posted(channel, story, delivery.attempt_started_at)
+            if message_id is not None:
+                await record_sent(self.store, delivery, message_id)
+                return True
+        await mark_attempt(self.store, delivery.id)
+        delivery.attempts += 1
+        try:
+            await self.limiter.acquire()
+            message = await channel.send(
+                embed=embed, nonce=delivery.nonce, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException as exc:
+            return await self._failed(delivery, exc)
+        except discord.RateLimited as exc:  # discord.py's own wait would have been too long
+            await self._retry(
+                delivery, f"rate limited for {exc.retry_after:.1f} s", retry_after=exc.retry_after
+            )
+            return False
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._retry(delivery, f"network error talking to Discord: {exc!r}")
+            return False
+        await record_sent(self.store, delivery, message.id)
+        self.sent += 1
+        return True
+
+    async def _failed(self, delivery: Delivery, exc: discord.HTTPException) -> bool:
+        reason = _describe(exc)
+        if isinstance(exc, discord.Forbidden):
+            await record_forbidden(self.store, delivery, reason)
+            self.wake()
+            return False
+        if isinstance(exc, discord.NotFound) and exc.code in (UNKNOWN_CHANNEL, 0):
+            await remove_channel(self.store, delivery.channel_id, reason=f"Discord says: {reason}")
+            return False
+        if exc.status == 429 or exc.status >= 500:
+            await self._retry(delivery, reason, retry_after=_retry_after(exc))
+            return False
+        if exc.status == 401:
+            await self._retry(delivery, f"{reason}: the bot's token was rejected")
+            return False
+        # 400 and the rest: Discord will refuse it again; never retried in a loop
+        log.error(
+            "Discord refused delivery %d (story %d) to channel %d: %s",
+            delivery.id,
+            delivery.story_id,
+            delivery.channel_id,
+            reason,
+        )
+        await record_failed(self.store, delivery, reason)
+        return True
+
+    async def _retry(self, delivery: Delivery, reason: str, *, retry_after: float | None = None) -> None:
+        will = await record_transient_failure(self.store, delivery, reason, retry_after=retry_after)
+        log.warning(
+            "delivery %d to channel %d: %s; %s",
+            delivery.id,
+            delivery.channel_id,
+            reason,
+            "will retry" if will else "given up",
+        )
+        self.wake()  # the main loop recomputes when to look again
+
+    async def _find_posted(self, channel: Any, story: Story, since: datetime) -> int | None:
+        """The id of a message of ours in the channel that carries the story's link, if one exists."""
+        me = self.bot.user
+        try:
+            await self.limiter.acquire()
+            async for message in channel.history(limit=50, after=since - timedelta(seconds=5)):
+                if me is not None and message.author.id != me.id:
+                    continue
+                if any(embed.url == story.url for embed in message.embeds):
+                    return message.id
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info("cannot read channel %s to check an earlier send (%s); sending again", channel.id, exc)
+        return None
+
+    async def _embed(self, story: Story, also_on: list[str]) -> dict[str, Any]:
+        color = None
+        if story.source_id is not None:
+            if story.source_id not in self._colors:
+                source = await self.store.get_source(story.source_id)
+                self._colors[story.source_id] = source.color if source else None
+            color = self._colors[story.source_id]
+        return build_story_embed(story, color=color, also_on=tuple(also_on))
+
+    # --- "Also on" edits --------------------------------------------------------------------------------
+
+    async def _edit_pass(self) -> None:
+        for delivery in await pending_edits(self.store):
+            story = await self.store.get_story(delivery.story_id)
+            if story is None or delivery.message_id is None:
+                await record_edited(self.store, delivery, gave_up=True)
+                continue
+            channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
+            try:
+                embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
+                await self.limiter.acquire()
+                await channel.get_partial_message(delivery.message_id).edit(
+                    embed=embed, allowed_mentions=discord.AllowedMentions.none()
+                )
+            except discord.HTTPException as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    log.info("Also on edit of message %d: %s; later", delivery.message_id, _describe(exc))
+                    continue
+                # deleted message, lost access, refused edit: an Also on line is not worth more tries
+                log.info("Also on edit of message %d given up: %s", delivery.message_id, _describe(exc))
+                await record_edited(self.store, delivery, gave_up=True)
+                continue
+            except (discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("Also on edit of message %d: %r; later", delivery.message_id, exc)
+                continue
+            await record_edited(self.store, delivery)
+
+
+def _describe(exc: discord.HTTPException) -> str:
+    """Discord's answer in one line: status, code and its reason."""
+    status = getattr(exc, "status", None)
+    text = (exc.text or "").replace("\n", " ").strip()
+    code = f" (error code {exc.code})" if getattr(exc, "code", 0) else ""
+    reason = getattr(getattr(exc, "response", None), "reason", "") or ""
+    return f"{status} {reason}{code}: {text}".strip().rstrip(":")
+
+
+def _retry_after(exc: discord.HTTPException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def install_services(bot: Any) -> DeliveryWorker:
+    """Give the bot its poller and delivery worker as background services (`bot.poller`, `bot.delivery`).
+
+    New stories go poller -> clustering -> queue_deliveries -> worker.wake(). Called once, from the
+    subscriptions cog's setup; `bot` is a KpopNewsBot after its setup_hook opened the store and session."""
+    existing = getattr(bot, "delivery", None)
+    if isinstance(existing, DeliveryWorker):
+        return existing  # the cog was reloaded: the services run already
+    config = bot.config
+    worker = DeliveryWorker(bot, bot.store, config=config.delivery)
+    artists = bot.artists
+    expand = artists.expand if artists is not None else (lambda artist_id: ())
+
+    async def on_new_stories(stories: list[Story]) -> None:
+        await after_store(bot.store, stories, config=config.delivery, wake=worker.wake, expand=expand)
+
+    poller = Poller(config, bot.store, bot.fetcher, artists, on_new_stories=on_new_stories)
+    bot.delivery = worker
+    bot.poller = poller
+    bot.add_service("delivery", worker.run)
+    bot.add_service("poller", poller.run_forever)
+    return worker

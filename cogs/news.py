@@ -1,0 +1,232 @@
+"""/news artist:<text> [count]: the latest stories about an artist, by any of their names, with paging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from bot.search import SearchResult, search_stories
+from discord import app_commands
+from discord.ext import commands
+
+from bot.embed import build_story_embed, embed_length
+from bot.text import escape_discord, truncate
+from cogs.subscriptions import artist_choices
+
+if TYPE_CHECKING:
+    from bot.artists import ArtistIndex
+
+log = logging.getLogger(__name__)
+
+MAX_COUNT = 10  # a message holds 10 embeds
+DEFAULT_COUNT = 5
+MESSAGE_EMBED_BUDGET = 6000  # Discord: all embeds of one message together
+LIST_DESCRIPTION = 300  # a story in a list shows a short summary, so that several fit the budget
+PAGE_TIMEOUT = 600.0  # buttons live 10 minutes (an interaction token lives 15)
+DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
+
+
+def list_embed(story: Any) -> dict[str, Any]:
+    """A story as one of several in a message: headline, link, image, source and time, a short summary."""
+    embed = build_story_embed(story)
+    embed.pop("fields", None)  # fan quotes are for the channel post; a list keeps to the essentials
+    if embed.get("description"):
+        embed["description"] = truncate(embed["description"], LIST_DESCRIPTION)
+    return embed
+
+
+def fit_embeds(embeds: list[dict[str, Any]], budget: int = MESSAGE_EMBED_BUDGET) -> list[dict[str, Any]]:
+    """As many embeds, in order, as one message holds (10, and 6,000 characters together)."""
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for embed in embeds[:MAX_COUNT]:
+        size = embed_length(embed)
+        if kept and used + size > budget:
+            break
+        if size > budget:  # a single embed over the budget: its description goes first
+            embed = dict(embed, description=truncate(embed.get("description") or "", 100))
+            size = embed_length(embed)
+        kept.append(embed)
+        used += size
+    return kept
+
+
+def no_result_text(result: SearchResult) -> str:
+    query = escape_discord(truncate(result.query, 80))
+    if result.artist is not None:
+        text = f"No stories about **{escape_discord(result.artist.label)}** yet. New ones show up here as they come."
+    else:
+        text = f"I found nothing for **{query}**."
+    suggestions = [escape_discord(a.label) for a in (result.suggestions or [])[:5]]
+    if suggestions:
+        text += " Did you mean: " + ", ".join(f"**{s}**" for s in suggestions) + "?"
+    elif result.artist is None:
+        text += " Try a stage name, a real name, a Hangul name or a group, e.g. `/news V` or `/news 뷔`."
+    return text
+
+
+def header_text(result: SearchResult, offset: int, shown: int) -> str:
+    who = (
+        escape_discord(result.artist.label)
+        if result.artist
+        else f"“{escape_discord(truncate(result.query, 80))}”"
+    )
+    if result.total <= shown and offset == 0:
+        return f"Latest stories about **{who}**"
+    return f"Stories about **{who}**: {offset + 1}–{offset + shown} of {result.total}"
+
+
+class NewsPager(discord.ui.View):
+    """Previous/Next over a search's results; only the person who asked turns the pages."""
+
+    def __init__(self, cog: News, *, query: str, count: int, shown: int, total: int, owner_id: int) -> None:
+        super().__init__(timeout=PAGE_TIMEOUT)
+        self.cog = cog
+        self.query = query
+        self.count = count  # stories asked per page
+        self.offset = 0
+        self.shown = shown  # stories on this page (fewer than count when the 6,000 budget is reached)
+        self.total = total
+        self.owner_id = owner_id
+        self.message_interaction: discord.Interaction | None = None
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.previous.disabled = self.offset <= 0
+        self.next.disabled = self.offset + self.shown >= self.total
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            "These buttons belong to whoever asked. Run `/news` yourself to browse.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="news:previous")
+    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, max(0, self.offset - self.count))
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.primary, custom_id="news:next")
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, self.offset + self.shown)
+
+    async def _turn(self, interaction: discord.Interaction, offset: int) -> None:
+        result = await self.cog.search(self.query, limit=self.count, offset=offset)
+        if not result.stories:  # the store changed under us; show the first page again
+            offset = 0
+            result = await self.cog.search(self.query, limit=self.count, offset=0)
+        embeds = fit_embeds([list_embed(s) for s in result.stories])
+        self.offset, self.shown, self.total = offset, len(embeds), result.total
+        self._sync_buttons()
+        await interaction.response.edit_message(
+            content=header_text(result, offset, len(embeds)),
+            embeds=[discord.Embed.from_dict(e) for e in embeds],
+            view=self,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    async def on_timeout(self) -> None:
+        if self.message_interaction is None:
+            return
+        for item in self.children:
+            if isinstance(item, discord.ui.Button):
+                item.disabled = True
+        try:
+            await self.message_interaction.edit_original_response(view=self)
+        except discord.HTTPException:
+            pass  # the message was deleted or the token ran out: nothing to tidy
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
+    ) -> None:
+        log.exception(
+            "/news page button failed (query %r, offset %d)", self.query, self.offset, exc_info=error
+        )
+        await self.cog.answer_error(interaction, "Sorry, I could not turn the page. Run `/news` again.")
+
+
+class News(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def index(self) -> ArtistIndex | None:
+        return getattr(self.bot, "artists", None)
+
+    async def search(self, query: str, *, limit: int, offset: int) -> SearchResult:
+        return await search_stories(self.bot.store, self.index, query, limit=limit, offset=offset)
+
+    @app_commands.command(name="news", description="The latest K-pop stories about an artist or group")
+    @app_commands.describe(
+        artist="Stage name, real name, Hangul name or group, e.g. V, Taehyung, 뷔, BTS",
+        count=f"How many stories to show (1-{MAX_COUNT}, default {DEFAULT_COUNT})",
+    )
+    async def news(
+        self,
+        interaction: discord.Interaction,
+        artist: app_commands.Range[str, 1, 100],
+        count: app_commands.Range[int, 1, MAX_COUNT] = DEFAULT_COUNT,
+    ) -> None:
+        query = artist.strip()
+        if self.index is not None and self.index.get(query) is not None:
+            query = self.index.get(query).label  # an autocomplete choice carries the id; search by the name
+        search = asyncio.ensure_future(self.search(query, limit=count, offset=0))
+        try:
+            # usually milliseconds; if the store is busy, defer rather than miss Discord's 3 s
+            result = await asyncio.wait_for(asyncio.shield(search), DEFER_AFTER)
+        except TimeoutError:
+            await interaction.response.defer(thinking=True)
+            result = await search
+        if not result.stories:
+            await self._send(interaction, content=no_result_text(result), ephemeral=True)
+            return
+        embeds = fit_embeds([list_embed(s) for s in result.stories])
+        shown = len(embeds)
+        view: NewsPager | None = None
+        if result.total > shown:
+            view = NewsPager(
+                self, query=query, count=count, shown=shown, total=result.total, owner_id=interaction.user.id
+            )
+            view.message_interaction = interaction
+        await self._send(
+            interaction,
+            content=header_text(result, 0, shown),
+            embeds=[discord.Embed.from_dict(e) for e in embeds],
+            view=view,
+        )
+
+    @news.autocomplete("artist")
+    async def _artist_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        try:
+            return artist_choices(self.index, current)
+        except Exception:
+            log.exception("artist autocomplete failed for %r", current)
+            return []
+
+    async def _send(self, interaction: discord.Interaction, **kwargs: Any) -> None:
+        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        if kwargs.get("view") is None:
+            kwargs.pop("view", None)
+        if interaction.response.is_done():
+            kwargs.pop("ephemeral", None)  # a deferred answer keeps the visibility of the defer
+            await interaction.followup.send(**kwargs)
+        else:
+            await interaction.response.send_message(**kwargs)
+
+    async def answer_error(self, interaction: discord.Interaction, text: str) -> None:
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not tell the user about an error: %s", text)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(News(bot))

@@ -1,0 +1,381 @@
+"""End to end over the real wire: the real bot (discord.py over loopback sockets) against FakeDiscord, feeds served
+by a loopback HTTP server, a real SQLite file. An admin subscribes from Discord, a story appears in the feed, the
+bot polls, stores, clusters, queues and posts it: once, whatever Discord does in between."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.config import PollingConfig, SourceConfig
+from bot.subscriptions import list_deliveries, list_subscriptions
+from bot.timeutil import utcnow
+from tests.support.bot_harness import BotHarness, bot_config, fake_discord_with_bot
+from tests.support.discord_server import FakeChannel, FakeDiscord, Permission
+from tests.support.feed_server import FeedServer, rss, wordpress_feed
+
+FIXTURE = Path(__file__).parent / "fixtures" / "feeds" / "koreaboo-style-v-iu.xml"
+FIXTURE_DATE = "Tue, 30 Jan 2024 02:58:11 +0000"
+V_IU_TITLE = "BTS’s V Is Going Viral For A Behind-The-Scenes Moment With IU"
+V_IU_LINK = "https://www.koreaboo.com/news/bts-v-viral-behind-scenes-iu-love-wins-all-romantic/"
+FEED = "koreaboo"
+
+
+def rfc822(moment: datetime) -> str:
+    return email.utils.format_datetime(moment)
+
+
+def v_iu_feed(*, published: datetime, extra_items: list[dict[str, str]] = ()) -> bytes:
+    """Koreaboo's feed carrying the V and IU story (with its embedded fan posts), published at `published`,
+    plus `extra_items` (rss() item dicts)."""
+    xml = FIXTURE.read_text(encoding="utf-8").replace(FIXTURE_DATE, rfc822(published))
+    if extra_items:
+        extra = rss(list(extra_items)).decode()
+        items = extra[extra.index("<item>") : extra.rindex("</item>") + len("</item>")]
+        xml = xml.replace("</channel>", items + "</channel>")
+    return xml.encode("utf-8")
+
+
+def news_item(n: int, *, published: datetime, title: str | None = None) -> dict[str, str]:
+    return {
+        "title": title or f"SEVENTEEN announce world tour stop number {n}",
+        "link": f"https://www.koreaboo.com/news/seventeen-tour-{n}/",
+        "guid": f"https://www.koreaboo.com/?p=9{n:05d}",
+        "pubDate": rfc822(published),
+        "description": f"SEVENTEEN add stop {n} to their tour, and fans are already planning.",
+        "categories": "News,SEVENTEEN",
+    }
+
+
+@dataclass
+class World:
+    """FakeDiscord + the bot + a feed server; `koreaboo` is the operator's source the bot polls every second."""
+
+    h: BotHarness
+    feeds: FeedServer
+
+    @property
+    def server(self) -> FakeDiscord:
+        return self.h.server
+
+    @property
+    def bot(self) -> Any:
+        return self.h.bot
+
+    @property
+    def store(self) -> Any:
+        return self.h.bot.store
+
+    def channel(self, name: str) -> FakeChannel:
+        return self.h.channel(name)
+
+    def add_channel(self, name: str, **kw: Any) -> FakeChannel:
+        return self.server.add_channel(self.h.guild.id, name, **kw)
+
+    async def command(self, name: str, options: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        """Run a slash command (as the server owner unless user_id=...) and return the reply the user sees."""
+        kw.setdefault("channel_id", self.channel("general").id)
+        interaction = await self.server.invoke(name, options or {}, **kw)
+        reply = await interaction.reply(timeout=10)
+        reply["_ephemeral"] = interaction.ephemeral
+        return reply
+
+    async def subscribe(self, channel: FakeChannel, *, user_id: int | None = None, **options: Any) -> str:
+        reply = await self.command("subscribe", {"channel": channel.id, **options}, user_id=user_id)
+        return reply.get("content") or ""
+
+    def publish(self, body: bytes) -> None:
+        self.feeds.set_feed(FEED, body)
+
+    async def polled(self, times: int = 1) -> None:
+        """Wait until the feed was fetched `times` more times and what that brought was handled."""
+        target = self.feeds.hits[f"/dyn/{FEED}"] + times
+        await self.server.wait_for(lambda: self.feeds.hits[f"/dyn/{FEED}"] >= target, 15, what="a poll")
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Let the poll that was just answered be stored and queued, and the worker send what is due."""
+        await asyncio.sleep(0.3)
+        await self.bot.delivery.drain(within=30)
+
+
+@contextlib.asynccontextmanager
+async def world(
+    tmp_path: Path, *, channels=("general", "news", "fans"), **server_options: Any
+) -> AsyncIterator[World]:
+    async with FeedServer() as feeds, FakeDiscord(**server_options) as server:
+        feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
+        config = bot_config(
+            server,
+            tmp_path / "kpopnews.db",
+            sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
+            polling=PollingConfig(interval_seconds=1.0, fetch_article_pages=False),
+        )
+        async with fake_discord_with_bot(tmp_path, server=server, config=config, channels=channels) as h:
+            w = World(h, feeds)
+            # the first poll: what the feed carries at start-up is backfill, never posted
+            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 15, what="the first poll")
+            await w.settle()
+            yield w
+
+
+async def eventually(check: Any, within: float = 5.0) -> None:
+    """Poll an async check until it holds (the database has no change events to wait on)."""
+    async with asyncio.timeout(within):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _none(rows: Any) -> bool:
+    return not await rows
+
+
+async def _any_failed(store: Any) -> bool:
+    return any(d.status == "failed" for d in await list_deliveries(store))
+
+
+def embed_of(message: dict[str, Any]) -> dict[str, Any]:
+    [embed] = message["embeds"]
+    return embed
+
+
+# --- the happy path ----------------------------------------------------------------------------------------
+
+
+async def test_admin_subscribes_and_a_new_story_is_posted_once_with_headline_link_image_and_quote(tmp_path):
+    async with world(tmp_path) as w:
+        news, fans = w.channel("news"), w.channel("fans")
+        admin = w.server.member(w.h.guild.id, "admin", permissions=Permission.MANAGE_GUILD)
+        text = await w.subscribe(news, user_id=admin.id)
+        assert "Done" in text and f"<#{news.id}>" in text
+        # two subscriptions in one channel that both match the story: still one post there
+        assert "Done" in await w.subscribe(fans, artist="V")
+        assert "Done" in await w.subscribe(fans, artist="IU")
+        await w.polled()
+        assert w.server.messages(news.id) == [] and w.server.messages(fans.id) == []  # backfill stays quiet
+
+        now = utcnow()
+        w.publish(
+            v_iu_feed(
+                published=now - timedelta(minutes=10),
+                extra_items=[
+                    news_item(1, published=now - timedelta(hours=25))
+                ],  # new to the feed, but too old
+            )
+        )
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        await w.polled()
+        assert len(w.server.messages(news.id)) == 1
+        assert len(w.server.messages(fans.id)) == 1
+        embed = embed_of(posted)
+        assert embed["title"].startswith(V_IU_TITLE.replace("’", "’"))
+        assert embed["url"] == V_IU_LINK
+        assert embed["image"]["url"].startswith("https://")
+        quotes = [f for f in embed.get("fields", []) if "twitter.com" in f["value"] or "x.com" in f["value"]]
+        assert quotes, embed.get("fields")
+        payload = w.server.create_payload(int(posted["id"]))
+        assert payload["allowed_mentions"] == {"parse": []} or payload["allowed_mentions"].get("parse") == []
+        assert payload["enforce_nonce"] is True and 0 < len(payload["nonce"]) <= 25
+        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        assert sub.last_post_at is not None and sub.status == "ok"
+
+
+async def test_stories_in_the_feed_when_subscribing_are_not_posted(tmp_path):
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        now = utcnow()
+        w.publish(v_iu_feed(published=now - timedelta(minutes=5)))  # fresh, but out before the subscription
+        await w.polled()
+        assert "Done" in await w.subscribe(news)
+        w.publish(v_iu_feed(published=now - timedelta(minutes=5), extra_items=[news_item(2, published=now)]))
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        await w.polled()
+        assert [embed_of(m)["url"] for m in w.server.messages(news.id)] == [
+            "https://www.koreaboo.com/news/seventeen-tour-2/"
+        ]
+        assert posted
+
+
+# --- Discord errs ------------------------------------------------------------------------------------------
+
+
+async def test_a_429_and_a_502_on_posting_still_deliver_exactly_once(tmp_path):
+    async with world(tmp_path) as w:
+        news, fans = w.channel("news"), w.channel("fans")
+        await w.subscribe(news)
+        await w.subscribe(fans)
+        path = rf"/channels/{news.id}/messages"
+        w.server.inject(
+            "POST", path, status=429, times=1, retry_after=0.3
+        )  # with Via: discord.py waits, retries
+        w.server.inject("POST", path, status=502, times=1)  # retried by discord.py with the same nonce
+        # the message is made but the answer lost: the retry must not make a second one
+        w.server.inject("POST", rf"/channels/{fans.id}/messages", status=502, times=1, after=True)
+        w.publish(v_iu_feed(published=utcnow()))
+        await w.server.wait_for_messages(news.id, 1, timeout=20)
+        await w.server.wait_for_messages(fans.id, 1, timeout=20)
+        await w.polled()
+        assert len(w.server.messages(news.id)) == 1 and len(w.server.messages(fans.id)) == 1
+        assert w.server.stats.injected[429] == 1 and w.server.stats.injected[502] == 2
+        assert w.server.stats.nonce_replays >= 1
+        assert {d.status for d in await list_deliveries(w.store)} == {"sent"}
+
+
+async def test_a_429_without_via_and_a_503_are_retried_by_the_worker(tmp_path):
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        path = rf"/channels/{news.id}/messages"
+        w.server.inject("POST", path, status=429, times=1, retry_after=1.0, via=False)  # discord.py gives up
+        w.server.inject("POST", path, status=503, times=1, retry_after=1.0)  # discord.py does not retry 503
+        w.publish(v_iu_feed(published=utcnow()))
+        await w.server.wait_for_messages(news.id, 1, timeout=20)
+        await w.polled()
+        assert len(w.server.messages(news.id)) == 1
+        [delivery] = await list_deliveries(w.store)
+        assert delivery.status == "sent" and delivery.attempts == 3
+
+
+async def test_a_refused_channel_turns_unhealthy_while_others_keep_receiving(tmp_path):
+    async with world(tmp_path) as w:
+        news, fans = w.channel("news"), w.channel("fans")
+        await w.subscribe(news)
+        await w.subscribe(fans)
+        w.server.set_bot_channel_permissions(news.id, view=True, send=False, embed=True)  # taken away later
+        w.publish(v_iu_feed(published=utcnow()))
+        await w.server.wait_for_messages(fans.id, 1, timeout=15)
+        await w.server.wait_for(lambda: w.server.stats.responses[403] >= 1, 10, what="the refused post")
+        await w.settle()
+        assert w.server.messages(news.id) == []
+        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        assert sub.status == "unhealthy" and "Missing Permissions" in sub.last_error and sub.retry_at
+        # the admin sees it, with what to do
+        reply = await w.command("subscriptions")
+        assert reply["_ephemeral"]
+        text = " ".join(e.get("description", "") for e in reply["embeds"])
+        assert "unhealthy" in text and "Missing Permissions" in text and "Send Messages" in text
+        assert f"<#{fans.id}>" in text and "last post" in text
+        # fixed by the admin, who says so with /subscribe: the waiting story goes out
+        w.server.set_bot_channel_permissions(news.id, view=True, send=True, embed=True)
+        assert "back on" in await w.subscribe(news)
+        await w.server.wait_for_messages(news.id, 1, timeout=15)
+        await w.settle()
+        assert len(w.server.messages(news.id)) == 1
+
+
+async def test_an_unknown_channel_loses_its_subscriptions(tmp_path):
+    async with world(tmp_path) as w:
+        news, fans = w.channel("news"), w.channel("fans")
+        await w.subscribe(news)
+        await w.subscribe(fans)
+        w.server.inject(
+            "POST",
+            rf"/channels/{news.id}/messages",
+            status=404,
+            times=1,
+            body={"code": 10003, "message": "Unknown Channel"},
+        )
+        w.publish(v_iu_feed(published=utcnow()))
+        await w.server.wait_for_messages(fans.id, 1, timeout=15)
+        await w.settle()
+        assert await list_subscriptions(w.store, channel_id=news.id) == []
+        assert len(await list_subscriptions(w.store, channel_id=fans.id)) == 1
+        # a deleted channel (CHANNEL_DELETE) goes the same way
+        w.server.remove_channel(fans.id)
+        await eventually(lambda: _none(list_subscriptions(w.store, channel_id=fans.id)))
+
+
+async def test_a_400_is_recorded_and_never_retried(tmp_path):
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        w.server.inject(
+            "POST",
+            rf"/channels/{news.id}/messages",
+            status=400,
+            times=5,
+            body={"code": 50035, "message": "Invalid Form Body", "errors": {}},
+        )
+        w.publish(v_iu_feed(published=utcnow()))
+        await eventually(lambda: _any_failed(w.store), within=15)
+        await w.polled()
+        posts = [
+            r
+            for r in w.server.requests
+            if r.method == "POST" and r.path.endswith(f"/channels/{news.id}/messages")
+        ]
+        assert len(posts) == 1
+        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        assert "Invalid Form Body" in sub.last_error
+
+
+async def test_leaving_a_server_removes_its_subscriptions(tmp_path):
+    async with world(tmp_path) as w:
+        await w.subscribe(w.channel("news"))
+        assert await list_subscriptions(w.store, guild_id=w.h.guild.id)
+        w.server.remove_guild(w.h.guild.id)
+        await eventually(lambda: _none(list_subscriptions(w.store, guild_id=w.h.guild.id)))
+
+
+async def test_gateway_reconnect_mid_run_still_delivers(tmp_path):
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        await w.server.reconnect()
+        w.publish(v_iu_feed(published=utcnow()))
+        await w.server.drop_connections(
+            code=4000
+        )  # and once more, the hard way, while the story is on its way
+        await w.server.wait_for_messages(news.id, 1, timeout=20)
+        await w.server.wait_for(lambda: w.bot.is_ready() and not w.bot.is_closed(), 15)
+        await w.polled()
+        assert len(w.server.messages(news.id)) == 1
+        # and commands still work after the reconnects
+        assert "already" in await w.subscribe(news)
+
+
+async def test_also_on_edit_when_another_outlet_carries_the_story(tmp_path):
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        now = utcnow()
+        w.publish(v_iu_feed(published=now - timedelta(minutes=30)))
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        # Soompi reports the same event: the operator adds it; its story joins the cluster, the post is edited
+        soompi = rss(
+            [
+                {
+                    "title": "BTS’s V Wows Fans By Singing Live On Set Of IU’s “Love Wins All” MV",
+                    "link": "https://www.soompi.com/article/1639999wpp/bts-v-sings-live-iu-love-wins-all",
+                    "guid": "https://www.soompi.com/?p=1639999",
+                    "pubDate": rfc822(now - timedelta(minutes=5)),
+                    "description": "BTS’s V sang live on the set of IU’s “Love Wins All” music video, a new "
+                    "behind-the-scenes clip shows, and fans are swooning over the romantic scene.",
+                    "categories": "BTS,IU,V",
+                }
+            ],
+            title="Soompi",
+        )
+        w.feeds.set_feed("soompi", soompi)
+        await w.store.add_source(w.feeds.url("/dyn/soompi"), "Soompi", owner_guild_id=None)
+        # the first poll of a source is backfill; make this one count as a later poll
+        src = await w.store.get_source_by_url(w.feeds.url("/dyn/soompi"))
+        src.last_success_at = utcnow()
+        await w.store.save_source_state(src)
+        w.bot.poller.wake()
+        await w.server.wait_for(
+            lambda: "Also on" in (embed_of(w.server.message(int(posted["id"]))).get("description") or ""),
+            20,
+            what="the Also on edit",
+        )
+        await w.settle()
+        assert len(w.server.messages(news.id)) == 1
+        assert "Soompi" in embed_of(w.server.messages(news.id)[0])["description"]
