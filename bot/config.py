@@ -36,7 +36,7 @@ DEFAULT_SOURCES: tuple[SourceConfig, ...] = (
 
 @dataclass(frozen=True)
 class DiscordConfig:
-    token: str = ""
+    token: str = field(default="", repr=False)  # never shown in logs or reprs
     api_base: str = ""  # REST base with version path; empty = Discord's own
     gateway_url: str = ""  # gateway URL; empty = Discord's own
 
