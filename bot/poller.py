@@ -336,6 +336,15 @@ class Poller:
 
     async def _save(self, source: Source) -> None:
         async with self._write_lock:
+            if source.id is not None and source.disabled_reason is None:
+                # Disabled while we polled (say, removed from Discord): our stale copy must not re-enable it.
+                async with self.store.db.execute(
+                    "SELECT disabled_reason FROM sources WHERE id = ?", (source.id,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is None:
+                    return  # deleted meanwhile
+                source.disabled_reason = row[0]
             await self.store.save_source_state(source)
 
     # --- every source -----------------------------------------------------------------------------------
@@ -463,14 +472,16 @@ class FeedParsers:
         self.timeout = timeout
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._threads_only = False
-        self._slots: asyncio.Semaphore | None = None  # created in the loop that first parses
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None  # a semaphore belongs to one event loop
 
     async def parse(self, body: bytes, *, url: str, content_type: str | None) -> ParsedFeed:
         """bot.parse.parse_feed off the loop; FeedError for a feed that cannot be read, hangs or crashes it."""
         from bot.parse import FeedError, parse_feed
 
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.workers)
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(self.workers), loop
         job = functools.partial(parse_feed, body, url=url, content_type=content_type)
         async with self._slots:  # queued feeds wait here, so the timeout measures parsing alone
             pool = self._executor()
@@ -592,7 +603,10 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
                 err.write("\r\x1b[2K" + text[:200])
                 err.flush()
 
-            report = await poller.poll_all(progress=progress if tty else None)
+            try:
+                report = await poller.poll_all(progress=progress if tty else None)
+            finally:
+                await asyncio.to_thread(poller.parsers.close)  # the worker processes end with the command
             if tty and total:
                 err.write("\r\x1b[2K")
                 err.flush()

@@ -388,3 +388,20 @@ async def test_feed_parsers_run_in_worker_processes_and_survive_a_parse_that_tak
         assert len(again.entries) == 1 and parsers._pool is not first_pool
     finally:
         parsers.close()
+
+
+async def test_a_source_disabled_while_it_is_polled_stays_disabled(h):
+    url = h.server.set_feed("slow", wordpress_feed(2, prefix="s"))
+    poller = await h.poller([("Slow", url)])
+    h.server.latency = 0.5
+    source = await h.source("Slow")
+    polling = asyncio.create_task(poller.poll_source(source))
+    while h.server.in_flight == 0:  # noqa: ASYNC110 - the request is on its way
+        await asyncio.sleep(0.01)
+    await h.store.db.execute(
+        "UPDATE sources SET disabled_reason = 'removed by a server admin' WHERE id = ?", (source.id,)
+    )
+    await h.store.db.commit()
+    report = await polling
+    assert report.outcome == "fetched"
+    assert (await h.source("Slow")).disabled_reason == "removed by a server admin"
