@@ -202,11 +202,7 @@ class News(commands.Cog):
     async def _artist_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        try:
-            return artist_choices(self.index, current)
-        except Exception:
-            log.exception("artist autocomplete failed for %r", current)
-            return []
+        return artist_choices(self.index, current)
 
     async def _send(self, interaction: discord.Interaction, **kwargs: Any) -> None:
         kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())

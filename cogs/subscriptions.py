@@ -41,16 +41,19 @@ LIST_EMBED_BUDGET = 5500  # /subscriptions: characters in the list embeds (Disco
 
 
 def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for an `artist` option: up to 25 "V (BTS)" choices, best first; the value is the id."""
+    """Autocomplete for an `artist` option: up to 25 "V (BTS)" choices, best first; the value is the id.
+    Never raises: a failing autocomplete is logged and offers nothing."""
     if index is None:
         return []
     choices: list[app_commands.Choice[str]] = []
     seen: set[str] = set()
-    for artist in index.suggest(current, limit=25):
-        if artist.id in seen:
-            continue
-        seen.add(artist.id)
-        choices.append(app_commands.Choice(name=truncate(artist.label, 100), value=artist.id[:100]))
+    try:
+        for artist in index.suggest(current, limit=25):
+            if artist.id not in seen:
+                seen.add(artist.id)
+                choices.append(app_commands.Choice(name=truncate(artist.label, 100), value=artist.id[:100]))
+    except Exception:
+        log.exception("artist autocomplete failed for %r", current[:100])
     return choices[:25]
 
 
@@ -198,9 +201,8 @@ class Subscriptions(commands.Cog):
             shown += 1
         if current:
             embeds.append(self._list_embed(current))
-        embeds[
-            0
-        ].title = f"Subscriptions in {truncate(interaction.guild.name if interaction.guild else 'this server', 200)}"
+        server = interaction.guild.name if interaction.guild else "this server"
+        embeds[0].title = f"Subscriptions in {truncate(server, 200)}"
         content = None
         if shown < len(blocks):
             content = f"Showing {shown} of {len(blocks)} subscriptions (the first ones by channel)."
@@ -213,11 +215,7 @@ class Subscriptions(commands.Cog):
     async def _artist_autocomplete(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        try:
-            return artist_choices(self.index, current)
-        except Exception:
-            log.exception("artist autocomplete failed for %r", current)
-            return []
+        return artist_choices(self.index, current)
 
     @subscribe.autocomplete("source")
     @unsubscribe.autocomplete("source")
