@@ -15,7 +15,7 @@ import pytest
 
 from bot.config import Config, PollingConfig, SourceConfig, StorageConfig
 from bot.fetch import Fetcher, make_session
-from bot.models import Story
+from bot.models import Source, Story
 from bot.poller import MAX_BACKOFF_SECONDS, Poller, SourceReport
 from bot.store import Store
 from tests.support.feed_server import FeedServer, rss, wordpress_feed
@@ -405,3 +405,53 @@ async def test_a_source_disabled_while_it_is_polled_stays_disabled(h):
     report = await polling
     assert report.outcome == "fetched"
     assert (await h.source("Slow")).disabled_reason == "removed by a server admin"
+
+
+def test_the_schedule_spreads_sources_over_the_interval_and_keeps_their_backoff():
+    config = Config(polling=PollingConfig(interval_seconds=300.0))
+    poller = Poller(config, None, None, None, rng=random.Random(3))  # type: ignore[arg-type]
+    now = datetime(2024, 1, 30, tzinfo=UTC)
+    overdue = [Source(url=f"https://s{i}.example/feed", name=f"s{i}", id=i) for i in range(200)]
+    slots = sorted((poller._first_slot(s, now, startup=True) - now).total_seconds() for s in overdue)
+    assert 0 <= slots[0] and slots[-1] <= 300
+    assert max(b - a for a, b in zip(slots, slots[1:], strict=False)) < 30  # no gap: spread, not bunched
+    assert sum(1 for s in slots if s < 30) < 40  # no herd at start-up: about a tenth in the first tenth
+    backing_off = Source(
+        url="https://x.example/feed", name="x", id=999, next_poll_at=now + timedelta(hours=2)
+    )
+    assert poller._first_slot(backing_off, now, startup=True) == now + timedelta(hours=2)
+    added_later = poller._first_slot(
+        Source(url="https://new.example/feed", name="new", id=1000), now, startup=False
+    )
+    assert now <= added_later <= now + timedelta(seconds=5)
+
+
+async def test_poll_once_shows_progress_on_a_terminal_only(tmp_path, server):
+    import pty
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "{tmp_path / "tty.db"}"\n[[sources]]\nname = "Koreaboo"\nurl = "{server.url(KOREABOO)}"\n',
+        encoding="utf-8",
+    )
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "poll", "--once", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=slave, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out, _ = await proc.communicate()
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert out.decode().splitlines()[0] == "Koreaboo: fetched, 1 story, 1 new"
+    assert b"[1/1] Koreaboo: fetched" in seen
