@@ -899,8 +899,12 @@ class ArtistIndex:
         found = self.resolve_all(query)
         return found[0] if found else None
 
-    def resolve_all(self, query: str) -> list[Artist]:
-        """Every artist the query names exactly, most likely first (one, unless a name is shared)."""
+    def resolve_exact(self, query: str) -> list[Artist]:
+        """Like resolve_all, without typo tolerance: only artists the query names exactly."""
+        return self.resolve_all(query, fuzzy=False)
+
+    def resolve_all(self, query: str, *, fuzzy: bool = True) -> list[Artist]:
+        """Every artist the query names, most likely first (one, unless a name is shared)."""
         query = (query or "").strip()[:200]
         if not query:
             return []
@@ -918,7 +922,7 @@ class ArtistIndex:
         split = self._split_group_member(query)
         if split:
             return split
-        if len(key) >= 4:
+        if fuzzy and len(key) >= 4:
             cutoff = 85 if len(key) >= 6 else 80
             best = process.extractOne(key, self._fuzzy_keys, scorer=fuzz.ratio, score_cutoff=cutoff)
             if best:
@@ -963,6 +967,9 @@ class ArtistIndex:
             return self._ranked(scored, limit)
         for artist_id, kind in self._candidates(key):
             offer(0, artist_id, kind)
+        if " " in query.strip() or "(" in query:  # "bts v", "V (BTS)": a member named with the group
+            for artist in self.resolve_exact(query):
+                offer(0, artist.id, STAGE)
         start = bisect.bisect_left(self._sorted_keys, key)
         for i in range(start, len(self._sorted_keys)):
             k = self._sorted_keys[i]
