@@ -1,0 +1,111 @@
+"""kill -9 in the middle of delivery, then a restart: every channel gets the story exactly once.
+
+The real `kpopnews run` process, configured by a file pointing at FakeDiscord, polls a loopback feed. Some
+channels answer slowly: their messages are made but the answers have not reached the bot when it is killed.
+On restart those deliveries are still pending; they are sent again with the same nonce, and Discord (the fake
+keeps its rule) answers with the message it already made."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from bot.config import SourceConfig
+from bot.timeutil import utcnow
+from tests.support.bot_harness import bot_process, write_config
+from tests.support.discord_server import FakeDiscord
+from tests.support.feed_server import FeedServer, wordpress_feed
+from tests.test_e2e_delivery import FEED, v_iu_feed
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (the poller's feed-parser processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_9_tree(process: asyncio.subprocess.Process) -> None:
+    """kill -9 as a supervisor does it (systemd kills the whole cgroup): the bot and its helper processes."""
+    below = descendants(process.pid)
+    process.kill()
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def statuses(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as db:
+        return dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+
+
+async def test_kill_9_during_delivery_then_restart_posts_exactly_once(tmp_path):
+    async with FeedServer() as feeds, FakeDiscord() as server:
+        feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
+        guild = server.add_guild("K-pop Fans", channels=[f"news-{i}" for i in range(6)])
+        channels = guild.text_channels
+        database = tmp_path / "kpopnews.db"
+        config = write_config(
+            tmp_path / "config.toml",
+            server,
+            database,
+            sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
+            interval_seconds=1,
+        )
+        config.write_text(
+            config.read_text().replace(
+                "interval_seconds = 1.0", "interval_seconds = 1.0\nfetch_article_pages = false"
+            )
+        )
+        async with bot_process(config) as first:
+            await first.wait_for_log("ready:")
+            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 15, what="the first poll")
+            for channel in channels:
+                interaction = await server.invoke("subscribe", {"channel": channel.id}, channel_id=channel.id)
+                assert "Done" in (await interaction.reply(timeout=10))["content"]
+            slow = channels[3:]
+            for channel in slow:  # the message is made, the answer takes 30 s: the bot dies waiting for it
+                server.inject(
+                    "POST", rf"/channels/{channel.id}/messages", status=None, delay=30.0, after=True
+                )
+            feeds.set_feed(FEED, v_iu_feed(published=utcnow() - timedelta(minutes=2)))
+            await server.wait_for(
+                lambda: all(len(server.messages(c.id)) == 1 for c in channels), 20, what="every post made"
+            )
+            await asyncio.sleep(0.5)  # the fast channels' answers are recorded; the slow ones are in flight
+            kill_9_tree(first.process)
+            assert await first.wait() == -9
+        done = statuses(database)
+        assert done.get("sent", 0) == 3 and done.get("pending", 0) == 3, done
+
+        server.clear_injections()
+        async with bot_process(config) as second:
+            await second.wait_for_log("ready:")
+            async with asyncio.timeout(20):
+                while statuses(database).get("sent", 0) < 6:  # noqa: ASYNC110 - another process writes it
+                    await asyncio.sleep(0.1)
+            polls = feeds.hits[f"/dyn/{FEED}"]
+            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= polls + 2, 15, what="two more polls")
+            assert await second.stop() == 0  # SIGTERM: a clean stop
+        assert [len(server.messages(c.id)) for c in channels] == [1] * 6
+        assert server.stats.nonce_replays == 3  # the in-doubt posts were resent and recognised
+        assert statuses(database) == {"sent": 6}
+        with sqlite3.connect(database) as db:
+            recorded = {row[0] for row in db.execute("SELECT message_id FROM deliveries")}
+        assert recorded == {int(server.messages(c.id)[0]["id"]) for c in channels}
