@@ -7,11 +7,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import discord
-from bot.search import SearchResult, search_stories
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import UserFacingError
 from bot.embed import build_story_embed, embed_length
+from bot.search import SearchResult, search_stories
 from bot.text import escape_discord, truncate
 from cogs.subscriptions import artist_choices
 
@@ -170,9 +171,9 @@ class News(commands.Cog):
         artist: app_commands.Range[str, 1, 100],
         count: app_commands.Range[int, 1, MAX_COUNT] = DEFAULT_COUNT,
     ) -> None:
-        query = artist.strip()
-        if self.index is not None and self.index.get(query) is not None:
-            query = self.index.get(query).label  # an autocomplete choice carries the id; search by the name
+        if self.index is None:
+            raise UserFacingError("The artist list is still loading; try again in a minute.")
+        query = artist.strip()  # a name as typed, or an artist id when picked from the autocomplete list
         search = asyncio.ensure_future(self.search(query, limit=count, offset=0))
         try:
             # usually milliseconds; if the store is busy, defer rather than miss Discord's 3 s
