@@ -784,12 +784,12 @@ class ArtistIndex:
                     continue
                 artist = self.artists[artist_id]
                 others = [o for o, (k, _) in owners.items() if o != artist_id and k != GIVEN]
-                if others and not artist.ambiguous and key not in shared_ok.get(artist_id, set()):
+                if others and key not in shared_ok.get(artist_id, set()):
                     problems.append(f"alias {surface!r} of {artist_id!r} is also a name of {sorted(others)}")
         if problems:
             raise ArtistDataError(
                 "; ".join(problems[:20])
-                + ": add such an alias to the artist's `shared` list, mark the artist `ambiguous`, or drop it"
+                + ": list such an alias in the artist's `shared` (a name it truly shares) or drop it"
             )
         self._query_names: dict[str, list[tuple[str, int]]] = {}
         self._table: dict[str, list[_Entry]] = {}
@@ -1236,7 +1236,7 @@ class ArtistIndex:
         for occ in occurrences:
             for entry in occ.entries:
                 mentioned[entry.artist_id] = mentioned.get(entry.artist_id, 0) + 1
-                if self._is_strong(occ, entry):
+                if self._is_strong(occ, entry, as_primary=False):
                     strong_self.add(entry.artist_id)
         evidence = set(mentioned) | categories
         for occ in occurrences:
@@ -1256,18 +1256,20 @@ class ArtistIndex:
             if strong:
                 occ.chosen = strong[:1]
 
-    def _is_strong(self, occ: _Occurrence, entry: _Entry) -> bool:
+    def _is_strong(self, occ: _Occurrence, entry: _Entry, *, as_primary: bool = True) -> bool:
+        """Whether this name alone says it is this artist; `as_primary=False` leaves out the best-known
+        holder of a shared name, which yields to another holder that the story gives context for."""
         if entry.exact is not None and occ.surface == entry.exact:
             # the display form (IU, TWICE, "Red Velvet" in running text) is evidence, unless a Title Case
             # headline would have produced it anyway
             informative = not occ.title_case or entry.exact != entry.exact.title()
             if informative and (
-                occ.key not in self.shared_keys or self.primary.get(occ.key) == entry.artist_id
+                occ.key not in self.shared_keys or as_primary and self.primary.get(occ.key) == entry.artist_id
             ):
                 return True
         if not entry.weak:
             return True
-        if occ.key in self.primary and self.primary[occ.key] == entry.artist_id:
+        if as_primary and occ.key in self.primary and self.primary[occ.key] == entry.artist_id:
             # the best-known holder of a shared name, if the name is not weak for another reason
             return not self._weak_for_self(occ, entry)
         return False
