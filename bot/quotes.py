@@ -29,7 +29,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-import emoji
 from rapidfuzz import fuzz
 from selectolax.lexbor import LexborNode
 
@@ -116,11 +115,11 @@ def rank_quotes(
     """Posts filtered (substance), scored, deduplicated and cut to the best `limit`, best first.
     Ties keep the order the posts were given in (the article's)."""
     mentions = _mention_matcher(artist_names)
-    scored = [
-        replace(quote, score=score_quote(quote.text, mentions))
-        for quote in posts
-        if substance_words(quote.text) >= MIN_SUBSTANCE_WORDS
-    ]
+    scored = []
+    for quote in posts:
+        words = substance_words(quote.text)
+        if words >= MIN_SUBSTANCE_WORDS:
+            scored.append(replace(quote, score=score_quote(quote.text, mentions, words=words)))
     order = {id(q): i for i, q in enumerate(scored)}
     scored.sort(key=lambda q: (-q.score, order[id(q)]))
     kept: list[Quote] = []
@@ -160,9 +159,12 @@ def substance_words(text: str) -> int:
     return len(_WORD.findall(_substance(text)))
 
 
-def score_quote(text: str, mentions: Callable[[str], bool] | None = None) -> float:
-    """The ranking score of one post's text (module docstring)."""
-    words = substance_words(text)
+def score_quote(
+    text: str, mentions: Callable[[str], bool] | None = None, *, words: int | None = None
+) -> float:
+    """The ranking score of one post's text (module docstring); `words`: its substance_words, if known."""
+    if words is None:
+        words = substance_words(text)
     low, high = SWEET_SPOT
     if words < low:
         length = words / low
@@ -199,7 +201,7 @@ def _twitter(block: LexborNode) -> Quote | None:
         text = "\n".join(_text_of(p, skip=_is_media_link) for p in paragraphs)
     else:  # no <p>: the text is what comes before the "— Name (@handle)" signature
         text = _before_signature(_text_of(block, skip=_is_media_link))
-    text = _tidy(_MEDIA_LINK.sub("", text))
+    text = _tidy(_MEDIA_LINK.sub("", text) if "t.co/" in text or "pic." in text else text)
     if status:
         host, user, status_id = status[-1].groups()  # the signature's date link comes last
         platform = "x" if host.lower() == "x" else "twitter"
@@ -423,9 +425,10 @@ def _looks_like_credit(line: str) -> bool:
 
 def _substance(text: str) -> str:
     text = _CREDIT.sub(" ", text)
-    text = _URL.sub(" ", _MEDIA_LINK.sub(" ", text))
-    text = _HASHTAG.sub(" ", _MENTION.sub(" ", text))
-    return emoji.replace_emoji(text, replace=" ")
+    if "t.co/" in text or "pic." in text:
+        text = _MEDIA_LINK.sub(" ", text)
+    text = _URL.sub(" ", text)
+    return _HASHTAG.sub(" ", _MENTION.sub(" ", text))  # emoji are no word characters: _WORD skips them
 
 
 def _normalise(text: str) -> str:

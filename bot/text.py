@@ -102,16 +102,23 @@ _EXCERPT_TAIL = re.compile(
 
 # Characters never worth keeping: controls (except newline/tab), bidi overrides that can disguise text.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 
 
 def clean_text(text: str) -> str:
-    """Unicode-normalised (NFC) text without control characters or bidi overrides, spaces collapsed."""
+    """Unicode-normalised (NFC) text without control characters or bidi overrides, spaces collapsed,
+    at most one blank line in a row."""
     text = unicodedata.normalize("NFC", _CONTROL.sub("", text or ""))
-    lines = [
-        _SPACES.sub(" ", line).strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    ]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    lines: list[str] = []
+    blank = True  # also drops leading blank lines
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = " ".join(line.split())  # str.split() knows every Unicode space (NBSP, ideographic…)
+        if line:
+            lines.append(line)
+            blank = False
+        elif not blank:
+            lines.append("")
+            blank = True
+    return "\n".join(lines).strip()
 
 
 def parse_html(html: str) -> LexborHTMLParser:
@@ -166,14 +173,16 @@ def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None
 
 def strip_boilerplate(text: str) -> str:
     """Drop boilerplate paragraphs and lines (see the module docstring) from plain text."""
+    if "browser" in text.lower():
+        text = _INLINE_NOISE.sub("", text)
     kept: list[str] = []
     for paragraph in text.split("\n\n"):
         lines = [line for line in paragraph.split("\n") if not is_boilerplate(line)]
-        paragraph = _INLINE_NOISE.sub("", "\n".join(lines)).strip()
+        paragraph = "\n".join(lines).strip()
         if paragraph:
             kept.append(paragraph)
     result = "\n\n".join(kept)
-    return _EXCERPT_TAIL.sub("", result).strip()
+    return _EXCERPT_TAIL.sub("", result).strip() if "]" in result[-40:] else result
 
 
 def is_boilerplate(line: str) -> bool:
@@ -213,8 +222,9 @@ _ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"[.!?…]+[”\"’')\]]*(?=\s+)")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of plain text; paragraph breaks always end one. Abbreviations and initials do not."""
+def split_sentences(text: str, *, limit: int | None = None) -> list[str]:
+    """Sentences of plain text; paragraph breaks always end one. Abbreviations and initials do not.
+    `limit`: stop once that many are found (a summary needs the first few, not the whole article)."""
     sentences: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         paragraph = " ".join(paragraph.split())
@@ -230,9 +240,13 @@ def split_sentences(text: str) -> list[str]:
                 continue
             sentences.append(paragraph[start:end].strip())
             start = end
+            if limit is not None and len(sentences) >= limit:
+                return sentences
         tail = paragraph[start:].strip()
         if tail:
             sentences.append(tail)
+        if limit is not None and len(sentences) >= limit:
+            return sentences
     return sentences
 
 
@@ -249,7 +263,7 @@ def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str
 
     Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed) is left
     out when a complete one comes before it; a first sentence longer than the budget is cut at a word with "…"."""
-    sentences = split_sentences(strip_boilerplate(text or ""))
+    sentences = split_sentences(strip_boilerplate(text or ""), limit=max_sentences + 1)
     if not sentences:
         return ""
     chosen: list[str] = []
@@ -315,7 +329,7 @@ def _escape_markdown(text: str) -> str:
 def discord_len(text: str) -> int:
     """Length as Discord's limits may count it: UTF-16 code units (an emoji can count 2), never less than
     the number of code points, so a text within this length is within the limit either way."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 _TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d\ufe0f"
