@@ -120,7 +120,7 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
         async with make_session(config.polling) as session:
             poller = Poller(config, store, Fetcher(session, config.polling), artists)
             # A running bot has its parser processes up already: start them before the clock does.
-            await poller.parsers.parse(wordpress_feed(1, prefix="warm-up"), url="warm-up", content_type=None)
+            await poller.workers.parse(wordpress_feed(1, prefix="warm-up"), url="warm-up", content_type=None)
             meter = StallMeter()
             meter.start()
             started = time.perf_counter()
@@ -151,8 +151,8 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
 
 
 def _workers_peak_mb(poller: Poller) -> list[float]:
-    """Peak RSS of the feed-parser worker processes (VmHWM), read while they are alive."""
-    pool = poller.parsers._pool
+    """Peak RSS of the parse/enrich worker processes (VmHWM), read while they are alive."""
+    pool = poller.workers._pool
     peaks = []
     for process in getattr(pool, "_processes", {}).values():
         try:
@@ -324,7 +324,7 @@ def main() -> int:
     workers = " + ".join(f"{mb:.0f}" for mb in ours.workers_peak_mb) or "none"
     print(
         f"peak memory (max RSS, after ingest): {ours.peak_mb:.0f} MB   goal < {GOAL_PEAK_MB:g} MB  "
-        f"{verdict(ours.peak_mb < GOAL_PEAK_MB)}   (feed-parser worker processes: {workers} MB)"
+        f"{verdict(ours.peak_mb < GOAL_PEAK_MB)}   (parse/enrich worker processes: {workers} MB)"
     )
     print(f"work per feed of {args.items} items, each stage measured alone on one core (ms):")
     for stage, ms in costs.items():

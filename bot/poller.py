@@ -1,7 +1,8 @@
 """The poll stage: every source fetched on schedule, new entries enriched and stored once, health kept.
 
 Per source: a conditional fetch (stored ETag / Last-Modified; a 304 costs nothing), a body-hash check (an
-unchanged body is not parsed), feedparser in a worker process, only the entries not stored yet enriched, one
+unchanged body is not parsed), feedparser in a worker process, only the entries not stored yet enriched (in a
+worker process too, after their article pages are fetched here), one
 transaction to store them, then `on_new_stories`. Failures back off exponentially with jitter, Retry-After is
 honoured, 410 Gone and `max_failures` failures in a row disable the source with a reason a person can act on.
 Nothing a source does can stop the poller or the other sources.
@@ -16,6 +17,7 @@ import functools
 import hashlib
 import logging
 import multiprocessing
+import os
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from bot.config import Config
-from bot.fetch import Fetcher, FetchResult, PageFetcher, make_page_fetcher, make_session
+from bot.fetch import Fetcher, FetchResult, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
 from bot.store import Store
 from bot.timeutil import to_iso, utcnow
@@ -42,11 +44,13 @@ NewStoriesHook = Callable[[list[Story]], Awaitable[None]]
 MAX_BACKOFF_SECONDS = 6 * 3600.0
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0  # a server asking for more is still polled once a day
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
-PARSE_WORKERS = 2  # worker processes; each parse holds its own GIL, so threads would only contend
-# Enrichment is GIL-bound Python in threads: more at once only makes the loop wait longer for the GIL
-# (measured: worst loop stall ~160-210 ms unbounded, ~100 ms with 2). Page fetches happen inside a slot too.
+# Parse and enrich run in worker processes (in threads they would contend for one GIL); one core is left to
+# the event loop: on 2 cores, 2 workers made the loop's worst stall ~100 ms, 1 worker ~65 ms, same throughput.
+WORKER_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
+WORKER_TIMEOUT_SECONDS = 60.0  # a feed that takes longer is hostile or broken: its worker is killed
+PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
+# Enrichment in this process (a custom artist index) is GIL-bound: more at once only delays the loop.
 ENRICH_SLOTS = 2
-PARSE_TIMEOUT_SECONDS = 60.0  # a feed that takes longer is hostile or broken: its worker is killed
 _TIME = "%Y-%m-%d %H:%M UTC"
 
 
@@ -132,7 +136,7 @@ class Poller:
         on_new_stories: NewStoriesHook | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
-        parsers: FeedParsers | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self.config = config
         self.polling = config.polling
@@ -144,7 +148,7 @@ class Poller:
         self.rng = rng or random.Random()
         # One aiosqlite connection is shared: two polls' transactions must not interleave on it.
         self._write_lock = asyncio.Lock()
-        self.parsers = parsers or shared_parsers()
+        self.workers = workers or shared_workers()
         self._enrich_slots = asyncio.Semaphore(ENRICH_SLOTS)
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
         self._wake = asyncio.Event()
@@ -203,7 +207,7 @@ class Poller:
         from bot.parse import FeedError
 
         try:
-            parsed = await self.parsers.parse(body, url=result.url, content_type=result.content_type)
+            parsed = await self.workers.parse(body, url=result.url, content_type=result.content_type)
         except FeedError as exc:
             return await self._failed(source, str(exc))
         entries = [e for e in parsed.entries if e.link or e.guid]
@@ -265,17 +269,44 @@ class Poller:
         return new, len(distinct)
 
     async def _enrich(self, entries: list[FeedEntry], source: Source, *, allow_private: bool) -> list[Story]:
-        from bot.enrich import enrich_entries  # written by the enrich stage
+        """bot.enrich.enrich_entries, with the I/O here and the CPU work in a worker process: article pages
+        (for the entries the enrich stage says need one) are fetched first, on this loop, then handed over."""
+        from bot.enrich import enrich_entries, wants_article_page
 
-        fetch_page: PageFetcher
+        pages: dict[str, str | None] = {}
         if self.polling.fetch_article_pages:
             fetch_page = make_page_fetcher(self.fetcher, allow_private=allow_private)
-        else:
-            fetch_page = _no_page
-        async with self._enrich_slots:
-            return await enrich_entries(
-                entries, source_name=source.name, artists=self.artists, fetch_page=fetch_page
+            wanted = await asyncio.to_thread(lambda: [e.link for e in entries if wants_article_page(e)])
+            slots = asyncio.Semaphore(PAGES_PER_SOURCE)
+
+            async def load(link: str) -> None:
+                async with slots:
+                    pages[link] = await fetch_page(link)
+
+            await asyncio.gather(*(load(link) for link in dict.fromkeys(wanted)))
+        if self._artists_in_workers():
+            return await self.workers.enrich(
+                entries, source_name=source.name, pages=pages, with_artists=self.artists is not None
             )
+
+        async def page(url: str) -> str | None:
+            return pages.get(url)
+
+        async with self._enrich_slots:  # a custom artist index cannot cross to a worker: enrich here
+            return await enrich_entries(
+                entries, source_name=source.name, artists=self.artists, fetch_page=page
+            )
+
+    def _artists_in_workers(self) -> bool:
+        """Whether a worker process can use the same artist index: none, or the packaged one it loads itself."""
+        if self.artists is None:
+            return True
+        try:
+            from bot.artists import ArtistIndex
+
+            return self.artists is ArtistIndex.load()
+        except Exception:
+            return False
 
     # --- health -----------------------------------------------------------------------------------------
 
@@ -462,12 +493,16 @@ class Poller:
             self._wake.set()
 
 
-class FeedParsers:
-    """feedparser in worker processes: the loop (and its GIL) stays free while big feeds parse, a second core
-    helps, and a feed that makes the parser hang or crash costs a worker process, never the bot.
+class WorkerError(Exception):
+    """A job in a worker process timed out or its worker died; the message says which and what follows."""
+
+
+class Workers:
+    """The CPU-heavy stages (feedparser, enrichment) in worker processes: the loop and its GIL stay free, a
+    second core helps, and a feed that makes a stage hang or crash costs a worker process, never the bot.
     Falls back to threads where processes cannot be started."""
 
-    def __init__(self, workers: int = PARSE_WORKERS, timeout: float = PARSE_TIMEOUT_SECONDS) -> None:
+    def __init__(self, workers: int = WORKER_PROCESSES, timeout: float = WORKER_TIMEOUT_SECONDS) -> None:
         self.workers = workers
         self.timeout = timeout
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -479,27 +514,38 @@ class FeedParsers:
         """bot.parse.parse_feed off the loop; FeedError for a feed that cannot be read, hangs or crashes it."""
         from bot.parse import FeedError, parse_feed
 
+        try:
+            return await self.run(functools.partial(parse_feed, body, url=url, content_type=content_type))
+        except WorkerError as exc:
+            raise FeedError(f"{url}: {exc}") from None
+
+    async def enrich(
+        self, entries: list[FeedEntry], *, source_name: str, pages: dict[str, str | None], with_artists: bool
+    ) -> list[Story]:
+        """bot.enrich.enrich_entries in a worker, with the article pages already fetched (keyed by link) and
+        the packaged artist index (loaded once per worker) when with_artists."""
+        return await self.run(functools.partial(_enrich_job, entries, source_name, pages, with_artists))
+
+    async def run(self, job: Callable[[], Any]) -> Any:
+        """Run a picklable job in a worker; WorkerError when it takes longer than `timeout` or kills its worker."""
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots_loop is not loop:
             self._slots, self._slots_loop = asyncio.Semaphore(self.workers), loop
-        job = functools.partial(parse_feed, body, url=url, content_type=content_type)
-        async with self._slots:  # queued feeds wait here, so the timeout measures parsing alone
+        async with self._slots:  # queued jobs wait here, so the timeout measures the work alone
             pool = self._executor()
             if pool is None:
                 return await asyncio.to_thread(job)
             try:
-                return await asyncio.wait_for(
-                    asyncio.get_running_loop().run_in_executor(pool, job), self.timeout
-                )
+                return await asyncio.wait_for(loop.run_in_executor(pool, job), self.timeout)
             except TimeoutError:
                 self._recycle(pool)
-                raise FeedError(
-                    f"{url} took longer than {self.timeout:g} s to parse: too big or too complex to read"
+                raise WorkerError(
+                    f"took longer than {self.timeout:g} s to process: too big or too complex to read"
                 ) from None
             except concurrent.futures.BrokenExecutor:
                 self._recycle(pool)
-                raise FeedError(
-                    f"the feed parser stopped while reading {url} (out of memory?); will retry later"
+                raise WorkerError(
+                    "the worker process stopped while reading it (out of memory?); will retry later"
                 ) from None
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
@@ -511,12 +557,12 @@ class FeedParsers:
                     max_workers=self.workers, mp_context=context
                 )
             except (OSError, ValueError, NotImplementedError) as exc:
-                log.warning("feed parsing runs in threads: worker processes cannot start (%s)", exc)
+                log.warning("parsing and enrichment run in threads: worker processes cannot start (%s)", exc)
                 self._threads_only = True
         return self._pool
 
     def _recycle(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        """Kill a pool whose worker hangs or died; the next parse starts a fresh one."""
+        """Kill a pool whose worker hangs or died; the next job starts a fresh one."""
         if self._pool is pool:
             self._pool = None
         for process in list(getattr(pool, "_processes", {}).values()):  # no public way to stop a busy worker
@@ -530,19 +576,33 @@ class FeedParsers:
             self._pool = None
 
 
-_parsers: FeedParsers | None = None
+def _enrich_job(
+    entries: list[FeedEntry], source_name: str, pages: dict[str, str | None], with_artists: bool
+) -> list[Story]:
+    """In a worker process: the one enrichment path, its page fetcher answering from the pages given."""
+    from bot.enrich import enrich_entries
+
+    artists = None
+    if with_artists:
+        from bot.artists import ArtistIndex
+
+        artists = ArtistIndex.load()  # once per worker process
+
+    async def page(url: str) -> str | None:
+        return pages.get(url)
+
+    return asyncio.run(enrich_entries(entries, source_name=source_name, artists=artists, fetch_page=page))
 
 
-def shared_parsers() -> FeedParsers:
-    """The process's feed parsers (one pool, shared by every Poller)."""
-    global _parsers
-    if _parsers is None:
-        _parsers = FeedParsers()
-    return _parsers
+_workers: Workers | None = None
 
 
-async def _no_page(url: str) -> str | None:
-    return None
+def shared_workers() -> Workers:
+    """The process's worker pool (shared by every Poller)."""
+    global _workers
+    if _workers is None:
+        _workers = Workers()
+    return _workers
 
 
 def _interleave_hosts(sources: list[Source]) -> list[Source]:
@@ -606,7 +666,7 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
             try:
                 report = await poller.poll_all(progress=progress if tty else None)
             finally:
-                await asyncio.to_thread(poller.parsers.close)  # the worker processes end with the command
+                await asyncio.to_thread(poller.workers.close)  # the worker processes end with the command
             if tty and total:
                 err.write("\r\x1b[2K")
                 err.flush()

@@ -365,11 +365,11 @@ async def test_poll_once_command_prints_a_line_per_source_and_sets_the_exit_stat
     assert out == ""
 
 
-async def test_feed_parsers_run_in_worker_processes_and_survive_a_parse_that_takes_too_long():
+async def test_parsing_runs_in_worker_processes_that_survive_a_parse_that_takes_too_long():
     from bot.parse import FeedError
-    from bot.poller import FeedParsers
+    from bot.poller import Workers
 
-    parsers = FeedParsers(workers=1, timeout=30)
+    parsers = Workers(workers=1, timeout=30)
     try:
         parsed = await parsers.parse(wordpress_feed(3, prefix="w"), url="http://x/feed", content_type=None)
         assert [e.link for e in parsed.entries] == [f"https://news.example.com/news/w-{i}/" for i in range(3)]
@@ -380,7 +380,7 @@ async def test_feed_parsers_run_in_worker_processes_and_survive_a_parse_that_tak
                 b"<!doctype html><html><body>home</body></html>", url="http://x/", content_type=None
             )
         parsers.timeout = 0.0001
-        with pytest.raises(FeedError, match="took longer than 0.0001 s to parse"):
+        with pytest.raises(FeedError, match="took longer than 0.0001 s to process"):
             await parsers.parse(wordpress_feed(200, prefix="big"), url="http://x/big", content_type=None)
         assert parsers._pool is None  # the stuck worker was killed with its pool
         parsers.timeout = 30
@@ -455,3 +455,15 @@ async def test_poll_once_shows_progress_on_a_terminal_only(tmp_path, server):
     assert proc.returncode == 0
     assert out.decode().splitlines()[0] == "Koreaboo: fetched, 1 story, 1 new"
     assert b"[1/1] Koreaboo: fetched" in seen
+
+
+async def test_stories_are_tagged_with_the_packaged_artist_index_in_the_worker_processes(h):
+    from bot.artists import ArtistIndex
+
+    poller = await h.poller([("Koreaboo", h.server.url(KOREABOO))])
+    poller.artists = await asyncio.to_thread(ArtistIndex.load)
+    assert poller._artists_in_workers()  # the packaged index: each worker loads its own copy
+    report = (await poller.poll_all()).sources[0]
+    assert report.line() == "Koreaboo: fetched, 1 story, 1 new"
+    assert [a.id for a in report.new[0].artists][:2] == ["bts-v", "iu"]
+    assert h.rows("SELECT artist_id FROM story_artists ORDER BY position")[:2] == [("bts-v",), ("iu",)]
