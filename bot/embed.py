@@ -12,6 +12,7 @@ author name 256, everything together 6000.
 from __future__ import annotations
 
 import colorsys
+import re
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,8 @@ FOOTER_LIMIT = 2048
 AUTHOR_NAME_LIMIT = 256
 TOTAL_LIMIT = 6000
 URL_LIMIT = 2048  # longer URLs are refused by Discord as "not well formed"
+
+_URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
 QUOTES_HEADING = "What fans are saying"
 BLANK_NAME = "\u200b"  # Discord requires a field name; a zero-width space shows none
@@ -92,6 +95,8 @@ def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
         who = f"{who} (@{handle})"
     elif handle:
         who = f"@{handle}"
+    # Inside a masked link's text: no URLs (Discord refuses links whose text looks like one) and no brackets.
+    who = " ".join(_URL_IN_TEXT.sub("", who).replace("[", "(").replace("]", ")").split())
     who = escape_discord(truncate(who, 120)) or "a fan"
     link = _safe_url(quote.url)
     credit = f"[{who}]({_link_target(link)})" if link else who

@@ -43,7 +43,8 @@ NEAR_DUPLICATE_RATIO = 88
 MAX_QUOTE_CHARS = 1000  # a Discord field value holds 1024; longer posts are cut cleanly
 
 _TWITTER_STATUS = re.compile(
-    r"^https?://(?:(?:www|mobile|m)\.)?(twitter|x)\.com/(\w{1,15})/status(?:es)?/(\d+)", re.IGNORECASE
+    r"^https?://(?:(?:www|mobile|m)\.)?(twitter|x)\.com/(?:i/web|(\w{1,15}))/status(?:es)?/(\d+)",
+    re.IGNORECASE,
 )
 _BLUESKY_POST = re.compile(r"^https?://(?:www\.)?bsky\.app/profile/([^/?#\s]+)/post/([\w-]+)", re.IGNORECASE)
 _BLUESKY_AT_URI = re.compile(r"^at://([^/\s]+)/app\.bsky\.feed\.post/([\w-]+)$")
@@ -202,15 +203,14 @@ def _twitter(block: LexborNode) -> Quote | None:
     else:  # no <p>: the text is what comes before the "— Name (@handle)" signature
         text = _before_signature(_text_of(block, skip=_is_media_link))
     text = _tidy(_MEDIA_LINK.sub("", text) if "t.co/" in text or "pic." in text else text)
-    if status:
-        host, user, status_id = status[-1].groups()  # the signature's date link comes last
-        platform = "x" if host.lower() == "x" else "twitter"
-        url = f"https://{platform if platform == 'x' else 'twitter'}.com/{user}/status/{status_id}"
-    else:
+    if not status:
         return None  # no link to the post: nothing a reader could check
+    host, user, status_id = status[-1].groups()  # the signature's date link comes last
+    platform = "x" if host.lower() == "x" else "twitter"
     name, handle = signature
-    if not handle:
-        handle = "" if user.lower() in ("i", "web") else user
+    handle = handle or user or ""
+    path = f"{user or handle}/status/{status_id}" if (user or handle) else f"i/web/status/{status_id}"
+    url = f"https://{platform}.com/{path}"
     return Quote(text=text, author=name or handle, handle=handle, platform=platform, url=url)
 
 

@@ -286,3 +286,6 @@ def test_status_links_are_canonical() -> None:
     )
     [found] = extract_fan_quotes(html)
     assert found.url == "https://twitter.com/Fan_1/status/123" and found.platform == "twitter"
+    web = html.replace("mobile.twitter.com/Fan_1/status/123", "x.com/i/web/status/456")
+    [found] = extract_fan_quotes(web)
+    assert (found.url, found.handle, found.platform) == ("https://x.com/Fan_1/status/456", "Fan_1", "x")
