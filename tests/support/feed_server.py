@@ -145,7 +145,7 @@ def wordpress_feed(
             {
                 "title": f"BTS&#8217;s V and IU story {slug} &#8212; fans react",
                 "link": f"{site}/news/{slug}/",
-                "guid": f"{site}/?p={prefix}{i}",
+                "guid": f"{site}/?p={prefix}-{i}",  # the dash: f1 + "10" and f11 + "0" must differ
                 "description": f"An excerpt about {slug}, ending the WordPress way [&#8230;]",
                 "content": f"<p>BTS&#8217;s V and IU in {slug}.</p>{content}",
                 "categories": "News,BTS,IU",
