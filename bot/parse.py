@@ -94,7 +94,10 @@ def parse_feed(data: bytes, *, url: str = "", content_type: str | None = None) -
     # and relative-URI pass (sgmllib) cost three quarters of the parse and protect nothing here: feed HTML is
     # never rendered, every stage reads it through selectolax (bot/text.py drops scripts, styles, iframes),
     # relative URLs are resolved against the article link (bot/images.py), and text is escaped for Discord.
-    parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
+    try:
+        parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
+    except Exception as exc:  # feedparser's decoders can raise on hostile bytes; that is this feed's error
+        raise FeedError(f"{name} could not be parsed as a feed ({type(exc).__name__}: {exc})"[:300]) from None
     feed_link = str(parsed.feed.get("link") or "") if parsed.get("feed") else ""
     base = url if url.startswith(("http://", "https://")) else feed_link
     entries: list[FeedEntry] = []
@@ -145,8 +148,10 @@ def _entry(raw: Any, base: str) -> FeedEntry | None:
     if not link and guid and guid.lower().startswith(("http://", "https://")):
         link = guid  # an RSS guid that is a permalink is the link when <link> is missing
     link = _absolute(link, base)
-    if not link:
+    if not link or not _identifiable(link):
         return None
+    if guid and not _identifiable(guid):  # a URL-like guid yarl cannot rebuild: the link identifies the story
+        guid = None
     guid_is_permalink = bool(
         guid
         and guid.lower().startswith(("http://", "https://"))
@@ -302,8 +307,10 @@ def _normalise_encoding(data: bytes, content_type: str | None) -> tuple[bytes, s
     UTF-8 sequences is UTF-8 in practice); others declared in an encoding Python knows are left to feedparser."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         return data, None
-    if b"\x00" in data[:256]:  # UTF-16/32 without a BOM: feedparser detects those
+    if data[:256].count(0) > 64:  # UTF-16/32 without a BOM (every other byte zero): feedparser detects those
         return data, None
+    if b"\x00" in data:  # stray NULs: never valid in XML, and feedparser's decoder chokes on them
+        data = data.replace(b"\x00", b"")
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     declared = _declared_encoding(data, content_type)
@@ -373,6 +380,15 @@ def _absolute(url: str, base: str) -> str:
             return ""
         return str(joined) if joined.scheme in ("http", "https") else ""
     return ""
+
+
+def _identifiable(value: str) -> bool:
+    """True when story identity (bot/urls.py) can be computed from it: a mangled host ("a\x19b.com") cannot."""
+    try:
+        canonical_url(value)
+    except (ValueError, TypeError, UnicodeError):
+        return False
+    return True
 
 
 def _text(value: Any) -> str:

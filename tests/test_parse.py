@@ -212,3 +212,37 @@ def test_hostile_feed_parses_and_keeps_no_unsafe_link() -> None:
         "<script>" in first.content_html
     )  # raw, as documented: read it through bot/text.py, never render it
     assert first.media_images == []  # media:content url="javascript:…" is no image
+
+
+def test_truncated_and_mangled_feeds_never_raise_anything_but_feed_error() -> None:
+    import random
+
+    from bot.embed import build_story_embed
+    from bot.enrich import enrich_entry
+
+    rng = random.Random(1234)
+    cases: list[bytes] = []
+    for path in sorted(FEEDS.iterdir()):
+        data = path.read_bytes()[:60_000]
+        cases += [data[:cut] for cut in sorted(rng.sample(range(1, len(data)), min(12, len(data) - 1)))]
+        for _ in range(6):  # a few random byte flips
+            mangled = bytearray(data)
+            for _ in range(20):
+                mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+            cases.append(bytes(mangled))
+    cases += [bytes(rng.randrange(256) for _ in range(500)) for _ in range(10)]
+    for data in cases:
+        try:
+            parsed = parse_feed(data, url="https://e.example/feed")
+        except FeedError:
+            continue
+        for entry in parsed.entries:  # and what was read goes all the way to an embed
+            build_story_embed(enrich_entry(entry, source_name="E", artists=None))
+
+
+def test_nul_bytes_and_utf16() -> None:
+    doc = '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title><item><title>IU’s tour</title><link>https://e.example/a</link></item></channel></rss>'
+    with_nuls = doc.encode().replace(b"<item>", b"<item>\x00\x00")
+    assert parse_feed(with_nuls).entries[0].title == "IU’s tour"
+    utf16 = doc.replace("UTF-8", "UTF-16").encode("utf-16")  # with its BOM
+    assert parse_feed(utf16).entries[0].title == "IU’s tour"
