@@ -211,7 +211,10 @@ class Poller:
         except FeedError as exc:
             return await self._failed(source, str(exc))
         entries = [e for e in parsed.entries if e.link or e.guid]
-        new, stored_total = await self._store_entries(source, entries, allow_private=allow_private)
+        try:
+            new, stored_total = await self._store_entries(source, entries, allow_private=allow_private)
+        except WorkerError as exc:  # enriching the new stories hung or crashed its worker
+            return await self._failed(source, f"{source.url}: enriching its new stories {exc}")
         self._succeeded(source, "ok", result, body_hash=digest)
         await self._save(source)
         if new and self.on_new_stories is not None:
@@ -281,7 +284,11 @@ class Poller:
 
             async def load(link: str) -> None:
                 async with slots:
-                    pages[link] = await fetch_page(link)
+                    try:
+                        pages[link] = await fetch_page(link)
+                    except Exception as exc:  # a page is a bonus: the story stands without it
+                        log.debug("article page %s not used: %r", link, exc)
+                        pages[link] = None
 
             await asyncio.gather(*(load(link) for link in dict.fromkeys(wanted)))
         if self._artists_in_workers():

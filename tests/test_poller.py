@@ -467,3 +467,53 @@ async def test_stories_are_tagged_with_the_packaged_artist_index_in_the_worker_p
     assert report.line() == "Koreaboo: fetched, 1 story, 1 new"
     assert [a.id for a in report.new[0].artists][:2] == ["bts-v", "iu"]
     assert h.rows("SELECT artist_id FROM story_artists ORDER BY position")[:2] == [("bts-v",), ("iu",)]
+
+
+async def test_article_pages_of_excerpt_only_items_are_fetched_once_and_used(h):
+    page = h.server.set_page(
+        "v-iu",
+        '<html><head><meta property="og:image" content="https://image.example.com/v-iu-lead.jpg"></head>'
+        "<body><article><p>V and IU filmed the scene together. Fans loved it.</p></article></body></html>",
+    )
+    excerpt = [
+        {"title": "V and IU", "link": page, "guid": "soompi-1", "description": "V and IU filmed [&#8230;]"}
+    ]
+    url = h.server.set_feed("soompi", rss(excerpt))
+    poller = await h.poller([("Soompi", url)])
+    report = (await poller.poll_all()).sources[0]
+    assert report.line() == "Soompi: fetched, 1 story, 1 new"
+    assert h.server.hits["/pages/v-iu"] == 1
+    assert h.rows("SELECT image_url FROM stories") == [("https://image.example.com/v-iu-lead.jpg",)]
+
+    url = h.server.set_feed("soompi2", rss([dict(excerpt[0], guid="soompi-2", link=page + "?v=2")]))
+    quiet = await h.poller([("Soompi", url)], fetch_article_pages=False)
+    assert (await quiet.poll_all()).sources[0].new_stories == 1
+    assert h.server.hits["/pages/v-iu"] == 1  # polling.fetch_article_pages = false: no page fetched
+
+
+async def test_an_enrichment_that_hangs_fails_the_source_and_is_retried(h):
+    from bot.poller import Workers
+
+    class StuckEnrichment(Workers):
+        async def enrich(self, *args, **kwargs):
+            self.timeout = 0.0001  # the real timeout path: the worker is killed
+            try:
+                return await super().enrich(*args, **kwargs)
+            finally:
+                self.timeout = 30.0
+
+    workers = StuckEnrichment(workers=1, timeout=30.0)
+    try:
+        poller = await h.poller([("News", h.server.set_feed("news", wordpress_feed(3, prefix="st")))])
+        poller.workers = workers
+        report = (await poller.poll_all()).sources[0]
+        assert report.failed and "enriching its new stories took longer than" in report.error
+        source = await h.source("News")
+        assert source.body_hash is None and source.consecutive_failures == 1
+        assert h.rows("SELECT count(*) FROM stories")[0][0] == 0
+        poller.workers = Workers(workers=1)
+        h.clock.now = source.next_poll_at + timedelta(seconds=1)
+        assert (await poller.poll_all()).sources[0].line() == "News: fetched, 3 stories, 3 new"
+        poller.workers.close()
+    finally:
+        workers.close()
