@@ -20,21 +20,20 @@ def canonical_url(link: str) -> str:
     link = (link or "").strip()
     try:
         url = URL(link)
-    except (ValueError, TypeError):
+        if url.scheme.lower() not in ("http", "https") or not url.host:
+            return link
+        query = [(k, v) for k, v in url.query.items() if not _TRACKING_PARAMS.match(k)]
+        port = url.explicit_port if url.explicit_port not in (80, 443) else None
+        rebuilt = URL.build(
+            scheme=url.scheme.lower(),
+            host=url.host.lower().rstrip("."),
+            port=port,
+            path=url.path or "/",
+            query=sorted(query),
+            encoded=False,
+        )
+    except (ValueError, TypeError):  # hostile links (control characters, bad ports): identity stays the text
         return link
-    if url.scheme.lower() not in ("http", "https") or not url.host:
-        return link
-    query = [(k, v) for k, v in url.query.items() if not _TRACKING_PARAMS.match(k)]
-    host = url.host.lower().rstrip(".")
-    port = url.explicit_port if url.explicit_port not in (80, 443) else None
-    rebuilt = URL.build(
-        scheme=url.scheme.lower(),
-        host=host,
-        port=port,
-        path=url.path or "/",
-        query=sorted(query),
-        encoded=False,
-    )
     return str(rebuilt)
 
 

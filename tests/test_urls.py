@@ -16,6 +16,8 @@ from bot.urls import canonical_url, story_key
         ("  https://a.example/x  ", "https://a.example/x"),
         ("not a link", "not a link"),
         ("javascript:alert(1)", "javascript:alert(1)"),
+        ("https://ex\x01ample.com/a", "https://ex\x01ample.com/a"),
+        ("https://example.com:99999/a", "https://example.com:99999/a"),
     ],
 )
 def test_canonical_url(link, expected):
