@@ -815,6 +815,7 @@ class ArtistIndex:
                 self._prefixes.add(key[:i])
         self._sorted_keys = sorted(self._query_names)
         self._fuzzy_keys = [k for k in self._sorted_keys if len(k) >= 3]
+        self._short_suggestions: dict[tuple[str, int], list[Artist]] = {}
 
     def _entry(self, artist: Artist, key: str, kind: int, surface: str, shared: bool) -> _Entry:
         rules = self.rules
@@ -952,6 +953,17 @@ class ArtistIndex:
         """Autocomplete: artists whose names start with, contain or look like the query, best first."""
         limit = max(1, min(limit, 100))
         key = compact_key((query or "")[:100])
+        if len(key) <= 2 and " " not in (query or "").strip():
+            # one or two letters match thousands of names; the answer never changes, so keep it
+            memo = self._short_suggestions.get((key, limit))
+            if memo is None:
+                memo = self._suggest(query, key, limit)
+                if len(self._short_suggestions) < 20_000:
+                    self._short_suggestions[(key, limit)] = memo
+            return list(memo)
+        return self._suggest(query, key, limit)
+
+    def _suggest(self, query: str, key: str, limit: int) -> list[Artist]:
         scored: dict[str, tuple[int, int, int, int, str]] = {}
 
         def offer(klass: int, artist_id: str, kind: int, extra: int = 0) -> None:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ MAX_LIMIT = 50  # one page never holds more (Discord shows 10 embeds per message
 MAX_OFFSET = 10_000  # deeper paging is no search any more: refuse quietly rather than scan the table
 MAX_QUERY_CHARS = 200
 TEXT_WINDOW = 200  # text search: the newest matches by id, then sorted by time
+TOTAL_CAP = 1000  # counting further costs a sort of every match; "1000+" is as useful to a person
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FTS_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
 
@@ -41,10 +41,17 @@ class SearchResult:
     mode: Mode = "none"
     offset: int = 0
     limit: int = 5
+    total_capped: bool = False  # True: there are at least `total` (= TOTAL_CAP) stories, shown as "1000+"
+
+    @property
+    def total_label(self) -> str:
+        return f"{self.total}+" if self.total_capped else str(self.total)
 
     @property
     def has_more(self) -> bool:
-        return self.offset + len(self.stories) < self.total
+        if not self.stories:
+            return False
+        return self.total_capped or self.offset + len(self.stories) < self.total
 
 
 async def search_stories(
@@ -68,7 +75,9 @@ async def search_stories(
     ids, total = await _text_ids(store, query, limit, offset)
     if total:
         stories = await store.get_stories(ids)
-        return SearchResult(query, None, stories, total, [], "text", offset, limit)
+        return SearchResult(
+            query, None, stories, min(total, TOTAL_CAP), [], "text", offset, limit, total > TOTAL_CAP
+        )
 
     close = index.resolve(query)  # a typo of a name: "Taehyng"
     if close is not None:
@@ -90,32 +99,47 @@ async def _artist_page(
     ids = index.expand(artist.id)
     story_ids, total = await artist_story_ids(store, ids, limit=limit, offset=offset)
     stories = await store.get_stories(story_ids)
-    return SearchResult(query, artist, stories, total, list(others[:5]), "artist", offset, limit)
+    return SearchResult(
+        query,
+        artist,
+        stories,
+        min(total, TOTAL_CAP),
+        list(others[:5]),
+        "artist",
+        offset,
+        limit,
+        total > TOTAL_CAP,
+    )
 
 
 async def artist_story_ids(
     store: Store, artist_ids: list[str], *, limit: int, offset: int = 0
 ) -> tuple[list[int], int]:
-    """Story ids tagged with any of the artists, newest first, and how many there are in all.
+    """Story ids tagged with any of the artists, newest first, and how many there are (counted up to
+    TOTAL_CAP + 1).
 
-    Each artist's stories come newest first from the (artist_id, sort_at) index; a k-way merge takes the
-    page, so a big group costs (offset + limit) rows per artist instead of a sort of all its stories."""
+    Each artist's stories come newest first from the (artist_id, sort_at) index, so a big group costs
+    (offset + limit) rows per artist instead of a sort of all its stories."""
     if not artist_ids:
         return [], 0
     want = offset + limit
-    streams: list[list[tuple[str, int]]] = []
-    for artist_id in artist_ids:
-        async with store.db.execute(
-            "SELECT COALESCE(sort_at, ''), story_id FROM story_artists WHERE artist_id = ?"
-            " ORDER BY sort_at DESC, story_id DESC LIMIT ?",
-            (artist_id, want),  # a story in the overall top `want` is in its artist's top `want`
-        ) as cursor:
-            rows = await cursor.fetchall()
-        if rows:
-            streams.append([(row[0], row[1]) for row in rows])
+    # one round trip: each artist's newest `want` rows from the index, glued with UNION ALL
+    branch = (
+        "SELECT * FROM (SELECT COALESCE(sort_at, '') AS t, story_id FROM story_artists WHERE artist_id = ?"
+        " ORDER BY sort_at DESC, story_id DESC LIMIT ?)"
+    )
+    rows: list[Any] = []
+    for start in range(0, len(artist_ids), 200):  # SQLite caps compound SELECTs at 500 terms
+        chunk = artist_ids[start : start + 200]
+        params: list[Any] = []
+        for artist_id in chunk:
+            params += [artist_id, want]  # a story in the overall top `want` is in its artist's top `want`
+        async with store.db.execute(" UNION ALL ".join([branch] * len(chunk)), params) as cursor:
+            rows.extend(await cursor.fetchall())
+    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     seen: set[int] = set()
     page: list[int] = []
-    for _, story_id in heapq.merge(*streams, key=lambda r: (r[0], r[1]), reverse=True):
+    for _, story_id in rows:
         if story_id in seen:
             continue
         seen.add(story_id)
@@ -123,10 +147,10 @@ async def artist_story_ids(
         if len(page) >= want:
             break
     placeholders = ",".join("?" * len(artist_ids))
-    if len(artist_ids) == 1:
-        sql = "SELECT count(*) FROM story_artists WHERE artist_id = ?"
-    else:
-        sql = f"SELECT count(DISTINCT story_id) FROM story_artists WHERE artist_id IN ({placeholders})"
+    sql = (
+        f"SELECT count(*) FROM (SELECT DISTINCT story_id FROM story_artists WHERE artist_id IN ({placeholders})"
+        f" LIMIT {TOTAL_CAP + 1})"
+    )
     async with store.db.execute(sql, artist_ids) as cursor:
         total = (await cursor.fetchone())[0]
     return page[offset:want], total
@@ -151,7 +175,8 @@ async def _text_ids(store: Store, text: str, limit: int, offset: int) -> tuple[l
         if match is None:
             return [], 0
         async with store.db.execute(
-            "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH ?", (match,)
+            f"SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT {TOTAL_CAP + 1})",
+            (match,),
         ) as cursor:
             total = (await cursor.fetchone())[0]
         if not total:
@@ -216,7 +241,7 @@ def render_text(result: SearchResult) -> str:
     else:
         first = result.offset + 1
         last = result.offset + len(result.stories)
-        lines = [f"{head}: {first}-{last} of {result.total}, newest first"]
+        lines = [f"{head}: {first}-{last} of {result.total_label}, newest first"]
     for n, story in enumerate(result.stories, result.offset + 1):
         when = _when(story.published or story.first_seen)
         artists = ", ".join(a.name if not a.group else f"{a.name} ({a.group})" for a in story.artists)

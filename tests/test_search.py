@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot import search as search_module
 from bot.artists import ArtistIndex
 from bot.config import Config, StorageConfig
 from bot.models import ArtistRef, Story
@@ -104,6 +105,20 @@ async def test_paging_with_offset_and_limit(store, index):
     assert [s.key for s in first.stories] == ["guid-5", "guid-2"] and first.has_more
     assert [s.key for s in second.stories] == ["guid-3", "guid-1"] and not second.has_more
     assert first.total == second.total == 4
+
+
+async def test_big_totals_are_capped_not_counted_to_the_end(store, index, monkeypatch):
+    monkeypatch.setattr(search_module, "TOTAL_CAP", 2)
+    result = await search_stories(store, index, "BTS", limit=1)
+    assert result.total == 2 and result.total_capped and result.total_label == "2+"
+    assert result.has_more
+    deep = await search_stories(store, index, "BTS", limit=1, offset=3)
+    assert [s.key for s in deep.stories] == ["guid-1"] and deep.has_more  # the cap never hides stories
+    beyond = await search_stories(store, index, "BTS", limit=1, offset=4)
+    assert beyond.stories == [] and not beyond.has_more
+    text = await search_stories(store, index, "Koreaboo story summary")
+    assert text.mode == "text" and text.total_capped
+    assert "of 2+, newest first" in render_text(text)
 
 
 async def test_an_artist_without_stories_is_still_an_artist_answer(store, index):
