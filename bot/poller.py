@@ -26,15 +26,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from bot.config import Config
+from bot.enrich import (  # imported here: a first import on the loop stalls it
+    enrich_entries,
+    wants_article_page,
+)
 from bot.fetch import Fetcher, FetchResult, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
+from bot.parse import FeedError, ParsedFeed, parse_feed
 from bot.store import Store
 from bot.timeutil import to_iso, utcnow
 from bot.urls import canonical_url, story_key
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
-    from bot.parse import ParsedFeed
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +208,6 @@ class Poller:
             await self._save(source)
             return SourceReport(source, "unchanged")
 
-        from bot.parse import FeedError
-
         try:
             parsed = await self.workers.parse(body, url=result.url, content_type=result.content_type)
         except FeedError as exc:
@@ -274,8 +276,6 @@ class Poller:
     async def _enrich(self, entries: list[FeedEntry], source: Source, *, allow_private: bool) -> list[Story]:
         """bot.enrich.enrich_entries, with the I/O here and the CPU work in a worker process: article pages
         (for the entries the enrich stage says need one) are fetched first, on this loop, then handed over."""
-        from bot.enrich import enrich_entries, wants_article_page
-
         pages: dict[str, str | None] = {}
         if self.polling.fetch_article_pages:
             fetch_page = make_page_fetcher(self.fetcher, allow_private=allow_private)
@@ -519,8 +519,6 @@ class Workers:
 
     async def parse(self, body: bytes, *, url: str, content_type: str | None) -> ParsedFeed:
         """bot.parse.parse_feed off the loop; FeedError for a feed that cannot be read, hangs or crashes it."""
-        from bot.parse import FeedError, parse_feed
-
         try:
             return await self.run(functools.partial(parse_feed, body, url=url, content_type=content_type))
         except WorkerError as exc:
@@ -543,7 +541,14 @@ class Workers:
             if pool is None:
                 return await asyncio.to_thread(job)
             try:
-                return await asyncio.wait_for(loop.run_in_executor(pool, job), self.timeout)
+                # submit from a thread: it may start a worker, which waits on the fork server (tens of ms)
+                try:
+                    future = await asyncio.to_thread(pool.submit, job)
+                except RuntimeError:  # another job's timeout just shut this pool down
+                    raise WorkerError(
+                        "was not processed: the worker processes were restarting; will retry later"
+                    ) from None
+                return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
             except TimeoutError:
                 self._recycle(pool)
                 raise WorkerError(
@@ -587,8 +592,6 @@ def _enrich_job(
     entries: list[FeedEntry], source_name: str, pages: dict[str, str | None], with_artists: bool
 ) -> list[Story]:
     """In a worker process: the one enrichment path, its page fetcher answering from the pages given."""
-    from bot.enrich import enrich_entries
-
     artists = None
     if with_artists:
         from bot.artists import ArtistIndex
