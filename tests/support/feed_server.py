@@ -172,7 +172,7 @@ class FeedServer:
     # --- lifecycle --------------------------------------------------------------------------------------
 
     async def start(self) -> FeedServer:
-        app = web.Application(middlewares=[self._count])
+        app = web.Application(middlewares=[self._count, self._client_gone])
         app.router.add_get("/files/{name}", self._files)
         app.router.add_get("/dyn/{name}", self._dyn)
         app.router.add_get("/pages/{name}", self._page)
@@ -260,6 +260,14 @@ class FeedServer:
             return await handler(request)
         finally:
             self.in_flight -= 1
+
+    @web.middleware
+    async def _client_gone(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        """A client that hangs up mid-body (it hit its size cap or timeout) is expected here, not an error."""
+        try:
+            return await handler(request)
+        except ConnectionResetError:
+            return web.Response(status=499)  # never sent: the connection is gone
 
     @staticmethod
     def _conditional(request: web.Request, served: Served) -> web.StreamResponse:
