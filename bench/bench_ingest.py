@@ -4,11 +4,15 @@ A loopback aiohttp server in a separate process serves N WordPress-shaped feeds 
 ~50 KB each) with a fixed latency, spread over several loopback addresses (127.0.0.x) as real feeds are spread
 over hosts. Then, in this process:
 
-1. kpopnews: `Poller.poll_all` (real fetch, parse in a thread, enrich, one transaction per feed) into a fresh
-   SQLite file, then a second pass (which should be almost all 304s). A ticker task measures how late the event
-   loop wakes it during the first pass (its worst stall). Peak memory is this process's max RSS after it.
+1. kpopnews: `Poller.poll_all` (real fetch; parse and enrichment in the worker processes; one transaction per
+   feed) into a fresh SQLite file, then a second pass (which should be almost all 304s). A ticker task measures
+   how late the event loop wakes it during the first pass (its worst stall). Peak memory is this process's max
+   RSS after it; the worker processes' own peaks are printed beside it.
 2. baseline: sequential `feedparser.parse(url)` over HTTP and one SQLite commit per entry, on a sample of the
    feeds (its rate in stories/s is what is compared).
+3. the work per feed of each stage, measured alone on one core, to show where the time goes.
+
+The machine is shared: run it when it is quiet, and compare the ratio, not the absolute rates.
 
     python bench/bench_ingest.py                       # the full default size (takes a minute or two)
     python bench/bench_ingest.py --feeds 50 --items 20 # a quick run
@@ -121,6 +125,7 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
             poller = Poller(config, store, Fetcher(session, config.polling), artists)
             # A running bot has its parser processes up already: start them before the clock does.
             await poller.workers.parse(wordpress_feed(1, prefix="warm-up"), url="warm-up", content_type=None)
+            await poller.workers.enrich([], source_name="warm-up", pages={}, with_artists=artists is not None)
             meter = StallMeter()
             meter.start()
             started = time.perf_counter()
