@@ -609,4 +609,5 @@ def make_page_fetcher(fetcher: Fetcher, *, allow_private: bool) -> PageFetcher:
 
 
 def body_hash(body: bytes) -> str:
+    """What the poller compares to skip parsing a body it has already read (sha256, hex)."""
     return hashlib.sha256(body).hexdigest()

@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -30,7 +29,7 @@ from bot.enrich import (  # imported here: a first import on the loop stalls it
     enrich_entries,
     wants_article_page,
 )
-from bot.fetch import Fetcher, FetchResult, make_page_fetcher, make_session
+from bot.fetch import Fetcher, FetchResult, body_hash, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
 from bot.parse import FeedError, ParsedFeed, parse_feed
 from bot.store import Store
@@ -202,7 +201,7 @@ class Poller:
             return SourceReport(source, "not_modified")
 
         body = result.body or b""
-        digest = hashlib.sha256(body).hexdigest()
+        digest = body_hash(body)
         if digest == source.body_hash:  # the server has no validators, or ignored them: same bytes, no parse
             self._succeeded(source, "ok", result)
             await self._save(source)
