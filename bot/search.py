@@ -296,15 +296,16 @@ async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> in
             return tagged
 
         results = await asyncio.to_thread(tag_batch)
-        try:
-            for story_id, refs in results:
-                if [r.id for r in refs] != before.get(story_id, []):
-                    await store.set_story_artists(story_id, refs, commit=False)
-                    changed += 1
-            await store.db.commit()
-        except BaseException:
-            await store.db.rollback()
-            raise
+        async with store.write_lock:  # one transaction per batch, never interleaved with the ingest's
+            try:
+                for story_id, refs in results:
+                    if [r.id for r in refs] != before.get(story_id, []):
+                        await store.set_story_artists(story_id, refs, commit=False)
+                        changed += 1
+                await store.db.commit()
+            except BaseException:
+                await store.db.rollback()
+                raise
     return changed
 
 
