@@ -662,6 +662,23 @@ def _token_key(token: str) -> str:
     return key
 
 
+def _token_keys(words: list[str], all_ascii: bool = False) -> list[str]:
+    """_token_key of every word, the ASCII ones lowered and stripped in one pass over the joined text (speed)."""
+    if not words:
+        return []
+    keys = "\x00".join(words).lower().replace(".", "").replace(":", "").split("\x00")
+    if not all_ascii:
+        for i, word in enumerate(words):
+            if not word.isascii():
+                keys[i] = _token_key(word)
+    return keys
+
+
+def _fold_token(word: str) -> str:
+    """fold() of one token: plain lower() for ASCII (tokens hold no quotes; NFKC/NFD change no ASCII)."""
+    return word.lower() if word.isascii() else fold(word)
+
+
 _SPLIT = re.compile(f"({_TOKEN.pattern})")
 
 
@@ -813,6 +830,10 @@ class ArtistIndex:
         for key in self._table:
             for i in range(1, len(key) + 1):
                 self._prefixes.add(key[:i])
+        # a Hangul token may start a name with only its first syllable ("뷔가": the particle is not the name)
+        self._hangul_prefixes = frozenset(
+            p for p in self._prefixes if len(p) == 1 and "\uac00" <= p <= "\ud7a3"
+        )
         self._sorted_keys = sorted(self._query_names)
         self._fuzzy_keys = [k for k in self._sorted_keys if len(k) >= 3]
         self._short_suggestions: dict[tuple[str, int], list[Artist]] = {}
@@ -1053,39 +1074,52 @@ class ArtistIndex:
             return []
         tokens = _Tokens(text)
         gaps = tokens.gaps  # gaps[i]: the text just before token i
-        keys = [_token_key(t) for t in tokens.words]
-        n = len(tokens)
-        tails = [False] * n
-        contracted = [False] * n
-        for i in range(1, n):
-            if gaps[i] == "'" and keys[i] in _CONTRACTION_TAILS:
-                tails[i] = True
-                if keys[i] != "s":
-                    contracted[i - 1] = True
-        title_case = segment == "title" and _looks_title_case(text)
+        keys = _token_keys(tokens.words, text.isascii())
+        n = len(keys)
+        # "'s", "'t", "'re"...: a contraction's tail is no name and the word it ends is no name either
+        tails: set[int] = set()
+        contracted: set[int] = set()
+        if "'" in text:
+            for i in [i for i, gap in enumerate(gaps) if gap == "'"]:
+                if i < n and i > 0 and keys[i] in _CONTRACTION_TAILS:
+                    tails.add(i)
+                    if keys[i] != "s":
+                        contracted.add(i - 1)
         prefixes = self._prefixes
+        hangul_prefixes = self._hangul_prefixes
+        # one pass with set lookups picks the few tokens a name can start at (speed: most words are not)
+        if text.isascii():
+            starts = [i for i, first in enumerate(keys) if first in prefixes]
+        else:
+            starts = [i for i, first in enumerate(keys) if first in prefixes or first[:1] in hangul_prefixes]
+        if not starts:
+            return []
+        title_case = segment == "title" and _looks_title_case(text)
         table = self._table
         suffixes = self.rules.hangul_suffixes
         found: list[_Occurrence] = []
-        i = 0
-        while i < n:
-            first = keys[i]
-            if (
-                tails[i]
-                or contracted[i]
-                or not first
-                or (first not in prefixes and not ("\uac00" <= first[0] <= "\ud7a3" and first[0] in prefixes))
-            ):
-                i += 1
+        resume = 0
+        for i in starts:
+            if i < resume or i in tails or i in contracted:
                 continue
+            first = keys[i]
+            if first not in table and not "\uac00" <= first[:1] <= "\ud7a3":
+                # most starts are short words that only begin a name ("the", "red"): when the next token
+                # does not continue one, the n-gram walk below would find nothing
+                if i + 1 >= n:
+                    continue
+                after = keys[i + 1]
+                if first + after not in prefixes and not "\uac00" <= after[:1] <= "\ud7a3":
+                    continue
             best: tuple[int, str] | None = None
             joined = ""
             for j in range(i, min(n, i + _MAX_NGRAM)):
                 if j > i:
-                    if not _JOINABLE_GAP.match(gaps[j]) or tails[j] and j + 1 >= n:
+                    gap = gaps[j]
+                    if gap != " " and not _JOINABLE_GAP.match(gap) or j in tails and j + 1 >= n:
                         break
                 joined += keys[j]
-                if joined in table and not tails[j]:
+                if joined in table and j not in tails:
                     best = (j, joined)
                 elif "\uac00" <= keys[j][:1] <= "\ud7a3":
                     for suffix in suffixes:
@@ -1095,7 +1129,6 @@ class ArtistIndex:
                 if joined not in prefixes:
                     break
             if best is None:
-                i += 1
                 continue
             j, key = best
             start, end = tokens[i][0], tokens[j][1]
@@ -1115,7 +1148,7 @@ class ArtistIndex:
                 ):
                     occ.bound_to = "member"  # "the BTS singer", "BTS member V": about the member
                 found.append(occ)
-            i = j + 1
+            resume = j + 1
         self._bind(found, keys)
         return found
 
@@ -1154,10 +1187,10 @@ class ArtistIndex:
         title_case: bool,
     ) -> list[_Entry]:
         entries = self._table[key]
-        prev_word = fold(tokens[i - 1][2]).rstrip(".") if i > 0 else ""
-        next_word = fold(tokens[j + 1][2]).rstrip(".") if j + 1 < len(tokens) else ""
+        prev_word = _fold_token(tokens[i - 1][2]).rstrip(".") if i > 0 else ""
+        next_word = _fold_token(tokens[j + 1][2]).rstrip(".") if j + 1 < len(tokens) else ""
         if j + 1 < len(tokens) and text[tokens[j][1] : tokens[j + 1][0]] == "'" and next_word == "s":
-            next_word = fold(tokens[j + 2][2]).rstrip(".") if j + 2 < len(tokens) else ""
+            next_word = _fold_token(tokens[j + 2][2]).rstrip(".") if j + 2 < len(tokens) else ""
         if prev_word in self.rules.exclude_before.get(key, ()):
             return []
         if next_word in self.rules.exclude_after.get(key, ()):
@@ -1170,7 +1203,7 @@ class ArtistIndex:
         capitalized = first_alpha.isupper()
         text_ntok = j - i + 1
         split_ok = all(
-            (t[2][:1].isupper() or not t[2][:1].isascii()) and fold(t[2]) not in _SENTENCE_STOPWORDS
+            (t[2][:1].isupper() or not t[2][:1].isascii()) and _fold_token(t[2]) not in _SENTENCE_STOPWORDS
             for t in tokens.span(i, j + 1)
         )
         out = []
@@ -1201,7 +1234,7 @@ class ArtistIndex:
         prev_start, prev_end, prev = tokens[i - 1]
         if text[prev_end : tokens[i][0]] != " " or not prev[:1].isupper() or prev.isupper():
             return False
-        if compact_key(prev) in self._table or fold(prev) in _SENTENCE_STOPWORDS:
+        if compact_key(prev) in self._table or _fold_token(prev) in _SENTENCE_STOPWORDS:
             return False
         before = text[:prev_start].rstrip()
         return bool(before) and before[-1] not in ".!?:\"'(\n"
@@ -1350,8 +1383,12 @@ class ArtistIndex:
         return [(self.artists[a].ref(), round(scores[a], 3)) for a in ranked]
 
 
+_QUOTE_CHARS = re.compile("[" + "".join(chr(c) for c in _QUOTES) + "]")
+
+
 def fold_quotes(text: str) -> str:
-    return text.translate(_QUOTES)
+    # a regex, not str.translate: translate with a dict walks every character in Python-level lookups
+    return _QUOTE_CHARS.sub("'", text)
 
 
 def _lead_end(text: str) -> int:
