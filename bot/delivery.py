@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -43,6 +44,7 @@ from bot.subscriptions import (
 from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # One request per 1/49 s: even a sliding one-second window that catches the first request of the next slot
 # holds at most 50, so the bot never causes a global 429 itself.
@@ -66,6 +68,7 @@ class DeliveryWorker:
         store: Store,
         *,
         config: DeliveryConfig | None = None,
+        write_lock: asyncio.Lock | None = None,
         rate: float = GLOBAL_RATE,
         concurrency: int = CHANNEL_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
@@ -73,6 +76,8 @@ class DeliveryWorker:
         self.bot = bot
         self.store = store
         self.config = config or DeliveryConfig()
+        # the store has one connection: a commit of ours must not land inside another writer's transaction
+        self.write_lock = write_lock or asyncio.Lock()
         self.limiter = AsyncLimiter(1, 1.0 / rate)  # a bucket of one: evenly spaced, no burst
         self.sweep_seconds = sweep_seconds
         self._slots = asyncio.Semaphore(concurrency)
@@ -132,15 +137,19 @@ class DeliveryWorker:
 
     async def _on_guild_remove(self, guild: discord.Guild) -> None:
         try:
-            await remove_guild(self.store, guild.id)
+            await self._write(remove_guild, guild.id)
         except Exception:
             log.exception("could not remove the subscriptions of server %s (%d)", guild.name, guild.id)
 
     async def _on_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         try:
-            await remove_channel(self.store, channel.id, reason="the channel was deleted")
+            await self._write(remove_channel, channel.id, reason="the channel was deleted")
         except Exception:
             log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
+
+    async def _write(self, change: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        async with self.write_lock:
+            return await change(self.store, *args, **kwargs)
 
     async def _time_to_next(self) -> float:
         due = await next_due_at(self.store)
@@ -188,22 +197,22 @@ class DeliveryWorker:
             return True
         story = await self.store.get_story(delivery.story_id)
         if story is None:
-            await record_failed(self.store, delivery, "the story is no longer stored")
+            await self._write(record_failed, delivery, "the story is no longer stored")
             return True
         channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
         try:
             embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
         except Exception as exc:  # a story the embed builder cannot render is a defect to log, not to retry
             log.exception("cannot build the embed of story %d", story.id)
-            await record_failed(self.store, delivery, f"the post could not be built: {exc}")
+            await self._write(record_failed, delivery, f"the post could not be built: {exc}")
             return True
         if delivery.attempt_started_at and utcnow() - delivery.attempt_started_at > NONCE_TRUST:
             # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
             message_id = await self._find_posted(channel, story, delivery.attempt_started_at)
             if message_id is not None:
-                await record_sent(self.store, delivery, message_id)
+                await self._write(record_sent, delivery, message_id)
                 return True
-        await mark_attempt(self.store, delivery.id)
+        await self._write(mark_attempt, delivery.id)
         delivery.attempts += 1
         try:
             await self.limiter.acquire()
@@ -220,18 +229,18 @@ class DeliveryWorker:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._retry(delivery, f"network error talking to Discord: {exc!r}")
             return False
-        await record_sent(self.store, delivery, message.id)
+        await self._write(record_sent, delivery, message.id)
         self.sent += 1
         return True
 
     async def _failed(self, delivery: Delivery, exc: discord.HTTPException) -> bool:
         reason = _describe(exc)
         if isinstance(exc, discord.Forbidden):
-            await record_forbidden(self.store, delivery, reason)
+            await self._write(record_forbidden, delivery, reason)
             self.wake()
             return False
         if isinstance(exc, discord.NotFound) and exc.code in (UNKNOWN_CHANNEL, 0):
-            await remove_channel(self.store, delivery.channel_id, reason=f"Discord says: {reason}")
+            await self._write(remove_channel, delivery.channel_id, reason=f"Discord says: {reason}")
             return False
         if exc.status == 429 or exc.status >= 500:
             await self._retry(delivery, reason, retry_after=_retry_after(exc))
@@ -247,11 +256,11 @@ class DeliveryWorker:
             delivery.channel_id,
             reason,
         )
-        await record_failed(self.store, delivery, reason)
+        await self._write(record_failed, delivery, reason)
         return True
 
     async def _retry(self, delivery: Delivery, reason: str, *, retry_after: float | None = None) -> None:
-        will = await record_transient_failure(self.store, delivery, reason, retry_after=retry_after)
+        will = await self._write(record_transient_failure, delivery, reason, retry_after=retry_after)
         log.warning(
             "delivery %d to channel %d: %s; %s",
             delivery.id,
@@ -290,7 +299,7 @@ class DeliveryWorker:
         for delivery in await pending_edits(self.store):
             story = await self.store.get_story(delivery.story_id)
             if story is None or delivery.message_id is None:
-                await record_edited(self.store, delivery, gave_up=True)
+                await self._write(record_edited, delivery, gave_up=True)
                 continue
             channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
             try:
@@ -305,12 +314,12 @@ class DeliveryWorker:
                     continue
                 # deleted message, lost access, refused edit: an Also on line is not worth more tries
                 log.info("Also on edit of message %d given up: %s", delivery.message_id, _describe(exc))
-                await record_edited(self.store, delivery, gave_up=True)
+                await self._write(record_edited, delivery, gave_up=True)
                 continue
             except (discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.info("Also on edit of message %d: %r; later", delivery.message_id, exc)
                 continue
-            await record_edited(self.store, delivery)
+            await self._write(record_edited, delivery)
 
 
 def _describe(exc: discord.HTTPException) -> str:
@@ -340,14 +349,18 @@ def install_services(bot: Any) -> DeliveryWorker:
     if isinstance(existing, DeliveryWorker):
         return existing  # the cog was reloaded: the services run already
     config = bot.config
-    worker = DeliveryWorker(bot, bot.store, config=config.delivery)
     artists = bot.artists
     expand = artists.expand if artists is not None else (lambda artist_id: ())
+    worker: DeliveryWorker
 
     async def on_new_stories(stories: list[Story]) -> None:
-        await after_store(bot.store, stories, config=config.delivery, wake=worker.wake, expand=expand)
+        # clustering rolls back on failure: outside the lock it would undo another feed's half-stored stories
+        async with worker.write_lock:
+            await after_store(bot.store, stories, config=config.delivery, wake=worker.wake, expand=expand)
 
     poller = Poller(config, bot.store, bot.fetcher, artists, on_new_stories=on_new_stories)
+    # one lock for every writer on the store's single connection (the poller's transactions and ours)
+    worker = DeliveryWorker(bot, bot.store, config=config.delivery, write_lock=poller._write_lock)
     bot.delivery = worker
     bot.poller = poller
     bot.add_service("delivery", worker.run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,11 @@ class Subscriptions(commands.Cog):
     def index(self) -> ArtistIndex | None:
         return getattr(self.bot, "artists", None)
 
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """The store's writers' lock (held by the delivery worker): our writes stay out of others' transactions."""
+        return self.bot.delivery.write_lock
+
     # --- /subscribe ---------------------------------------------------------------------------------------
 
     @app_commands.command(name="subscribe", description="Post new K-pop stories to a channel")
@@ -100,15 +106,16 @@ class Subscriptions(commands.Cog):
             )
         who = self._resolve_artist(artist) if artist else None
         feed = await self._resolve_source(interaction, source, adding=True) if source else None
-        result = await add_subscription(
-            self.bot.store,
-            guild_id=interaction.guild_id,
-            channel_id=channel.id,
-            artist_id=who.id if who else None,
-            source_id=feed.id if feed else None,
-            only_trending=only_trending,
-            created_by=interaction.user.id,
-        )
+        async with self.write_lock:
+            result = await add_subscription(
+                self.bot.store,
+                guild_id=interaction.guild_id,
+                channel_id=channel.id,
+                artist_id=who.id if who else None,
+                source_id=feed.id if feed else None,
+                only_trending=only_trending,
+                created_by=interaction.user.id,
+            )
         what = _describe_filter(who.label if who else None, feed.name if feed else None, only_trending)
         if result.created:
             text = (
@@ -147,13 +154,14 @@ class Subscriptions(commands.Cog):
         assert interaction.guild_id is not None
         who = self._resolve_artist(artist) if artist else None
         feed = await self._resolve_source(interaction, source, adding=False) if source else None
-        removed = await remove_subscriptions(
-            self.bot.store,
-            guild_id=interaction.guild_id,
-            channel_id=channel.id,
-            artist_id=who.id if who else None,
-            source_id=feed.id if feed else None,
-        )
+        async with self.write_lock:
+            removed = await remove_subscriptions(
+                self.bot.store,
+                guild_id=interaction.guild_id,
+                channel_id=channel.id,
+                artist_id=who.id if who else None,
+                source_id=feed.id if feed else None,
+            )
         if not removed:
             what = _describe_filter(who.label if who else None, feed.name if feed else None, False)
             raise UserFacingError(

@@ -15,12 +15,14 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+from bot import delivery as delivery_module
 from bot.config import SourceConfig
+from bot.subscriptions import list_deliveries
 from bot.timeutil import utcnow
-from tests.support.bot_harness import bot_process, write_config
+from tests.support.bot_harness import bot_process, running_bot, write_config
 from tests.support.discord_server import FakeDiscord
 from tests.support.feed_server import FeedServer, wordpress_feed
-from tests.test_e2e_delivery import FEED, v_iu_feed
+from tests.test_e2e_delivery import FEED, v_iu_feed, world
 
 
 def descendants(pid: int) -> list[int]:
@@ -109,3 +111,32 @@ async def test_kill_9_during_delivery_then_restart_posts_exactly_once(tmp_path):
         with sqlite3.connect(database) as db:
             recorded = {row[0] for row in db.execute("SELECT message_id FROM deliveries")}
         assert recorded == {int(server.messages(c.id)[0]["id"]) for c in channels}
+
+
+async def test_a_send_in_doubt_for_longer_than_discord_remembers_nonces_is_found_in_the_channel(
+    tmp_path, monkeypatch
+):
+    # Discord forgets a nonce after a few minutes; the worker then looks in the channel before sending again.
+    # Here the fake forgets at once and the worker looks at once (waiting minutes is not a unit test).
+    monkeypatch.setattr(delivery_module, "NONCE_TRUST", timedelta(0))
+    async with world(tmp_path, nonce_window=0.0) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        w.server.inject("POST", rf"/channels/{news.id}/messages", status=None, delay=30.0, after=True)
+        w.publish(v_iu_feed(published=utcnow()))
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        await w.bot.close()  # the process stops while the answer is still on its way
+        assert statuses(w.h.database) == {"pending": 1}
+        w.server.clear_injections()
+        before = len(w.server.requests)
+        async with running_bot(w.server, w.h.config) as again:
+            async with asyncio.timeout(15):
+                while (await list_deliveries(again.store))[0].status != "sent":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            [delivery] = await list_deliveries(again.store)
+        assert delivery.message_id == int(posted["id"])
+        assert len(w.server.messages(news.id)) == 1
+        resent = [
+            r for r in w.server.requests[before:] if r.method == "POST" and f"/channels/{news.id}/" in r.path
+        ]
+        assert resent == []

@@ -1,0 +1,260 @@
+"""Delivery benchmark: one story fanned out to many channels, and /news answer times while feeds are ingested.
+
+1. Fan-out: the real bot (discord.py over loopback) against FakeDiscord enforcing Discord's global limit of 50
+   requests/s (a token bucket, bursts up to 50) and a per-channel limit of 5 messages per 5 s. One new story,
+   one subscription per channel (1,000 channels over 4 servers by default). Measured: the wall time from
+   queueing to the last message, against the physical floor channels / 50 s, and the 429s the bot caused
+   itself (goals: 0, and within 10 % of the floor).
+2. /news while ingesting: the same bot polls N WordPress-shaped feeds (500 x 20 items by default, served by a
+   loopback server in another process) for the first time; meanwhile a user runs `/news V` every 100 ms.
+   Measured: the time from the interaction's dispatch to the bot's answer reaching the server (p50, max),
+   idle first (the baseline, same run) then during ingest (goal: max < 500 ms).
+
+    python bench/bench_fanout.py                         # full size (about a minute and a half)
+    python bench/bench_fanout.py --channels 100 --feeds 50   # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_ingest import _serve  # noqa: E402 - the feed sites, in their own process
+from bot.config import DeliveryConfig, PollingConfig, SourceConfig  # noqa: E402
+from bot.models import Quote, Story  # noqa: E402
+from bot.pipeline import after_store  # noqa: E402
+from bot.subscriptions import add_subscription  # noqa: E402
+from bot.timeutil import utcnow  # noqa: E402
+from tests.support.bot_harness import bot_config, running_bot  # noqa: E402
+from tests.support.discord_server import FakeDiscord  # noqa: E402
+
+GLOBAL_LIMIT = 50.0
+CHANNELS_PER_GUILD = 250  # Discord allows 500 channels per server; spread over several, as real fan-outs are
+GOAL_OVER_FLOOR, GOAL_SELF_429, GOAL_NEWS_MAX_MS = 0.10, 0, 500.0
+
+
+@dataclass
+class FanoutResult:
+    channels: int
+    seconds: float
+    floor: float
+    self_429: int
+    sent: int
+    requests: int
+
+
+async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
+    async with FakeDiscord(global_limit=GLOBAL_LIMIT, channel_message_limit=(5, 5.0)) as server:
+        targets: list[tuple[int, int]] = []
+        for g in range(math.ceil(channels / CHANNELS_PER_GUILD)):
+            count = min(CHANNELS_PER_GUILD, channels - g * CHANNELS_PER_GUILD)
+            guild = server.add_guild(f"Fans {g}", channels=[f"news-{i}" for i in range(count)])
+            targets += [(guild.id, c.id) for c in guild.text_channels]
+        config = bot_config(server, tmp / "fanout.db", sources=())
+        async with running_bot(server, config) as bot:
+            for guild_id, channel_id in targets:
+                await add_subscription(bot.store, guild_id=guild_id, channel_id=channel_id)
+            story = Story(
+                key="https://www.koreaboo.com/?p=1480001",
+                title="BTS’s V Is Going Viral For A Behind-The-Scenes Moment With IU",
+                url="https://www.koreaboo.com/news/bts-v-viral-behind-scenes-iu-love-wins-all-romantic/",
+                canonical_url="https://www.koreaboo.com/news/bts-v-viral-behind-scenes-iu-love-wins-all-romantic/",
+                source="Koreaboo",
+                summary="BTS’s V is going viral for a behind-the-scenes clip with IU that makes one scene even "
+                "more romantic.",
+                image="https://image.koreaboo.com/2024/01/bts-v-instagram-1.jpg",
+                published=utcnow() - timedelta(minutes=3),
+                quotes=[
+                    Quote(
+                        "so taehyung was really singing to iu at this scene 🥹",
+                        "daph",
+                        "babiejieun",
+                        "twitter",
+                        "https://twitter.com/babiejieun/status/1751877393443410304",
+                    )
+                ],
+            )
+            await bot.store.add_stories([story], source_id=None)
+            limited_before, requests_before = server.stats.ratelimited, len(server.requests)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await after_store(bot.store, [story], config=DeliveryConfig(), wake=bot.delivery.wake)
+            ids = [c for _, c in targets]
+            await server.wait_for(
+                lambda: sum(len(server.messages(c)) for c in ids) >= len(ids),
+                timeout=len(ids) / GLOBAL_LIMIT * 3 + 30,
+                what="every channel's post",
+            )
+            seconds = loop.time() - started
+            sent = sum(len(server.messages(c)) for c in ids)
+            return FanoutResult(
+                channels=len(ids),
+                seconds=seconds,
+                floor=len(ids) / GLOBAL_LIMIT,
+                self_429=server.stats.ratelimited - limited_before,
+                sent=sent,
+                requests=len(server.requests) - requests_before,
+            )
+
+
+@dataclass
+class NewsResult:
+    idle_ms: list[float]
+    busy_ms: list[float]
+    ingest_seconds: float
+    stories: int
+    polled: int
+    deferred: int
+
+
+def _ingest_progress(db_path: Path) -> tuple[int, int]:
+    """(sources fetched at least once, stories stored), read on a connection of its own."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+        polled = db.execute("SELECT count(*) FROM sources WHERE last_fetched_at IS NOT NULL").fetchone()[0]
+        stories = db.execute("SELECT count(*) FROM stories").fetchone()[0]
+    return polled, stories
+
+
+async def _ask_news(server: FakeDiscord, guild_id: int, channel_id: int) -> tuple[float, bool]:
+    interaction = await server.invoke("news", {"artist": "V"}, guild_id=guild_id, channel_id=channel_id)
+    callback = await interaction.response(timeout=10)
+    return (interaction.callback_at - interaction.created) * 1000, callback.get("type") == 5
+
+
+async def run_news(urls: list[str], tmp: Path, interval: float) -> NewsResult:
+    async with FakeDiscord() as server:
+        guild = server.add_guild("K-pop Fans", channels=["general"])
+        channel = guild.text_channels[0]
+        db_path = tmp / "news.db"
+        sources = [SourceConfig(f"K-pop site {i}", url) for i, url in enumerate(urls)]
+        # a long interval keeps the poller away until we say go; then every first poll is due at once
+        polling = PollingConfig(interval_seconds=3600.0, fetch_article_pages=False)
+        config = bot_config(server, db_path, sources=sources, polling=polling)
+        async with running_bot(server, config) as bot:
+            idle: list[float] = []
+            deferred = 0
+            for _ in range(20):
+                ms, was_deferred = await _ask_news(server, guild.id, channel.id)
+                idle.append(ms)
+                deferred += was_deferred
+                await asyncio.sleep(interval)
+            busy: list[float] = []
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            ingest = asyncio.create_task(bot.poller.poll_all())  # every feed, first time, concurrently
+            next_report = started + 10
+            while not ingest.done():
+                if loop.time() > next_report:  # a long run says how far it is
+                    polled, stories = await asyncio.to_thread(_ingest_progress, db_path)
+                    print(f"  … {polled}/{len(urls)} feeds read, {stories} stories", file=sys.stderr)
+                    next_report += 10
+                ms, was_deferred = await _ask_news(server, guild.id, channel.id)
+                busy.append(ms)
+                deferred += was_deferred
+                await asyncio.sleep(interval)
+            await ingest
+            seconds = loop.time() - started
+            polled, stories = await asyncio.to_thread(_ingest_progress, db_path)
+            return NewsResult(idle, busy, seconds, stories, polled, deferred)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--channels", type=int, default=1000, help="channels the story goes to (default 1000)"
+    )
+    parser.add_argument("--feeds", type=int, default=500, help="feeds ingested during /news (default 500)")
+    parser.add_argument("--items", type=int, default=20, help="items per feed (default 20)")
+    parser.add_argument("--hosts", type=int, default=50, help="loopback addresses the feeds are spread over")
+    parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument("--skip-news", action="store_true")
+    args = parser.parse_args()
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    with tempfile.TemporaryDirectory(prefix="kpopnews-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.skip_fanout:
+            fan = asyncio.run(run_fanout(args.channels, tmp))
+            over = fan.seconds / fan.floor - 1
+            print(
+                f"fan-out: 1 story to {fan.channels} channels, FakeDiscord at {GLOBAL_LIMIT:g} req/s global"
+                " and 5 messages / 5 s per channel"
+            )
+            print(
+                f"  wall time {fan.seconds:.2f} s, floor {fan.floor:.2f} s ({fan.channels} / {GLOBAL_LIMIT:g}):"
+                f" {over * 100:+.1f} %   goal within {GOAL_OVER_FLOOR * 100:g} %  {verdict(over <= GOAL_OVER_FLOOR)}"
+            )
+            print(
+                f"  429s the bot caused itself: {fan.self_429}   goal {GOAL_SELF_429}  "
+                f"{verdict(fan.self_429 <= GOAL_SELF_429)}"
+            )
+            print(
+                f"  messages {fan.sent} (one per channel: {verdict(fan.sent == fan.channels)}),"
+                f" REST requests {fan.requests}, {fan.requests / fan.seconds:.1f} req/s"
+            )
+        if not args.skip_news:
+            hosts = [f"127.0.0.{i + 1}" for i in range(max(1, min(args.hosts, args.feeds, 250)))]
+            ctx = multiprocessing.get_context("spawn")
+            ready, stop = ctx.Queue(), ctx.Event()
+            server = ctx.Process(
+                target=_serve, args=(args.feeds, args.items, 0.05, hosts, ready, stop), daemon=True
+            )
+            server.start()
+            try:
+                port, _ = ready.get(timeout=120)
+                urls = [f"http://{hosts[i % len(hosts)]}:{port}/dyn/f{i}" for i in range(args.feeds)]
+                news = asyncio.run(run_news(urls, tmp, 0.1))
+            finally:
+                stop.set()
+                server.join(timeout=10)
+                if server.is_alive():
+                    server.terminate()
+            idle_p50, idle_max = statistics.median(news.idle_ms), max(news.idle_ms)
+            busy_p50, busy_max = _percentile(news.busy_ms, 0.5), max(news.busy_ms, default=float("nan"))
+            print(
+                f"/news V answer time while ingesting {news.polled} feeds x {args.items} items for the first time"
+                f" ({news.stories} stories stored in {news.ingest_seconds:.1f} s)"
+            )
+            print(
+                f"  idle (baseline): p50 {idle_p50:.0f} ms, max {idle_max:.0f} ms over {len(news.idle_ms)} asks"
+            )
+            print(
+                f"  during ingest:   p50 {busy_p50:.0f} ms, p99 {_percentile(news.busy_ms, 0.99):.0f} ms,"
+                f" max {busy_max:.0f} ms over {len(news.busy_ms)} asks"
+                f" ({busy_p50 / max(idle_p50, 0.001):.1f}x the idle p50)"
+                f"   goal max < {GOAL_NEWS_MAX_MS:g} ms  {verdict(busy_max < GOAL_NEWS_MAX_MS)}"
+            )
+            if news.deferred:
+                print(f"  answers deferred (search slower than 1.5 s): {news.deferred}")
+    return 0
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    status = main()
+    print(f"(benchmark took {time.monotonic() - started:.0f} s)")
+    sys.exit(status)
