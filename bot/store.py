@@ -234,25 +234,45 @@ class Store:
         self, stories: list[Story], *, source_id: int | None, backfill: bool = False
     ) -> list[StoredStory]:
         """Store stories in one transaction; a story already stored (same key or canonical link) is kept as it
-        is and only linked to this source. Returns, per story, its id and whether it was new."""
+        is and only linked to this source. Returns, per story, its id and whether it was new.
+
+        A handful of statements for the whole batch, not several per story: every statement is a round trip
+        through aiosqlite's thread, and those, not SQLite, were most of the cost."""
         now = utcnow()
         results: list[StoredStory] = []
         try:
-            for story in stories:
-                existing = await self._find_story_id(story.key, story.canonical_url)
-                if existing is not None:
-                    story.id = existing
-                    results.append(StoredStory(existing, False))
-                else:
+            existing = await self._find_story_ids(stories)
+            # a story may also repeat one stored earlier in this batch (same key or canonical link)
+            batch_keys: dict[str, int] = {}
+            batch_canonicals: dict[str, int] = {}
+            fresh: list[tuple[int, Story, str]] = []  # (position, story, stored canonical_url)
+            plan: list[tuple[str, Any]] = []  # per story: ("old", id) or ("batch", position of the first)
+            for position, (story, found) in enumerate(zip(stories, existing, strict=True)):
+                if found is not None:
+                    plan.append(("old", found))
+                    continue
+                lookup = story.canonical_url or story.key
+                first = batch_keys.get(story.key)
+                if first is None:
+                    first = batch_canonicals.get(lookup)
+                if first is not None:
+                    plan.append(("batch", first))
+                    continue
+                stored_canonical = story.canonical_url or story.url
+                batch_keys[story.key] = position
+                batch_canonicals.setdefault(stored_canonical, position)
+                fresh.append((position, story, stored_canonical))
+                plan.append(("new", position))
+            ids: dict[int, int] = {}
+            if fresh:
+                rows = []
+                for _, story, stored_canonical in fresh:
                     story.first_seen = story.first_seen or now
                     story.source_id = source_id
-                    cursor = await self.db.execute(
-                        "INSERT INTO stories(story_key, canonical_url, url, title, source_id, source_name,"
-                        " published_at, first_seen_at, summary, image_url, quotes_json, categories_json,"
-                        " content_html, backfill) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows.append(
                         (
                             story.key,
-                            story.canonical_url or story.url,
+                            stored_canonical,
                             story.url,
                             story.title,
                             source_id,
@@ -265,21 +285,87 @@ class Store:
                             json.dumps(story.categories, ensure_ascii=False),
                             story.content_html,
                             1 if backfill else 0,
-                        ),
+                        )
                     )
-                    story.id = cursor.lastrowid
-                    await self._write_artists(story.id, story.artists)
-                    results.append(StoredStory(story.id, True))
-                if source_id is not None:
-                    await self.db.execute(
-                        "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
-                        (source_id, story.id, to_iso(now)),
-                    )
+                await self.db.executemany(
+                    "INSERT INTO stories(story_key, canonical_url, url, title, source_id, source_name,"
+                    " published_at, first_seen_at, summary, image_url, quotes_json, categories_json,"
+                    " content_html, backfill) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+                by_key = await self._story_ids_by_key([story.key for _, story, _ in fresh])
+                for position, story, _ in fresh:
+                    ids[position] = by_key[story.key]
+                    story.id = by_key[story.key]
+                await self._write_artists_of([story for _, story, _ in fresh])
+            for story, (what, value) in zip(stories, plan, strict=True):
+                if what == "old":
+                    story.id = value
+                    results.append(StoredStory(value, False))
+                elif what == "batch":
+                    story.id = ids[value]
+                    results.append(StoredStory(ids[value], False))
+                else:
+                    results.append(StoredStory(ids[value], True))
+            if source_id is not None and results:
+                linked = to_iso(now)
+                await self.db.executemany(
+                    "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
+                    [(source_id, result.id, linked) for result in results],
+                )
             await self.db.commit()
         except BaseException:
             await self.db.rollback()
             raise
         return results
+
+    async def _find_story_ids(self, stories: list[Story]) -> list[int | None]:
+        """_find_story_id for every story, in one statement per 300 stories (same query, same answer)."""
+        found: list[int | None] = []
+        for start in range(0, len(stories), 300):
+            chunk = stories[start : start + 300]
+            values = ",".join("(?,?,?)" for _ in chunk)
+            params: list[Any] = []
+            for n, story in enumerate(chunk):
+                params += (n, story.key, story.canonical_url or story.key)
+            sql = (
+                f"WITH wanted(n, story_key, canonical_url) AS (VALUES {values}) SELECT wanted.n, "
+                "(SELECT id FROM stories WHERE story_key = wanted.story_key"
+                " OR canonical_url = wanted.canonical_url LIMIT 1) FROM wanted ORDER BY wanted.n"
+            )
+            async with self.db.execute(sql, params) as cursor:
+                by_n = {n: story_id for n, story_id in await cursor.fetchall()}
+            found.extend(by_n.get(n) for n in range(len(chunk)))
+        return found
+
+    async def _story_ids_by_key(self, keys: list[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = f"SELECT story_key, id FROM stories WHERE story_key IN ({','.join('?' * len(chunk))})"
+            async with self.db.execute(sql, chunk) as cursor:
+                for key, story_id in await cursor.fetchall():
+                    ids[key] = story_id
+        return ids
+
+    async def _write_artists_of(self, stories: list[Story]) -> None:
+        """_write_artists for many stories: one DELETE and one INSERT for the lot."""
+        story_ids = [story.id for story in stories]
+        for start in range(0, len(story_ids), 500):
+            chunk = story_ids[start : start + 500]
+            await self.db.execute(
+                f"DELETE FROM story_artists WHERE story_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+        rows = [
+            (story.id, artist.id, 1.0 / (i + 1), i)
+            for story in stories
+            for i, artist in enumerate(story.artists)
+        ]
+        if rows:
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)",
+                rows,
+            )
 
     async def _find_story_id(self, key: str, canonical_url: str) -> int | None:
         async with self.db.execute(
