@@ -54,6 +54,8 @@ class FanoutResult:
     self_429: int
     sent: int
     requests: int
+    first_post: float  # seconds from queueing to the first POST reaching the server
+    last_post: float
 
 
 async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
@@ -100,6 +102,10 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
             )
             seconds = loop.time() - started
             sent = sum(len(server.messages(c)) for c in ids)
+            posts = [r.at for r in server.requests[requests_before:] if r.method == "POST"]
+            base = time.monotonic() - (
+                loop.time() - started
+            )  # the server stamps requests with time.monotonic()
             return FanoutResult(
                 channels=len(ids),
                 seconds=seconds,
@@ -107,6 +113,8 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
                 self_429=server.stats.ratelimited - limited_before,
                 sent=sent,
                 requests=len(server.requests) - requests_before,
+                first_post=min(posts) - base,
+                last_post=max(posts) - base,
             )
 
 
@@ -215,6 +223,10 @@ def main() -> int:
             print(
                 f"  messages {fan.sent} (one per channel: {verdict(fan.sent == fan.channels)}),"
                 f" REST requests {fan.requests}, {fan.requests / fan.seconds:.1f} req/s"
+            )
+            print(
+                f"  first post after {fan.first_post:.2f} s, last at {fan.last_post:.2f} s:"
+                f" {(fan.channels - 1) / max(fan.last_post - fan.first_post, 1e-9):.1f} posts/s in between"
             )
         if not args.skip_news:
             hosts = [f"127.0.0.{i + 1}" for i in range(max(1, min(args.hosts, args.feeds, 250)))]
