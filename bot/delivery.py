@@ -191,9 +191,8 @@ class DeliveryWorker:
 
     async def _deliver(self, queued: Delivery) -> bool:
         """Post one delivery. True: the channel may go on with its next one."""
-        delivery = await get_delivery(
-            self.store, queued.id
-        )  # fresh: unsubscribed or Also on may have changed
+        # read again: it may have been dropped (unsubscribed) or its Also on list grown since it was queued
+        delivery = await get_delivery(self.store, queued.id)
         if delivery is None or delivery.status != "pending":
             return True
         story = await self.store.get_story(delivery.story_id)
@@ -207,9 +206,10 @@ class DeliveryWorker:
             log.exception("cannot build the embed of story %d", story.id)
             await self._write(record_failed, delivery, f"the post could not be built: {exc}")
             return True
-        if delivery.attempt_started_at and utcnow() - delivery.attempt_started_at > NONCE_TRUST:
+        in_doubt = delivery.attempt_started_at and utcnow() - delivery.attempt_started_at > NONCE_TRUST
+        if in_doubt and embed.url:
             # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
-            message_id = await self._find_posted(channel, story, delivery.attempt_started_at)
+            message_id = await self._find_posted(channel, embed.url, delivery.attempt_started_at)
             if message_id is not None:
                 await self._write(record_sent, delivery, message_id)
                 return True
@@ -240,7 +240,8 @@ class DeliveryWorker:
             await self._write(record_forbidden, delivery, reason)
             self.wake()
             return False
-        if isinstance(exc, discord.NotFound) and exc.code in (UNKNOWN_CHANNEL, 0):
+        # only Discord's own "Unknown Channel": a bare 404 (a misconfigured api_base) must not delete anything
+        if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
             await self._write(remove_channel, delivery.channel_id, reason=f"Discord says: {reason}")
             return False
         if exc.status == 429 or exc.status >= 500:
@@ -271,15 +272,15 @@ class DeliveryWorker:
         )
         self.wake()  # the main loop recomputes when to look again
 
-    async def _find_posted(self, channel: Any, story: Story, since: datetime) -> int | None:
-        """The id of a message of ours in the channel that carries the story's link, if one exists."""
+    async def _find_posted(self, channel: Any, url: str, since: datetime) -> int | None:
+        """The id of a message of ours in the channel whose embed links to `url`, if one exists."""
         me = self.bot.user
         try:
             await self.limiter.acquire()
             async for message in channel.history(limit=50, after=since - timedelta(seconds=5)):
                 if me is not None and message.author.id != me.id:
                     continue
-                if any(embed.url == story.url for embed in message.embeds):
+                if any(embed.url == url for embed in message.embeds):
                     return message.id
         except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.info("cannot read channel %s to check an earlier send (%s); sending again", channel.id, exc)
