@@ -272,10 +272,10 @@ async def test_a_refused_channel_turns_unhealthy_while_others_keep_receiving(tmp
 
 
 async def test_an_unknown_channel_loses_its_subscriptions(tmp_path):
-    async with world(tmp_path) as w:
-        news, fans = w.channel("news"), w.channel("fans")
-        await w.subscribe(news)
-        await w.subscribe(fans)
+    async with world(tmp_path, channels=("general", "news", "fans", "misc")) as w:
+        news, fans, misc = w.channel("news"), w.channel("fans"), w.channel("misc")
+        for channel in (news, fans, misc):
+            await w.subscribe(channel)
         w.server.inject(
             "POST",
             rf"/channels/{news.id}/messages",
@@ -283,11 +283,20 @@ async def test_an_unknown_channel_loses_its_subscriptions(tmp_path):
             times=1,
             body={"code": 10003, "message": "Unknown Channel"},
         )
+        # a 404 that is not Discord's Unknown Channel (a wrong route, a proxy) removes nothing
+        w.server.inject(
+            "POST",
+            rf"/channels/{misc.id}/messages",
+            status=404,
+            times=1,
+            body={"code": 0, "message": "404: Not Found"},
+        )
         w.publish(v_iu_feed(published=utcnow()))
         await w.server.wait_for_messages(fans.id, 1, timeout=15)
         await w.settle()
         assert await list_subscriptions(w.store, channel_id=news.id) == []
         assert len(await list_subscriptions(w.store, channel_id=fans.id)) == 1
+        assert len(await list_subscriptions(w.store, channel_id=misc.id)) == 1
         # a deleted channel (CHANNEL_DELETE) goes the same way
         w.server.remove_channel(fans.id)
         await eventually(lambda: _none(list_subscriptions(w.store, channel_id=fans.id)))
