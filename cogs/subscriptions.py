@@ -86,9 +86,8 @@ class Subscriptions(commands.Cog):
     )
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
-    @app_commands.checks.has_permissions(
-        manage_guild=True
-    )  # at run time too: overrides can widen the default
+    # checked at run time too: a server's Integrations settings can hand the command to anyone
+    @app_commands.checks.has_permissions(manage_guild=True)
     async def subscribe(
         self,
         interaction: discord.Interaction,
@@ -141,9 +140,8 @@ class Subscriptions(commands.Cog):
     )
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
-    @app_commands.checks.has_permissions(
-        manage_guild=True
-    )  # at run time too: overrides can widen the default
+    # checked at run time too: a server's Integrations settings can hand the command to anyone
+    @app_commands.checks.has_permissions(manage_guild=True)
     async def unsubscribe(
         self,
         interaction: discord.Interaction,
@@ -181,9 +179,8 @@ class Subscriptions(commands.Cog):
     @app_commands.command(name="subscriptions", description="This server's subscriptions and their health")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
-    @app_commands.checks.has_permissions(
-        manage_guild=True
-    )  # at run time too: overrides can widen the default
+    # checked at run time too: a server's Integrations settings can hand the command to anyone
+    @app_commands.checks.has_permissions(manage_guild=True)
     async def subscriptions(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         found = await list_subscriptions(self.bot.store, guild_id=interaction.guild_id)
@@ -255,9 +252,8 @@ class Subscriptions(commands.Cog):
         me = guild.me if guild is not None else None
         if me is not None:
             return missing_permissions(channel.permissions_for(me))
-        if (
-            interaction.channel_id == channel.id
-        ):  # no cache: Discord tells the bot's rights where it was asked
+        if interaction.channel_id == channel.id:
+            # no cache: Discord tells the bot's rights in the channel the command was run in
             return missing_permissions(interaction.app_permissions)
         return []  # cannot tell; a refused post will show in /subscriptions
 
