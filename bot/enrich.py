@@ -120,35 +120,47 @@ async def enrich_entries(
         return []
     pages: dict[str, str | None] = {}
     if fetch_page is not None:
-        wanted = await asyncio.to_thread(lambda: [wants_article_page(e) for e in entries])
-        links = list(
-            dict.fromkeys(canonical_url(e.link) for e, want in zip(entries, wanted, strict=True) if want)
-        )
-        by_canonical = {canonical_url(e.link): e.link for e in entries}
+        wanted = await asyncio.to_thread(pages_wanted, entries)
         slots = asyncio.Semaphore(max(1, page_concurrency))
 
-        async def load(canonical: str) -> None:
+        async def load(canonical: str, link: str) -> None:
             async with slots:
                 try:
-                    pages[canonical] = await fetch_page(by_canonical[canonical])
+                    pages[canonical] = await fetch_page(link)
                 except Exception as exc:  # a page is a bonus: the story stands without it
                     log.debug("article page %s not used: %s", canonical, exc)
                     pages[canonical] = None
 
-        await asyncio.gather(*(load(link) for link in links))
+        await asyncio.gather(*(load(canonical, link) for canonical, link in wanted.items()))
 
-    def enrich_all() -> list[Story]:
-        return [
-            _enrich_safely(
-                entry,
-                source_name=source_name,
-                artists=artists,
-                page_html=pages.get(canonical_url(entry.link)),
-            )
-            for entry in entries
-        ]
+    return await asyncio.to_thread(
+        enrich_batch, entries, source_name=source_name, artists=artists, pages=pages
+    )
 
-    return await asyncio.to_thread(enrich_all)
+
+def pages_wanted(entries: list[FeedEntry]) -> dict[str, str]:
+    """The article pages `entries` need (excerpt-only items), each once: {canonical link: link to fetch}."""
+    canonicals = [canonical_url(e.link) for e in entries]
+    by_canonical = dict(zip(canonicals, (e.link for e in entries), strict=True))  # the last link wins
+    wanted = dict.fromkeys(c for e, c in zip(entries, canonicals, strict=True) if wants_article_page(e))
+    return {canonical: by_canonical[canonical] for canonical in wanted}
+
+
+def enrich_batch(
+    entries: list[FeedEntry],
+    *,
+    source_name: str,
+    artists: ArtistIndex | None,
+    pages: dict[str, str | None],
+) -> list[Story]:
+    """Stories for `entries`, in order, with the article pages already at hand ({canonical link: HTML}).
+    Sync and CPU-bound: the one path behind enrich_entries and the poller's worker processes."""
+    return [
+        _enrich_safely(
+            entry, source_name=source_name, artists=artists, page_html=pages.get(canonical_url(entry.link))
+        )
+        for entry in entries
+    ]
 
 
 def _enrich_safely(
