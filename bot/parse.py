@@ -148,14 +148,15 @@ def _entry(raw: Any, base: str) -> FeedEntry | None:
     if not link and guid and guid.lower().startswith(("http://", "https://")):
         link = guid  # an RSS guid that is a permalink is the link when <link> is missing
     link = _absolute(link, base)
-    if not link or not _identifiable(link):
+    canonical: dict[str, str | None] = {}  # each value canonicalised once (yarl is most of this function)
+    if not link or _canonical(link, canonical) is None:
         return None
-    if guid and not _identifiable(guid):  # a URL-like guid yarl cannot rebuild: the link identifies the story
-        guid = None
+    if guid and _canonical(guid, canonical) is None:
+        guid = None  # a URL-like guid yarl cannot rebuild: the link identifies the story
     guid_is_permalink = bool(
         guid
         and guid.lower().startswith(("http://", "https://"))
-        and (raw.get("guidislink") or canonical_url(guid) == canonical_url(link))
+        and (raw.get("guidislink") or canonical[guid] == canonical[link])
     )
     content_html = ""
     contents = [c for c in raw.get("content", []) or [] if c.get("value")]
@@ -382,13 +383,14 @@ def _absolute(url: str, base: str) -> str:
     return ""
 
 
-def _identifiable(value: str) -> bool:
-    """True when story identity (bot/urls.py) can be computed from it: a mangled host ("a\x19b.com") cannot."""
-    try:
-        canonical_url(value)
-    except (ValueError, TypeError, UnicodeError):
-        return False
-    return True
+def _canonical(value: str, memo: dict[str, str | None]) -> str | None:
+    """canonical_url(value), remembered in `memo`; None when story identity cannot be computed from it."""
+    if value not in memo:
+        try:
+            memo[value] = canonical_url(value)
+        except (ValueError, TypeError, UnicodeError):  # a mangled host ("a\x19b.com")
+            memo[value] = None
+    return memo[value]
 
 
 def _text(value: Any) -> str:
