@@ -1202,27 +1202,43 @@ class ArtistIndex:
         first_alpha = next((c for c in surface if c.isalpha()), "")
         capitalized = first_alpha.isupper()
         text_ntok = j - i + 1
-        split_ok = all(
-            (t[2][:1].isupper() or not t[2][:1].isascii()) and _fold_token(t[2]) not in _SENTENCE_STOPWORDS
-            for t in tokens.span(i, j + 1)
-        )
+        # computed once per mention, and only when an entry asks (a shared name has many entries)
+        split_ok: bool | None = None
+        shapes: tuple[str, str] | None = None
+        phrase_ok: bool | None = None
+        letter_ok: bool | None = None
         out = []
         for entry in entries:
-            if text_ntok > entry.ntok and not split_ok:
-                continue  # "and a" is not "Anda"; "Tae Hyung" may be "Taehyung"
+            if text_ntok > entry.ntok:
+                if split_ok is None:
+                    split_ok = all(
+                        (t[2][:1].isupper() or not t[2][:1].isascii())
+                        and _fold_token(t[2]) not in _SENTENCE_STOPWORDS
+                        for t in tokens.span(i, j + 1)
+                    )
+                if not split_ok:
+                    continue  # "and a" is not "Anda"; "Tae Hyung" may be "Taehyung"
             if entry.shape is not None:
-                end = tokens[j][1]
-                shape = _shape_key(surface + (")" if text[end : end + 1] == ")" else ""))
-                if shape != entry.shape and _shape_key(surface) != entry.shape:
+                if shapes is None:
+                    end = tokens[j][1]
+                    shapes = (
+                        _shape_key(surface + (")" if text[end : end + 1] == ")" else "")),
+                        _shape_key(surface),
+                    )
+                if shapes[0] != entry.shape and shapes[1] != entry.shape:
                     continue
             if (entry.word or entry.phrase) and not capitalized and surface != entry.exact:
                 continue
             if entry.phrase and not title_case:
-                words = [w for w in re.split(r"[\s\-]+", surface) if w and w[0].isalpha()]
-                if not all(w[0].isupper() for w in words):
+                if phrase_ok is None:
+                    words = [w for w in re.split(r"[\s\-]+", surface) if w and w[0].isalpha()]
+                    phrase_ok = all(w[0].isupper() for w in words)
+                if not phrase_ok:
                     continue
             if len(key) == 1 and key.isascii():
-                if not surface.isupper() or self._roman_numeral(text, tokens, i, title_case):
+                if letter_ok is None:
+                    letter_ok = surface.isupper() and not self._roman_numeral(text, tokens, i, title_case)
+                if not letter_ok:
                     continue
             out.append(entry)
         return out
