@@ -64,7 +64,8 @@ def enrich_entry(
     page_html = page_html[:MAX_HTML_IN] if page_html else None
 
     content_text = html_to_text(content_html) if content_html else ""
-    excerpt_text = html_to_text(summary_html) if summary_html else ""
+    # the excerpt's text is read only when the item has no content text (title, summary and tagging fall back)
+    excerpt_text = html_to_text(summary_html) if summary_html and not content_text else ""
     page_text, page_body_html = _page_article(page_html) if page_html else ("", "")
 
     title = one_line((entry.title or "")[:MAX_RAW_TITLE])
@@ -87,7 +88,7 @@ def enrich_entry(
         posts.extend(posts_in_html(html))
     if page_html:
         posts.extend(posts_in_html(page_html, page=True))
-    quotes = rank_quotes(posts, artist_names=_names(refs, artists))
+    quotes = rank_quotes(posts, artist_names=_names(refs, artists)) if posts else []
 
     kept_html = content_html or page_body_html or summary_html
     return Story(
