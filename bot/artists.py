@@ -689,7 +689,7 @@ class _Tokens:
         parts = _SPLIT.split(text)
         self.words = parts[1::2]
         self.gaps = parts[0::2]
-        self._offsets = [0, *accumulate(map(len, parts))]
+        self.offsets = [0, *accumulate(map(len, parts))]
 
     def __len__(self) -> int:
         return len(self.words)
@@ -697,7 +697,7 @@ class _Tokens:
     def __getitem__(self, i: int) -> tuple[int, int, str]:
         if i < 0:
             raise IndexError(i)
-        return (self._offsets[2 * i + 1], self._offsets[2 * i + 2], self.words[i])
+        return (self.offsets[2 * i + 1], self.offsets[2 * i + 2], self.words[i])
 
     def span(self, i: int, j: int) -> list[tuple[int, int, str]]:
         return [self[k] for k in range(i, j)]
@@ -1080,15 +1080,20 @@ class ArtistIndex:
         tails: set[int] = set()
         contracted: set[int] = set()
         if "'" in text:
-            for i in [i for i, gap in enumerate(gaps) if gap == "'"]:
-                if i < n and i > 0 and keys[i] in _CONTRACTION_TAILS:
+            i = 0
+            while True:
+                try:
+                    i = gaps.index("'", i + 1)  # a C-level search: most gaps are spaces
+                except ValueError:
+                    break
+                if i < n and keys[i] in _CONTRACTION_TAILS:
                     tails.add(i)
                     if keys[i] != "s":
                         contracted.add(i - 1)
         prefixes = self._prefixes
         hangul_prefixes = self._hangul_prefixes
         # one pass with set lookups picks the few tokens a name can start at (speed: most words are not)
-        if text.isascii():
+        if text.isascii() or not _HANGUL.search(text):
             starts = [i for i, first in enumerate(keys) if first in prefixes]
         else:
             starts = [i for i, first in enumerate(keys) if first in prefixes or first[:1] in hangul_prefixes]
@@ -1097,6 +1102,7 @@ class ArtistIndex:
         title_case = segment == "title" and _looks_title_case(text)
         table = self._table
         suffixes = self.rules.hangul_suffixes
+        offsets = tokens.offsets
         found: list[_Occurrence] = []
         resume = 0
         for i in starts:
@@ -1131,7 +1137,7 @@ class ArtistIndex:
             if best is None:
                 continue
             j, key = best
-            start, end = tokens[i][0], tokens[j][1]
+            start, end = offsets[2 * i + 1], offsets[2 * j + 2]  # tokens[i][0], tokens[j][1]
             surface = text[start:end]
             if surface.endswith(".") and not table[key][0].shape:
                 surface, end = surface[:-1], end - 1
@@ -1187,15 +1193,17 @@ class ArtistIndex:
         title_case: bool,
     ) -> list[_Entry]:
         entries = self._table[key]
-        prev_word = _fold_token(tokens[i - 1][2]).rstrip(".") if i > 0 else ""
-        next_word = _fold_token(tokens[j + 1][2]).rstrip(".") if j + 1 < len(tokens) else ""
-        if j + 1 < len(tokens) and text[tokens[j][1] : tokens[j + 1][0]] == "'" and next_word == "s":
-            next_word = _fold_token(tokens[j + 2][2]).rstrip(".") if j + 2 < len(tokens) else ""
+        words, gaps = tokens.words, tokens.gaps  # gaps[k]: the text between tokens k-1 and k
+        n = len(words)
+        prev_word = _fold_token(words[i - 1]).rstrip(".") if i > 0 else ""
+        next_word = _fold_token(words[j + 1]).rstrip(".") if j + 1 < n else ""
+        if j + 1 < n and gaps[j + 1] == "'" and next_word == "s":
+            next_word = _fold_token(words[j + 2]).rstrip(".") if j + 2 < n else ""
         if prev_word in self.rules.exclude_before.get(key, ()):
             return []
         if next_word in self.rules.exclude_after.get(key, ()):
             return []
-        if j + 1 < len(tokens) and text[tokens[j][1] : tokens[j + 1][0]] == "-" and len(key) == 1:
+        if j + 1 < n and gaps[j + 1] == "-" and len(key) == 1:
             return []  # V-neck, V-line, I-95
         if len(key) <= 3 and key.isascii() and prev_word.replace(",", "").isdigit():
             return []  # "1000 IU", "5 V": a unit or a number, not a name
