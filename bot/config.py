@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -184,6 +185,8 @@ def _section(raw: dict[str, Any], name: str, cls: type) -> Any:
             value = float(value)
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise ConfigError(f"{name}.{key} must be {_kind(expected)}, got {value!r}")
+        if expected is float and not math.isfinite(value):  # TOML allows nan/inf; no timer can use them
+            raise ConfigError(f"{name}.{key} must be a finite number, got {value!r}")
         values[key] = value
     return cls(**values)
 
