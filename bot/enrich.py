@@ -158,7 +158,10 @@ def enrich_batch(
     Sync and CPU-bound: the one path behind enrich_entries and the poller's worker processes."""
     return [
         _enrich_safely(
-            entry, source_name=source_name, artists=artists, page_html=pages.get(canonical_url(entry.link))
+            entry,
+            source_name=source_name,
+            artists=artists,
+            page_html=pages.get(canonical_url(entry.link)) if pages else None,
         )
         for entry in entries
     ]

@@ -600,7 +600,8 @@ def _enrich_job(
         artists = ArtistIndex.load()  # once per worker process
 
     # enrich_entries without its event loop and threads (a loop per job cost ~5 ms): the same two steps
-    wanted = pages_wanted(entries)
+    # no page fetched (full-content feed, or pages off): every page is None, nothing to look up
+    wanted = pages_wanted(entries) if pages else {}
     by_canonical = {canonical: pages.get(link) for canonical, link in wanted.items()}
     return enrich_batch(entries, source_name=source_name, artists=artists, pages=by_canonical)
 
