@@ -31,6 +31,8 @@ _WIDGET_SELECTOR = (
     ".sharedaddy, .jp-relatedposts, .related-posts, .yarpp-related, .addtoany_share_save_container, "
     ".share-buttons, .social-share, .wp-block-latest-posts, .crp_related"
 )
+_DROP_NO_EMBEDS = f"{_DROP_SELECTOR}, {_WIDGET_SELECTOR}"
+_DROP_ALL = f"{_DROP_NO_EMBEDS}, {EMBED_SELECTOR}"
 _BLOCK_TAGS = frozenset(
     "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote figure section article header footer aside main tr table "
     "pre hr dd dt dl address details summary center".split()
@@ -148,6 +150,7 @@ def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None
 
     `drop_embeds` leaves out embedded social posts (their text is the fans', not the writer's: see quotes.py).
     `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree)."""
+    may_link = True
     if node is None:
         if not html or "<" not in html and "&" not in html:
             return strip_boilerplate(clean_text(html or ""))
@@ -155,13 +158,16 @@ def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None
         node = tree.body or tree.root
         if node is None:
             return ""
-    for selector in (_DROP_SELECTOR, _WIDGET_SELECTOR) + ((EMBED_SELECTOR,) if drop_embeds else ()):
-        for bad in node.css(selector):
-            bad.decompose()
-    for paragraph in node.css("p"):  # a paragraph that is one link is a "read next" line, not prose
-        links = paragraph.css("a")
-        if len(links) == 1 and paragraph.text(deep=True).strip() == links[0].text(deep=True).strip():
-            paragraph.decompose()
+        may_link = "<a" in html or "<A" in html  # an <a> element needs an <a> tag in the source
+    # one query for every unwanted element (selectors are compiled per query; none of them depends on
+    # siblings, so removing the matches together leaves the same tree as removing them selector by selector)
+    for bad in node.css(_DROP_ALL if drop_embeds else _DROP_NO_EMBEDS):
+        bad.decompose()
+    if may_link:
+        for paragraph in node.css("p"):  # a paragraph that is one link is a "read next" line, not prose
+            links = paragraph.css("a")
+            if len(links) == 1 and paragraph.text(deep=True).strip() == links[0].text(deep=True).strip():
+                paragraph.decompose()
     for block in node.css(",".join(sorted(_BLOCK_TAGS))):
         if block.tag == "br":  # a line break inside a paragraph, not a new paragraph
             block.insert_before("\n")
