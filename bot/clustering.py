@@ -8,20 +8,24 @@ Two stories are the same story when
   3. they say the same thing: `similarity(a, b) >= SAME_STORY_THRESHOLD` (or UNTAGGED_THRESHOLD when untagged).
 
 `similarity` compares the *event words* of the two stories: title and summary lowercased, folded, stripped of
-English stop words, of words every K-pop story uses ("fans", "group", "reveals", month names…) and of the
-stories' own artist names (shared artists are already rule 2; counting them again would join "V sings to IU"
-with "V enlists"), then lightly stemmed. Each word weighs 2 in a title and 1 in a summary; the score is the
-weighted overlap (shared weight over the smaller story's weight, which forgives an SCMP one-line teaser next to
-a Koreaboo excerpt) blended with the Dice coefficient of character 4-grams of those words, which catches
-"enlists"/"enlistment" and "lip-syncing"/"lip-sync" that stemming misses. Both parts are plain set arithmetic:
-no corpus statistics, so the function is pure and gives the same answer in a test and in production.
+English stop words, of words every K-pop story uses ("fans", "group", "reveals", month names…), of dates and
+of the stories' own artist names (shared artists are already rule 2; counting them again would join "V sings
+to IU" with "V enlists"), then lightly stemmed, with a small table of words outlets use for one kind of event
+("exits"/"departs"/"leaves"). Each word weighs 2 when both headlines have it, else 1; the score is the weighted
+overlap (shared weight over the smaller story's weight, which forgives an SCMP one-line teaser next to a
+Koreaboo excerpt) blended with the Dice coefficient of character 4-grams of those words, which catches
+"enlists"/"enlistment" and "lip-syncing"/"lip-sync" that stemming misses (under MIN_WORD_SCORE of word
+overlap the n-grams are skipped: spelling alone never makes two stories one). All of it is plain set
+arithmetic with no corpus statistics, so the function is pure and answers the same in a test and in production.
+Thresholds were set on the "tuning" stories of tests/fixtures/story_pairs.json; the "holdout" ones check them.
 
 Finding candidates uses an index, not a scan: table cluster_keys (migration 0500) holds, per story, one row per
-artist ("a:bts-v") and per title word ("t:enlist") with the story's time, keyed (key, at). A new story looks up
-only its own keys inside ±CLUSTER_WINDOW, scores the few stories found with the features kept in
-cluster_features, and joins the best match's cluster, or starts its own (cluster id = its own id: the first
-story of a cluster names it). Clusters are never merged after the fact, so a cluster id, once given to a
-delivery, stays valid.
+artist ("a:bts-v") and per headline word ("t:enlist"; "u:enlist" when the story is untagged) with the story's
+time, keyed (key, at). A new story looks up only its own keys inside ±CLUSTER_WINDOW, scores the few stories
+found with the features kept in cluster_features (parsed once and kept in a per-store cache: they never change),
+and joins the best match's cluster, or starts its own (cluster id = its own id: the first story of a cluster
+names it). A cluster spans at most CLUSTER_WINDOW around its first story. Clusters are never merged after the
+fact, so a cluster id, once given to a delivery, stays valid.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from bot.models import Story
 from bot.timeutil import utcnow
@@ -52,6 +58,7 @@ SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts 
 MAX_TITLE_CHARS = 400  # a hostile feed's 100 kB "headline" costs no more than a real one
 NGRAM = 4  # character n-gram size for the fuzzy half of the score
 WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
+MIN_WORD_SCORE = 0.1  # below this word overlap the n-grams are not even looked at (and give nothing)
 MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
 
 # English function words, and words any K-pop story may use whatever the event: sharing them says nothing.
@@ -135,6 +142,7 @@ class StoryFeatures:
         return len(self.terms) + (TITLE_WEIGHT - 1) * len(self.title_terms)
 
 
+@lru_cache(maxsize=65536)  # news vocabulary is small and repeats: stem each word once
 def _stem(word: str) -> str:
     """A deliberately light English stemmer: plural, -ing, -ed, -ment (character n-grams do the rest)."""
     if len(word) <= 3 or not word.isascii() or word.isdigit():
@@ -156,6 +164,8 @@ def _fold(text: str) -> str:
     text = _ELLIPSIS.sub(" ", text)
     text = _POSSESSIVE.sub("", text)
     text = _THOUSANDS.sub("", _PHRASES.sub(r"\1\2", _DATES.sub(" ", text)))
+    if text.isascii():
+        return text
     # "rosé" and "rose" are one word; Hangul is kept as it is
     return "".join(
         c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c) or "\uac00" <= c
@@ -208,14 +218,18 @@ def features_of(story: Story) -> StoryFeatures:
     )
 
 
+@lru_cache(maxsize=65536)  # the same words come back in story after story
+def _term_grams(term: str) -> tuple[str, ...]:
+    padded = f" {term} "
+    if len(padded) <= NGRAM:
+        return (padded,)
+    return tuple(padded[i : i + NGRAM] for i in range(len(padded) - NGRAM + 1))
+
+
 def _ngrams(terms: Iterable[str]) -> set[str]:
     grams: set[str] = set()
     for term in terms:
-        padded = f" {term} "
-        if len(padded) <= NGRAM:
-            grams.add(padded)
-        else:
-            grams.update(padded[i : i + NGRAM] for i in range(len(padded) - NGRAM + 1))
+        grams.update(_term_grams(term))
     return grams
 
 
@@ -226,6 +240,8 @@ def similarity(a: StoryFeatures, b: StoryFeatures) -> float:
     # a shared word weighs TITLE_WEIGHT when it is in both headlines, else 1
     shared = len(a.terms & b.terms) + (TITLE_WEIGHT - 1) * len(a.title_terms & b.title_terms)
     word_score = shared / min(a.total_weight, b.total_weight)
+    if word_score < MIN_WORD_SCORE:  # next to nothing in common: spelling cannot make it the same story
+        return WORD_SHARE * word_score
     gram_score = 2 * len(a.grams & b.grams) / (len(a.grams) + len(b.grams))
     return WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
 
@@ -272,62 +288,111 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def _title_keys(features: StoryFeatures) -> list[str]:
+    return sorted(features.title_terms, key=lambda t: (-len(t), t))[:MAX_TITLE_KEYS]
+
+
 def index_keys(features: StoryFeatures) -> list[str]:
-    """The cluster_keys of a story: its artists, and its most specific (longest) headline words."""
-    titles = sorted(features.title_terms, key=lambda t: (-len(t), t))[:MAX_TITLE_KEYS]
-    return [f"a:{a}" for a in sorted(features.artists)] + [f"t:{t}" for t in titles]
+    """The cluster_keys of a story: its artists ("a:"), and its most specific (longest) headline words, marked
+    "t:" for a tagged story and "u:" for an untagged one, so that a tagged story looks up headline words only
+    among untagged stories (between two tagged stories only a shared artist makes a candidate)."""
+    mark = "t" if features.tagged else "u"
+    return [f"a:{a}" for a in sorted(features.artists)] + [f"{mark}:{t}" for t in _title_keys(features)]
+
+
+def lookup_keys(features: StoryFeatures) -> list[str]:
+    """The cluster_keys a story looks up: its artists and, among untagged stories, its headline words; an
+    untagged story looks up its headline words among all stories."""
+    titles = _title_keys(features)
+    found = [f"a:{a}" for a in sorted(features.artists)] + [f"u:{t}" for t in titles]
+    if not features.tagged:
+        found += [f"t:{t}" for t in titles]
+    return found
 
 
 def _split(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+class _StoredCache:
+    """Clustered stories read back from cluster_features, by id, most recently used last. A stored story's
+    features, cluster and cluster time never change once written (clusters are not merged), so a story that is
+    a candidate for many new ones over its 48 hours is read and parsed once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[int, _Stored] = OrderedDict()
+
+    def get(self, story_id: int) -> _Stored | None:
+        found = self.items.get(story_id)
+        if found is not None:
+            self.items.move_to_end(story_id)
+        return found
+
+    def put(self, stored: _Stored) -> None:
+        self.items[stored.story_id] = stored
+        self.items.move_to_end(stored.story_id)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+CACHE_SIZE = 20_000  # clustered stories kept parsed per store: a few days of news from every outlet
+_caches: weakref.WeakKeyDictionary[Store, _StoredCache] = weakref.WeakKeyDictionary()
+
+
+def _cache(store: Store) -> _StoredCache:
+    cache = _caches.get(store)
+    if cache is None:
+        cache = _caches[store] = _StoredCache(CACHE_SIZE)
+    return cache
+
+
+def _stored_from_row(row: Any) -> _Stored:
+    story_id, cluster_id, when, cluster_at, artists, title_terms, body_terms = row
+    title = _split(title_terms)
+    features = StoryFeatures(
+        at=datetime.fromtimestamp(when, UTC),
+        artists=_split(artists),
+        title_terms=title,
+        terms=title | _split(body_terms),
+    )
+    return _Stored(story_id, cluster_id, cluster_at, features)
+
+
 async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
     """Stored stories that share an artist, or enough headline words, with `features`, within the window."""
-    keys = index_keys(features)
+    keys = lookup_keys(features)
     if not keys:
         return []
     at = _epoch(features.at)
     window = int(CLUSTER_WINDOW.total_seconds())
-    marks = ",".join("?" * len(keys))
     async with store.db.execute(
         "SELECT story_id FROM cluster_keys"
-        f" WHERE key IN ({marks}) AND at BETWEEN ? AND ?"
+        f" WHERE key IN ({','.join('?' * len(keys))}) AND at BETWEEN ? AND ?"
         " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?",
         (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS),
     ) as cursor:
         ids = [row[0] for row in await cursor.fetchall()]
+    cache = _cache(store)
     found: list[_Stored] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    missing: list[int] = []
+    for story_id in ids:
+        stored = cache.get(story_id)
+        if stored is None:
+            missing.append(story_id)
+        else:
+            found.append(stored)
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
         async with store.db.execute(
-            "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms"
-            f" FROM cluster_features WHERE story_id IN ({','.join('?' * len(chunk))})",
+            "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms FROM cluster_features"
+            f" WHERE story_id IN ({','.join('?' * len(chunk))})",
             chunk,
         ) as cursor:
-            for (
-                story_id,
-                cluster_id,
-                when,
-                cluster_at,
-                artists,
-                title_terms,
-                body_terms,
-            ) in await cursor.fetchall():
-                title = _split(title_terms)
-                found.append(
-                    _Stored(
-                        story_id,
-                        cluster_id,
-                        cluster_at,
-                        StoryFeatures(
-                            at=datetime.fromtimestamp(when, UTC),
-                            artists=_split(artists),
-                            title_terms=title,
-                            terms=title | _split(body_terms),
-                        ),
-                    )
-                )
+            for row in await cursor.fetchall():
+                stored = _stored_from_row(row)
+                cache.put(stored)
+                found.append(stored)
     return found
 
 
@@ -375,6 +440,8 @@ async def assign_clusters(
             chunk,
         ) as cursor:
             result.update({row[0]: row[1] for row in await cursor.fetchall()})
+    cache = _cache(store)
+    added: list[int] = []
     try:
         for story in todo:
             assert story.id is not None
@@ -407,9 +474,13 @@ async def assign_clusters(
             await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (cluster_id, story.id))
             story.cluster_id = cluster_id
             result[story.id] = cluster_id
+            cache.put(_Stored(story.id, cluster_id, cluster_at, features))
+            added.append(story.id)
         await store.db.commit()
     except BaseException:
         await store.db.rollback()
+        for story_id in added:  # a rolled-back id may be given to another story: forget what it was
+            cache.items.pop(story_id, None)
         raise
     return result
 

@@ -11,7 +11,8 @@ CREATE TABLE cluster_features (
     body_terms  TEXT NOT NULL DEFAULT ''  -- the summary's stemmed event words not in the headline
 );
 
--- One row per artist ('a:bts-v') and per headline word ('t:enlist') of each clustered story, ordered by time:
+-- One row per artist ('a:bts-v') and per headline word ('t:enlist' for a tagged story, 'u:enlist' for an untagged
+-- one) of each clustered story, ordered by time:
 -- candidates are a few short range scans (key = ? AND at BETWEEN ? AND ?).
 CREATE TABLE cluster_keys (
     key      TEXT NOT NULL,
