@@ -203,7 +203,8 @@ def is_boilerplate(line: str) -> bool:
         return False
     if _BOILERPLATE_LINE.match(line.rstrip(" .:!…»›→")) or _LEAD_IN_LINE.match(line):
         return True
-    return len(line.split()) <= 16 and not line.endswith((".", "!", "?")) and bool(_CREDIT_LINE.match(line))
+    # the cheap test first: most lines are prose that ends a sentence
+    return not line.endswith((".", "!", "?")) and len(line.split()) <= 16 and bool(_CREDIT_LINE.match(line))
 
 
 def one_line(html_or_text: str) -> str:
