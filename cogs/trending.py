@@ -1,0 +1,227 @@
+"""/trending [hours]: the story clusters spreading now (bot/trending.py's score), ten at most, with paging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.embed import source_color
+from bot.images import absolute_http_url
+from bot.store import Store
+from bot.text import escape_discord, one_line, truncate
+from bot.timeutil import to_iso, utcnow
+from bot.trending import (
+    DEFAULT_LIMIT,
+    TrendingCluster,
+    ago,
+    artist_label,
+    outlets_label,
+    trending_clusters,
+)
+from cogs.news import open_reader
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 5  # clusters per page: two pages hold the top ten
+MAX_HOURS = 168  # a week; trending is about now
+DEFAULT_HOURS = 24
+PAGE_TIMEOUT = 600.0  # buttons live 10 minutes (an interaction token lives 15)
+DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 600  # a list entry stays short: ten of them must fit 6,000 characters with room to spare
+URL_LIMIT = 2000
+MAX_ARTISTS = 6
+MAX_OUTLETS = 8
+
+
+def _safe_url(url: str | None) -> str | None:
+    absolute = absolute_http_url(url)
+    if absolute is None or len(absolute) > URL_LIMIT or any(c.isspace() for c in absolute):
+        return None
+    return absolute
+
+
+def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
+    """One trending cluster: rank and headline (linked), its artists, "3 outlets · 2 h ago", the outlets."""
+    headline = escape_discord(one_line(cluster.title)) or "Untitled story"
+    embed: dict[str, Any] = {
+        "type": "rich",
+        "title": truncate(f"{cluster.rank}. {headline}", TITLE_LIMIT),
+        "color": source_color(cluster.stories[0].source) if cluster.stories else 0,
+        "timestamp": to_iso(cluster.first_seen),
+    }
+    url = _safe_url(cluster.url)
+    if url:
+        embed["url"] = url
+    lines: list[str] = []
+    artists = [escape_discord(one_line(artist_label(a))) for a in cluster.artists[:MAX_ARTISTS]]
+    if len(cluster.artists) > MAX_ARTISTS:
+        artists.append(f"+{len(cluster.artists) - MAX_ARTISTS} more")
+    if artists:
+        lines.append("**" + ", ".join(artists) + "**")
+    lines.append(f"{outlets_label(len(cluster.outlets))} · {ago(cluster.first_seen, now)}")
+    outlets = [escape_discord(one_line(o)) for o in cluster.outlets[:MAX_OUTLETS]]
+    if len(cluster.outlets) > MAX_OUTLETS:
+        outlets.append(f"+{len(cluster.outlets) - MAX_OUTLETS} more")
+    lines.append("On " + ", ".join(outlets))
+    embed["description"] = truncate("\n".join(lines), DESCRIPTION_LIMIT)
+    image = _safe_url(cluster.image)
+    if image:
+        embed["thumbnail"] = {"url": image}
+    return embed
+
+
+def header_text(hours: int, offset: int, shown: int, total: int) -> str:
+    head = f"**Trending in the last {hours} h**"
+    if total <= PAGE_SIZE:
+        return head
+    return f"{head} · {offset + 1}–{offset + shown} of {total}"
+
+
+def empty_text(hours: int) -> str:
+    return (
+        f"Nothing has been trending in the last {hours} h: no stories came in from the sources in that time."
+        " Try a longer window, e.g. `/trending hours:72`."
+    )
+
+
+def page_embeds(clusters: list[TrendingCluster], offset: int, now: datetime) -> list[discord.Embed]:
+    return [discord.Embed.from_dict(cluster_embed(c, now)) for c in clusters[offset : offset + PAGE_SIZE]]
+
+
+class TrendingPager(discord.ui.View):
+    """Previous/Next over one ranking (taken when the command ran, so pages do not shift under the reader);
+    only the person who asked turns the pages."""
+
+    def __init__(self, clusters: list[TrendingCluster], *, hours: int, owner_id: int) -> None:
+        super().__init__(timeout=PAGE_TIMEOUT)
+        self.clusters = clusters
+        self.hours = hours
+        self.offset = 0
+        self.owner_id = owner_id
+        self.message_interaction: discord.Interaction | None = None
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.previous.disabled = self.offset <= 0
+        self.next.disabled = self.offset + PAGE_SIZE >= len(self.clusters)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            "These buttons belong to whoever asked. Run `/trending` yourself to browse.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="trending:previous")
+    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, max(0, self.offset - PAGE_SIZE))
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.primary, custom_id="trending:next")
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, self.offset + PAGE_SIZE)
+
+    async def _turn(self, interaction: discord.Interaction, offset: int) -> None:
+        self.offset = min(offset, max(0, len(self.clusters) - 1))
+        self._sync_buttons()
+        embeds = page_embeds(self.clusters, self.offset, utcnow())
+        await interaction.response.edit_message(
+            content=header_text(self.hours, self.offset, len(embeds), len(self.clusters)),
+            embeds=embeds,
+            view=self,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+    async def on_timeout(self) -> None:
+        if self.message_interaction is None:
+            return
+        for item in self.children:
+            if isinstance(item, discord.ui.Button):
+                item.disabled = True
+        try:
+            await self.message_interaction.edit_original_response(view=self)
+        except discord.HTTPException:
+            pass  # the message was deleted or the token ran out: nothing to tidy
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
+    ) -> None:
+        log.exception("/trending page button failed (offset %d)", self.offset, exc_info=error)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send("Sorry, I could not turn the page.", ephemeral=True)
+            else:
+                await interaction.response.send_message(
+                    "Sorry, I could not turn the page. Run `/trending` again.", ephemeral=True
+                )
+        except discord.HTTPException:
+            log.warning("could not tell the user that a /trending page failed")
+
+
+class Trending(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.reader: Store | None = None
+
+    async def cog_load(self) -> None:
+        # a read-only connection: the ranking never waits behind the poller's writes (WAL)
+        self.reader = await open_reader(self.bot.store)  # type: ignore[attr-defined]
+
+    async def cog_unload(self) -> None:
+        if self.reader is not None and self.reader is not getattr(self.bot, "store", None):
+            await self.reader.close()
+        self.reader = None
+
+    async def ranking(self, hours: int) -> list[TrendingCluster]:
+        store = self.reader or self.bot.store  # type: ignore[attr-defined]
+        return await trending_clusters(store, hours=hours, limit=DEFAULT_LIMIT)
+
+    @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")
+    @app_commands.describe(hours=f"How far back to look, in hours (1-{MAX_HOURS}, default {DEFAULT_HOURS})")
+    async def trending(
+        self,
+        interaction: discord.Interaction,
+        hours: app_commands.Range[int, 1, MAX_HOURS] = DEFAULT_HOURS,
+    ) -> None:
+        work = asyncio.ensure_future(self.ranking(hours))
+        try:
+            # usually milliseconds; if the store is busy, defer rather than miss Discord's 3 s
+            clusters = await asyncio.wait_for(asyncio.shield(work), DEFER_AFTER)
+        except TimeoutError:
+            await interaction.response.defer(thinking=True)
+            clusters = await work
+        if not clusters:
+            await self._send(interaction, content=empty_text(hours), ephemeral=True)
+            return
+        view: TrendingPager | None = None
+        if len(clusters) > PAGE_SIZE:
+            view = TrendingPager(clusters, hours=hours, owner_id=interaction.user.id)
+            view.message_interaction = interaction
+        embeds = page_embeds(clusters, 0, utcnow())
+        await self._send(
+            interaction,
+            content=header_text(hours, 0, len(embeds), len(clusters)),
+            embeds=embeds,
+            view=view,
+        )
+
+    async def _send(self, interaction: discord.Interaction, **kwargs: Any) -> None:
+        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        if kwargs.get("view") is None:
+            kwargs.pop("view", None)
+        if interaction.response.is_done():
+            kwargs.pop("ephemeral", None)  # a deferred answer keeps the visibility of the defer
+            await interaction.followup.send(**kwargs)
+        else:
+            await interaction.response.send_message(**kwargs)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Trending(bot))
