@@ -50,7 +50,8 @@ MAX_BACKOFF_SECONDS = 6 * 3600.0
 MAX_RETRY_AFTER_SECONDS = 24 * 3600.0  # a server asking for more is still polled once a day
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
 # Parse and enrich run in worker processes (in threads they would contend for one GIL); one core is left to
-# the event loop: on 2 cores, 2 workers made the loop's worst stall ~100 ms, 1 worker ~65 ms, same throughput.
+# the event loop: on 2 (shared) cores, 100 feeds: 2 workers gave 15-30% more stories/s but a worst stall over
+# 100 ms in 6 of 9 runs (53-149 ms); 1 worker stalled over 100 ms in 3 of 12 (57-191 ms, when others loaded it).
 WORKER_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 WORKER_TIMEOUT_SECONDS = 60.0  # a feed that takes longer is hostile or broken: its worker is killed
 PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
