@@ -76,29 +76,29 @@ def header_text(result: SearchResult, offset: int, shown: int) -> str:
         if result.artist
         else f"“{escape_discord(truncate(result.query, 80))}”"
     )
-    if result.total <= shown and offset == 0:
+    if result.total <= shown and offset == 0 and not result.total_capped:
         return f"Latest stories about **{who}**"
-    return f"Stories about **{who}**: {offset + 1}–{offset + shown} of {result.total}"
+    return f"Stories about **{who}**: {offset + 1}–{offset + shown} of {result.total_label}"
 
 
 class NewsPager(discord.ui.View):
     """Previous/Next over a search's results; only the person who asked turns the pages."""
 
-    def __init__(self, cog: News, *, query: str, count: int, shown: int, total: int, owner_id: int) -> None:
+    def __init__(self, cog: News, *, query: str, count: int, shown: int, more: bool, owner_id: int) -> None:
         super().__init__(timeout=PAGE_TIMEOUT)
         self.cog = cog
         self.query = query
         self.count = count  # stories asked per page
         self.offset = 0
         self.shown = shown  # stories on this page (fewer than count when the 6,000 budget is reached)
-        self.total = total
+        self.more = more  # stories after this page
         self.owner_id = owner_id
         self.message_interaction: discord.Interaction | None = None
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
         self.previous.disabled = self.offset <= 0
-        self.next.disabled = self.offset + self.shown >= self.total
+        self.next.disabled = not self.more
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id == self.owner_id:
@@ -122,7 +122,8 @@ class NewsPager(discord.ui.View):
             offset = 0
             result = await self.cog.search(self.query, limit=self.count, offset=0)
         embeds = fit_embeds([list_embed(s) for s in result.stories])
-        self.offset, self.shown, self.total = offset, len(embeds), result.total
+        self.offset, self.shown = offset, len(embeds)
+        self.more = result.total_capped or offset + self.shown < result.total
         self._sync_buttons()
         await interaction.response.edit_message(
             content=header_text(result, offset, len(embeds)),
@@ -211,9 +212,10 @@ class News(commands.Cog):
         embeds = fit_embeds([list_embed(s) for s in result.stories])
         shown = len(embeds)
         view: NewsPager | None = None
-        if result.total > shown:
+        more = result.total_capped or shown < result.total  # shown may be under count: the 6,000 budget
+        if more:
             view = NewsPager(
-                self, query=query, count=count, shown=shown, total=result.total, owner_id=interaction.user.id
+                self, query=query, count=count, shown=shown, more=more, owner_id=interaction.user.id
             )
             view.message_interaction = interaction
         await self._send(
