@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -14,6 +15,14 @@ from bot.config import Config, ConfigError, load_config
 from bot.store import StoreError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+class _StopRequested(Exception):
+    """SIGTERM before `run` has its own handlers (while discord.py imports): a clean stop all the same."""
+
+
+def _stop_early(signum: int, frame: object) -> None:
+    raise _StopRequested
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,13 +106,20 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=err,
     )
+    if args.command == "run":
+        # until run_bot installs its own handlers, SIGTERM would kill the process mid-start-up (exit -15)
+        signal.signal(signal.SIGTERM, _stop_early)
     try:
         config = load_config(args.config)
         return asyncio.run(_dispatch(args, config, out, err))
+    except _StopRequested:
+        return EXIT_OK
     except (ConfigError, StoreError) as exc:
         print(f"kpopnews: {exc}", file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if args.command == "run":  # SIGINT is a clean stop for the bot, even during start-up
+            return EXIT_OK
         print("kpopnews: interrupted", file=err)
         return 130
     except BrokenPipeError:  # `kpopnews search V | head`: the reader left, which is not an error

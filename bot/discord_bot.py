@@ -166,19 +166,35 @@ class KpopNewsBot(commands.Bot):
         self._service_tasks: dict[str, asyncio.Task[None]] = {}
         self._services_started = False
         self._closing = False
+        self._setup_started = False
+        self._setup_done = asyncio.Event()  # close() waits for a setup_hook in flight (see there)
 
     # --- start-up ---------------------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
+        self._setup_started = True
+        try:
+            await self._setup()
+        finally:
+            self._setup_done.set()
+
+    async def _setup(self) -> None:
+        # a stop signal may arrive at any await below: each step checks, and starts nothing more
         self.http_session = make_session(self.config.polling)
         self.fetcher = Fetcher(self.http_session, self.config.polling)
         self.store = await Store.open(self.config.storage.database)
         await self.store.sync_config_sources(self.config.sources)
+        if self._closing:
+            return
         self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
         for name in COG_EXTENSIONS:
+            if self._closing:
+                return
             await self._load_extension(name)
+        if self._closing:
+            return
         await self.sync_commands_if_changed()
-        if self._closing:  # a stop signal arrived while starting: start nothing more
+        if self._closing:
             return
         self._services_started = True
         for name in self._services:
@@ -286,6 +302,11 @@ class KpopNewsBot(commands.Bot):
             return
         self._closing = True
         self.stopping.set()
+        if self._setup_started and not self._setup_done.is_set():
+            # a cog still loading would open its resources after they were closed here (its cog_unload never
+            # called, an aiosqlite thread left running, and the process never exits): let setup_hook finish
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._setup_done.wait(), SERVICE_STOP_TIMEOUT)
         await self._stop_services()
         try:
             await super().close()

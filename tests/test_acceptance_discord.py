@@ -337,3 +337,28 @@ async def test_discord_token_from_the_environment_wins(tmp_path: Path) -> None:
             assert "Traceback" not in process.stderr_text()
             assert any("token" in line.lower() for line in lines), lines
             assert "rejected.by.discord" not in process.stderr_text()
+
+
+# --- stopping while starting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_during_start_up_is_a_clean_exit(tmp_path: Path, signal_name: str) -> None:
+    # a supervisor may stop the bot at any moment, also while it opens the database and loads its cogs: the
+    # process must still exit (0), not hang on a resource opened after the clean-up ran
+    import signal
+
+    async with FakeDiscord() as server, FeedServer() as feeds:
+        server.add_guild("K-pop Fans")
+        feeds.set_feed("koreaboo", koreaboo_feed(with_v_iu=False))
+        config = write_config(
+            tmp_path / "config.toml",
+            server,
+            tmp_path / "kpopnews.db",
+            sources=[SourceConfig("Koreaboo", feeds.url("/dyn/koreaboo"))],
+            interval_seconds=1,
+        )
+        async with bot_process(config) as process:
+            await process.wait_for_log("applied migration", timeout=40)  # inside setup: the store is open
+            assert await process.stop(getattr(signal, signal_name), timeout=20) == 0, process.stderr_text()
+            assert "Traceback" not in process.stderr_text(), process.stderr_text()
