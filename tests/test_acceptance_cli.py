@@ -482,14 +482,7 @@ def test_search_with_no_database_yet(tmp_path: Path) -> None:
 
 # --- trending --------------------------------------------------------------------------------------------------
 
-TRENDING_XFAIL = pytest.mark.xfail(
-    reason="bot/trending.py (trending engineer) not yet in the tree: `kpopnews trending` answers "
-    "ModuleNotFoundError",
-    strict=False,
-)
 
-
-@TRENDING_XFAIL
 def test_trending_json_shape_and_three_outlets_first(polled: dict[str, Any]) -> None:
     done = kpopnews("trending", "--json", cwd=polled["folder"])
     assert done.returncode == 0, done.stderr
@@ -518,7 +511,6 @@ def test_trending_json_shape_and_three_outlets_first(polled: dict[str, Any]) -> 
         assert len(other["outlets"]) == 1, "SEVENTEEN, Karina are single-outlet stories"
 
 
-@TRENDING_XFAIL
 def test_trending_hours(polled: dict[str, Any]) -> None:
     wide = json_lines(kpopnews("trending", "--json", "--hours", "72", cwd=polled["folder"]).stdout)
     day = json_lines(kpopnews("trending", "--json", cwd=polled["folder"]).stdout)
