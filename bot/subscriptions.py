@@ -683,9 +683,8 @@ async def record_forbidden(
     todo = "give the bot View Channel, Send Messages and Embed Links in that channel"
     if paused:
         todo += ", then run /subscribe again with the same options to resume"
-    text = (
-        f"Discord refused the post: {reason}. "
-        + (f"Paused after {failures} refusals: {todo}." if paused else f"Retrying automatically; {todo}.")
+    text = f"Discord refused the post: {reason}. " + (
+        f"Paused after {failures} refusals: {todo}." if paused else f"Retrying automatically; {todo}."
     )
     await store.db.execute(
         "UPDATE subscriptions SET status = ?, failures = ?, last_error = ?, last_error_at = ?, retry_at = ?"
