@@ -2,6 +2,7 @@
 
 The poller calls `after_store` with the stories it has just stored. `kpopnews poll --once` posts nothing to
 Discord, so it passes `deliver=False`: its stories are stored and clustered, and no delivery is queued for them.
+With `deliver`, clusters that became trending are also offered to the trending-only subscriptions.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from bot import clustering
+from bot import clustering, trending
 from bot.config import DeliveryConfig
 from bot.models import Story
 from bot.store import Store
@@ -43,6 +44,20 @@ async def after_store(
     queued = await queue_deliveries(
         store, [s.id for s in stored if s.id is not None], config=config, expand=expand
     )
+    if await _has_trending_subscriptions(store):
+        # a cluster these stories made trending goes to the trending-only channels (each cluster once)
+        try:
+            queued += await trending.notify_trending(store, config=config)
+        except Exception:
+            log.exception("offering trending clusters to trending-only subscriptions failed")
     if wake is not None:
         wake()  # also when nothing was queued: a story joining a posted cluster may ask for an "Also on" edit
     return queued
+
+
+async def _has_trending_subscriptions(store: Store) -> bool:
+    """Whether any trending-only subscription is active (most servers have none: skip the ranking then)."""
+    async with store.db.execute(
+        "SELECT 1 FROM subscriptions WHERE only_trending = 1 AND status != 'paused' LIMIT 1"
+    ) as cursor:
+        return await cursor.fetchone() is not None

@@ -90,3 +90,23 @@ async def test_poll_once_stores_and_clusters_but_queues_nothing(store):
     assert await after_store(store, [first, second], config=CONFIG, deliver=False) == 0
     assert second.cluster_id == first.id
     assert await list_deliveries(store) == []
+
+
+async def test_a_trending_only_channel_gets_the_cluster_when_a_third_outlet_makes_it_trend(store):
+    stories = event_stories("v-iu-lwa-bts")[:3]  # Koreaboo, Soompi, allkpop: three outlets
+    [koreaboo, soompi] = await store.list_sources()
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS, only_trending=True)
+    expand = ArtistIndex.load().expand
+    for story, source in zip(stories[:2], (koreaboo, soompi), strict=True):
+        await store.add_stories([story], source_id=source.id)
+        assert await after_store(store, [story], config=CONFIG, expand=expand) == 0  # not trending yet
+    await store.add_stories([stories[2]], source_id=soompi.id)
+    assert await after_store(store, [stories[2]], config=CONFIG, expand=expand) == 1
+    [delivery] = await list_deliveries(store)
+    assert (
+        delivery.channel_id == FANS and delivery.story_id == stories[0].id
+    )  # the first outlet's story leads
+    later = event_stories("v-iu-lwa-bts")[3:]  # SCMP joins: named under the post, not posted again
+    await store.add_stories(later, source_id=soompi.id)
+    assert await after_store(store, later, config=CONFIG, expand=expand) == 0
+    assert len(await list_deliveries(store)) == 1
