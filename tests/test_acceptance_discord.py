@@ -328,11 +328,6 @@ async def test_the_same_story_from_other_outlets_is_one_post_also_on(world: Worl
     assert server.messages(world.channel_id("kpop")) == [], "aespa's Karina stories were there before"
 
 
-@pytest.mark.xfail(
-    reason="bot/pipeline.py (delivery engineer): after_store never calls bot.trending.notify_trending, so "
-    "/subscribe only_trending:True channels never get a story, even a 3-outlet cluster",
-    strict=False,
-)
 async def test_a_trending_only_channel_gets_the_three_outlet_story_once(world: World) -> None:
     server, feeds = world.server, world.feeds
     hot = world.channel_id("hot")
@@ -396,6 +391,47 @@ async def test_trending_answers(world: World) -> None:
     assert "Love Wins All" in json.dumps(reply, ensure_ascii=False) or "Going Viral" in json.dumps(
         reply, ensure_ascii=False
     )
+
+
+async def test_subscribe_refusals_say_why(world: World) -> None:
+    server = world.server
+    locked = server.add_channel(world.guild.id, "locked", bot_can_send=False)
+    await server.wait_for(lambda: True, 0.5)
+    interaction = await server.invoke(
+        "subscribe", {"channel": locked.id}, channel_id=world.channel_id("general")
+    )
+    reply = await interaction.reply(timeout=10)
+    assert interaction.ephemeral and "Done" not in reply["content"], reply
+    assert "Send Messages" in reply["content"], reply
+    _, reply = await subscribe(world, "kpop", artist="zzqxj nobody at all")
+    assert "Done" not in reply["content"], reply
+    listing = await (await server.invoke("subscriptions")).reply()
+    assert f"<#{locked.id}>" not in shown_text(listing)
+
+
+async def test_news_pages_with_buttons(world: World) -> None:
+    server = world.server
+    interaction = await server.invoke("news", {"artist": "BTS", "count": 1})
+    reply = await interaction.reply(timeout=5)
+    assert len(reply["embeds"]) == 1
+    first_url = reply["embeds"][0]["url"]  # the reply is the live message: the click edits it
+    buttons = [c for row in reply.get("components", []) for c in row.get("components", [])]
+    assert buttons, "more stories than shown: Previous/Next buttons"
+    following = [b for b in buttons if "next" in (b.get("label", "") + b.get("custom_id", "")).lower()]
+    assert following, buttons
+    click = await server.click(reply, following[0]["custom_id"])
+    response = await click.response(timeout=5)
+    assert not click.late
+    page = (response.get("data") or {}) if response.get("type") == 7 else await click.reply(timeout=5)
+    assert page.get("embeds") and page["embeds"][0]["url"] != first_url, page
+    assert "2" in (page.get("content") or ""), page
+
+
+async def test_trending_hours_option(world: World) -> None:
+    for hours in (1, 48, 168):
+        interaction = await world.server.invoke("trending", {"hours": hours})
+        reply = await interaction.reply(timeout=5)
+        assert not interaction.late and (reply.get("content") or reply.get("embeds")), (hours, reply)
 
 
 async def test_unsubscribe(world: World) -> None:
