@@ -34,6 +34,7 @@ from bot.enrich import (  # imported here: a first import on the loop stalls it
 from bot.fetch import Fetcher, FetchResult, body_hash, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
 from bot.parse import FeedError, ParsedFeed, parse_feed
+from bot.pipeline import after_store
 from bot.store import Store
 from bot.timeutil import to_iso, utcnow
 from bot.urls import canonical_url, story_key
@@ -152,8 +153,9 @@ class Poller:
         self.on_new_stories = on_new_stories
         self.clock = clock
         self.rng = rng or random.Random()
-        # One aiosqlite connection is shared: two polls' transactions must not interleave on it.
-        self._write_lock = asyncio.Lock()
+        # One aiosqlite connection is shared: two polls' transactions (or a poll's and a delivery's) must not
+        # interleave on it, so every writer holds the store's lock.
+        self._write_lock = store.write_lock if store is not None else asyncio.Lock()
         self.workers = workers or shared_workers()
         self._enrich_slots = asyncio.Semaphore(ENRICH_SLOTS)
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
@@ -663,8 +665,16 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
         configured = {s.url for s in config.sources}
         disabled = [s for s in await store.list_sources() if s.url in configured and not s.enabled]
         artists = await load_artist_index(err)
+
+        async def cluster_new(stories: list[Story]) -> None:
+            # stored and clustered, so `kpopnews trending` sees them; nothing is queued for Discord
+            async with store.write_lock:
+                await after_store(store, stories, config=config.delivery, deliver=False)
+
         async with make_session(config.polling) as session:
-            poller = Poller(config, store, Fetcher(session, config.polling), artists)
+            poller = Poller(
+                config, store, Fetcher(session, config.polling), artists, on_new_stories=cluster_new
+            )
             tty = _isatty(err)
             total = len(await store.list_sources(enabled_only=True))
             done = 0
