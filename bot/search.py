@@ -162,6 +162,9 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
     words = _WORD.findall(text or "")[:12]
     # the operators a person typed are dropped, never obeyed: "Billboard AND again" searches two words
     words = [w for w in words if w.strip("_") and w not in _FTS_OPERATORS]
+    if any_word:
+        # alone, a word of one or two letters says nothing ("V LIVE" must not find every story about V)
+        words = [w for w in words if len(w) >= 3]
     if not words:
         return None
     quoted = ['"' + w.replace('"', '""') + '"' for w in words]
