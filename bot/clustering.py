@@ -30,6 +30,7 @@ fact, so a cluster id, once given to a delivery, stays valid.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import unicodedata
@@ -57,6 +58,7 @@ TITLE_WEIGHT = 2.0  # a word in a headline weighs this much, a word only in the 
 SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts into background
 MAX_TITLE_CHARS = 400  # a hostile feed's 100 kB "headline" costs no more than a real one
 NGRAM = 4  # character n-gram size for the fuzzy half of the score
+MAX_CANDIDATES = 200  # stories scored per new story at most (the index orders them by keys shared)
 WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
 MIN_WORD_SCORE = 0.1  # below this word overlap the n-grams are not even looked at (and give nothing)
 MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
@@ -369,8 +371,10 @@ async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
     async with store.db.execute(
         "SELECT story_id FROM cluster_keys"
         f" WHERE key IN ({','.join('?' * len(keys))}) AND at BETWEEN ? AND ?"
-        " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?",
-        (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS),
+        " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?"
+        # a busy artist has hundreds of stories in two days: score those sharing the most keys, newest first
+        " ORDER BY COUNT(*) DESC, story_id DESC LIMIT ?",
+        (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS, MAX_CANDIDATES),
     ) as cursor:
         ids = [row[0] for row in await cursor.fetchall()]
     cache = _cache(store)
@@ -450,8 +454,9 @@ async def assign_clusters(
                 continue
             if story.published is None and story.first_seen is None:
                 story.first_seen = moment
-            features = features_of(story)
-            match = best_match(features, await _candidates(store, features))
+            # the text work and the scoring are CPU-bound: a worker thread keeps the event loop answering
+            features = await asyncio.to_thread(features_of, story)
+            match = await asyncio.to_thread(best_match, features, await _candidates(store, features))
             at = _epoch(features.at)
             cluster_id, cluster_at = (match.cluster_id, match.cluster_at) if match else (story.id, at)
             await store.db.execute(
