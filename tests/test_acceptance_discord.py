@@ -344,6 +344,61 @@ async def test_a_trending_only_channel_gets_the_three_outlet_story_once(world: W
     ][0].get("title", "")
 
 
+BURST = [
+    (
+        "twice-japan",
+        "TWICE Add Three Japan Dome Shows",
+        "TWICE add three dome shows in Japan for the spring.",
+    ),
+    (
+        "ive-award",
+        "IVE Win Song Of The Year At The Golden Disc Awards",
+        "IVE took home the top prize in Jakarta.",
+    ),
+    ("ateez-mv", "ATEEZ Drop A Surprise Music Video At Midnight", "ATEEZ surprised fans with a new video."),
+    (
+        "newjeans-ad",
+        "NewJeans Are The New Faces Of A Sneaker Brand",
+        "NewJeans signed with a global sneaker label.",
+    ),
+    ("skz-chart", "Stray Kids Top The Billboard 200 Again", "Stray Kids scored another number one album."),
+    (
+        "lesserafim-doc",
+        "LE SSERAFIM Announce A Documentary Series",
+        "LE SSERAFIM will release a documentary.",
+    ),
+]
+
+
+async def test_a_burst_of_new_stories_is_posted_once_each_oldest_first(world: World) -> None:
+    server, feeds = world.server, world.feeds
+    news = world.channel_id("news")
+    before = len(server.messages(news))
+    now = datetime.now(UTC)
+    burst = [
+        plain_item(slug, title, text, now - timedelta(minutes=20 - i), "https://www.koreaboo.com")
+        for i, (slug, title, text) in enumerate(BURST)
+    ]
+    body = koreaboo_feed(with_v_iu=True).decode()
+    more = rss(burst).decode()
+    feeds.set_feed(
+        "koreaboo",
+        body.replace(
+            "</channel>", "".join(re.findall(r"<item>.*?</item>", more, re.DOTALL)) + "</channel>"
+        ).encode("utf-8"),
+    )
+    try:
+        await server.wait_for_messages(news, before + len(BURST), timeout=40)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{bot_log(world)}") from None
+    polls = feeds.hits["/dyn/koreaboo"]
+    await server.wait_for(lambda: feeds.hits["/dyn/koreaboo"] >= polls + 2, 15, what="two more polls")
+    await asyncio.sleep(0.5)
+    posted = [m["embeds"][0]["title"] for m in server.messages(news)[before:]]
+    assert posted == [title for _, title, _ in BURST], posted
+    assert server.stats.invalid_requests == 0, "no 401/403/429: the bot paced itself"
+
+
 async def test_news_by_any_name_answers_in_time_with_embeds(world: World) -> None:
     for name in ("V", "Taehyung", "뷔", "BTS", "bts-v"):
         interaction = await world.server.invoke(
