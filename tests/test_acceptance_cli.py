@@ -627,3 +627,39 @@ def test_python_m_bot_is_the_same_program(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json_lines(done.stdout)[0]["url"] == V_IU_LINK
+
+
+def test_preview_tags_artists_by_every_name_and_not_look_alikes(tmp_path: Path) -> None:
+    cases = {
+        "뷔가 아이유의 뮤직비디오에 출연했다": {"bts-v", "iu"},
+        "Naver to shut down V LIVE at the end of the year": set(),
+        "SHINee’s Key hosts a new variety show": {"shinee-key"},
+        "The key to a great comeback: joy and hard work": set(),
+        "Red Velvet’s Joy stars in a new drama": {"red-velvet-joy"},
+        "Rocky V screening and V-neck fashion trends this fall": set(),
+        "Kim Taehyung and Lee Ji-eun reunite for a new project": {"bts-v", "iu"},
+    }
+    texts = {
+        "뷔가": "방탄소년단 뷔가 아이유의 신곡 뮤직비디오에 출연했다.",
+        "Naver": "V LIVE, the streaming app, will close. Fans moved to Weverse.",
+        "SHINee": "Key of SHINee will host the show from March.",
+        "The key": "A look at how agencies plan comebacks, with joy and patience.",
+        "Red Velvet": "Joy of Red Velvet has been cast in the lead role.",
+        "Rocky": "A film and fashion roundup for the weekend.",
+        "Kim Taehyung": "Kim Taehyung and Lee Ji-eun were seen on set together.",
+    }
+    items = [
+        {
+            "title": title,
+            "link": f"https://news.example.com/{i}",
+            "guid": f"tag-{i}",
+            "description": next(t for k, t in texts.items() if title.startswith(k)),
+        }
+        for i, title in enumerate(cases)
+    ]
+    feed = tmp_path / "tagging.xml"
+    feed.write_bytes(rss(items))
+    done = kpopnews("preview", str(feed), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    got = {s["title"]: {a["id"] for a in s["artists"]} for s in json_lines(done.stdout)}
+    assert got == cases
