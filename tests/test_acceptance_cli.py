@@ -663,3 +663,23 @@ def test_preview_tags_artists_by_every_name_and_not_look_alikes(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     got = {s["title"]: {a["id"] for a in s["artists"]} for s in json_lines(done.stdout)}
     assert got == cases
+
+
+def test_preview_of_an_excerpt_feed_reads_the_article_pages(tmp_path: Path, feeds: FeedServer) -> None:
+    # Soompi's feed carries excerpts: the fan quotes and the lead image are on the article pages, which an
+    # operator's source may have on loopback too
+    feed = (REPO_ROOT / "tests" / "fixtures" / "feeds" / "soompi-style.xml").read_text(encoding="utf-8")
+    feed = re.sub(
+        r"https://www\.soompi\.com/article/(\d+wpp)/[^<\"#]*",
+        lambda m: feeds.url(f"/files/soompi-{m.group(1)}.html"),
+        feed,
+    )
+    url = feeds.set_feed("soompi-excerpts", feed.encode("utf-8"))
+    done = kpopnews("preview", url, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    stories = {s["title"]: s for s in json_lines(done.stdout)}
+    v_iu = next(s for title, s in stories.items() if "Love Wins All" in title)
+    assert_story_shape(v_iu)
+    assert v_iu["image"] and v_iu["image"].startswith("https://")
+    assert v_iu["quotes"], "the tweet embedded in the article page"
+    assert sum(len(s["quotes"]) for s in stories.values()) >= 3
