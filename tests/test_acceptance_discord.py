@@ -548,3 +548,19 @@ async def test_a_stop_signal_during_start_up_is_a_clean_exit(tmp_path: Path, sig
             await process.wait_for_log("applied migration", timeout=40)  # inside setup: the store is open
             assert await process.stop(getattr(signal, signal_name), timeout=20) == 0, process.stderr_text()
             assert "Traceback" not in process.stderr_text(), process.stderr_text()
+
+
+async def test_a_restart_does_not_sync_unchanged_commands_again(tmp_path: Path) -> None:
+    async with FakeDiscord() as server:
+        server.add_guild("K-pop Fans")
+        config = write_config(tmp_path / "config.toml", server, tmp_path / "kpopnews.db")
+        for _ in range(2):
+            async with bot_process(config) as process:
+                await process.wait_for_log("ready:", timeout=40)
+                interaction = await server.invoke("about")
+                assert (await interaction.reply()).get("embeds")
+                assert await process.stop() == 0
+        assert server.stats.command_syncs == 1
+        assert {c["name"] for c in server.commands} | {
+            c["name"] for cs in server.guild_commands.values() for c in cs
+        } >= set(CONTRACT_COMMANDS)
