@@ -412,7 +412,18 @@ V_IU_TITLES = {
 }
 
 
-V_NAMES = ["V", "Taehyung", "뷔", "Kim Taehyung", "kim tae-hyung", "taehyng", "v"]
+V_NAMES = [
+    "V",
+    "Taehyung",
+    "뷔",
+    "Kim Taehyung",
+    "kim tae-hyung",
+    "taehyng",
+    "v",
+    "V (BTS)",
+    "BTS’s V",
+    "BTS V",
+]
 
 
 def search_all(polled: dict[str, Any], queries: list[str], *args: str) -> dict[str, Any]:
@@ -434,7 +445,12 @@ def test_search_by_any_name_of_v(polled: dict[str, Any]) -> None:
 
 
 def test_search_group_includes_its_members(polled: dict[str, Any]) -> None:
-    stories = json_lines(search(polled, "BTS", "--json").stdout)
+    for name, done in search_all(polled, ["BTS", "bts", "방탄소년단"], "--json").items():
+        assert {s["title"] for s in json_lines(done.stdout)} == V_IU_TITLES, name
+
+
+def test_search_falls_back_to_the_words_of_titles_and_summaries(polled: dict[str, Any]) -> None:
+    stories = json_lines(search(polled, "Love Wins All", "--json").stdout)
     assert {s["title"] for s in stories} == V_IU_TITLES
 
 
