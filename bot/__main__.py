@@ -2,4 +2,5 @@ import sys
 
 from bot.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes import this module again; only the real start runs the CLI
+    sys.exit(main())

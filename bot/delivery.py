@@ -78,7 +78,7 @@ class DeliveryWorker:
         self.store = store
         self.config = config or DeliveryConfig()
         # the store has one connection: a commit of ours must not land inside another writer's transaction
-        self.write_lock = write_lock or asyncio.Lock()
+        self.write_lock = write_lock or store.write_lock
         self.limiter = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / rate)
         self.sweep_seconds = sweep_seconds
         self._slots = asyncio.Semaphore(concurrency)
@@ -345,11 +345,11 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
 def install_services(bot: Any) -> DeliveryWorker:
     """Give the bot its poller and delivery worker as background services (`bot.poller`, `bot.delivery`).
 
-    New stories go poller -> clustering -> queue_deliveries -> worker.wake(). Called once, from the
-    subscriptions cog's setup; `bot` is a KpopNewsBot after its setup_hook opened the store and session."""
+    New stories go poller -> clustering -> queue_deliveries -> worker.wake(). Called once, from the bot's
+    setup_hook, after it opened the store and session: polling never depends on a cog loading."""
     existing = getattr(bot, "delivery", None)
     if isinstance(existing, DeliveryWorker):
-        return existing  # the cog was reloaded: the services run already
+        return existing
     config = bot.config
     artists = bot.artists
     expand = artists.expand if artists is not None else (lambda artist_id: ())
@@ -361,8 +361,7 @@ def install_services(bot: Any) -> DeliveryWorker:
             await after_store(bot.store, stories, config=config.delivery, wake=worker.wake, expand=expand)
 
     poller = Poller(config, bot.store, bot.fetcher, artists, on_new_stories=on_new_stories)
-    # one lock for every writer on the store's single connection (the poller's transactions and ours)
-    worker = DeliveryWorker(bot, bot.store, config=config.delivery, write_lock=poller._write_lock)
+    worker = DeliveryWorker(bot, bot.store, config=config.delivery)  # writes under the store's one lock
     bot.delivery = worker
     bot.poller = poller
     bot.add_service("delivery", worker.run)

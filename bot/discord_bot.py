@@ -26,6 +26,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Config
+from bot.delivery import install_services
 from bot.fetch import Fetcher, make_session
 from bot.poller import load_artist_index
 from bot.store import Store, StoreError
@@ -187,6 +188,7 @@ class KpopNewsBot(commands.Bot):
         if self._closing:
             return
         self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
+        install_services(self)  # the poller and the delivery worker, started below once commands are ready
         for name in COG_EXTENSIONS:
             if self._closing:
                 return

@@ -18,6 +18,8 @@ import logging
 import multiprocessing
 import os
 import random
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -545,7 +547,7 @@ class Workers:
             if pool is None:
                 return await asyncio.to_thread(job)
             try:
-                # submit from a thread: it may start a worker, which waits on the fork server (tens of ms)
+                # submit from a thread: it may start a worker process (tens of ms)
                 try:
                     future = await asyncio.to_thread(pool.submit, job)
                 except RuntimeError:  # another job's timeout just shut this pool down
@@ -567,10 +569,13 @@ class Workers:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor | None:
         if self._pool is None and not self._threads_only:
             try:
-                # forkserver: workers never inherit this process's threads, loop or sockets
-                context = multiprocessing.get_context("forkserver")
+                # spawn: workers inherit no threads, loop or sockets, and are our children, so they die with us
+                context = multiprocessing.get_context("spawn")
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=context
+                    max_workers=self.workers,
+                    mp_context=context,
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
                 )
             except (OSError, ValueError, NotImplementedError) as exc:
                 log.warning("parsing and enrichment run in threads: worker processes cannot start (%s)", exc)
@@ -590,6 +595,18 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a worker process: end with the bot that started it. After a kill -9 of the bot nobody shuts the pool
+    down, and an orphaned worker would live on holding the bot's stderr; a watchdog thread notices."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="kpopnews-parent-watch", daemon=True).start()
 
 
 def _enrich_job(

@@ -10,7 +10,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.delivery import install_services
 from bot.discord_bot import UserFacingError
 from bot.models import Source
 from bot.subscriptions import (
@@ -358,5 +357,4 @@ def _describe_filter(artist: str | None, source: str | None, only_trending: bool
 
 
 async def setup(bot: commands.Bot) -> None:
-    install_services(bot)  # the poller feeding the delivery worker: what subscriptions exist for
     await bot.add_cog(Subscriptions(bot))
