@@ -16,6 +16,7 @@ from bot.embed import build_story_embed, embed_length
 from bot.search import SearchResult, search_stories
 from bot.store import Store
 from bot.text import escape_discord, truncate
+from cogs.paging import OwnedPager
 from cogs.subscriptions import artist_choices
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ MAX_COUNT = 10  # a message holds 10 embeds
 DEFAULT_COUNT = 5
 MESSAGE_EMBED_BUDGET = 6000  # Discord: all embeds of one message together
 LIST_DESCRIPTION = 300  # a story in a list shows a short summary, so that several fit the budget
-PAGE_TIMEOUT = 600.0  # buttons live 10 minutes (an interaction token lives 15)
 DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 
 
@@ -81,42 +81,25 @@ def header_text(result: SearchResult, offset: int, shown: int) -> str:
     return f"Stories about **{who}**: {offset + 1}–{offset + shown} of {result.total_label}"
 
 
-class NewsPager(discord.ui.View):
+class NewsPager(OwnedPager):
     """Previous/Next over a search's results; only the person who asked turns the pages."""
 
     def __init__(self, cog: News, *, query: str, count: int, shown: int, more: bool, owner_id: int) -> None:
-        super().__init__(timeout=PAGE_TIMEOUT)
+        super().__init__(command="news", owner_id=owner_id)
         self.cog = cog
         self.query = query
         self.count = count  # stories asked per page
         self.offset = 0
         self.shown = shown  # stories on this page (fewer than count when the 6,000 budget is reached)
         self.more = more  # stories after this page
-        self.owner_id = owner_id
-        self.message_interaction: discord.Interaction | None = None
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
         self.previous.disabled = self.offset <= 0
         self.next.disabled = not self.more
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "These buttons belong to whoever asked. Run `/news` yourself to browse.", ephemeral=True
-        )
-        return False
-
-    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="news:previous")
-    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._turn(interaction, max(0, self.offset - self.count))
-
-    @discord.ui.button(label="Next", style=discord.ButtonStyle.primary, custom_id="news:next")
-    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._turn(interaction, self.offset + self.shown)
-
-    async def _turn(self, interaction: discord.Interaction, offset: int) -> None:
+    async def turn(self, interaction: discord.Interaction, *, forward: bool) -> None:
+        offset = self.offset + self.shown if forward else max(0, self.offset - self.count)
         result = await self.cog.search(self.query, limit=self.count, offset=offset)
         if not result.stories:  # the store changed under us; show the first page again
             offset = 0
@@ -131,17 +114,6 @@ class NewsPager(discord.ui.View):
             view=self,
             allowed_mentions=discord.AllowedMentions.none(),
         )
-
-    async def on_timeout(self) -> None:
-        if self.message_interaction is None:
-            return
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        try:
-            await self.message_interaction.edit_original_response(view=self)
-        except discord.HTTPException:
-            pass  # the message was deleted or the token ran out: nothing to tidy
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item

@@ -25,13 +25,13 @@ from bot.trending import (
     trending_clusters,
 )
 from cogs.news import open_reader
+from cogs.paging import OwnedPager
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5  # clusters per page: two pages hold the top ten
 MAX_HOURS = 168  # a week; trending is about now
 DEFAULT_HOURS = 24
-PAGE_TIMEOUT = 600.0  # buttons live 10 minutes (an interaction token lives 15)
 DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 600  # a list entry stays short: ten of them must fit 6,000 characters with room to spare
@@ -95,40 +95,23 @@ def page_embeds(clusters: list[TrendingCluster], offset: int, now: datetime) -> 
     return [discord.Embed.from_dict(cluster_embed(c, now)) for c in clusters[offset : offset + PAGE_SIZE]]
 
 
-class TrendingPager(discord.ui.View):
+class TrendingPager(OwnedPager):
     """Previous/Next over one ranking (taken when the command ran, so pages do not shift under the reader);
     only the person who asked turns the pages."""
 
     def __init__(self, clusters: list[TrendingCluster], *, hours: int, owner_id: int) -> None:
-        super().__init__(timeout=PAGE_TIMEOUT)
+        super().__init__(command="trending", owner_id=owner_id)
         self.clusters = clusters
         self.hours = hours
         self.offset = 0
-        self.owner_id = owner_id
-        self.message_interaction: discord.Interaction | None = None
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
         self.previous.disabled = self.offset <= 0
         self.next.disabled = self.offset + PAGE_SIZE >= len(self.clusters)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "These buttons belong to whoever asked. Run `/trending` yourself to browse.", ephemeral=True
-        )
-        return False
-
-    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="trending:previous")
-    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._turn(interaction, max(0, self.offset - PAGE_SIZE))
-
-    @discord.ui.button(label="Next", style=discord.ButtonStyle.primary, custom_id="trending:next")
-    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._turn(interaction, self.offset + PAGE_SIZE)
-
-    async def _turn(self, interaction: discord.Interaction, offset: int) -> None:
+    async def turn(self, interaction: discord.Interaction, *, forward: bool) -> None:
+        offset = self.offset + PAGE_SIZE if forward else max(0, self.offset - PAGE_SIZE)
         self.offset = min(offset, max(0, len(self.clusters) - 1))
         self._sync_buttons()
         embeds = page_embeds(self.clusters, self.offset, utcnow())
@@ -138,17 +121,6 @@ class TrendingPager(discord.ui.View):
             view=self,
             allowed_mentions=discord.AllowedMentions.none(),
         )
-
-    async def on_timeout(self) -> None:
-        if self.message_interaction is None:
-            return
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        try:
-            await self.message_interaction.edit_original_response(view=self)
-        except discord.HTTPException:
-            pass  # the message was deleted or the token ran out: nothing to tidy
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
