@@ -489,11 +489,11 @@ def test_search_odd_text_is_sane(polled: dict[str, Any]) -> None:
 
 
 def test_search_empty_ish_and_unknown(polled: dict[str, Any]) -> None:
-    for query in ("   ", "zzqxj", ""):
-        done = kpopnews("search", query, cwd=polled["folder"])
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip(), "a friendly answer, not silence"
-        assert json_lines(kpopnews("search", query, "--json", cwd=polled["folder"]).stdout) == []
+    queries = ["   ", "zzqxj", ""]
+    for query, done in search_all(polled, queries).items():
+        assert done.stdout.strip(), (query, "a friendly answer, not silence")
+    for query, done in search_all(polled, queries, "--json").items():
+        assert json_lines(done.stdout) == [], query
 
 
 def test_search_with_no_database_yet(tmp_path: Path) -> None:
