@@ -383,6 +383,9 @@ def test_poll_once_stores_then_reports_not_modified(polled: dict[str, Any]) -> N
     assert (polled["folder"] / "news.db").exists()
     assert second.returncode == 0, second.stderr
     assert second.stdout.lower().count("not modified") >= 3, second.stdout
+    for done in (first, second):  # progress is for terminals: a pipe gets plain lines
+        assert "\r" not in done.stdout + done.stderr and "\x1b" not in done.stdout + done.stderr
+        assert len(done.stdout.strip().splitlines()) == 4, done.stdout  # one line per source and a total
 
 
 def test_poll_once_with_one_bad_source_is_exit_1_and_the_rest_stored(
