@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 import feedparser  # noqa: E402
 
 from bot import USER_AGENT  # noqa: E402
+from bot.artists import load_artist_index  # noqa: E402
 from bot.config import Config, PollingConfig, SourceConfig, StorageConfig  # noqa: E402
 from bot.fetch import Fetcher, make_session  # noqa: E402
-from bot.poller import Poller, load_artist_index  # noqa: E402
+from bot.poller import Poller  # noqa: E402
 from bot.store import Store  # noqa: E402
 from tests.support.feed_server import FeedServer, wordpress_feed  # noqa: E402
 

@@ -6,6 +6,7 @@ Everything here is plain data and CPU work: no I/O after `ArtistIndex.load()`, n
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import re
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import accumulate
-from typing import Any
+from typing import Any, TextIO
 
 from rapidfuzz import fuzz, process
 
@@ -1439,3 +1440,16 @@ def _lead_end(text: str) -> int:
     if found:
         limit = found.end()
     return min(limit, start + 400)
+
+
+async def load_artist_index(
+    err: TextIO | None = None, *, without: str = "stories get no artists"
+) -> ArtistIndex | None:
+    """The packaged index, loaded off the event loop; None with a one-line warning on `err` when the data
+    cannot be loaded (`without` says what the user loses), so a data mistake never stops the bot."""
+    try:
+        return await asyncio.to_thread(ArtistIndex.load)
+    except Exception as exc:
+        if err is not None:
+            print(f"kpopnews: warning: artist data cannot be loaded ({exc}); {without}", file=err)
+        return None

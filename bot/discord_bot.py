@@ -25,10 +25,10 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.artists import load_artist_index
 from bot.config import Config
 from bot.delivery import install_services
 from bot.fetch import Fetcher, make_session
-from bot.poller import load_artist_index
 from bot.store import Store, StoreError
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from bot.artists import load_artist_index
 from bot.config import Config
 from bot.enrich import (  # imported here: a first import on the loop stalls it
     enrich_batch,
@@ -657,23 +658,6 @@ def _host_of(url: str) -> str:
 # --- `kpopnews poll --once` ---------------------------------------------------------------------------------
 
 
-async def load_artist_index(err: TextIO | None = None) -> Any:
-    """The artist index when the artists stage is installed; None (stories get no artists) otherwise."""
-    try:
-        from bot.artists import ArtistIndex
-    except ImportError:
-        return None
-    try:
-        return await asyncio.to_thread(ArtistIndex.load)
-    except Exception as exc:
-        if err is not None:
-            print(
-                f"kpopnews: warning: artist data cannot be loaded ({exc}); stories are stored without artists",
-                file=err,
-            )
-        return None
-
-
 async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
     """`kpopnews poll --once`: one pass over every enabled source, stored, summarised. Posts nothing."""
     store = await Store.open(config.storage.database)
@@ -681,7 +665,7 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
         await store.sync_config_sources(config.sources)
         configured = {s.url for s in config.sources}
         disabled = [s for s in await store.list_sources() if s.url in configured and not s.enabled]
-        artists = await load_artist_index(err)
+        artists = await load_artist_index(err, without="stories are stored without artists")
 
         async def cluster_new(stories: list[Story]) -> None:
             # stored and clustered, so `kpopnews trending` sees them; nothing is queued for Discord

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.artists import load_artist_index
 from bot.config import Config, SourceConfig
 from bot.embed import PLATFORM_NAMES, build_story_embed
 from bot.enrich import enrich_entries
@@ -49,7 +50,7 @@ async def run_preview(
     """Print what would be posted for every story of every source; see the module docstring."""
     from bot.fetch import Fetcher, make_page_fetcher, make_session
 
-    artists = await _load_artists(err)
+    artists = await load_artist_index(err, without="stories shown without artists")
     failed = False
     shown: list[PreviewItem] = []
     session = make_session(config.polling)
@@ -115,22 +116,6 @@ async def _preview_source(
     stories = await enrich_entries(entries, source_name=name, artists=artists, fetch_page=fetch_page)
     items = [PreviewItem(story, build_story_embed(story, color=color)) for story in stories]
     return items, parsed.warning
-
-
-async def _load_artists(err: TextIO) -> Any:
-    """The artist index when that stage is installed; else None (stories then show no artists)."""
-    try:
-        from bot.artists import ArtistIndex
-    except ImportError:
-        return None
-    try:
-        return await asyncio.to_thread(ArtistIndex.load)
-    except Exception as exc:
-        print(
-            f"kpopnews: warning: artist data could not be loaded ({exc}); stories shown without artists",
-            file=err,
-        )
-        return None
 
 
 def _configured(config: Config, source: str) -> SourceConfig | None:

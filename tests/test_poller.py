@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import sqlite3
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -496,9 +498,9 @@ async def test_an_enrichment_that_hangs_fails_the_source_and_is_retried(h):
 
     class StuckEnrichment(Workers):
         async def enrich(self, *args, **kwargs):
-            self.timeout = 0.0001  # the real timeout path: the worker is killed
+            self.timeout = 0.5  # the real timeout path: a job that really hangs, and its worker is killed
             try:
-                return await super().enrich(*args, **kwargs)
+                return await self.run(functools.partial(time.sleep, 60))
             finally:
                 self.timeout = 30.0
 
