@@ -17,6 +17,7 @@ from bot.search import SearchResult, search_stories
 from bot.store import Store
 from bot.text import escape_discord, truncate
 from cogs.paging import OwnedPager
+from cogs.replies import answer
 from cogs.subscriptions import artist_choices
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class News(commands.Cog):
             await interaction.response.defer(thinking=True)
             result = await search
         if not result.stories:
-            await self._send(interaction, content=no_result_text(result), ephemeral=True)
+            await answer(interaction, content=no_result_text(result), ephemeral=True)
             return
         embeds = fit_embeds([list_embed(s) for s in result.stories])
         shown = len(embeds)
@@ -190,7 +191,7 @@ class News(commands.Cog):
                 self, query=query, count=count, shown=shown, more=more, owner_id=interaction.user.id
             )
             view.message_interaction = interaction
-        await self._send(
+        await answer(
             interaction,
             content=header_text(result, 0, shown),
             embeds=[discord.Embed.from_dict(e) for e in embeds],
@@ -202,16 +203,6 @@ class News(commands.Cog):
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return artist_choices(self.index, current)
-
-    async def _send(self, interaction: discord.Interaction, **kwargs: Any) -> None:
-        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
-        if kwargs.get("view") is None:
-            kwargs.pop("view", None)
-        if interaction.response.is_done():
-            kwargs.pop("ephemeral", None)  # a deferred answer keeps the visibility of the defer
-            await interaction.followup.send(**kwargs)
-        else:
-            await interaction.response.send_message(**kwargs)
 
     async def answer_error(self, interaction: discord.Interaction, text: str) -> None:
         try:

@@ -26,6 +26,7 @@ from bot.trending import (
 )
 from cogs.news import open_reader
 from cogs.paging import OwnedPager
+from cogs.replies import answer
 
 log = logging.getLogger(__name__)
 
@@ -170,29 +171,19 @@ class Trending(commands.Cog):
             await interaction.response.defer(thinking=True)
             clusters = await work
         if not clusters:
-            await self._send(interaction, content=empty_text(hours), ephemeral=True)
+            await answer(interaction, content=empty_text(hours), ephemeral=True)
             return
         view: TrendingPager | None = None
         if len(clusters) > PAGE_SIZE:
             view = TrendingPager(clusters, hours=hours, owner_id=interaction.user.id)
             view.message_interaction = interaction
         embeds = page_embeds(clusters, 0, utcnow())
-        await self._send(
+        await answer(
             interaction,
             content=header_text(hours, 0, len(embeds), len(clusters)),
             embeds=embeds,
             view=view,
         )
-
-    async def _send(self, interaction: discord.Interaction, **kwargs: Any) -> None:
-        kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
-        if kwargs.get("view") is None:
-            kwargs.pop("view", None)
-        if interaction.response.is_done():
-            kwargs.pop("ephemeral", None)  # a deferred answer keeps the visibility of the defer
-            await interaction.followup.send(**kwargs)
-        else:
-            await interaction.response.send_message(**kwargs)
 
 
 async def setup(bot: commands.Bot) -> None:
