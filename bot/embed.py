@@ -53,7 +53,7 @@ def build_story_embed(
     """The embed for one story (see the module docstring). Never raises on hostile or absurd text."""
     embed: dict[str, Any] = {"type": "rich"}
     embed["title"] = truncate(escape_discord(one_line(story.title)), TITLE_LIMIT) or "Untitled story"
-    url = _safe_url(story.url)
+    url = safe_url(story.url)
     if url:
         embed["url"] = url
     description = escape_discord(story.summary or "")
@@ -73,7 +73,7 @@ def build_story_embed(
         if home:
             author["url"] = home
         embed["author"] = author
-    image = _safe_url(story.image)
+    image = safe_url(story.image)
     if image:
         embed["image"] = {"url": image}
     fields = [quote_field(quote, first=i == 0) for i, quote in enumerate(story.quotes[:FIELDS_LIMIT])]
@@ -98,7 +98,7 @@ def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
     # Inside a masked link's text: no URLs (Discord refuses links whose text looks like one) and no brackets.
     who = " ".join(_URL_IN_TEXT.sub("", who).replace("[", "(").replace("]", ")").split())
     who = escape_discord(truncate(who, 120)) or "a fan"
-    link = _safe_url(quote.url)
+    link = safe_url(quote.url)
     credit = f"[{who}]({_link_target(link)})" if link else who
     platform = PLATFORM_NAMES.get(quote.platform, _plain(quote.platform).title())
     signature = f"\n— {credit}" + (f" on {platform}" if platform else "")
@@ -201,7 +201,8 @@ def _plain(text: str | None) -> str:
     return escape_discord(one_line(text or ""), markdown=False)
 
 
-def _safe_url(url: str | None) -> str | None:
+def safe_url(url: str | None) -> str | None:
+    """An absolute http(s) URL Discord accepts in an embed (no spaces, not too long), else None."""
     absolute = absolute_http_url(url)
     if absolute is None or len(absolute) > URL_LIMIT or any(c.isspace() for c in absolute):
         return None

@@ -11,8 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.embed import source_color
-from bot.images import absolute_http_url
+from bot.embed import safe_url, source_color
 from bot.store import Store
 from bot.text import escape_discord, one_line, truncate
 from bot.timeutil import to_iso, utcnow
@@ -36,16 +35,8 @@ DEFAULT_HOURS = 24
 DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 600  # a list entry stays short: ten of them must fit 6,000 characters with room to spare
-URL_LIMIT = 2000
 MAX_ARTISTS = 6
 MAX_OUTLETS = 8
-
-
-def _safe_url(url: str | None) -> str | None:
-    absolute = absolute_http_url(url)
-    if absolute is None or len(absolute) > URL_LIMIT or any(c.isspace() for c in absolute):
-        return None
-    return absolute
 
 
 def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
@@ -57,7 +48,7 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
         "color": source_color(cluster.stories[0].source) if cluster.stories else 0,
         "timestamp": to_iso(cluster.first_seen),
     }
-    url = _safe_url(cluster.url)
+    url = safe_url(cluster.url)
     if url:
         embed["url"] = url
     lines: list[str] = []
@@ -72,7 +63,7 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
         outlets.append(f"+{len(cluster.outlets) - MAX_OUTLETS} more")
     lines.append("On " + ", ".join(outlets))
     embed["description"] = truncate("\n".join(lines), DESCRIPTION_LIMIT)
-    image = _safe_url(cluster.image)
+    image = safe_url(cluster.image)
     if image:
         embed["thumbnail"] = {"url": image}
     return embed
