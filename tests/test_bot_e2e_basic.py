@@ -107,6 +107,21 @@ async def test_commands_sync_only_when_definitions_change(tmp_path: Path) -> Non
             await store.close()
 
 
+async def test_a_database_moved_to_another_api_syncs_again(tmp_path: Path) -> None:
+    database = tmp_path / "bot.db"
+    async with FakeDiscord() as first:
+        first.add_guild()
+        async with running_bot(first, bot_config(first, database)) as bot:
+            assert bot.commands_synced
+    async with FakeDiscord() as second:  # a fresh server (another port) has no commands: they must be sent
+        second.add_guild()
+        async with running_bot(second, bot_config(second, database)) as bot:
+            assert bot.commands_synced
+            interaction = await second.invoke("about")
+            assert (await interaction.reply())["embeds"]
+        assert second.stats.command_syncs == 1
+
+
 async def test_errors_answer_the_user_in_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     async with fake_discord_with_bot(tmp_path, bot_class=BotWithTestCommands) as h:
