@@ -109,11 +109,12 @@ async def test_commands_sync_only_when_definitions_change(tmp_path: Path) -> Non
 
 async def test_a_database_moved_to_another_api_syncs_again(tmp_path: Path) -> None:
     database = tmp_path / "bot.db"
-    async with FakeDiscord() as first:
+    async with FakeDiscord(application_id=4242, token="4242.FAKE.same") as first:
         first.add_guild()
         async with running_bot(first, bot_config(first, database)) as bot:
             assert bot.commands_synced
-    async with FakeDiscord() as second:  # a fresh server (another port) has no commands: they must be sent
+    # the same application on a fresh server (another port), which has no commands: they must be sent
+    async with FakeDiscord(application_id=4242, token="4242.FAKE.same") as second:
         second.add_guild()
         async with running_bot(second, bot_config(second, database)) as bot:
             assert bot.commands_synced
