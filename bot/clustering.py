@@ -386,17 +386,15 @@ async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
             missing.append(story_id)
         else:
             found.append(stored)
-    for start in range(0, len(missing), 500):
-        chunk = missing[start : start + 500]
-        async with store.db.execute(
-            "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms FROM cluster_features"
-            f" WHERE story_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ) as cursor:
-            for row in await cursor.fetchall():
-                stored = _stored_from_row(row)
-                cache.put(stored)
-                found.append(stored)
+    rows = await store.select_in(
+        "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms FROM cluster_features"
+        " WHERE story_id IN ({marks})",
+        missing,
+    )
+    for row in rows:
+        stored = _stored_from_row(row)
+        cache.put(stored)
+        found.append(stored)
     return found
 
 
@@ -437,13 +435,10 @@ async def assign_clusters(
     moment = now or utcnow()
     result: dict[int, int] = {}
     ids = [s.id for s in todo]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        async with store.db.execute(
-            f"SELECT story_id, cluster_id FROM cluster_features WHERE story_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ) as cursor:
-            result.update({row[0]: row[1] for row in await cursor.fetchall()})
+    rows = await store.select_in(
+        "SELECT story_id, cluster_id FROM cluster_features WHERE story_id IN ({marks})", ids
+    )
+    result.update({row[0]: row[1] for row in rows})
     cache = _cache(store)
     added: list[int] = []
     try:

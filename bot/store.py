@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,7 @@ from bot.timeutil import from_iso, to_iso, utcnow
 
 log = logging.getLogger(__name__)
 
+IN_CHUNK = 500  # values in one IN (...) list: well under SQLite's cap on bound parameters
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -123,6 +125,18 @@ class Store:
             applied.append(migration.version)
         return applied
 
+    async def select_in(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """The rows of `sql` for every value, asked IN_CHUNK values at a time (SQLite caps bound parameters).
+        `sql` writes `{marks}` where the IN list goes; where it appears twice, each gets the chunk."""
+        rows: list[Any] = []
+        uses = sql.count("{marks}")
+        for start in range(0, len(values), IN_CHUNK):
+            chunk = list(values[start : start + IN_CHUNK])
+            query = sql.replace("{marks}", ",".join("?" * len(chunk)))
+            async with self.db.execute(query, chunk * uses) as cursor:
+                rows.extend(await cursor.fetchall())
+        return rows
+
     # --- meta -------------------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
@@ -220,14 +234,10 @@ class Store:
         """Which of these keys or canonical links are stored already: {key or canonical url: story id}."""
         found: dict[str, int] = {}
         for column, values in (("story_key", keys), ("canonical_url", canonical_urls)):
-            for start in range(0, len(values), 500):
-                chunk = values[start : start + 500]
-                if not chunk:
-                    continue
-                sql = f"SELECT {column}, id FROM stories WHERE {column} IN ({','.join('?' * len(chunk))})"
-                async with self.db.execute(sql, chunk) as cursor:
-                    for value, story_id in await cursor.fetchall():
-                        found[value] = story_id
+            rows = await self.select_in(
+                f"SELECT {column}, id FROM stories WHERE {column} IN ({{marks}})", values
+            )
+            found.update({value: story_id for value, story_id in rows})
         return found
 
     async def add_stories(
@@ -339,14 +349,8 @@ class Store:
         return found
 
     async def _story_ids_by_key(self, keys: list[str]) -> dict[str, int]:
-        ids: dict[str, int] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            sql = f"SELECT story_key, id FROM stories WHERE story_key IN ({','.join('?' * len(chunk))})"
-            async with self.db.execute(sql, chunk) as cursor:
-                for key, story_id in await cursor.fetchall():
-                    ids[key] = story_id
-        return ids
+        rows = await self.select_in("SELECT story_key, id FROM stories WHERE story_key IN ({marks})", keys)
+        return {key: story_id for key, story_id in rows}
 
     async def _write_artists_of(self, stories: list[Story]) -> None:
         """_write_artists for many stories: one DELETE and one INSERT for the lot."""
@@ -395,13 +399,10 @@ class Store:
 
     async def get_stories(self, story_ids: list[int]) -> list[Story]:
         """Stories by id, in the order asked, with their artists."""
-        rows: dict[int, Any] = {}
-        for start in range(0, len(story_ids), 500):
-            chunk = story_ids[start : start + 500]
-            sql = f"SELECT * FROM stories WHERE id IN ({','.join('?' * len(chunk))})"
-            async with self.db.execute(sql, chunk) as cursor:
-                for row in await cursor.fetchall():
-                    rows[row["id"]] = row
+        rows = {
+            row["id"]: row
+            for row in await self.select_in("SELECT * FROM stories WHERE id IN ({marks})", story_ids)
+        }
         artists = await self.artists_of(list(rows))
         return [story_from_row(rows[i], artists.get(i, [])) for i in story_ids if i in rows]
 
@@ -413,17 +414,14 @@ class Store:
 
         index = ArtistIndex.load()
         result: dict[int, list[ArtistRef]] = {}
-        for start in range(0, len(story_ids), 500):
-            chunk = story_ids[start : start + 500]
-            sql = (
-                f"SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({','.join('?' * len(chunk))})"
-                " ORDER BY story_id, position"
-            )
-            async with self.db.execute(sql, chunk) as cursor:
-                for story_id, artist_id in await cursor.fetchall():
-                    artist = index.get(artist_id)
-                    ref = artist.ref() if artist else ArtistRef(artist_id, artist_id, None)
-                    result.setdefault(story_id, []).append(ref)
+        rows = await self.select_in(
+            "SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({marks}) ORDER BY story_id, position",
+            story_ids,
+        )
+        for story_id, artist_id in rows:
+            artist = index.get(artist_id)
+            ref = artist.ref() if artist else ArtistRef(artist_id, artist_id, None)
+            result.setdefault(story_id, []).append(ref)
         return result
 
 

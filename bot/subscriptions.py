@@ -410,35 +410,31 @@ class _StoryFacts:
 
 async def _story_facts(store: Store, story_ids: list[int]) -> list[_StoryFacts]:
     facts: dict[int, _StoryFacts] = {}
-    for start in range(0, len(story_ids), 500):
-        chunk = story_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        async with store.db.execute(
-            "SELECT id, story_key, COALESCE(cluster_id, id) AS cluster, source_name, published_at,"
-            f" first_seen_at, backfill, source_id FROM stories WHERE id IN ({marks})",
-            chunk,
-        ) as cursor:
-            for row in await cursor.fetchall():
-                facts[row["id"]] = _StoryFacts(
-                    id=row["id"],
-                    key=row["story_key"],
-                    cluster_id=row["cluster"],
-                    source_name=row["source_name"],
-                    moment=from_iso(row["published_at"]) or from_iso(row["first_seen_at"]),
-                    backfill=bool(row["backfill"]),
-                    artists=set(),
-                    sources={row["source_id"]} if row["source_id"] is not None else set(),
-                )
-        async with store.db.execute(
-            f"SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({marks})", chunk
-        ) as cursor:
-            for story_id, artist_id in await cursor.fetchall():
-                facts[story_id].artists.add(artist_id)
-        async with store.db.execute(
-            f"SELECT story_id, source_id FROM source_stories WHERE story_id IN ({marks})", chunk
-        ) as cursor:
-            for story_id, source_id in await cursor.fetchall():
-                facts[story_id].sources.add(source_id)
+    rows = await store.select_in(
+        "SELECT id, story_key, COALESCE(cluster_id, id) AS cluster, source_name, published_at,"
+        " first_seen_at, backfill, source_id FROM stories WHERE id IN ({marks})",
+        story_ids,
+    )
+    for row in rows:
+        facts[row["id"]] = _StoryFacts(
+            id=row["id"],
+            key=row["story_key"],
+            cluster_id=row["cluster"],
+            source_name=row["source_name"],
+            moment=from_iso(row["published_at"]) or from_iso(row["first_seen_at"]),
+            backfill=bool(row["backfill"]),
+            artists=set(),
+            sources={row["source_id"]} if row["source_id"] is not None else set(),
+        )
+    found = list(facts)
+    for story_id, artist_id in await store.select_in(
+        "SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({marks})", found
+    ):
+        facts[story_id].artists.add(artist_id)
+    for story_id, source_id in await store.select_in(
+        "SELECT story_id, source_id FROM source_stories WHERE story_id IN ({marks})", found
+    ):
+        facts[story_id].sources.add(source_id)
     return [facts[i] for i in sorted(facts)]
 
 

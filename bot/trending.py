@@ -182,16 +182,11 @@ async def _recent_clusters(store: Store, since: datetime, now: datetime) -> list
         (low, low),
     ) as cursor:
         candidates = [row[0] for row in await cursor.fetchall()]
-    rows: list[Any] = []
-    for start in range(0, len(candidates), 500):
-        chunk = candidates[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        async with store.db.execute(
-            f"SELECT {_COLUMNS} FROM stories WHERE cluster_id IN ({marks})"
-            f" UNION SELECT {_COLUMNS} FROM stories WHERE cluster_id IS NULL AND id IN ({marks})",
-            (*chunk, *chunk),
-        ) as cursor:
-            rows.extend(await cursor.fetchall())
+    rows = await store.select_in(
+        f"SELECT {_COLUMNS} FROM stories WHERE cluster_id IN ({{marks}})"
+        f" UNION SELECT {_COLUMNS} FROM stories WHERE cluster_id IS NULL AND id IN ({{marks}})",
+        candidates,
+    )
     by_cluster: dict[int, list[ClusterStory]] = {}
     for row in rows:
         published = from_iso(row["published_at"])
@@ -301,14 +296,10 @@ async def notify_trending(store: Store, *, config: Any, now: datetime | None = N
         return 0
     crossed: dict[int, int] = {}
     ids = [c.cluster_id for c in clusters]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        async with store.db.execute(
-            "SELECT cluster_id, last_story_id FROM trending_crossings"
-            f" WHERE cluster_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ) as cursor:
-            crossed.update({row[0]: row[1] for row in await cursor.fetchall()})
+    rows = await store.select_in(
+        "SELECT cluster_id, last_story_id FROM trending_crossings WHERE cluster_id IN ({marks})", ids
+    )
+    crossed.update({row[0]: row[1] for row in rows})
     queued = 0
     for cluster in sorted(clusters, key=lambda c: c.cluster_id):
         story_ids = sorted(s.id for s in cluster.stories)
