@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from yarl import URL
@@ -50,7 +50,6 @@ SCORE_SCALE = 100.0  # so scores read as numbers like 24.7 rather than 0.247
 TRENDING_POINTS = 3.0
 DEFAULT_HOURS = 24.0
 DEFAULT_LIMIT = 10
-MAX_HOURS = 24.0 * 30  # a month: beyond it nothing is "trending"
 
 
 @dataclass
@@ -94,7 +93,9 @@ class TrendingCluster:
         """The contract's `trending --json` shape."""
         return {
             "rank": self.rank,
-            "score": round(self.score, 2),
+            "score": float(
+                f"{self.score:.4g}"
+            ),  # 4 significant digits: old stories' tiny scores still differ
             "title": self.title,
             "url": self.url,
             "artists": [a.to_json() for a in self.artists],
@@ -241,7 +242,10 @@ async def trending_clusters(
     if not hours > 0 or limit < 1:
         return []
     now = now or utcnow()
-    since = now - timedelta(hours=min(hours, MAX_HOURS))
+    try:
+        since = now - timedelta(hours=hours)
+    except OverflowError:  # more hours than a calendar holds: everything stored
+        since = datetime.min.replace(tzinfo=UTC)
     clusters = await _recent_clusters(store, since, now)
     scored = [(trend_score(len(c.outlets), c.fan_posts, now - c.first.moment), c) for c in clusters]
     scored.sort(

@@ -221,6 +221,15 @@ async def test_hours_limit_and_future_dates(store):
     assert any(c.title == "TWICE announce tour" and c.first_seen == NOW - timedelta(hours=1) for c in ranked)
 
 
+async def test_any_number_of_hours_looks_that_far_back(store):
+    await store_and_cluster(store, v_iu_stories(now=NOW - timedelta(days=800)))
+    await store_and_cluster(store, [seventeen_story(hours_ago=1)])
+    assert len(await trending_clusters(store, hours=24, now=NOW)) == 1
+    wide = await trending_clusters(store, hours=24 * 1000, now=NOW)  # old stories a feed still carries
+    assert len(wide) == 2 and len(wide[1].outlets) == 3 and wide[1].score > 0
+    assert len(await trending_clusters(store, hours=1e30, now=NOW)) == 2  # "everything", never an error
+
+
 async def test_fan_posts_are_counted_once_per_post(store):
     quote = Quote(
         "so taehyung was really singing", "daph", "babiejieun", "twitter", "https://x.com/a/status/1"
