@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -131,7 +131,3 @@ class Source:
     @property
     def enabled(self) -> bool:
         return self.disabled_reason is None
-
-
-def as_dict(record: Any) -> dict[str, Any]:
-    return asdict(record)

@@ -307,7 +307,7 @@ class Store:
                 for position, story, _ in fresh:
                     ids[position] = by_key[story.key]
                     story.id = by_key[story.key]
-                await self._write_artists_of([story for _, story, _ in fresh])
+                await self._write_artists({story.id: story.artists for _, story, _ in fresh})
             for story, (what, value) in zip(stories, plan, strict=True):
                 if what == "old":
                     story.id = value
@@ -330,7 +330,7 @@ class Store:
         return results
 
     async def _find_story_ids(self, stories: list[Story]) -> list[int | None]:
-        """_find_story_id for every story, in one statement per 300 stories (same query, same answer)."""
+        """The stored id of each story (same key or canonical link), or None; one statement per 300 stories."""
         found: list[int | None] = []
         for start in range(0, len(stories), 300):
             chunk = stories[start : start + 300]
@@ -352,18 +352,18 @@ class Store:
         rows = await self.select_in("SELECT story_key, id FROM stories WHERE story_key IN ({marks})", keys)
         return {key: story_id for key, story_id in rows}
 
-    async def _write_artists_of(self, stories: list[Story]) -> None:
-        """_write_artists for many stories: one DELETE and one INSERT for the lot."""
-        story_ids = [story.id for story in stories]
-        for start in range(0, len(story_ids), 500):
-            chunk = story_ids[start : start + 500]
+    async def _write_artists(self, artists_by_story: dict[int, list[ArtistRef]]) -> None:
+        """Replace the artists of these stories: one DELETE per IN_CHUNK stories and one INSERT for the lot."""
+        story_ids = list(artists_by_story)
+        for start in range(0, len(story_ids), IN_CHUNK):
+            chunk = story_ids[start : start + IN_CHUNK]
             await self.db.execute(
                 f"DELETE FROM story_artists WHERE story_id IN ({','.join('?' * len(chunk))})", chunk
             )
         rows = [
-            (story.id, artist.id, 1.0 / (i + 1), i)
-            for story in stories
-            for i, artist in enumerate(story.artists)
+            (story_id, artist.id, 1.0 / (i + 1), i)
+            for story_id, artists in artists_by_story.items()
+            for i, artist in enumerate(artists)
         ]
         if rows:
             await self.db.executemany(
@@ -371,25 +371,10 @@ class Store:
                 rows,
             )
 
-    async def _find_story_id(self, key: str, canonical_url: str) -> int | None:
-        async with self.db.execute(
-            "SELECT id FROM stories WHERE story_key = ? OR canonical_url = ? LIMIT 1",
-            (key, canonical_url or key),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return row[0] if row else None
-
-    async def _write_artists(self, story_id: int, artists: list[ArtistRef]) -> None:
-        await self.db.execute("DELETE FROM story_artists WHERE story_id = ?", (story_id,))
-        await self.db.executemany(
-            "INSERT OR IGNORE INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)",
-            [(story_id, artist.id, 1.0 / (i + 1), i) for i, artist in enumerate(artists)],
-        )
-
     async def set_story_artists(
         self, story_id: int, artists: list[ArtistRef], *, commit: bool = True
     ) -> None:
-        await self._write_artists(story_id, artists)
+        await self._write_artists({story_id: artists})
         if commit:
             await self.db.commit()
 
