@@ -106,6 +106,19 @@ def _is_hangul(text: str) -> bool:
 # --- the data --------------------------------------------------------------------------------------------
 
 
+def _person_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """The _Draft fields an idol and a soloist entry of artists.toml share."""
+    return {
+        "hangul": entry.get("hangul"),
+        "real": entry.get("real"),
+        "real_hangul": entry.get("real_hangul"),
+        "aliases": list(entry.get("aliases", [])),
+        "shared": set(entry.get("shared", [])),
+        "ambiguous": bool(entry.get("ambiguous", False)),
+        "tier": entry.get("tier"),
+    }
+
+
 @dataclass
 class _Draft:
     """A mutable artist while the data is being merged."""
@@ -367,13 +380,7 @@ class _Builder:
                 name=entry["name"].strip(),
                 is_group=False,
                 where=f"{where} ({entry['name']!r})",
-                hangul=entry.get("hangul"),
-                real=entry.get("real"),
-                real_hangul=entry.get("real_hangul"),
-                aliases=list(entry.get("aliases", [])),
-                shared=set(entry.get("shared", [])),
-                ambiguous=bool(entry.get("ambiguous", False)),
-                tier=entry.get("tier"),
+                **_person_fields(entry),
                 home_group=group_id,
                 main_group=entry.get("main_group"),
             )
@@ -397,13 +404,7 @@ class _Builder:
                     name=entry["name"].strip(),
                     is_group=False,
                     where=where,
-                    hangul=entry.get("hangul"),
-                    real=entry.get("real"),
-                    real_hangul=entry.get("real_hangul"),
-                    aliases=list(entry.get("aliases", [])),
-                    shared=set(entry.get("shared", [])),
-                    ambiguous=bool(entry.get("ambiguous", False)),
-                    tier=entry.get("tier"),
+                    **_person_fields(entry),
                     main_group=entry.get("main_group", ""),
                 )
             )
