@@ -273,7 +273,7 @@ async def main() -> int:
     reused = False
     if args.db and Path(args.db).is_file():  # noqa: ASYNC240 - once, before anything is measured
         kept = await Store.open(args.db)
-        reused = await kept.get_meta("bench_filled") == filled_mark
+        reused = await kept.meta.get("bench_filled") == filled_mark
         await kept.close()
         if reused:
             shutil.copyfile(args.db, path)
@@ -290,12 +290,12 @@ async def measure(
 ) -> int:
     t0 = time.perf_counter()
     if reused:
-        recent = json.loads(await store.get_meta("bench_recent") or "[]")
+        recent = json.loads(await store.meta.get("bench_recent") or "[]")
         print(f"reused {args.stored:,} stories from {args.db}")
     else:
         recent = await fill(store, world, args.stored, end)
-        await store.set_meta("bench_recent", json.dumps(recent, default=str))
-        await store.set_meta("bench_filled", fill_mark(args))
+        await store.meta.set("bench_recent", json.dumps(recent, default=str))
+        await store.meta.set("bench_filled", fill_mark(args))
         print(f"filled {args.stored:,} stories in {time.perf_counter() - t0:.1f} s")
         if args.db:
             await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -313,7 +313,7 @@ async def measure(
             event, begin, expected = world.event(), end - timedelta(hours=world.rng.random() * 12), None
         story = world.story(event, world.rng.choice(OUTLETS), base + i, begin + timedelta(hours=2))
         new_stories.append((story, expected))
-    await store.add_stories([s for s, _ in new_stories], source_id=None)
+    await store.stories.add_many([s for s, _ in new_stories], source_id=None)
 
     # indexed: the real assign_clusters, one story per call
     indexed_times, joined, expected_joins, alone, expected_alone = [], 0, 0, 0, 0

@@ -90,7 +90,7 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
                     )
                 ],
             )
-            await bot.store.add_stories([story], source_id=None)
+            await bot.store.stories.add_many([story], source_id=None)
             limited_before, requests_before = server.stats.ratelimited, len(server.requests)
             loop = asyncio.get_running_loop()
             started = loop.time()

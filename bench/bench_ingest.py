@@ -120,7 +120,7 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
     )
     store = await Store.open(db_path)
     try:
-        await store.sync_config_sources(config.sources)
+        await store.sources.sync_config(config.sources)
         artists = await load_artist_index(sys.stderr)
         async with make_session(config.polling) as session:
             poller = Poller(config, store, Fetcher(session, config.polling), artists)
@@ -215,7 +215,7 @@ async def stage_costs(items: int) -> dict[str, float]:
                 story.key = f"{story.key}#{rep}"
                 story.canonical_url = f"{story.canonical_url}#{rep}"
             started = time.perf_counter()
-            await store.add_stories(stories, source_id=None)
+            await store.stories.add_many(stories, source_id=None)
             times.append(time.perf_counter() - started)
         costs["Store.add_stories (one transaction)"] = best(times)
         await store.close()

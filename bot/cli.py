@@ -158,9 +158,9 @@ async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: 
         from bot.search import retag_all
         from bot.store import Store
 
-        store = await Store.open(config.storage.database)
+        index = await asyncio.to_thread(ArtistIndex.load)
+        store = await Store.open(config.storage.database, artists=index)
         try:
-            index = await asyncio.to_thread(ArtistIndex.load)
             count = await retag_all(store, index)
         finally:
             await store.close()

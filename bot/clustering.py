@@ -496,7 +496,7 @@ async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime |
             ids = [row[0] for row in await cursor.fetchall()]
         if not ids:
             return done
-        stories = await store.get_stories(ids)
+        stories = await store.stories.get_many(ids)
         await assign_clusters(store, stories, now=now)
         done += len(stories)
         last = ids[-1]

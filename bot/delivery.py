@@ -195,7 +195,7 @@ class DeliveryWorker:
         delivery = await get_delivery(self.store, queued.id)
         if delivery is None or delivery.status != "pending":
             return True
-        story = await self.store.get_story(delivery.story_id)
+        story = await self.store.stories.get(delivery.story_id)
         if story is None:
             await self._write(record_failed, delivery, "the story is no longer stored")
             return True
@@ -290,7 +290,7 @@ class DeliveryWorker:
         color = None
         if story.source_id is not None:
             if story.source_id not in self._colors:
-                source = await self.store.get_source(story.source_id)
+                source = await self.store.sources.get(story.source_id)
                 self._colors[story.source_id] = source.color if source else None
             color = self._colors[story.source_id]
         return build_story_embed(story, color=color, also_on=tuple(also_on))
@@ -299,7 +299,7 @@ class DeliveryWorker:
 
     async def _edit_pass(self) -> None:
         for delivery in await pending_edits(self.store):
-            story = await self.store.get_story(delivery.story_id)
+            story = await self.store.stories.get(delivery.story_id)
             if story is None or delivery.message_id is None:
                 await self._write(record_edited, delivery, gave_up=True)
                 continue

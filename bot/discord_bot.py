@@ -187,10 +187,11 @@ class KpopNewsBot(commands.Bot):
         self.http_session = make_session(self.config.polling)
         self.fetcher = Fetcher(self.http_session, self.config.polling)
         self.store = await Store.open(self.config.storage.database)
-        await self.store.sync_config_sources(self.config.sources)
+        await self.store.sources.sync_config(self.config.sources)
         if self._closing:
             return
         self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
+        self.store.artists = self.artists
         install_services(self)  # the poller and the delivery worker, started below once commands are ready
         for name in COG_EXTENSIONS:
             if self._closing:
@@ -233,7 +234,7 @@ class KpopNewsBot(commands.Bot):
         """Sync the slash commands when their definitions differ from the last sync Discord accepted."""
         assert self.application_id is not None  # known after login, which runs before setup_hook
         digest = commands_hash(self.application_id, self.command_payload(), self.config.discord.api_base)
-        if await self.store.get_meta(COMMANDS_HASH_KEY) == digest:
+        if await self.store.meta.get(COMMANDS_HASH_KEY) == digest:
             log.info("slash commands unchanged since the last sync: not syncing")
             return False
         try:
@@ -241,7 +242,7 @@ class KpopNewsBot(commands.Bot):
         except discord.HTTPException as exc:
             log.error("Discord refused the slash commands (%s): they will be synced at the next start", exc)
             return False
-        await self.store.set_meta(COMMANDS_HASH_KEY, digest)
+        await self.store.meta.set(COMMANDS_HASH_KEY, digest)
         self.commands_synced = True
         log.info("synced %d slash commands: %s", len(synced), ", ".join(f"/{c.name}" for c in synced))
         return True

@@ -251,7 +251,7 @@ class Poller:
                 continue
             seen.update(filter(None, (key, canon)))
             distinct.append((entry, key, canon))
-        known = await self.store.known_story_keys(
+        known = await self.store.stories.known_keys(
             [k for _, k, _ in distinct], [c for _, _, c in distinct if c]
         )
         fresh = [(e, k, c) for e, k, c in distinct if k not in known and not (c and c in known)]
@@ -276,7 +276,7 @@ class Poller:
                     "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
                     [(source.id, story_id, now) for story_id in sorted(known_ids)],
                 )
-            results = await self.store.add_stories(stories, source_id=source.id, backfill=backfill)
+            results = await self.store.stories.add_many(stories, source_id=source.id, backfill=backfill)
         new = [story for story, stored in zip(stories, results, strict=True) if stored.is_new]
         return new, len(distinct)
 
@@ -390,7 +390,7 @@ class Poller:
                 if row is None:
                     return  # deleted meanwhile
                 source.disabled_reason = row[0]
-            await self.store.save_source_state(source)
+            await self.store.sources.save_state(source)
 
     # --- every source -----------------------------------------------------------------------------------
 
@@ -399,7 +399,7 @@ class Poller:
     ) -> PollReport:
         """Every enabled source once, concurrently (bounded). A source backing off after failures (or asked
         to wait by Retry-After) is skipped until its time unless respect_backoff is False."""
-        sources = _interleave_hosts(await self.store.list_sources(enabled_only=True))
+        sources = _interleave_hosts(await self.store.sources.list(enabled_only=True))
         now = self.clock()
 
         async def one(source: Source) -> SourceReport:
@@ -445,7 +445,7 @@ class Poller:
             while True:
                 sleep_for = RESCAN_SECONDS
                 try:
-                    sources = await self.store.list_sources(enabled_only=True)
+                    sources = await self.store.sources.list(enabled_only=True)
                     now = self.clock()
                     alive = set()
                     for source in sources:
@@ -662,10 +662,11 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
     """`kpopnews poll --once`: one pass over every enabled source, stored, summarised. Posts nothing."""
     store = await Store.open(config.storage.database)
     try:
-        await store.sync_config_sources(config.sources)
+        await store.sources.sync_config(config.sources)
         configured = {s.url for s in config.sources}
-        disabled = [s for s in await store.list_sources() if s.url in configured and not s.enabled]
+        disabled = [s for s in await store.sources.list() if s.url in configured and not s.enabled]
         artists = await load_artist_index(err, without="stories are stored without artists")
+        store.artists = artists
 
         async def cluster_new(stories: list[Story]) -> None:
             # stored and clustered, so `kpopnews trending` sees them; nothing is queued for Discord
@@ -677,7 +678,7 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
                 config, store, Fetcher(session, config.polling), artists, on_new_stories=cluster_new
             )
             tty = _isatty(err)
-            total = len(await store.list_sources(enabled_only=True))
+            total = len(await store.sources.list(enabled_only=True))
             done = 0
 
             def progress(report: SourceReport) -> None:

@@ -74,7 +74,7 @@ async def search_stories(
 
     ids, total = await _text_ids(store, query, limit, offset)
     if total:
-        stories = await store.get_stories(ids)
+        stories = await store.stories.get_many(ids)
         return SearchResult(
             query, None, stories, min(total, TOTAL_CAP), [], "text", offset, limit, total > TOTAL_CAP
         )
@@ -98,7 +98,7 @@ async def _artist_page(
 ) -> SearchResult:
     ids = index.expand(artist.id)
     story_ids, total = await artist_story_ids(store, ids, limit=limit, offset=offset)
-    stories = await store.get_stories(story_ids)
+    stories = await store.stories.get_many(story_ids)
     return SearchResult(
         query,
         artist,
@@ -202,9 +202,9 @@ async def _text_ids(store: Store, text: str, limit: int, offset: int) -> tuple[l
 
 async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out: TextIO) -> int:
     """The CLI: the same search as /news, printed for people or as one JSON object per story."""
-    store = await Store.open(config.storage.database)
+    index = await asyncio.to_thread(ArtistIndex.load)
+    store = await Store.open(config.storage.database, artists=index)
     try:
-        index = await asyncio.to_thread(ArtistIndex.load)
         result = await search_stories(store, index, query, limit=limit)
     finally:
         await store.close()
@@ -299,16 +299,11 @@ async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> in
             return tagged
 
         results = await asyncio.to_thread(tag_batch)
-        async with store.write_lock:  # one transaction per batch, never interleaved with the ingest's
-            try:
-                for story_id, refs in results:
-                    if [r.id for r in refs] != before.get(story_id, []):
-                        await store.set_story_artists(story_id, refs, commit=False)
-                        changed += 1
-                await store.db.commit()
-            except BaseException:
-                await store.db.rollback()
-                raise
+        changes = {
+            story_id: refs for story_id, refs in results if [r.id for r in refs] != before.get(story_id, [])
+        }
+        await store.stories.set_artists(changes)  # one transaction per batch
+        changed += len(changes)
     return changed
 
 

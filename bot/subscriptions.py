@@ -309,7 +309,7 @@ async def add_feed_source(
         url = str(URL(url))
     except ValueError:
         raise SubscriptionError(f"{url[:200]} is not a valid URL") from None
-    existing = await store.get_source_by_url(url)
+    existing = await store.sources.get_by_url(url)
     if existing is not None and (existing.owner_guild_id in (None, guild_id) or existing.enabled):
         if existing.enabled:
             return existing
@@ -339,14 +339,14 @@ async def add_feed_source(
     except FeedError as exc:
         raise SubscriptionError(f"{url} does not answer with a feed I can read: {exc}") from None
     name = feed.title.strip() or URL(url).host or url
-    source = await store.add_source(url, truncate(name, 100), owner_guild_id=guild_id)
+    source = await store.sources.add(url, truncate(name, 100), owner_guild_id=guild_id)
     if not source.enabled:  # re-added by a server after the bot had left it
         await store.db.execute(
             "UPDATE sources SET disabled_reason = NULL, owner_guild_id = ? WHERE id = ?",
             (guild_id, source.id),
         )
         await store.db.commit()
-        source = await store.get_source(source.id) or source
+        source = await store.sources.get(source.id) or source
     await first_poll(source)
     log.info("server %d added feed %s as source %d (%s)", guild_id, url, source.id, source.name)
     return source
@@ -360,7 +360,7 @@ async def sources_for_guild(store: Store, guild_id: int, *, enabled_only: bool =
     return sorted(
         (
             s
-            for s in await store.list_sources(enabled_only=enabled_only)
+            for s in await store.sources.list(enabled_only=enabled_only)
             if s.owner_guild_id is None or s.owner_guild_id == guild_id
         ),
         key=lambda s: s.name.casefold(),

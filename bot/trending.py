@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from yarl import URL
 
+from bot.artists import load_artist_index
 from bot.clustering import cluster_unclustered
 from bot.config import DeliveryConfig
 from bot.models import ArtistRef, Quote
@@ -258,7 +260,7 @@ async def trending_clusters(
     )
     top = scored[:limit]
     ids = [s.id for _, c in top for s in c.stories]
-    known = await store.artists_of(ids) if ids else {}
+    known = await store.stories.artists_of(ids) if ids else {}
     result: list[TrendingCluster] = []
     for rank, (score, cluster) in enumerate(top, 1):
         first = cluster.first
@@ -391,7 +393,8 @@ def _one_line(text: str) -> str:
 
 async def run_trending(config: Any, *, hours: float, as_json: bool, limit: int, out: TextIO) -> int:
     """The CLI: the same ranking as /trending, one JSON object per cluster per line (best first) or text."""
-    store = await Store.open(config.storage.database)
+    artists = await load_artist_index(sys.stderr, without="stories are shown without artist names")
+    store = await Store.open(config.storage.database, artists=artists)
     try:
         # stories stored before clustering ran (an older version, an interrupted poll) are clustered first:
         # idempotent, and cheap when there are none

@@ -84,7 +84,7 @@ class About(commands.Cog):
 
     async def visible_sources(self, guild_id: int | None) -> list[Source]:
         """The operator's enabled sources, and the feeds this server added."""
-        sources = await self.bot.store.list_sources(enabled_only=True)
+        sources = await self.bot.store.sources.list(enabled_only=True)
         return [s for s in sources if s.owner_guild_id is None or s.owner_guild_id == guild_id]
 
     @app_commands.command(

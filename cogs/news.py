@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -14,7 +13,6 @@ from discord.ext import commands
 from bot.discord_bot import UserFacingError
 from bot.embed import build_story_embed, embed_length
 from bot.search import SearchResult, search_stories
-from bot.store import Store
 from bot.text import escape_discord, truncate
 from cogs.paging import OwnedPager
 from cogs.replies import answer
@@ -125,38 +123,16 @@ class NewsPager(OwnedPager):
         await self.cog.answer_error(interaction, "Sorry, I could not turn the page. Run `/news` again.")
 
 
-async def open_reader(store: Store) -> Store:
-    """A read-only connection to the same database, for searches. The shared connection runs one statement at
-    a time, so behind a busy ingest a search would wait its turn; in WAL mode a reader does not have to."""
-    if store.path == ":memory:":
-        return store
-    db = await aiosqlite.connect(f"file:{store.path}?mode=ro", uri=True)
-    db.row_factory = aiosqlite.Row
-    await db.execute("PRAGMA busy_timeout=5000")
-    return Store(db, store.path)
-
-
 class News(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self.reader: Store | None = None
-
-    async def cog_load(self) -> None:
-        self.reader = await open_reader(self.bot.store)
-
-    async def cog_unload(self) -> None:
-        if self.reader is not None and self.reader is not self.bot.store:
-            await self.reader.close()
-        self.reader = None
 
     @property
     def index(self) -> ArtistIndex | None:
         return getattr(self.bot, "artists", None)
 
     async def search(self, query: str, *, limit: int, offset: int) -> SearchResult:
-        return await search_stories(
-            self.reader or self.bot.store, self.index, query, limit=limit, offset=offset
-        )
+        return await search_stories(self.bot.store, self.index, query, limit=limit, offset=offset)
 
     @app_commands.command(name="news", description="The latest K-pop stories about an artist or group")
     @app_commands.describe(

@@ -12,7 +12,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.embed import safe_url, source_color
-from bot.store import Store
 from bot.text import escape_discord, one_line, truncate
 from bot.timeutil import to_iso, utcnow
 from bot.trending import (
@@ -23,7 +22,6 @@ from bot.trending import (
     outlets_label,
     trending_clusters,
 )
-from cogs.news import open_reader
 from cogs.paging import OwnedPager
 from cogs.replies import answer
 
@@ -132,19 +130,9 @@ class TrendingPager(OwnedPager):
 class Trending(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self.reader: Store | None = None
-
-    async def cog_load(self) -> None:
-        # a read-only connection: the ranking never waits behind the poller's writes (WAL)
-        self.reader = await open_reader(self.bot.store)  # type: ignore[attr-defined]
-
-    async def cog_unload(self) -> None:
-        if self.reader is not None and self.reader is not getattr(self.bot, "store", None):
-            await self.reader.close()
-        self.reader = None
 
     async def ranking(self, hours: int) -> list[TrendingCluster]:
-        store = self.reader or self.bot.store  # type: ignore[attr-defined]
+        store = self.bot.store  # type: ignore[attr-defined]
         return await trending_clusters(store, hours=hours, limit=DEFAULT_LIMIT)
 
     @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")

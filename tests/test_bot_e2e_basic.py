@@ -102,7 +102,7 @@ async def test_commands_sync_only_when_definitions_change(tmp_path: Path) -> Non
         assert "boom" in {c["name"] for c in server.commands}
         store = await Store.open(config.storage.database)
         try:
-            assert await store.get_meta(COMMANDS_HASH_KEY)
+            assert await store.meta.get(COMMANDS_HASH_KEY)
         finally:
             await store.close()
 

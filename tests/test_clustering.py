@@ -159,7 +159,7 @@ async def store(tmp_path):
 
 async def stored(store: Store, *stories: Story) -> list[Story]:
     copies = [replace(s, artists=list(s.artists), id=None, cluster_id=None) for s in stories]
-    results = await store.add_stories(copies, source_id=None)
+    results = await store.stories.add_many(copies, source_id=None)
     for _story, result in zip(copies, results, strict=True):
         assert result.is_new
     return copies

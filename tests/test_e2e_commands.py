@@ -90,4 +90,4 @@ async def test_a_feed_url_on_a_private_address_is_refused(tmp_path):
             )
             assert interaction.callback["type"] == 5  # deferred: checking a feed may take seconds
         assert await list_subscriptions(w.store) == []
-        assert [s for s in await w.store.list_sources() if s.owner_guild_id] == []
+        assert [s for s in await w.store.sources.list() if s.owner_guild_id] == []

@@ -374,11 +374,11 @@ async def test_also_on_edit_when_another_outlet_carries_the_story(tmp_path):
             title="Soompi",
         )
         w.feeds.set_feed("soompi", soompi)
-        await w.store.add_source(w.feeds.url("/dyn/soompi"), "Soompi", owner_guild_id=None)
+        await w.store.sources.add(w.feeds.url("/dyn/soompi"), "Soompi", owner_guild_id=None)
         # the first poll of a source is backfill; make this one count as a later poll
-        src = await w.store.get_source_by_url(w.feeds.url("/dyn/soompi"))
+        src = await w.store.sources.get_by_url(w.feeds.url("/dyn/soompi"))
         src.last_success_at = utcnow()
-        await w.store.save_source_state(src)
+        await w.store.sources.save_state(src)
         w.bot.poller.wake()
         await w.server.wait_for(
             lambda: "Also on" in (embed_of(w.server.message(int(posted["id"]))).get("description") or ""),

@@ -43,7 +43,7 @@ def event_stories(event: str) -> list[Story]:
 @pytest.fixture
 async def store(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    await db.sync_config_sources(
+    await db.sources.sync_config(
         [SourceConfig("Koreaboo", "https://k/feed"), SourceConfig("Soompi", "https://s/feed")]
     )
     yield db
@@ -53,7 +53,7 @@ async def store(tmp_path):
 async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
     first, second, *_ = event_stories("v-iu-lwa-bts")
     assert first.source != second.source
-    [koreaboo, soompi] = await store.list_sources()
+    [koreaboo, soompi] = await store.sources.list()
     await add_subscription(
         store, guild_id=GUILD, channel_id=NEWS, artist_id="bts"
     )  # a group: its members too
@@ -61,7 +61,7 @@ async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
     woken: list[int] = []
     expand = ArtistIndex.load().expand
 
-    await store.add_stories([first], source_id=koreaboo.id)
+    await store.stories.add_many([first], source_id=koreaboo.id)
     queued = await after_store(store, [first], config=CONFIG, wake=lambda: woken.append(1), expand=expand)
     assert queued == 2 and woken
     deliveries = await list_deliveries(store)
@@ -69,7 +69,7 @@ async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
     for delivery in deliveries:
         await record_sent(store, delivery, 1000 + delivery.channel_id)
 
-    await store.add_stories([second], source_id=soompi.id)
+    await store.stories.add_many([second], source_id=soompi.id)
     assert (
         await after_store(store, [second], config=CONFIG, expand=expand) == 0
     )  # the same event: no new post
@@ -83,10 +83,10 @@ async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
 
 async def test_poll_once_stores_and_clusters_but_queues_nothing(store):
     first, second, *_ = event_stories("v-iu-lwa-bts")
-    [koreaboo, soompi] = await store.list_sources()
+    [koreaboo, soompi] = await store.sources.list()
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
-    await store.add_stories([first], source_id=koreaboo.id)
-    await store.add_stories([second], source_id=soompi.id)
+    await store.stories.add_many([first], source_id=koreaboo.id)
+    await store.stories.add_many([second], source_id=soompi.id)
     assert await after_store(store, [first, second], config=CONFIG, deliver=False) == 0
     assert second.cluster_id == first.id
     assert await list_deliveries(store) == []
@@ -94,19 +94,19 @@ async def test_poll_once_stores_and_clusters_but_queues_nothing(store):
 
 async def test_a_trending_only_channel_gets_the_cluster_when_a_third_outlet_makes_it_trend(store):
     stories = event_stories("v-iu-lwa-bts")[:3]  # Koreaboo, Soompi, allkpop: three outlets
-    [koreaboo, soompi] = await store.list_sources()
+    [koreaboo, soompi] = await store.sources.list()
     await add_subscription(store, guild_id=GUILD, channel_id=FANS, only_trending=True)
     expand = ArtistIndex.load().expand
     for story, source in zip(stories[:2], (koreaboo, soompi), strict=True):
-        await store.add_stories([story], source_id=source.id)
+        await store.stories.add_many([story], source_id=source.id)
         assert await after_store(store, [story], config=CONFIG, expand=expand) == 0  # not trending yet
-    await store.add_stories([stories[2]], source_id=soompi.id)
+    await store.stories.add_many([stories[2]], source_id=soompi.id)
     assert await after_store(store, [stories[2]], config=CONFIG, expand=expand) == 1
     [delivery] = await list_deliveries(store)
     assert (
         delivery.channel_id == FANS and delivery.story_id == stories[0].id
     )  # the first outlet's story leads
     later = event_stories("v-iu-lwa-bts")[3:]  # SCMP joins: named under the post, not posted again
-    await store.add_stories(later, source_id=soompi.id)
+    await store.stories.add_many(later, source_id=soompi.id)
     assert await after_store(store, later, config=CONFIG, expand=expand) == 0
     assert len(await list_deliveries(store)) == 1

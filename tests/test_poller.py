@@ -72,7 +72,7 @@ class Harness:
             polling=replace(self.polling, **polling),
             sources=tuple(SourceConfig(name, url) for name, url in sources),
         )
-        await self.store.sync_config_sources(config.sources)
+        await self.store.sources.sync_config(config.sources)
         if self.session is None:
             self.session = make_session(config.polling)
 
@@ -90,7 +90,7 @@ class Harness:
         )
 
     async def source(self, name: str):
-        return next(s for s in await self.store.list_sources() if s.name == name)
+        return next(s for s in await self.store.sources.list() if s.name == name)
 
     def rows(self, sql: str, *args: object) -> list[tuple]:
         con = sqlite3.connect(self.tmp_path / "k.db")
@@ -289,13 +289,13 @@ async def test_a_story_carried_by_two_feeds_is_stored_once_and_linked_to_both(h)
 
 async def test_guild_feeds_may_not_reach_private_addresses(h):
     poller = await h.poller([("Operator", h.server.url(KOREABOO))])
-    added = await h.store.add_source(h.server.url("/dyn/guild"), "Guild feed", owner_guild_id=42)
+    added = await h.store.sources.add(h.server.url("/dyn/guild"), "Guild feed", owner_guild_id=42)
     h.server.set_feed("guild", wordpress_feed(2, prefix="guild"))
     reports = by_name((await poller.poll_all()).sources)
     assert reports["Operator"].outcome == "fetched"
     assert reports["Guild feed"].failed and "127.0.0.1 is a loopback address" in reports["Guild feed"].error
     assert h.server.hits["/dyn/guild"] == 0
-    assert (await h.store.get_source(added.id)).last_error == reports["Guild feed"].error
+    assert (await h.store.sources.get(added.id)).last_error == reports["Guild feed"].error
 
 
 async def test_run_forever_polls_on_schedule_and_stops_cleanly(h):

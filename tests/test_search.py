@@ -68,7 +68,7 @@ async def store(tmp_path, index):
             summary='The group\'s seventh number one, with a "special" stage.',
         ),
     ]
-    await db.add_stories(stories, source_id=None)
+    await db.stories.add_many(stories, source_id=None)
     # story 5 was first seen 10 hours after T0
     await db.db.execute(
         "UPDATE stories SET first_seen_at = ? WHERE story_key = 'guid-5'",
@@ -264,9 +264,9 @@ async def test_retag_all_fixes_old_tags_in_batches(store, index):
         "UPDATE stories SET content_html = ? WHERE id = ?",
         ("<p>Red Velvet's Joy will star in a new drama, SM Entertainment said.</p>", story_id),
     )
-    await store.set_story_artists(story_id, [ArtistRef("old-id", "Old", None)])
+    await store.stories.set_artists({story_id: [ArtistRef("old-id", "Old", None)]})
     changed = await retag_all(store, index, batch=2)
     assert changed >= 1
-    story = await store.get_story(story_id)
+    story = await store.stories.get(story_id)
     assert [a.id for a in story.artists] == ["red-velvet-joy"]
     assert await retag_all(store, index, batch=2) == 0  # nothing changes twice

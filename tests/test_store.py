@@ -2,10 +2,11 @@ import sqlite3
 
 import pytest
 
-from bot import store as store_module
 from bot.config import SourceConfig
 from bot.models import Story
-from bot.store import Migration, Store, StoreError, load_migrations
+from bot.store import Store, StoreError, load_migrations
+from bot.store import database as store_module
+from bot.store.database import Migration
 
 
 def story(key: str, url: str, title: str = "BTS's V sings to IU") -> Story:
@@ -45,30 +46,34 @@ async def test_missing_folder_is_a_clear_error(tmp_path):
 
 async def test_a_story_in_two_feeds_is_stored_once(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    a, b = await db.sync_config_sources(
+    a, b = await db.sources.sync_config(
         [
             SourceConfig("Soompi", "https://www.soompi.com/feed"),
             SourceConfig("Soompi BTS", "https://x/tag/bts/feed"),
         ]
     )
-    first = await db.add_stories([story("guid-1", "https://www.soompi.com/article/1")], source_id=a.id)
-    second = await db.add_stories([story("guid-1", "https://www.soompi.com/article/1")], source_id=b.id)
+    first = await db.stories.add_many([story("guid-1", "https://www.soompi.com/article/1")], source_id=a.id)
+    second = await db.stories.add_many([story("guid-1", "https://www.soompi.com/article/1")], source_id=b.id)
     assert first[0].is_new and not second[0].is_new
     assert first[0].id == second[0].id
     # same canonical link under another guid: still the same story
-    third = await db.add_stories([story("other-guid", "https://www.soompi.com/article/1")], source_id=b.id)
+    third = await db.stories.add_many(
+        [story("other-guid", "https://www.soompi.com/article/1")], source_id=b.id
+    )
     assert third[0].id == first[0].id and not third[0].is_new
     async with db.db.execute("SELECT count(*) FROM stories") as cursor:
         assert (await cursor.fetchone())[0] == 1
     async with db.db.execute("SELECT count(*) FROM source_stories") as cursor:
         assert (await cursor.fetchone())[0] == 2
-    assert await db.known_story_keys(["guid-1", "nope"], []) == {"guid-1": first[0].id}
+    assert await db.stories.known_keys(["guid-1", "nope"], []) == {"guid-1": first[0].id}
     await db.close()
 
 
 async def test_full_text_index_follows_the_stories(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    await db.add_stories([story("k", "https://a/1", title="Stray Kids announce world tour")], source_id=None)
+    await db.stories.add_many(
+        [story("k", "https://a/1", title="Stray Kids announce world tour")], source_id=None
+    )
     async with db.db.execute("SELECT rowid FROM stories_fts WHERE stories_fts MATCH 'tour'") as cursor:
         assert len(await cursor.fetchall()) == 1
     await db.db.execute("UPDATE stories SET title = 'Stray Kids comeback' WHERE story_key = 'k'")
@@ -79,31 +84,31 @@ async def test_full_text_index_follows_the_stories(tmp_path):
 
 async def test_config_sources_sync(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    await db.sync_config_sources([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
-    await db.sync_config_sources([SourceConfig("A renamed", "https://a/feed")])
-    by_url = {s.url: s for s in await db.list_sources()}
+    await db.sources.sync_config([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
+    await db.sources.sync_config([SourceConfig("A renamed", "https://a/feed")])
+    by_url = {s.url: s for s in await db.sources.list()}
     assert by_url["https://a/feed"].name == "A renamed" and by_url["https://a/feed"].enabled
     assert by_url["https://b/feed"].disabled_reason == "removed from the configuration"
-    await db.sync_config_sources([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
-    assert all(s.enabled for s in await db.list_sources())
-    assert [s.url for s in await db.list_sources(enabled_only=True)] == ["https://a/feed", "https://b/feed"]
+    await db.sources.sync_config([SourceConfig("A", "https://a/feed"), SourceConfig("B", "https://b/feed")])
+    assert all(s.enabled for s in await db.sources.list())
+    assert [s.url for s in await db.sources.list(enabled_only=True)] == ["https://a/feed", "https://b/feed"]
     await db.close()
 
 
 async def test_source_state_round_trips(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    (source,) = await db.sync_config_sources([SourceConfig("A", "https://a/feed")])
+    (source,) = await db.sources.sync_config([SourceConfig("A", "https://a/feed")])
     source.etag, source.consecutive_failures, source.last_error = '"abc"', 3, "timed out"
-    await db.save_source_state(source)
-    loaded = await db.get_source(source.id)
+    await db.sources.save_state(source)
+    loaded = await db.sources.get(source.id)
     assert (loaded.etag, loaded.consecutive_failures, loaded.last_error) == ('"abc"', 3, "timed out")
     await db.close()
 
 
 async def test_meta(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    assert await db.get_meta("x") is None
-    await db.set_meta("x", "1")
-    await db.set_meta("x", "2")
-    assert await db.get_meta("x") == "2"
+    assert await db.meta.get("x") is None
+    await db.meta.set("x", "1")
+    await db.meta.set("x", "2")
+    assert await db.meta.get("x") == "2"
     await db.close()

@@ -24,8 +24,8 @@ async def rows(db: Store, sql: str) -> list[tuple]:
 
 async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(tmp_path):
     db = await Store.open(tmp_path / "k.db")
-    (source,) = await db.sync_config_sources([SourceConfig("Soompi", "https://www.soompi.com/feed")])
-    (old,) = await db.add_stories([story("old", "https://a/old", artists=("iu",))], source_id=None)
+    (source,) = await db.sources.sync_config([SourceConfig("Soompi", "https://www.soompi.com/feed")])
+    (old,) = await db.stories.add_many([story("old", "https://a/old", artists=("iu",))], source_id=None)
 
     batch = [
         story("k1", "https://a/1", artists=("bts", "bts-v")),
@@ -37,7 +37,7 @@ async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(tmp
         story("k7", "https://b/7?utm_source=x", canonical="https://b/7"),
         story("k8", "https://a/8", canonical="k6"),  # canonical equal to a fresh story's key: a new story
     ]
-    results = await db.add_stories(batch, source_id=source.id)
+    results = await db.stories.add_many(batch, source_id=source.id)
 
     assert [r.is_new for r in results] == [True, False, False, False, False, True, True, True]
     first, k6, k7, k8 = results[0].id, results[5].id, results[6].id, results[7].id
@@ -73,13 +73,13 @@ async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(tmp
 async def test_an_empty_batch_still_commits_what_the_caller_wrote_first(tmp_path):
     """The poller links known stories on the same connection and lets add_stories commit them."""
     db = await Store.open(tmp_path / "k.db")
-    (source,) = await db.sync_config_sources([SourceConfig("Soompi", "https://www.soompi.com/feed")])
-    (stored,) = await db.add_stories([story("k", "https://a/k")], source_id=None)
+    (source,) = await db.sources.sync_config([SourceConfig("Soompi", "https://www.soompi.com/feed")])
+    (stored,) = await db.stories.add_many([story("k", "https://a/k")], source_id=None)
     await db.db.execute(
         "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?, ?, '2026-01-01T00:00:00Z')",
         (source.id, stored.id),
     )
-    assert await db.add_stories([], source_id=source.id) == []
+    assert await db.stories.add_many([], source_id=source.id) == []
     assert not db.db.in_transaction
     await db.close()
 
@@ -89,7 +89,7 @@ async def test_a_failing_batch_stores_nothing(tmp_path):
     bad = story("bad", "https://a/bad")
     bad.title = None  # type: ignore[assignment]  # NOT NULL: the insert fails
     try:
-        await db.add_stories([story("good", "https://a/good"), bad], source_id=None)
+        await db.stories.add_many([story("good", "https://a/good"), bad], source_id=None)
     except Exception:
         pass
     else:

@@ -72,7 +72,7 @@ async def store(tmp_path):
 
 @pytest.fixture
 async def sources(store):
-    return await store.sync_config_sources(
+    return await store.sources.sync_config(
         [
             SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/"),
             SourceConfig("Soompi", "https://soompi/feed"),
@@ -81,7 +81,7 @@ async def sources(store):
 
 
 async def add(store, source, *stories, backfill=False) -> list[int]:
-    results = await store.add_stories(list(stories), source_id=source.id, backfill=backfill)
+    results = await store.stories.add_many(list(stories), source_id=source.id, backfill=backfill)
     return [r.id for r in results]
 
 
@@ -328,7 +328,7 @@ async def test_channel_gone_and_guild_left(store, sources):
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     await add_subscription(store, guild_id=GUILD, channel_id=FANS)
     await add_subscription(store, guild_id=OTHER_GUILD, channel_id=MISC)
-    owned = await store.add_source("https://fan.example/feed", "Fan feed", owner_guild_id=GUILD)
+    owned = await store.sources.add("https://fan.example/feed", "Fan feed", owner_guild_id=GUILD)
     ids = await add(store, sources[0], make_story(1))
     await queue(store, ids)
     assert await remove_channel(store, NEWS, reason="404 Unknown Channel") == 1
@@ -339,8 +339,8 @@ async def test_channel_gone_and_guild_left(store, sources):
     }
     assert await remove_guild(store, GUILD) == 1
     assert [s.channel_id for s in await list_subscriptions(store)] == [MISC]
-    assert (await store.get_source(owned.id)).disabled_reason is not None
-    assert (await store.get_source(sources[0].id)).disabled_reason is None
+    assert (await store.sources.get(owned.id)).disabled_reason is not None
+    assert (await store.sources.get(sources[0].id)).disabled_reason is None
 
 
 # --- feeds added from Discord ------------------------------------------------------------------------------
@@ -414,7 +414,7 @@ async def test_a_feed_url_becomes_the_servers_source_and_its_stories_are_not_pos
         feeds.set_feed("fans", fan_feed(1, 2))
         source = await add_feed(store, fetcher, feeds.url("/dyn/fans"))
         assert source.owner_guild_id == GUILD and source.name == "Fan Site" and source.enabled
-        stored = await store.known_story_keys(["fan-1", "fan-2"], [])
+        stored = await store.stories.known_keys(["fan-1", "fan-2"], [])
         assert len(stored) == 2  # stored at once, as backfill
         await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=source.id)
         assert await queue(store, list(stored.values())) == 0
@@ -429,7 +429,7 @@ async def test_a_feed_url_becomes_the_servers_source_and_its_stories_are_not_pos
         async def on_new(stories):
             new_ids.extend(s.id for s in stories)
 
-        await loopback_poller(store, fetcher, on_new_stories=on_new)(await store.get_source(source.id))
+        await loopback_poller(store, fetcher, on_new_stories=on_new)(await store.sources.get(source.id))
         assert len(new_ids) == 1 and await queue(store, new_ids) == 1
 
 
@@ -451,7 +451,7 @@ async def test_feed_urls_that_are_refused(store, fetcher):
             await add_feed(store, fetcher, feeds.url("/html"))
         with pytest.raises(SubscriptionError, match="could not be read"):
             await add_feed(store, fetcher, feeds.url("/status/404"))
-        assert [s for s in await store.list_sources() if s.owner_guild_id] == []  # nothing half-added
+        assert [s for s in await store.sources.list() if s.owner_guild_id] == []  # nothing half-added
 
 
 async def test_a_server_may_add_only_so_many_feeds(store, fetcher):
@@ -471,6 +471,6 @@ async def test_a_server_may_add_only_so_many_feeds(store, fetcher):
         # a feed no subscription uses any more frees its place
         await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=one.id)
         await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS)
-        assert (await store.get_source(one.id)).disabled_reason is not None
+        assert (await store.sources.get(one.id)).disabled_reason is not None
         fourth = await add_feed(store, fetcher, feeds.url("/dyn/d"), config=small)
         assert fourth.enabled and fourth.owner_guild_id == GUILD

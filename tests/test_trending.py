@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.artists import ArtistIndex
 from bot.clustering import assign_clusters
 from bot.config import DeliveryConfig
 from bot.models import ArtistRef, Quote, Story
@@ -109,14 +110,14 @@ def seventeen_story(now: datetime = NOW, hours_ago: float = 0.5) -> Story:
 
 
 async def store_and_cluster(store: Store, stories: list[Story], source_id: int | None = None) -> list[Story]:
-    await store.add_stories(stories, source_id=source_id)
+    await store.stories.add_many(stories, source_id=source_id)
     await assign_clusters(store, stories)
     return stories
 
 
 @pytest.fixture
 async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
+    db = await Store.open(tmp_path / "k.db", artists=ArtistIndex.load())
     yield db
     await db.close()
 
@@ -244,7 +245,7 @@ async def test_fan_posts_are_counted_once_per_post(store):
 
 
 async def test_unclustered_stories_are_their_own_clusters(store):
-    await store.add_stories(v_iu_stories(), source_id=None)  # stored, not clustered
+    await store.stories.add_many(v_iu_stories(), source_id=None)  # stored, not clustered
     ranked = await trending_clusters(store, now=NOW)
     assert len(ranked) == 3 and all(len(c.outlets) == 1 for c in ranked)
 
@@ -270,7 +271,7 @@ async def test_text_output_reads_like_a_list(store):
 
 async def test_trending_only_subscription_gets_a_cluster_once_when_it_crosses(store):
     delivery = DeliveryConfig(max_age_hours=24)
-    source = await store.add_source("https://www.soompi.com/feed", "Soompi", owner_guild_id=None)
+    source = await store.sources.add("https://www.soompi.com/feed", "Soompi", owner_guild_id=None)
     await add_subscription(store, guild_id=1, channel_id=10, only_trending=True)
     await add_subscription(store, guild_id=1, channel_id=20, artist_id="iu", only_trending=True)
     await add_subscription(

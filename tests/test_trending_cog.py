@@ -37,13 +37,13 @@ SINGLES = [
 async def fill(store: Store) -> None:
     now = utcnow()
     cluster = v_iu_stories(now=now)
-    await store.add_stories(cluster, source_id=None)
+    await store.stories.add_many(cluster, source_id=None)
     await assign_clusters(store, cluster)
     singles = [
         make_story(f"single-{i}", "Soompi", "www.soompi.com", title, "A story.", 6 + i, [artist], now=now)
         for i, (title, artist) in enumerate(SINGLES)
     ]
-    await store.add_stories(singles, source_id=None)
+    await store.stories.add_many(singles, source_id=None)
     await assign_clusters(store, singles)
 
 

@@ -1,0 +1,106 @@
+"""The store: the only place with SQL. One table class per purpose, one way in for writes.
+
+    store = await Store.open(path, artists=index)
+    story = await store.stories.get(story_id)               # a read: the read connection
+    async with store.transaction():                         # writes that belong together: one commit
+        await store.subscriptions.add(...)
+        await store.deliveries.queue(...)
+
+Every write method is a transaction of its own when called outside `transaction()`, and joins the caller's
+transaction when called inside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+from bot.models import ArtistRef
+from bot.store.database import Database, StoreError, load_migrations
+from bot.store.meta import MetaTable
+from bot.store.sources import SourceTable
+from bot.store.stories import ArtistNamer, StoredStory, StoryTable
+
+__all__ = ["ArtistLookup", "Store", "StoreError", "StoredStory", "load_migrations"]
+
+
+class _Artist(Protocol):
+    def ref(self) -> ArtistRef: ...
+
+
+class ArtistLookup(Protocol):
+    """What the store needs of the artist index: an artist by id (the index itself fits)."""
+
+    def get(self, artist_id: str) -> _Artist | None: ...
+
+
+class Store:
+    """The database and its tables."""
+
+    def __init__(self, db: Database, *, artists: ArtistLookup | None = None) -> None:
+        self._db = db
+        self.path = db.path
+        self.artists = artists  # the artist index that names stored artist ids; None: named by their ids
+        self.meta = MetaTable(db)
+        self.sources = SourceTable(db)
+        self.stories = StoryTable(db, self._artist_namer)
+
+    @classmethod
+    async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:
+        return cls(await Database.open(path), artists=artists)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def migrate(self) -> list[int]:
+        return await self._db.migrate()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Store]:
+        """Writes inside commit together or not at all; holds the one write connection meanwhile."""
+        async with self._db.transaction():
+            yield self
+
+    def _artist_namer(self) -> ArtistNamer | None:
+        index = self.artists
+        if index is None:
+            return None
+
+        def name(artist_id: str) -> ArtistRef | None:
+            artist = index.get(artist_id)
+            return artist.ref() if artist is not None else None
+
+        return name
+
+    # --- TRANSITIONAL: removed once every caller goes through the tables ----------------------------------
+
+    @property
+    def db(self):  # type: ignore[no-untyped-def]
+        return self._db._writer
+
+    @property
+    def write_lock(self) -> _LegacyLock:
+        return _LegacyLock(self._db)
+
+    async def select_in(self, sql: str, values: list) -> list:  # type: ignore[type-arg]
+        return await self._db.select_in(sql, values)
+
+
+class _LegacyLock:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cms: dict = {}  # type: ignore[type-arg]
+
+    async def __aenter__(self) -> None:
+        import asyncio
+
+        cm = self._db.transaction()
+        self._cms.setdefault(asyncio.current_task(), []).append(cm)
+        await cm.__aenter__()
+
+    async def __aexit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        await self._cms[asyncio.current_task()].pop().__aexit__(*exc)

@@ -1,0 +1,58 @@
+"""Rows to models and back: the one place that knows how a model is laid out in its table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.models import ArtistRef, Quote, Source, Story
+from bot.timeutil import from_iso
+
+
+def quotes_to_json(quotes: list[Quote]) -> str:
+    return json.dumps([q.to_json() | {"score": q.score} for q in quotes], ensure_ascii=False)
+
+
+def quotes_from_json(text: str | None) -> list[Quote]:
+    return [Quote.from_json(q) for q in json.loads(text or "[]")]
+
+
+def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
+    return Story(
+        key=row["story_key"],
+        title=row["title"],
+        url=row["url"],
+        source=row["source_name"],
+        published=from_iso(row["published_at"]),
+        summary=row["summary"],
+        image=row["image_url"],
+        quotes=quotes_from_json(row["quotes_json"]),
+        artists=list(artists or []),
+        categories=json.loads(row["categories_json"] or "[]"),
+        content_html=row["content_html"],
+        canonical_url=row["canonical_url"],
+        id=row["id"],
+        source_id=row["source_id"],
+        first_seen=from_iso(row["first_seen_at"]),
+        cluster_id=row["cluster_id"],
+    )
+
+
+def source_from_row(row: Any) -> Source:
+    return Source(
+        id=row["id"],
+        url=row["url"],
+        name=row["name"],
+        owner_guild_id=row["owner_guild_id"],
+        color=row["color"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        last_fetched_at=from_iso(row["last_fetched_at"]),
+        last_success_at=from_iso(row["last_success_at"]),
+        consecutive_failures=row["consecutive_failures"],
+        next_poll_at=from_iso(row["next_poll_at"]),
+        disabled_reason=row["disabled_reason"],
+    )
