@@ -12,39 +12,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import discord
 from aiolimiter import AsyncLimiter
+from discord.ext import commands
 
-from bot.config import DeliveryConfig
-from bot.embed import build_story_embed
-from bot.models import Story
-from bot.pipeline import after_store
-from bot.poller import Poller
-from bot.store import Store
-from bot.subscriptions import (
-    Delivery,
+from bot.delivery_queue import (
     due_deliveries,
-    get_delivery,
-    mark_attempt,
-    next_due_at,
-    pending_edits,
     record_edited,
     record_failed,
     record_forbidden,
     record_sent,
     record_transient_failure,
-    remove_channel,
-    remove_guild,
 )
+from bot.embed import build_story_embed
+from bot.models import Delivery, Story
+from bot.store import Store
+from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # 48 requests/s with a bucket of 2: a late wake-up is caught up (a bucket of 1 loses it, ~46/s in practice),
 # and any one-second window still holds at most 2 + 48 = 50 requests: the bot never causes a global 429.
@@ -56,6 +46,7 @@ NONCE_TRUST = timedelta(
     minutes=4
 )  # Discord remembers a nonce a few minutes; older in-doubt sends are checked
 UNKNOWN_CHANNEL, UNKNOWN_MESSAGE = 10003, 10008
+EDITS_PER_PASS = 500  # "Also on" edits made in one pass of the worker
 
 
 class DeliveryWorker:
@@ -65,20 +56,15 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        bot: discord.Client,
+        bot: commands.Bot,
         store: Store,
         *,
-        config: DeliveryConfig | None = None,
-        write_lock: asyncio.Lock | None = None,
         rate: float = GLOBAL_RATE,
         concurrency: int = CHANNEL_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
         self.bot = bot
         self.store = store
-        self.config = config or DeliveryConfig()
-        # the store has one connection: a commit of ours must not land inside another writer's transaction
-        self.write_lock = write_lock or store.write_lock
         self.limiter = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / rate)
         self.sweep_seconds = sweep_seconds
         self._slots = asyncio.Semaphore(concurrency)
@@ -138,22 +124,18 @@ class DeliveryWorker:
 
     async def _on_guild_remove(self, guild: discord.Guild) -> None:
         try:
-            await self._write(remove_guild, guild.id)
+            await remove_guild(self.store, guild.id)
         except Exception:
             log.exception("could not remove the subscriptions of server %s (%d)", guild.name, guild.id)
 
     async def _on_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         try:
-            await self._write(remove_channel, channel.id, reason="the channel was deleted")
+            await remove_channel(self.store, channel.id, reason="the channel was deleted")
         except Exception:
             log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
 
-    async def _write(self, change: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        async with self.write_lock:
-            return await change(self.store, *args, **kwargs)
-
     async def _time_to_next(self) -> float:
-        due = await next_due_at(self.store)
+        due = await self.store.deliveries.next_due_at()
         if due is None:
             return self.sweep_seconds
         return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
@@ -192,28 +174,28 @@ class DeliveryWorker:
     async def _deliver(self, queued: Delivery) -> bool:
         """Post one delivery. True: the channel may go on with its next one."""
         # read again: it may have been dropped (unsubscribed) or its Also on list grown since it was queued
-        delivery = await get_delivery(self.store, queued.id)
+        delivery = await self.store.deliveries.get(queued.id)
         if delivery is None or delivery.status != "pending":
             return True
         story = await self.store.stories.get(delivery.story_id)
         if story is None:
-            await self._write(record_failed, delivery, "the story is no longer stored")
+            await record_failed(self.store, delivery, "the story is no longer stored")
             return True
         channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
         try:
             embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
         except Exception as exc:  # a story the embed builder cannot render is a defect to log, not to retry
             log.exception("cannot build the embed of story %d", story.id)
-            await self._write(record_failed, delivery, f"the post could not be built: {exc}")
+            await record_failed(self.store, delivery, f"the post could not be built: {exc}")
             return True
-        in_doubt = delivery.attempt_started_at and utcnow() - delivery.attempt_started_at > NONCE_TRUST
-        if in_doubt and embed.url:
+        started = delivery.attempt_started_at
+        if started is not None and utcnow() - started > NONCE_TRUST and embed.url:
             # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
-            message_id = await self._find_posted(channel, embed.url, delivery.attempt_started_at)
+            message_id = await self._find_posted(channel, embed.url, started)
             if message_id is not None:
-                await self._write(record_sent, delivery, message_id)
+                await record_sent(self.store, delivery, message_id)
                 return True
-        await self._write(mark_attempt, delivery.id)
+        await self.store.deliveries.mark_attempt(delivery.id, at=utcnow())
         delivery.attempts += 1
         try:
             await self.limiter.acquire()
@@ -230,19 +212,19 @@ class DeliveryWorker:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._retry(delivery, f"network error talking to Discord: {exc!r}")
             return False
-        await self._write(record_sent, delivery, message.id)
+        await record_sent(self.store, delivery, message.id)
         self.sent += 1
         return True
 
     async def _failed(self, delivery: Delivery, exc: discord.HTTPException) -> bool:
         reason = _describe(exc)
         if isinstance(exc, discord.Forbidden):
-            await self._write(record_forbidden, delivery, reason)
+            await record_forbidden(self.store, delivery, reason)
             self.wake()
             return False
         # only Discord's own "Unknown Channel": a bare 404 (a misconfigured api_base) must not delete anything
         if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
-            await self._write(remove_channel, delivery.channel_id, reason=f"Discord says: {reason}")
+            await remove_channel(self.store, delivery.channel_id, reason=f"Discord says: {reason}")
             return False
         if exc.status == 429 or exc.status >= 500:
             await self._retry(delivery, reason, retry_after=_retry_after(exc))
@@ -258,11 +240,11 @@ class DeliveryWorker:
             delivery.channel_id,
             reason,
         )
-        await self._write(record_failed, delivery, reason)
+        await record_failed(self.store, delivery, reason)
         return True
 
     async def _retry(self, delivery: Delivery, reason: str, *, retry_after: float | None = None) -> None:
-        will = await self._write(record_transient_failure, delivery, reason, retry_after=retry_after)
+        will = await record_transient_failure(self.store, delivery, reason, retry_after=retry_after)
         log.warning(
             "delivery %d to channel %d: %s; %s",
             delivery.id,
@@ -298,10 +280,10 @@ class DeliveryWorker:
     # --- "Also on" edits --------------------------------------------------------------------------------
 
     async def _edit_pass(self) -> None:
-        for delivery in await pending_edits(self.store):
+        for delivery in await self.store.deliveries.pending_edits(limit=EDITS_PER_PASS):
             story = await self.store.stories.get(delivery.story_id)
             if story is None or delivery.message_id is None:
-                await self._write(record_edited, delivery, gave_up=True)
+                await record_edited(self.store, delivery, gave_up=True)
                 continue
             channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
             try:
@@ -316,12 +298,12 @@ class DeliveryWorker:
                     continue
                 # deleted message, lost access, refused edit: an Also on line is not worth more tries
                 log.info("Also on edit of message %d given up: %s", delivery.message_id, _describe(exc))
-                await self._write(record_edited, delivery, gave_up=True)
+                await record_edited(self.store, delivery, gave_up=True)
                 continue
             except (discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.info("Also on edit of message %d: %r; later", delivery.message_id, exc)
                 continue
-            await self._write(record_edited, delivery)
+            await record_edited(self.store, delivery)
 
 
 def _describe(exc: discord.HTTPException) -> str:
@@ -340,30 +322,3 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def install_services(bot: Any) -> DeliveryWorker:
-    """Give the bot its poller and delivery worker as background services (`bot.poller`, `bot.delivery`).
-
-    New stories go poller -> clustering -> queue_deliveries -> worker.wake(). Called once, from the bot's
-    setup_hook, after it opened the store and session: polling never depends on a cog loading."""
-    existing = getattr(bot, "delivery", None)
-    if isinstance(existing, DeliveryWorker):
-        return existing
-    config = bot.config
-    artists = bot.artists
-    expand = artists.expand if artists is not None else (lambda artist_id: ())
-    worker: DeliveryWorker
-
-    async def on_new_stories(stories: list[Story]) -> None:
-        # clustering rolls back on failure: outside the lock it would undo another feed's half-stored stories
-        async with worker.write_lock:
-            await after_store(bot.store, stories, config=config.delivery, wake=worker.wake, expand=expand)
-
-    poller = Poller(config, bot.store, bot.fetcher, artists, on_new_stories=on_new_stories)
-    worker = DeliveryWorker(bot, bot.store, config=config.delivery)  # writes under the store's one lock
-    bot.delivery = worker
-    bot.poller = poller
-    bot.add_service("delivery", worker.run)
-    bot.add_service("poller", poller.run_forever)
-    return worker

@@ -27,8 +27,12 @@ from discord.ext import commands
 
 from bot.artists import load_artist_index
 from bot.config import Config
-from bot.delivery import install_services
+from bot.delivery import DeliveryWorker
 from bot.fetch import Fetcher, make_session
+from bot.models import Source, Story
+from bot.onboarding import FeedOnboarding
+from bot.pipeline import after_store
+from bot.poller import Poller
 from bot.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -144,11 +148,15 @@ async def answer_ephemerally(interaction: discord.Interaction, text: str) -> Non
 
 class KpopNewsBot(commands.Bot):
     """The bot. Cogs reach what it shares as `bot.config`, `bot.store`, `bot.http_session`, `bot.fetcher`,
-    `bot.artists` (None until the artist index loads, or if it cannot)."""
+    `bot.artists` (None until the artist index loads, or if it cannot), and the stages `setup_hook` wires:
+    `bot.poller`, `bot.delivery` (the delivery worker), `bot.onboarding` (feeds added from Discord)."""
 
     store: Store
     http_session: aiohttp.ClientSession
     fetcher: Fetcher
+    poller: Poller
+    delivery: DeliveryWorker
+    onboarding: FeedOnboarding
 
     def __init__(self, config: Config, **kwargs: Any) -> None:
         # the bot never joins voice: silence discord.py's start-up warnings about voice libraries
@@ -192,7 +200,7 @@ class KpopNewsBot(commands.Bot):
             return
         self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
         self.store.artists = self.artists
-        install_services(self)  # the poller and the delivery worker, started below once commands are ready
+        self._wire_stages()  # the poller and the delivery worker start below, once commands are ready
         for name in COG_EXTENSIONS:
             if self._closing:
                 return
@@ -205,6 +213,37 @@ class KpopNewsBot(commands.Bot):
         self._services_started = True
         for name in self._services:
             self._start_service(name)
+
+    def _wire_stages(self) -> None:
+        """Build the stages, each given what it needs (none builds another), and register the services.
+
+        New stories go poller -> after_store (cluster, queue deliveries) -> the delivery worker, woken. Here, not
+        in a cog, so polling never depends on a cog loading."""
+        config = self.config
+        expand = self.artists.expand if self.artists is not None else None
+        self.delivery = DeliveryWorker(self, self.store)
+        wake = self.delivery.wake
+
+        async def on_new_stories(stories: list[Story]) -> None:
+            await after_store(self.store, stories, config=config.delivery, wake=wake, expand=expand)
+
+        self.poller = Poller(config, self.store, self.fetcher, self.artists, on_new_stories=on_new_stories)
+        self.onboarding = FeedOnboarding(
+            self.store,
+            self.fetcher,
+            self.poller.workers.parse,
+            first_poll=self._first_poll,
+            max_guild_sources=config.delivery.max_guild_sources,
+            max_feed_bytes=config.polling.max_feed_bytes,
+        )
+        self.add_service("delivery", self.delivery.run)
+        self.add_service("poller", self.poller.run_forever)
+
+    async def _first_poll(self, source: Source) -> None:
+        """A feed a server just added: store what it carries now (as backfill: never posted), then let the
+        poller schedule it."""
+        await self.poller.poll_source(source)
+        self.poller.wake()
 
     async def _load_extension(self, name: str) -> None:
         if importlib.util.find_spec(name) is None:

@@ -131,3 +131,78 @@ class Source:
     @property
     def enabled(self) -> bool:
         return self.disabled_reason is None
+
+
+STATUS_OK, STATUS_UNHEALTHY, STATUS_PAUSED = "ok", "unhealthy", "paused"  # a subscription's health
+
+
+@dataclass
+class Subscription:
+    """A channel's wish for stories: every story, or one artist's, or one source's; all of them or trending."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    artist_id: str | None  # None: every artist
+    source_id: int | None  # None: every source
+    only_trending: bool
+    created_at: datetime | None
+    start_story_id: int  # stories with an id up to this were stored before it and are never posted to it
+    status: str = STATUS_OK  # ok | unhealthy | paused
+    last_error: str | None = None  # what went wrong and what to do
+    last_error_at: datetime | None = None
+    failures: int = 0
+    retry_at: datetime | None = None
+    last_post_at: datetime | None = None
+    created_by: int | None = None
+    source_name: str | None = None  # joined from sources for display
+
+
+@dataclass
+class Delivery:
+    """One story cluster for one channel: posted once, whatever number of the channel's subscriptions match."""
+
+    story_id: int
+    cluster_id: int
+    guild_id: int
+    channel_id: int
+    subscription_id: int | None  # the oldest subscription that matched; None once it is gone
+    nonce: str  # the same for every resend, so Discord makes the message once
+    id: int = 0  # 0 until stored
+    status: str = "pending"  # pending | sent | failed | dropped
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # None: due now
+    message_id: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    also_on: list[str] = field(default_factory=list)  # other outlets that carried the cluster
+    edit_pending: bool = False  # the sent message must be edited to show `also_on`
+    edits: int = 0
+    attempt_started_at: datetime | None = None  # set before a send: after a crash, it may be on Discord
+    story_source: str | None = None  # the outlet of its story (joined from stories)
+
+
+@dataclass
+class StoryFacts:
+    """What matching a stored story to subscriptions needs to know of it."""
+
+    id: int
+    key: str
+    cluster_id: int  # its cluster, or its own id while unclustered
+    source_name: str
+    moment: datetime | None  # published, else first seen
+    backfill: bool
+    artists: set[str]
+    sources: set[int]  # every source that carried it
+
+
+@dataclass(frozen=True)
+class TrendingOffer:
+    """A cluster for the trending-only subscriptions: it just crossed the trending line (all its stories are
+    offered), or it crossed earlier and has stories new since then (only those are)."""
+
+    cluster_id: int
+    story_ids: list[int]  # in id order: the first one leads
+    last_story_id: int  # the cluster's newest story: once offered, only later ones are offered again
+    points: float  # its trend points when it crossed

@@ -8,13 +8,14 @@ With `deliver`, clusters that became trending are also offered to the trending-o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from bot import clustering, trending
 from bot.config import DeliveryConfig
+from bot.delivery_queue import offer_trending, queue_deliveries
 from bot.models import Story
 from bot.store import Store
-from bot.subscriptions import queue_deliveries
+from bot.subscriptions import ExpandArtist
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,10 @@ async def after_store(
     config: DeliveryConfig,
     deliver: bool = True,
     wake: Callable[[], None] | None = None,
-    expand: Callable[[str], Iterable[str]] | None = None,
+    expand: ExpandArtist | None = None,
 ) -> int:
     """Cluster `stories` (new, stored, with ids) and, when `deliver`, queue deliveries and call `wake`.
+    `expand` is the artist index's (a group subscription gets its members' stories); None without one.
 
     Returns the number of deliveries queued. A clustering failure is logged and does not stop delivery:
     an unclustered story is its own cluster."""
@@ -36,7 +38,8 @@ async def after_store(
     if not stored:
         return 0
     try:
-        await clustering.assign_clusters(store, list(stored))
+        async with store.transaction():  # a failure leaves no story half-clustered
+            await clustering.assign_clusters(store, list(stored))
     except Exception:
         log.exception("clustering %d new stories failed; they are delivered unclustered", len(stored))
     if not deliver:
@@ -44,20 +47,14 @@ async def after_store(
     queued = await queue_deliveries(
         store, [s.id for s in stored if s.id is not None], config=config, expand=expand
     )
-    if await _has_trending_subscriptions(store):
+    if await store.subscriptions.any_trending():  # most servers have none: skip the ranking then
         # a cluster these stories made trending goes to the trending-only channels (each cluster once)
         try:
-            queued += await trending.notify_trending(store, config=config)
+            async with store.transaction():  # read what was offered before, and offer, as one
+                offers = await trending.trending_offers(store, max_age_hours=config.max_age_hours)
+                queued += await offer_trending(store, offers, config=config, expand=expand)
         except Exception:
             log.exception("offering trending clusters to trending-only subscriptions failed")
     if wake is not None:
         wake()  # also when nothing was queued: a story joining a posted cluster may ask for an "Also on" edit
     return queued
-
-
-async def _has_trending_subscriptions(store: Store) -> bool:
-    """Whether any trending-only subscription is active (most servers have none: skip the ranking then)."""
-    async with store.db.execute(
-        "SELECT 1 FROM subscriptions WHERE only_trending = 1 AND status != 'paused' LIMIT 1"
-    ) as cursor:
-        return await cursor.fetchone() is not None

@@ -17,8 +17,9 @@ is GRAVITY = 1.2: a story two outlets carry ranks above a single outlet's story 
 later it has sunk below a single outlet's story from two hours ago.
 
 A cluster is *trending* once its points reach TRENDING_POINTS (three outlets, or two outlets and two fan
-posts…) while it is younger than the delivery age limit. `notify_trending` finds clusters crossing that line,
-records each in trending_crossings (migration 0501) and offers its stories to trending-only subscriptions once.
+posts…) while it is younger than the delivery age limit. `trending_offers` finds clusters crossing that line;
+the delivery queue offers their stories to trending-only subscriptions once and records each in
+trending_crossings (migration 0501).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from yarl import URL
 
 from bot.artists import load_artist_index
 from bot.clustering import cluster_unclustered
-from bot.config import DeliveryConfig
-from bot.models import ArtistRef, Quote
+from bot.models import ArtistRef, Quote, TrendingOffer
 from bot.store import Store
 from bot.timeutil import from_iso, to_iso, utcnow
 
@@ -286,46 +286,30 @@ async def trending_clusters(
 # --- trending-only subscriptions ---------------------------------------------------------------------------
 
 
-async def notify_trending(store: Store, *, config: Any, now: datetime | None = None) -> int:
-    """Offer clusters that crossed TRENDING_POINTS to the trending-only subscriptions, each cluster once.
+async def trending_offers(
+    store: Store, *, max_age_hours: float, now: datetime | None = None
+) -> list[TrendingOffer]:
+    """The clusters to offer to the trending-only subscriptions, each cluster once: those that crossed
+    TRENDING_POINTS since the last offer (all their stories), and those offered before that have new stories
+    (only the new ones, so a channel that has the cluster names their outlets under its post).
 
-    Call it after new stories were clustered (bot.pipeline.after_store, after assign_clusters). `config` is
-    the Config or its DeliveryConfig; only clusters younger than delivery.max_age_hours are considered (older
-    stories are never posted). A cluster that already crossed is offered only its new stories, so a channel
-    that has it gets them as "Also on". Returns the number of deliveries queued."""
-    from bot.subscriptions import queue_deliveries  # imported late: subscriptions imports the store stack
-
-    delivery: DeliveryConfig = getattr(config, "delivery", config)
+    Call it after new stories were clustered; only clusters younger than `max_age_hours` are considered (older
+    stories are never posted). It writes nothing: bot.delivery_queue.offer_trending queues the offers and
+    records them, in the transaction this was read in."""
     now = now or utcnow()
-    clusters = await _recent_clusters(store, now - timedelta(hours=delivery.max_age_hours), now)
+    clusters = await _recent_clusters(store, now - timedelta(hours=max_age_hours), now)
     if not clusters:
-        return 0
-    crossed: dict[int, int] = {}
-    ids = [c.cluster_id for c in clusters]
-    rows = await store.select_in(
-        "SELECT cluster_id, last_story_id FROM trending_crossings WHERE cluster_id IN ({marks})", ids
-    )
-    crossed.update({row[0]: row[1] for row in rows})
-    queued = 0
+        return []
+    offered = await store.deliveries.trending_crossings([c.cluster_id for c in clusters])
+    offers: list[TrendingOffer] = []
     for cluster in sorted(clusters, key=lambda c: c.cluster_id):
         story_ids = sorted(s.id for s in cluster.stories)
-        if cluster.cluster_id in crossed:
-            fresh = [i for i in story_ids if i > crossed[cluster.cluster_id]]
-            if not fresh:
-                continue
-            queued += await queue_deliveries(store, fresh, config=delivery, now=now, trending=True)
-            await store.db.execute(
-                "UPDATE trending_crossings SET last_story_id = ? WHERE cluster_id = ?",
-                (story_ids[-1], cluster.cluster_id),
-            )
+        if cluster.cluster_id in offered:
+            fresh = [i for i in story_ids if i > offered[cluster.cluster_id]]
+            if fresh:
+                offers.append(TrendingOffer(cluster.cluster_id, fresh, story_ids[-1], cluster.points))
         elif cluster.points >= TRENDING_POINTS:
-            # the cluster's first story leads: queue_deliveries takes them in id order, one post per channel
-            queued += await queue_deliveries(store, story_ids, config=delivery, now=now, trending=True)
-            await store.db.execute(
-                "INSERT INTO trending_crossings(cluster_id, crossed_at, points, last_story_id) VALUES (?,?,?,?)"
-                " ON CONFLICT(cluster_id) DO NOTHING",
-                (cluster.cluster_id, to_iso(now), cluster.points, story_ids[-1]),
-            )
+            offers.append(TrendingOffer(cluster.cluster_id, story_ids, story_ids[-1], cluster.points))
             log.info(
                 "cluster %d is trending (%s outlets, %d fan posts): %s",
                 cluster.cluster_id,
@@ -333,10 +317,7 @@ async def notify_trending(store: Store, *, config: Any, now: datetime | None = N
                 cluster.fan_posts,
                 cluster.first.title,
             )
-        else:
-            continue
-        await store.db.commit()
-    return queued
+    return offers
 
 
 # --- shell output ------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -10,19 +9,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot import UserFacingError
-from bot.models import Source
+from bot.discord_bot import KpopNewsBot, UserFacingError
+from bot.models import STATUS_OK, STATUS_PAUSED, Source, Subscription
 from bot.subscriptions import (
-    STATUS_OK,
-    STATUS_PAUSED,
-    Subscription,
     SubscriptionError,
-    add_feed_source,
     add_subscription,
-    list_subscriptions,
+    find_guild_source,
     looks_like_url,
     remove_subscriptions,
     sources_for_guild,
+    suggest_sources,
 )
 from bot.text import escape_discord, truncate
 
@@ -62,17 +58,12 @@ def missing_permissions(permissions: discord.Permissions) -> list[str]:
 
 
 class Subscriptions(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: KpopNewsBot) -> None:
         self.bot = bot
 
     @property
     def index(self) -> ArtistIndex | None:
         return getattr(self.bot, "artists", None)
-
-    @property
-    def write_lock(self) -> asyncio.Lock:
-        """The store's writers' lock (held by the delivery worker): our writes stay out of others' transactions."""
-        return self.bot.delivery.write_lock
 
     # --- /subscribe ---------------------------------------------------------------------------------------
 
@@ -104,7 +95,7 @@ class Subscriptions(commands.Cog):
             )
         who = self._resolve_artist(artist) if artist else None
         feed = await self._resolve_source(interaction, source, adding=True) if source else None
-        async with self.write_lock:
+        try:
             result = await add_subscription(
                 self.bot.store,
                 guild_id=interaction.guild_id,
@@ -114,6 +105,8 @@ class Subscriptions(commands.Cog):
                 only_trending=only_trending,
                 created_by=interaction.user.id,
             )
+        except SubscriptionError as exc:
+            raise UserFacingError(f"I cannot subscribe {channel.mention}: {exc}.") from None
         what = _describe_filter(who.label if who else None, feed.name if feed else None, only_trending)
         if result.created:
             text = (
@@ -151,14 +144,14 @@ class Subscriptions(commands.Cog):
         assert interaction.guild_id is not None
         who = self._resolve_artist(artist) if artist else None
         feed = await self._resolve_source(interaction, source, adding=False) if source else None
-        async with self.write_lock:
-            removed = await remove_subscriptions(
-                self.bot.store,
-                guild_id=interaction.guild_id,
-                channel_id=channel.id,
-                artist_id=who.id if who else None,
-                source_id=feed.id if feed else None,
-            )
+        removed = await remove_subscriptions(
+            self.bot.store,
+            guild_id=interaction.guild_id,
+            channel_id=channel.id,
+            artist_id=who.id if who else None,
+            source_id=feed.id if feed else None,
+            expand=self.index.expand if self.index is not None else None,
+        )
         if not removed:
             what = _describe_filter(who.label if who else None, feed.name if feed else None, False)
             raise UserFacingError(
@@ -166,8 +159,8 @@ class Subscriptions(commands.Cog):
             )
         lines = [f"Stopped for {channel.mention}:"]
         lines += [f"• {self._subscription_text(s)}" for s in removed]
-        remaining = await list_subscriptions(
-            self.bot.store, guild_id=interaction.guild_id, channel_id=channel.id
+        remaining = await self.bot.store.subscriptions.list(
+            guild_id=interaction.guild_id, channel_id=channel.id
         )
         if remaining:
             lines.append(f"Still on there: {len(remaining)} subscription(s) (see `/subscriptions`).")
@@ -182,7 +175,7 @@ class Subscriptions(commands.Cog):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def subscriptions(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
-        found = await list_subscriptions(self.bot.store, guild_id=interaction.guild_id)
+        found = await self.bot.store.subscriptions.list(guild_id=interaction.guild_id)
         if not found:
             await self._answer(
                 interaction,
@@ -233,10 +226,8 @@ class Subscriptions(commands.Cog):
             choices: list[app_commands.Choice[str]] = []
             if looks_like_url(text):  # a feed URL being typed: offer it as it is
                 choices.append(app_commands.Choice(name=truncate(f"Add feed: {text}", 100), value=text[:100]))
-            needle = text.casefold()
-            for source in await sources_for_guild(self.bot.store, interaction.guild_id):
-                if needle in source.name.casefold() or needle in source.url.casefold():
-                    choices.append(app_commands.Choice(name=truncate(source.name, 100), value=str(source.id)))
+            for source in await suggest_sources(self.bot.store, interaction.guild_id, text):
+                choices.append(app_commands.Choice(name=truncate(source.name, 100), value=str(source.id)))
             return choices[:25]
         except Exception:
             log.exception("source autocomplete failed for %r", current)
@@ -273,16 +264,16 @@ class Subscriptions(commands.Cog):
     async def _resolve_source(self, interaction: discord.Interaction, text: str, *, adding: bool) -> Source:
         assert interaction.guild_id is not None
         text = text.strip()
-        known = await sources_for_guild(self.bot.store, interaction.guild_id, enabled_only=False)
-        for source in known:
-            if text == str(source.id) or text.casefold() == source.name.casefold() or text == source.url:
-                if adding and not source.enabled:
-                    raise UserFacingError(
-                        f"The source **{escape_discord(source.name)}** is switched off: {source.disabled_reason}."
-                    )
-                return source
+        source = await find_guild_source(self.bot.store, interaction.guild_id, text)
+        if source is not None:
+            if adding and not source.enabled:
+                raise UserFacingError(
+                    f"The source **{escape_discord(source.name)}** is switched off: {source.disabled_reason}."
+                )
+            return source
         if not looks_like_url(text):
-            names = ", ".join(f"**{escape_discord(s.name)}**" for s in known if s.enabled)
+            known = await sources_for_guild(self.bot.store, interaction.guild_id)
+            names = ", ".join(f"**{escape_discord(s.name)}**" for s in known)
             raise UserFacingError(
                 f"I don't know a source called **{escape_discord(truncate(text, 80))}**. Pick one of {names},"
                 " or give a feed URL (https://…)."
@@ -292,23 +283,9 @@ class Subscriptions(commands.Cog):
         # fetching and checking a feed can take seconds: tell Discord we are on it
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            return await add_feed_source(
-                self.bot.store,
-                self.bot.fetcher,
-                text,
-                guild_id=interaction.guild_id,
-                config=self.bot.config.delivery,
-                polling=self.bot.config.polling,
-                first_poll=self._first_poll,
-            )
+            return await self.bot.onboarding.add_feed_source(text, guild_id=interaction.guild_id)
         except SubscriptionError as exc:
             raise UserFacingError(str(exc)) from None
-
-    async def _first_poll(self, source: Source) -> None:
-        """Store what the new feed carries now (as backfill: never posted), then let the poller schedule it."""
-        poller = self.bot.poller
-        await poller.poll_source(source)
-        poller.wake()
 
     def _subscription_text(self, sub: Subscription) -> str:
         artist = None
@@ -356,5 +333,5 @@ def _describe_filter(artist: str | None, source: str | None, only_trending: bool
     return what
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: KpopNewsBot) -> None:
     await bot.add_cog(Subscriptions(bot))

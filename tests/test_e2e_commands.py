@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.subscriptions import list_subscriptions
 from tests.support.discord_server import InvocationRefused, Permission
 from tests.test_e2e_delivery import world
 
@@ -21,11 +20,11 @@ async def test_a_plain_member_cannot_subscribe(tmp_path):
             assert reply["_ephemeral"] and "Manage Server" in reply["content"]
         reply = await w.command("subscriptions", user_id=fan.id, respect_default_permissions=False)
         assert "Manage Server" in reply["content"]
-        assert await list_subscriptions(w.store) == []
+        assert await w.store.subscriptions.list() == []
         # a moderator with Manage Server (not the owner) may
         mod = w.server.member(w.h.guild.id, "mod", permissions=Permission.MANAGE_GUILD)
         assert "Done" in await w.subscribe(news, user_id=mod.id)
-        [sub] = await list_subscriptions(w.store)
+        [sub] = await w.store.subscriptions.list()
         assert sub.created_by == mod.id and sub.guild_id == w.h.guild.id
 
 
@@ -39,7 +38,7 @@ async def test_subscribe_refuses_a_channel_the_bot_cannot_post_in(tmp_path, send
         reply = await w.command("subscribe", {"channel": quiet.id})
         assert reply["_ephemeral"]
         assert "cannot post" in reply["content"] and missing in reply["content"]
-        assert await list_subscriptions(w.store) == []
+        assert await w.store.subscriptions.list() == []
 
 
 async def test_subscribe_with_artist_and_source_then_unsubscribe(tmp_path):
@@ -73,7 +72,7 @@ async def test_subscribe_with_artist_and_source_then_unsubscribe(tmp_path):
         assert "no subscription" in text
         text = (await w.command("unsubscribe", {"channel": news.id}))["content"]
         assert "Stopped" in text
-        assert await list_subscriptions(w.store, channel_id=news.id) == []
+        assert await w.store.subscriptions.list(channel_id=news.id) == []
         reply = await w.command("subscriptions")
         assert "no subscriptions" in reply["content"]
 
@@ -89,5 +88,5 @@ async def test_a_feed_url_on_a_private_address_is_refused(tmp_path):
                 "loopback" in reply["content"] or "link-local" in reply["content"]
             )
             assert interaction.callback["type"] == 5  # deferred: checking a feed may take seconds
-        assert await list_subscriptions(w.store) == []
+        assert await w.store.subscriptions.list() == []
         assert [s for s in await w.store.sources.list() if s.owner_guild_id] == []

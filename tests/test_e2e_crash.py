@@ -17,7 +17,6 @@ from pathlib import Path
 
 from bot import delivery as delivery_module
 from bot.config import SourceConfig
-from bot.subscriptions import list_deliveries
 from bot.timeutil import utcnow
 from tests.support.bot_harness import bot_process, running_bot, write_config
 from tests.support.discord_server import FakeDiscord
@@ -131,9 +130,9 @@ async def test_a_send_in_doubt_for_longer_than_discord_remembers_nonces_is_found
         before = len(w.server.requests)
         async with running_bot(w.server, w.h.config) as again:
             async with asyncio.timeout(15):
-                while (await list_deliveries(again.store))[0].status != "sent":  # noqa: ASYNC110
+                while (await again.store.deliveries.list())[0].status != "sent":  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
-            [delivery] = await list_deliveries(again.store)
+            [delivery] = await again.store.deliveries.list()
         assert delivery.message_id == int(posted["id"])
         assert len(w.server.messages(news.id)) == 1
         resent = [

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import PollingConfig, SourceConfig
-from bot.subscriptions import list_deliveries, list_subscriptions
 from bot.timeutil import utcnow
 from tests.support.bot_harness import BotHarness, bot_config, fake_discord_with_bot
 from tests.support.discord_server import FakeChannel, FakeDiscord, Permission
@@ -139,7 +138,7 @@ async def _none(rows: Any) -> bool:
 
 
 async def _any_failed(store: Any) -> bool:
-    return any(d.status == "failed" for d in await list_deliveries(store))
+    return any(d.status == "failed" for d in await store.deliveries.list())
 
 
 def embed_of(message: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +183,7 @@ async def test_admin_subscribes_and_a_new_story_is_posted_once_with_headline_lin
         payload = w.server.create_payload(int(posted["id"]))
         assert payload["allowed_mentions"] == {"parse": []} or payload["allowed_mentions"].get("parse") == []
         assert payload["enforce_nonce"] is True and 0 < len(payload["nonce"]) <= 25
-        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        [sub] = await w.store.subscriptions.list(channel_id=news.id)
         assert sub.last_post_at is not None and sub.status == "ok"
 
 
@@ -226,7 +225,7 @@ async def test_a_429_and_a_502_on_posting_still_deliver_exactly_once(tmp_path):
         assert len(w.server.messages(news.id)) == 1 and len(w.server.messages(fans.id)) == 1
         assert w.server.stats.injected[429] == 1 and w.server.stats.injected[502] == 2
         assert w.server.stats.nonce_replays >= 1
-        assert {d.status for d in await list_deliveries(w.store)} == {"sent"}
+        assert {d.status for d in await w.store.deliveries.list()} == {"sent"}
 
 
 async def test_a_429_without_via_and_a_503_are_retried_by_the_worker(tmp_path):
@@ -240,7 +239,7 @@ async def test_a_429_without_via_and_a_503_are_retried_by_the_worker(tmp_path):
         await w.server.wait_for_messages(news.id, 1, timeout=20)
         await w.polled()
         assert len(w.server.messages(news.id)) == 1
-        [delivery] = await list_deliveries(w.store)
+        [delivery] = await w.store.deliveries.list()
         assert delivery.status == "sent" and delivery.attempts == 3
 
 
@@ -255,7 +254,7 @@ async def test_a_refused_channel_turns_unhealthy_while_others_keep_receiving(tmp
         await w.server.wait_for(lambda: w.server.stats.responses[403] >= 1, 10, what="the refused post")
         await w.settle()
         assert w.server.messages(news.id) == []
-        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        [sub] = await w.store.subscriptions.list(channel_id=news.id)
         assert sub.status == "unhealthy" and "Missing Permissions" in sub.last_error and sub.retry_at
         # the admin sees it, with what to do
         reply = await w.command("subscriptions")
@@ -294,12 +293,12 @@ async def test_an_unknown_channel_loses_its_subscriptions(tmp_path):
         w.publish(v_iu_feed(published=utcnow()))
         await w.server.wait_for_messages(fans.id, 1, timeout=15)
         await w.settle()
-        assert await list_subscriptions(w.store, channel_id=news.id) == []
-        assert len(await list_subscriptions(w.store, channel_id=fans.id)) == 1
-        assert len(await list_subscriptions(w.store, channel_id=misc.id)) == 1
+        assert await w.store.subscriptions.list(channel_id=news.id) == []
+        assert len(await w.store.subscriptions.list(channel_id=fans.id)) == 1
+        assert len(await w.store.subscriptions.list(channel_id=misc.id)) == 1
         # a deleted channel (CHANNEL_DELETE) goes the same way
         w.server.remove_channel(fans.id)
-        await eventually(lambda: _none(list_subscriptions(w.store, channel_id=fans.id)))
+        await eventually(lambda: _none(w.store.subscriptions.list(channel_id=fans.id)))
 
 
 async def test_a_400_is_recorded_and_never_retried(tmp_path):
@@ -322,16 +321,16 @@ async def test_a_400_is_recorded_and_never_retried(tmp_path):
             if r.method == "POST" and r.path.endswith(f"/channels/{news.id}/messages")
         ]
         assert len(posts) == 1
-        [sub] = await list_subscriptions(w.store, channel_id=news.id)
+        [sub] = await w.store.subscriptions.list(channel_id=news.id)
         assert "Invalid Form Body" in sub.last_error
 
 
 async def test_leaving_a_server_removes_its_subscriptions(tmp_path):
     async with world(tmp_path) as w:
         await w.subscribe(w.channel("news"))
-        assert await list_subscriptions(w.store, guild_id=w.h.guild.id)
+        assert await w.store.subscriptions.list(guild_id=w.h.guild.id)
         w.server.remove_guild(w.h.guild.id)
-        await eventually(lambda: _none(list_subscriptions(w.store, guild_id=w.h.guild.id)))
+        await eventually(lambda: _none(w.store.subscriptions.list(guild_id=w.h.guild.id)))
 
 
 async def test_gateway_reconnect_mid_run_still_delivers(tmp_path):

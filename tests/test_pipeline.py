@@ -10,10 +10,11 @@ import pytest
 
 from bot.artists import ArtistIndex
 from bot.config import DeliveryConfig, SourceConfig
+from bot.delivery_queue import record_sent
 from bot.models import ArtistRef, Story
 from bot.pipeline import after_store
 from bot.store import Store
-from bot.subscriptions import add_subscription, list_deliveries, pending_edits, record_sent
+from bot.subscriptions import add_subscription
 from bot.timeutil import utcnow
 
 PAIRS = json.loads((Path(__file__).parent / "fixtures" / "story_pairs.json").read_text(encoding="utf-8"))
@@ -64,7 +65,7 @@ async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
     await store.stories.add_many([first], source_id=koreaboo.id)
     queued = await after_store(store, [first], config=CONFIG, wake=lambda: woken.append(1), expand=expand)
     assert queued == 2 and woken
-    deliveries = await list_deliveries(store)
+    deliveries = await store.deliveries.list()
     assert {d.channel_id for d in deliveries} == {NEWS, FANS}
     for delivery in deliveries:
         await record_sent(store, delivery, 1000 + delivery.channel_id)
@@ -74,7 +75,7 @@ async def test_one_event_from_two_outlets_is_one_post_and_an_also_on(store):
         await after_store(store, [second], config=CONFIG, expand=expand) == 0
     )  # the same event: no new post
     assert second.cluster_id == first.id
-    edits = await pending_edits(store)
+    edits = await store.deliveries.pending_edits(limit=100)
     assert {(e.channel_id, tuple(e.also_on)) for e in edits} == {
         (NEWS, (second.source,)),
         (FANS, (second.source,)),
@@ -89,7 +90,7 @@ async def test_poll_once_stores_and_clusters_but_queues_nothing(store):
     await store.stories.add_many([second], source_id=soompi.id)
     assert await after_store(store, [first, second], config=CONFIG, deliver=False) == 0
     assert second.cluster_id == first.id
-    assert await list_deliveries(store) == []
+    assert await store.deliveries.list() == []
 
 
 async def test_a_trending_only_channel_gets_the_cluster_when_a_third_outlet_makes_it_trend(store):
@@ -102,11 +103,11 @@ async def test_a_trending_only_channel_gets_the_cluster_when_a_third_outlet_make
         assert await after_store(store, [story], config=CONFIG, expand=expand) == 0  # not trending yet
     await store.stories.add_many([stories[2]], source_id=soompi.id)
     assert await after_store(store, [stories[2]], config=CONFIG, expand=expand) == 1
-    [delivery] = await list_deliveries(store)
+    [delivery] = await store.deliveries.list()
     assert (
         delivery.channel_id == FANS and delivery.story_id == stories[0].id
     )  # the first outlet's story leads
     later = event_stories("v-iu-lwa-bts")[3:]  # SCMP joins: named under the post, not posted again
     await store.stories.add_many(later, source_id=soompi.id)
     assert await after_store(store, later, config=CONFIG, expand=expand) == 0
-    assert len(await list_deliveries(store)) == 1
+    assert len(await store.deliveries.list()) == 1

@@ -1,4 +1,4 @@
-"""Subscriptions and the delivery queue, on a real SQLite file (no Discord)."""
+"""Subscriptions, the delivery queue and feed onboarding, on a real SQLite file (no Discord)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,25 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import DeliveryConfig, SourceConfig
-from bot.models import ArtistRef, Story
-from bot.store import Store
-from bot.subscriptions import (
+from bot.config import DeliveryConfig, PollingConfig, SourceConfig
+from bot.delivery_queue import (
     MAX_ALSO_ON_EDITS,
     MAX_FORBIDDEN_FAILURES,
     MAX_SEND_ATTEMPTS,
-    STATUS_OK,
-    STATUS_PAUSED,
-    STATUS_UNHEALTHY,
-    add_subscription,
     delivery_nonce,
     due_deliveries,
-    get_delivery,
-    list_deliveries,
-    list_subscriptions,
-    mark_attempt,
-    pending_edits,
     queue_deliveries,
     record_edited,
     record_failed,
     record_forbidden,
     record_sent,
     record_transient_failure,
+)
+from bot.models import STATUS_OK, STATUS_PAUSED, STATUS_UNHEALTHY, ArtistRef, Story
+from bot.store import Store
+from bot.subscriptions import (
+    SubscriptionError,
+    add_subscription,
     remove_channel,
     remove_guild,
     remove_subscriptions,
@@ -89,13 +84,36 @@ async def queue(store, ids, **kw) -> int:
     return await queue_deliveries(store, ids, config=CONFIG, expand=expand, **kw)
 
 
+async def unsubscribe(store, **kw):
+    return await remove_subscriptions(store, guild_id=GUILD, expand=expand, **kw)
+
+
+async def cluster(store, cluster_id: int, *story_ids: int) -> None:
+    """Put stories in one cluster, as clustering would (no table method sets it by hand: a test's shortcut)."""
+    async with store.transaction():
+        await store._db.execute_in(
+            "UPDATE stories SET cluster_id = ? WHERE id IN ({marks})", story_ids, (cluster_id,)
+        )
+
+
+async def pause(store, channel_id: int) -> None:
+    await store.subscriptions.record_refusal(
+        channel_id,
+        status=STATUS_PAUSED,
+        failures=MAX_FORBIDDEN_FAILURES,
+        error="refused",
+        at=utcnow(),
+        retry_at=None,
+    )
+
+
 async def test_stories_stored_before_a_subscription_are_never_posted_to_it(store, sources):
     koreaboo = sources[0]
     old = await add(store, koreaboo, make_story(1))
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     new = await add(store, koreaboo, make_story(2))
     assert await queue(store, old + new) == 1
-    [delivery] = await list_deliveries(store)
+    [delivery] = await store.deliveries.list()
     assert delivery.story_id == new[0] and delivery.channel_id == NEWS and delivery.status == "pending"
     # queueing again (a second poll, a restart) adds nothing
     assert await queue(store, old + new) == 0
@@ -108,7 +126,7 @@ async def test_two_matching_subscriptions_in_one_channel_give_one_delivery(store
     await add_subscription(store, guild_id=GUILD, channel_id=FANS, artist_id="iu")
     ids = await add(store, sources[0], make_story(1, artists=["bts-v", "iu"]))
     assert await queue(store, ids) == 2
-    assert sorted(d.channel_id for d in await list_deliveries(store)) == [NEWS, FANS]
+    assert sorted(d.channel_id for d in await store.deliveries.list()) == [NEWS, FANS]
 
 
 async def test_a_group_subscription_gets_its_members_stories_and_no_one_elses(store, sources):
@@ -121,7 +139,7 @@ async def test_a_group_subscription_gets_its_members_stories_and_no_one_elses(st
         make_story(3, artists=["bts"]),
     )
     assert await queue(store, [about_v, about_iu, about_bts]) == 2
-    assert [d.story_id for d in await list_deliveries(store)] == [about_v, about_bts]
+    assert [d.story_id for d in await store.deliveries.list()] == [about_v, about_bts]
 
 
 async def test_a_source_subscription_gets_stories_that_source_carried(store, sources):
@@ -131,7 +149,7 @@ async def test_a_source_subscription_gets_stories_that_source_carried(store, sou
     [both] = await add(store, koreaboo, make_story(2))
     await add(store, soompi, make_story(2))  # the same story, carried by Soompi too: one row, two sources
     assert await queue(store, [only_koreaboo, both]) == 1
-    assert [d.story_id for d in await list_deliveries(store)] == [both]
+    assert [d.story_id for d in await store.deliveries.list()] == [both]
 
 
 async def test_backfill_old_and_undated_stories(store, sources):
@@ -144,7 +162,7 @@ async def test_backfill_old_and_undated_stories(store, sources):
     undated_story.published = None  # no date in the feed: its first sighting counts
     [undated] = await add(store, sources[0], undated_story)
     assert await queue(store, [backfill, stale, fresh, undated], now=now) == 2
-    assert [d.story_id for d in await list_deliveries(store)] == [fresh, undated]
+    assert [d.story_id for d in await store.deliveries.list()] == [fresh, undated]
     # a day later the undated one would be too old
     [late] = await add(store, sources[0], make_story(5, published=now))
     assert await queue(store, [late], now=now + timedelta(hours=25)) == 0
@@ -158,9 +176,9 @@ async def test_paused_and_trending_only_subscriptions(store, sources):
     [story] = await add(store, sources[0], make_story(1))
     assert await queue(store, [story]) == 1  # the plain one only
     assert await queue(store, [story], trending=True) == 1  # the trending one, when the cluster trends
-    assert {d.subscription_id for d in await list_deliveries(store)} == {plain.id, trending.id}
-    await store.db.execute("UPDATE subscriptions SET status = 'paused'")
-    await store.db.commit()
+    assert {d.subscription_id for d in await store.deliveries.list()} == {plain.id, trending.id}
+    await pause(store, NEWS)
+    await pause(store, FANS)
     [later] = await add(store, sources[0], make_story(2))
     assert await queue(store, [later]) == 0
 
@@ -170,48 +188,44 @@ async def test_a_cluster_is_posted_once_per_channel_and_other_outlets_are_noted(
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     [first] = await add(store, koreaboo, make_story(1))
     assert await queue(store, [first]) == 1
-    [delivery] = await list_deliveries(store)
+    [delivery] = await store.deliveries.list()
     assert delivery.cluster_id == first
     # the same event from Soompi, clustered with the first story while the post is still pending
     second_story = make_story(2, source="Soompi")
     [second] = await add(store, soompi, second_story)
-    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id IN (?, ?)", (first, first, second))
-    await store.db.commit()
+    await cluster(store, first, first, second)
     assert await queue(store, [second]) == 0
-    delivery = await get_delivery(store, delivery.id)
+    delivery = await store.deliveries.get(delivery.id)
     assert delivery.also_on == ["Soompi"] and not delivery.edit_pending
     # once sent, a third outlet asks for an edit of the message
     await record_sent(store, delivery, 555)
     [third] = await add(store, soompi, make_story(3, source="SCMP"))
-    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, third))
-    await store.db.commit()
+    await cluster(store, first, third)
     assert await queue(store, [third]) == 0
-    [edit] = await pending_edits(store)
+    [edit] = await store.deliveries.pending_edits(limit=100)
     assert edit.id == delivery.id and edit.also_on == ["Soompi", "SCMP"] and edit.message_id == 555
     await record_edited(store, edit)
-    assert await pending_edits(store) == []
+    assert await store.deliveries.pending_edits(limit=100) == []
     # the same outlet again changes nothing
     [fourth] = await add(store, soompi, make_story(4, source="SCMP"))
-    await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, fourth))
-    await store.db.commit()
+    await cluster(store, first, fourth)
     await queue(store, [fourth])
-    assert await pending_edits(store) == []
+    assert await store.deliveries.pending_edits(limit=100) == []
 
 
 async def test_also_on_edits_are_capped(store, sources):
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     [first] = await add(store, sources[0], make_story(1))
     await queue(store, [first])
-    [delivery] = await list_deliveries(store)
+    [delivery] = await store.deliveries.list()
     await record_sent(store, delivery, 1)
     for n in range(2, 2 + MAX_ALSO_ON_EDITS + 1):
         [other] = await add(store, sources[1], make_story(n, source=f"Outlet {n}"))
-        await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (first, other))
-        await store.db.commit()
+        await cluster(store, first, other)
         await queue(store, [other])
-        for edit in await pending_edits(store):
+        for edit in await store.deliveries.pending_edits(limit=100):
             await record_edited(store, edit)
-    assert (await get_delivery(store, delivery.id)).edits == MAX_ALSO_ON_EDITS
+    assert (await store.deliveries.get(delivery.id)).edits == MAX_ALSO_ON_EDITS
 
 
 def test_nonce_is_deterministic_short_and_distinct():
@@ -232,17 +246,17 @@ async def test_subscribing_twice_and_unsubscribing(store, sources):
     assert changed.changed and changed.subscription.only_trending
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=sources[1].id)
     await add_subscription(store, guild_id=GUILD, channel_id=FANS)
-    listed = await list_subscriptions(store, guild_id=GUILD)
+    listed = await store.subscriptions.list(guild_id=GUILD)
     assert [(s.channel_id, s.artist_id, s.source_name) for s in listed] == [
         (NEWS, "bts", None),
         (NEWS, None, "Soompi"),
         (FANS, None, None),
     ]
-    removed = await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    removed = await unsubscribe(store, channel_id=NEWS, artist_id="bts")
     assert [s.artist_id for s in removed] == ["bts"]
-    assert await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS, artist_id="iu") == []
-    assert len(await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS)) == 1  # all the rest
-    assert [s.channel_id for s in await list_subscriptions(store, guild_id=GUILD)] == [FANS]
+    assert await unsubscribe(store, channel_id=NEWS, artist_id="iu") == []
+    assert len(await unsubscribe(store, channel_id=NEWS)) == 1  # all the rest
+    assert [s.channel_id for s in await store.subscriptions.list(guild_id=GUILD)] == [FANS]
     # another server cannot take over or remove this one
     assert await remove_subscriptions(store, guild_id=OTHER_GUILD, channel_id=FANS) == []
 
@@ -255,8 +269,8 @@ async def test_due_deliveries_are_oldest_first_and_a_waiting_channel_keeps_its_o
     due = await due_deliveries(store)
     assert {c: [d.story_id for d in ds] for c, ds in due.items()} == {NEWS: ids, FANS: ids}
     first_news = due[NEWS][0]
-    await mark_attempt(store, first_news.id)
-    first_news = await get_delivery(store, first_news.id)
+    await store.deliveries.mark_attempt(first_news.id, at=utcnow())
+    first_news = await store.deliveries.get(first_news.id)
     assert first_news.attempts == 1 and first_news.attempt_started_at is not None
     assert await record_transient_failure(store, first_news, "502 Bad Gateway", retry_after=60)
     due = await due_deliveries(store)
@@ -269,13 +283,13 @@ async def test_transient_failures_give_up_after_the_limit(store, sources):
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     ids = await add(store, sources[0], make_story(1))
     await queue(store, ids)
-    [delivery] = await list_deliveries(store)
+    [delivery] = await store.deliveries.list()
     for _ in range(MAX_SEND_ATTEMPTS):
-        await mark_attempt(store, delivery.id)
-        delivery = await get_delivery(store, delivery.id)
+        await store.deliveries.mark_attempt(delivery.id, at=utcnow())
+        delivery = await store.deliveries.get(delivery.id)
         retried = await record_transient_failure(store, delivery, "503 Service Unavailable")
     assert not retried
-    delivery = await get_delivery(store, delivery.id)
+    delivery = await store.deliveries.get(delivery.id)
     assert delivery.status == "failed" and "503" in delivery.last_error
 
 
@@ -297,8 +311,8 @@ async def test_forbidden_makes_unhealthy_then_paused_and_subscribe_resumes(store
     for _ in range(MAX_FORBIDDEN_FAILURES - 1):
         sub = await record_forbidden(store, news, "403 Forbidden (error code: 50013): Missing Permissions")
     assert sub.status == STATUS_PAUSED and "/subscribe" in sub.last_error
-    assert all(s.status == STATUS_PAUSED for s in await list_subscriptions(store, channel_id=NEWS))
-    assert {d.status for d in await list_deliveries(store) if d.channel_id == NEWS} == {"dropped"}
+    assert all(s.status == STATUS_PAUSED for s in await store.subscriptions.list(channel_id=NEWS))
+    assert {d.status for d in await store.deliveries.list() if d.channel_id == NEWS} == {"dropped"}
     [third] = await add(store, sources[0], make_story(3))
     assert await queue(store, [third]) == 1  # FANS only: paused subscriptions get nothing
     resumed = await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
@@ -314,13 +328,13 @@ async def test_a_successful_post_records_the_message_and_heals(store, sources):
     first, second = (await due_deliveries(store))[NEWS]
     await record_forbidden(store, first, "403 Forbidden: Missing Permissions")
     await record_sent(store, first, 987654321)
-    sent = await get_delivery(store, first.id)
+    sent = await store.deliveries.get(first.id)
     assert sent.status == "sent" and sent.message_id == 987654321 and sent.sent_at is not None
-    [sub] = await list_subscriptions(store, channel_id=NEWS)
+    [sub] = await store.subscriptions.list(channel_id=NEWS)
     assert sub.status == STATUS_OK and sub.failures == 0 and sub.last_post_at is not None
     await record_failed(store, second, "400 Bad Request (error code: 50035): Invalid Form Body")
-    assert (await get_delivery(store, second.id)).status == "failed"
-    [sub] = await list_subscriptions(store, channel_id=NEWS)
+    assert (await store.deliveries.get(second.id)).status == "failed"
+    [sub] = await store.subscriptions.list(channel_id=NEWS)
     assert "Invalid Form Body" in sub.last_error
 
 
@@ -332,13 +346,13 @@ async def test_channel_gone_and_guild_left(store, sources):
     ids = await add(store, sources[0], make_story(1))
     await queue(store, ids)
     assert await remove_channel(store, NEWS, reason="404 Unknown Channel") == 1
-    assert {(d.channel_id, d.status) for d in await list_deliveries(store)} == {
+    assert {(d.channel_id, d.status) for d in await store.deliveries.list()} == {
         (NEWS, "dropped"),
         (FANS, "pending"),
         (MISC, "pending"),
     }
     assert await remove_guild(store, GUILD) == 1
-    assert [s.channel_id for s in await list_subscriptions(store)] == [MISC]
+    assert [s.channel_id for s in await store.subscriptions.list()] == [MISC]
     assert (await store.sources.get(owned.id)).disabled_reason is not None
     assert (await store.sources.get(sources[0].id)).disabled_reason is None
 
@@ -348,7 +362,6 @@ async def test_channel_gone_and_guild_left(store, sources):
 
 @pytest.fixture
 async def fetcher():
-    from bot.config import PollingConfig
     from bot.fetch import Fetcher, make_session
 
     polling = PollingConfig(fetch_article_pages=False)
@@ -361,7 +374,7 @@ def loopback_poller(store, fetcher, **kw):
     (rightly), and these tests have no public internet to serve it from."""
     from dataclasses import replace
 
-    from bot.config import Config, PollingConfig
+    from bot.config import Config
     from bot.poller import Poller
 
     poller = Poller(Config(polling=PollingConfig(fetch_article_pages=False)), store, fetcher, None, **kw)
@@ -374,19 +387,19 @@ def loopback_poller(store, fetcher, **kw):
 
 
 async def add_feed(store, fetcher, url, *, guild=GUILD, allow_private=True, config=CONFIG):
-    from bot.config import PollingConfig
-    from bot.subscriptions import add_feed_source
+    from bot.onboarding import FeedOnboarding
+    from bot.poller import shared_workers
 
-    return await add_feed_source(
+    onboarding = FeedOnboarding(
         store,
         fetcher,
-        url,
-        guild_id=guild,
-        config=config,
-        polling=PollingConfig(fetch_article_pages=False),
+        shared_workers().parse,
         first_poll=loopback_poller(store, fetcher),
+        max_guild_sources=config.max_guild_sources,
+        max_feed_bytes=PollingConfig().max_feed_bytes,
         allow_private=allow_private,
     )
+    return await onboarding.add_feed_source(url, guild_id=guild)
 
 
 def fan_feed(*numbers: int) -> bytes:
@@ -434,7 +447,6 @@ async def test_a_feed_url_becomes_the_servers_source_and_its_stories_are_not_pos
 
 
 async def test_feed_urls_that_are_refused(store, fetcher):
-    from bot.subscriptions import SubscriptionError
     from tests.support.feed_server import FeedServer
 
     async with FeedServer() as feeds:
@@ -455,7 +467,6 @@ async def test_feed_urls_that_are_refused(store, fetcher):
 
 
 async def test_a_server_may_add_only_so_many_feeds(store, fetcher):
-    from bot.subscriptions import SubscriptionError
     from tests.support.feed_server import FeedServer
 
     small = DeliveryConfig(max_guild_sources=2)
@@ -470,7 +481,229 @@ async def test_a_server_may_add_only_so_many_feeds(store, fetcher):
         assert (await add_feed(store, fetcher, feeds.url("/dyn/c"), guild=OTHER_GUILD, config=small)).enabled
         # a feed no subscription uses any more frees its place
         await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=one.id)
-        await remove_subscriptions(store, guild_id=GUILD, channel_id=NEWS)
+        await unsubscribe(store, channel_id=NEWS)
         assert (await store.sources.get(one.id)).disabled_reason is not None
         fourth = await add_feed(store, fetcher, feeds.url("/dyn/d"), config=small)
         assert fourth.enabled and fourth.owner_guild_id == GUILD
+
+
+# --- unsubscribing while a story waits ----------------------------------------------------------------------
+
+
+async def test_unsubscribing_one_of_two_matching_subscriptions_keeps_the_waiting_story(store, sources):
+    bts = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")).subscription
+    every = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS)).subscription  # matches too
+    [story] = await add(store, sources[0], make_story(1, artists=["bts-v"]))
+    assert await queue(store, [story]) == 1
+    [waiting] = await store.deliveries.list()
+    assert waiting.subscription_id == bts.id  # the oldest matching subscription speaks for the channel
+    await unsubscribe(store, channel_id=NEWS, artist_id="bts")
+    kept = await store.deliveries.get(waiting.id)
+    assert kept.status == "pending" and kept.subscription_id == every.id
+    assert list(await due_deliveries(store)) == [NEWS]
+    # the last one that matches goes: now the story is dropped
+    await unsubscribe(store, channel_id=NEWS)
+    dropped = await store.deliveries.get(waiting.id)
+    assert dropped.status == "dropped" and dropped.last_error == "unsubscribed"
+
+
+async def test_unsubscribing_drops_a_waiting_story_no_remaining_subscription_matches(store, sources):
+    koreaboo, soompi = sources
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="iu")  # another artist
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=soompi.id)  # another source
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, only_trending=True)  # not trending
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)  # another channel
+    [story] = await add(store, koreaboo, make_story(1, artists=["bts-v"]))
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts-v")  # after the story
+    assert await queue(store, [story]) == 2
+    await unsubscribe(store, channel_id=NEWS, artist_id="bts")
+    assert {(d.channel_id, d.status) for d in await store.deliveries.list()} == {
+        (NEWS, "dropped"),
+        (FANS, "pending"),
+    }
+
+
+async def test_a_trending_only_subscription_keeps_a_waiting_story_of_a_trending_cluster(store, sources):
+    from bot.delivery_queue import offer_trending
+    from bot.models import TrendingOffer
+
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    hot = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS, only_trending=True)).subscription
+    [story] = await add(store, sources[0], make_story(1, artists=["bts-v"]))
+    assert await queue(store, [story]) == 1
+    await unsubscribe(store, channel_id=NEWS, artist_id="bts")
+    assert [d.status for d in await store.deliveries.list()] == ["dropped"]  # its cluster is not trending
+
+    # the same again, with the cluster trending: the trending-only subscription takes the waiting story
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS, artist_id="bts")
+    fans_hot = (
+        await add_subscription(store, guild_id=GUILD, channel_id=FANS, only_trending=True)
+    ).subscription
+    [second] = await add(store, sources[0], make_story(2, artists=["bts-v"]))
+    assert await queue(store, [second]) == 1
+    offer = TrendingOffer(second, [second], second, 3.0)
+    # it trends: NEWS's trending-only subscription gets it; FANS has it already
+    assert await offer_trending(store, [offer], config=CONFIG, expand=expand) == 1
+    await unsubscribe(store, channel_id=FANS, artist_id="bts")
+    waiting = {
+        d.channel_id: (d.status, d.subscription_id) for d in await store.deliveries.list(status="pending")
+    }
+    assert waiting == {FANS: ("pending", fans_hot.id), NEWS: ("pending", hot.id)}
+
+
+# --- one transaction each: a failure half-way leaves nothing behind ------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def fail_on(monkeypatch, table, method: str, *, after: int = 0) -> None:
+    """Make `table.method` raise on its call number `after` + 1 (the earlier calls go through)."""
+    real = getattr(table, method)
+    calls = {"n": 0}
+
+    async def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise Boom(method)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(table, method, failing)
+
+
+async def test_a_failed_unsubscribe_changes_nothing(store, sources, monkeypatch):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="bts")
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, artist_id="iu")
+    owned = await store.sources.add("https://fan.example/feed", "Fan feed", owner_guild_id=GUILD)
+    [story] = await add(store, sources[0], make_story(1, artists=["bts-v"]))
+    await queue(store, [story])
+    fail_on(monkeypatch, store.sources, "retire_unused")  # the last step
+    with pytest.raises(Boom):
+        await unsubscribe(store, channel_id=NEWS)
+    assert len(await store.subscriptions.list(channel_id=NEWS)) == 2
+    assert [d.status for d in await store.deliveries.list()] == ["pending"]
+    assert (await store.sources.get(owned.id)).enabled
+
+
+async def test_a_failed_queueing_queues_nothing(store, sources, monkeypatch):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+    ids = await add(store, sources[0], make_story(1), make_story(2))
+    fail_on(monkeypatch, store.deliveries, "add", after=3)  # the fourth delivery
+    with pytest.raises(Boom):
+        await queue(store, ids)
+    assert await store.deliveries.list() == []
+    monkeypatch.undo()
+    assert await queue(store, ids) == 4
+
+
+async def test_a_failed_trending_offer_queues_nothing_and_records_nothing(store, sources, monkeypatch):
+    from bot.delivery_queue import offer_trending
+    from bot.models import TrendingOffer
+
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, only_trending=True)
+    [story] = await add(store, sources[0], make_story(1))
+    offer = TrendingOffer(story, [story], story, 3.0)
+    fail_on(monkeypatch, store.deliveries, "record_trending")
+    with pytest.raises(Boom):
+        await offer_trending(store, [offer], config=CONFIG, expand=expand)
+    assert await store.deliveries.list() == [] and await store.deliveries.trending_crossings([story]) == {}
+    monkeypatch.undo()
+    assert await offer_trending(store, [offer], config=CONFIG, expand=expand) == 1
+    assert await store.deliveries.trending_crossings([story]) == {story: story}
+
+
+async def test_a_failed_refusal_record_leaves_the_channel_healthy(store, sources, monkeypatch):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    ids = await add(store, sources[0], make_story(1))
+    await queue(store, ids)
+    [delivery] = await store.deliveries.list()
+    fail_on(monkeypatch, store.deliveries, "hold_channel")
+    with pytest.raises(Boom):
+        await record_forbidden(store, delivery, "403 Forbidden: Missing Permissions")
+    [sub] = await store.subscriptions.list()
+    assert sub.status == STATUS_OK and sub.failures == 0 and sub.last_error is None
+    assert (await store.deliveries.get(delivery.id)).next_attempt_at is None
+
+
+async def test_a_failed_send_record_leaves_the_delivery_pending(store, sources, monkeypatch):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    ids = await add(store, sources[0], make_story(1))
+    await queue(store, ids)
+    [delivery] = await store.deliveries.list()
+    fail_on(monkeypatch, store.subscriptions, "record_post")
+    with pytest.raises(Boom):
+        await record_sent(store, delivery, 42)
+    again = await store.deliveries.get(delivery.id)
+    assert again.status == "pending" and again.message_id is None
+
+
+async def test_subscribing_another_servers_channel_is_refused_and_changes_nothing(store, sources):
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS, only_trending=True)
+    with pytest.raises(SubscriptionError, match="another server"):
+        await add_subscription(store, guild_id=OTHER_GUILD, channel_id=NEWS)
+    [sub] = await store.subscriptions.list()
+    assert sub.guild_id == GUILD and sub.only_trending
+
+
+# --- the tables ---------------------------------------------------------------------------------------------
+
+
+async def test_the_delivery_table(store, sources):
+    from bot.models import Delivery
+
+    sub = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS)).subscription
+    [story] = await add(store, sources[0], make_story(1))
+    now = utcnow()
+    waiting = Delivery(
+        story, story, GUILD, NEWS, sub.id, "kn-1", next_attempt_at=now + timedelta(hours=1), created_at=now
+    )
+    assert await store.deliveries.add(waiting)
+    assert not await store.deliveries.add(waiting)  # the channel has this cluster: nothing written
+    [stored] = await store.deliveries.list(status="pending")
+    assert (stored.story_id, stored.nonce, stored.story_source) == (story, "kn-1", "Koreaboo")
+    assert await store.deliveries.in_cluster(NEWS, story) == stored
+    assert await store.deliveries.in_cluster(FANS, story) is None
+    assert await store.deliveries.pending_of([sub.id]) == [stored]
+    assert await store.deliveries.next_due_at() == stored.next_attempt_at
+    await store.deliveries.release_channel(NEWS)
+    assert await store.deliveries.next_due_at() is None
+    await store.deliveries.set_also_on(stored.id, ["Soompi"], edit=True)
+    await store.deliveries.mark_sent(stored.id, 77, at=now)
+    [edit] = await store.deliveries.pending_edits(limit=10)
+    assert edit.also_on == ["Soompi"] and edit.message_id == 77 and edit.sent_at is not None
+    await store.deliveries.mark_edited(edit.id)
+    await store.deliveries.mark_edited(edit.id, edits=MAX_ALSO_ON_EDITS)
+    done = await store.deliveries.get(edit.id)
+    assert not done.edit_pending and done.edits == MAX_ALSO_ON_EDITS
+    assert await store.deliveries.drop([done.id], reason="late") == 0  # sent: never dropped
+    assert await store.deliveries.list(status="dropped") == []
+
+
+async def test_the_subscription_table(store, sources):
+    [before] = await add(store, sources[0], make_story(1))
+    sub = await store.subscriptions.add(
+        guild_id=GUILD,
+        channel_id=NEWS,
+        artist_id="bts",
+        source_id=sources[1].id,
+        only_trending=True,
+        created_by=5,
+        at=utcnow(),
+    )
+    assert sub.start_story_id == before and sub.source_name == "Soompi" and sub.status == STATUS_OK
+    assert await store.subscriptions.find(channel_id=NEWS, artist_id="bts", source_id=sources[1].id) == sub
+    assert await store.subscriptions.find(channel_id=NEWS, artist_id=None, source_id=None) is None
+    assert await store.subscriptions.any_trending()
+    assert await store.subscriptions.to_match(only_trending=True, below_story_id=before + 1) == [sub]
+    assert await store.subscriptions.to_match(only_trending=True, below_story_id=before) == []
+    assert await store.subscriptions.to_match(only_trending=False, below_story_id=before + 1) == []
+    await pause(store, NEWS)
+    assert not await store.subscriptions.any_trending()
+    assert await store.subscriptions.channel_failures(NEWS) == MAX_FORBIDDEN_FAILURES
+    resumed = await store.subscriptions.resume(sub.id, only_trending=False)
+    assert resumed.status == STATUS_OK and resumed.failures == 0 and not resumed.only_trending
+    assert await store.subscriptions.delete([sub.id]) == 1
+    assert await store.subscriptions.get(sub.id) is None

@@ -13,19 +13,20 @@ import pytest
 from bot.artists import ArtistIndex
 from bot.clustering import assign_clusters
 from bot.config import DeliveryConfig
+from bot.delivery_queue import offer_trending
 from bot.models import ArtistRef, Quote, Story
 from bot.store import Store
-from bot.subscriptions import add_subscription, list_deliveries
+from bot.subscriptions import add_subscription
 from bot.trending import (
     TRENDING_POINTS,
     ago,
-    notify_trending,
     outlet_key,
     outlet_name,
     render_text,
     trend_points,
     trend_score,
     trending_clusters,
+    trending_offers,
 )
 
 NOW = datetime(2024, 1, 30, 12, 0, tzinfo=UTC)
@@ -269,6 +270,13 @@ async def test_text_output_reads_like_a_list(store):
 # --- trending-only subscriptions ---------------------------------------------------------------------------
 
 
+async def offer(store: Store, delivery: DeliveryConfig, now: datetime) -> int:
+    """What the pipeline does after clustering: find the trending offers, queue them for trending-only channels."""
+    async with store.transaction():
+        offers = await trending_offers(store, max_age_hours=delivery.max_age_hours, now=now)
+        return await offer_trending(store, offers, config=delivery, expand=store.artists.expand, now=now)
+
+
 async def test_trending_only_subscription_gets_a_cluster_once_when_it_crosses(store):
     delivery = DeliveryConfig(max_age_hours=24)
     source = await store.sources.add("https://www.soompi.com/feed", "Soompi", owner_guild_id=None)
@@ -279,13 +287,19 @@ async def test_trending_only_subscription_gets_a_cluster_once_when_it_crosses(st
     )  # not this function's business
     first_two, third, fourth = v_iu_stories(outlets=2), v_iu_stories(outlets=3)[2:], []
     await store_and_cluster(store, first_two, source_id=source.id)
-    assert await notify_trending(store, config=delivery, now=NOW) == 0  # two outlets: not yet
+    assert await trending_offers(store, max_age_hours=24, now=NOW) == []  # two outlets: not yet
+    assert await offer(store, delivery, NOW) == 0
     await store_and_cluster(store, third, source_id=source.id)
-    assert await notify_trending(store, config=delivery, now=NOW) == 2  # three outlets: both channels, once
-    deliveries = await list_deliveries(store)
+    [crossing] = await trending_offers(store, max_age_hours=24, now=NOW)
+    everything = [s.id for s in first_two + third]
+    assert crossing.cluster_id == first_two[0].id and crossing.story_ids == everything
+    assert crossing.last_story_id == third[0].id and crossing.points >= TRENDING_POINTS
+    assert await offer(store, delivery, NOW) == 2  # three outlets: both channels, once
+    deliveries = await store.deliveries.list()
     assert sorted(d.channel_id for d in deliveries) == [10, 20]
     assert {d.story_id for d in deliveries} == {first_two[0].id}  # the first outlet's story is the post
-    assert await notify_trending(store, config=delivery, now=NOW) == 0  # once
+    assert await trending_offers(store, max_age_hours=24, now=NOW) == []  # once
+    assert await offer(store, delivery, NOW) == 0
     # a fourth outlet joins the trending cluster: no second post, it is named under the first
     fourth = [
         make_story(
@@ -300,21 +314,23 @@ async def test_trending_only_subscription_gets_a_cluster_once_when_it_crosses(st
     ]
     await store_and_cluster(store, fourth, source_id=source.id)
     assert fourth[0].cluster_id == first_two[0].id
-    assert await notify_trending(store, config=delivery, now=NOW) == 0
-    async with store.db.execute("SELECT also_on_json FROM deliveries WHERE channel_id = 10") as cursor:
-        # the post names the other outlets of its cluster, NME included once it joined
-        assert json.loads((await cursor.fetchone())[0]) == ["Soompi", "SCMP K-pop: BTS", "NME K-pop"]
-    async with store.db.execute("SELECT cluster_id, last_story_id FROM trending_crossings") as cursor:
-        assert [tuple(r) for r in await cursor.fetchall()] == [(first_two[0].id, fourth[0].id)]
+    [fresh] = await trending_offers(store, max_age_hours=24, now=NOW)
+    assert fresh.story_ids == [fourth[0].id]  # only what is new since the crossing
+    assert await offer(store, delivery, NOW) == 0
+    # the post names the other outlets of its cluster, NME included once it joined
+    [post] = [d for d in await store.deliveries.list() if d.channel_id == 10]
+    assert post.also_on == ["Soompi", "SCMP K-pop: BTS", "NME K-pop"]
+    every_cluster = everything + [fourth[0].id]  # a cluster's id is its first story's
+    assert await store.deliveries.trending_crossings(every_cluster) == {first_two[0].id: fourth[0].id}
 
 
 async def test_old_clusters_never_trend(store):
     await add_subscription(store, guild_id=1, channel_id=10, only_trending=True)
-    await store_and_cluster(store, v_iu_stories())
+    stories = await store_and_cluster(store, v_iu_stories())
     later = NOW + timedelta(hours=30)
-    assert await notify_trending(store, config=DeliveryConfig(max_age_hours=24), now=later) == 0
-    async with store.db.execute("SELECT count(*) FROM trending_crossings") as cursor:
-        assert (await cursor.fetchone())[0] == 0
+    assert await trending_offers(store, max_age_hours=24, now=later) == []
+    assert await offer(store, DeliveryConfig(max_age_hours=24), later) == 0
+    assert await store.deliveries.trending_crossings([s.id for s in stories]) == {}
 
 
 # --- the command line --------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
     store = await Store.open(path, artists=index)
     story = await store.stories.get(story_id)               # a read: the read connection
     async with store.transaction():                         # writes that belong together: one commit
-        await store.subscriptions.add(...)
-        await store.deliveries.queue(...)
+        await store.subscriptions.delete(...)
+        await store.deliveries.drop(...)
 
 Every write method is a transaction of its own when called outside `transaction()`, and joins the caller's
 transaction when called inside one.
@@ -19,9 +19,11 @@ from typing import Protocol
 
 from bot.models import ArtistRef
 from bot.store.database import Database, StoreError, load_migrations
+from bot.store.deliveries import DeliveryTable
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
 from bot.store.stories import ArtistNamer, StoredStory, StoryTable
+from bot.store.subscriptions import SubscriptionTable
 
 __all__ = ["ArtistLookup", "Store", "StoreError", "StoredStory", "load_migrations"]
 
@@ -46,6 +48,8 @@ class Store:
         self.meta = MetaTable(db)
         self.sources = SourceTable(db)
         self.stories = StoryTable(db, self._artist_namer)
+        self.subscriptions = SubscriptionTable(db)
+        self.deliveries = DeliveryTable(db)
 
     @classmethod
     async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.models import ArtistRef, Quote, Source, Story
+from bot.models import ArtistRef, Delivery, Quote, Source, Story, Subscription
 from bot.timeutil import from_iso
 
 
@@ -55,4 +55,49 @@ def source_from_row(row: Any) -> Source:
         consecutive_failures=row["consecutive_failures"],
         next_poll_at=from_iso(row["next_poll_at"]),
         disabled_reason=row["disabled_reason"],
+    )
+
+
+def subscription_from_row(row: Any) -> Subscription:
+    return Subscription(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        artist_id=row["artist_id"],
+        source_id=row["source_id"],
+        only_trending=bool(row["only_trending"]),
+        created_at=from_iso(row["created_at"]),
+        start_story_id=row["start_story_id"],
+        status=row["status"],
+        last_error=row["last_error"],
+        last_error_at=from_iso(row["last_error_at"]),
+        failures=row["failures"],
+        retry_at=from_iso(row["retry_at"]),
+        last_post_at=from_iso(row["last_post_at"]),
+        created_by=row["created_by"],
+        source_name=row["source_name"],
+    )
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        story_id=row["story_id"],
+        cluster_id=row["cluster_id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        subscription_id=row["subscription_id"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=from_iso(row["next_attempt_at"]),
+        nonce=row["nonce"],
+        message_id=row["message_id"],
+        last_error=row["last_error"],
+        created_at=from_iso(row["created_at"]),
+        sent_at=from_iso(row["sent_at"]),
+        also_on=json.loads(row["also_on_json"] or "[]"),
+        edit_pending=bool(row["edit_pending"]),
+        edits=row["edits"],
+        attempt_started_at=from_iso(row["attempt_started_at"]),
+        story_source=row["story_source"],
     )

@@ -48,6 +48,33 @@ class SourceTable:
         assert source is not None
         return source
 
+    # --- feeds a server added from Discord -----------------------------------------------------------------
+
+    async def count_owned(self, guild_id: int) -> int:
+        """The feeds this server added that are polled (its quota counts these)."""
+        found = await self._db.fetchval(
+            "SELECT COUNT(*) FROM sources WHERE owner_guild_id = ? AND disabled_reason IS NULL", (guild_id,)
+        )
+        return int(found or 0)
+
+    async def revive(self, source_id: int, *, owner_guild_id: int) -> Source | None:
+        """Poll a switched-off feed again, as this server's (a server added it again)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE sources SET disabled_reason = NULL, owner_guild_id = ? WHERE id = ?",
+                (owner_guild_id, source_id),
+            )
+            return await self.get(source_id)
+
+    async def retire_unused(self, guild_id: int, *, reason: str) -> int:
+        """Stop polling the feeds this server added that no subscription uses any more (frees its quota)."""
+        async with self._db.transaction():
+            return await self._db.execute(
+                "UPDATE sources SET disabled_reason = ? WHERE owner_guild_id = ? AND disabled_reason IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM subscriptions WHERE subscriptions.source_id = sources.id)",
+                (reason, guild_id),
+            )
+
     async def list(self, *, enabled_only: bool = False) -> list[Source]:
         sql = "SELECT * FROM sources"
         if enabled_only:

@@ -1,0 +1,253 @@
+"""The delivery queue: which channel gets which story, when it is due, and what a send's outcome does to it.
+
+No Discord and no SQL here: the pipeline queues (bot/pipeline.py), the delivery worker (bot/delivery.py) sends
+and reports back, and the rows live in the store (`store.deliveries`, `store.subscriptions`).
+A delivery is one (channel, story cluster) pair, unique, so a channel gets a story once whatever number of its
+subscriptions match it; its nonce makes a resend after a crash idempotent on Discord's side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+from bot.config import DeliveryConfig
+from bot.models import STATUS_PAUSED, STATUS_UNHEALTHY, Delivery, StoryFacts, Subscription, TrendingOffer
+from bot.store import Store
+from bot.subscriptions import ExpandArtist, SubscriptionIndex
+from bot.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_FORBIDDEN_FAILURES = 4  # refusals (403) in a row before a subscription is paused until an admin acts
+FORBIDDEN_BACKOFF = (timedelta(minutes=5), timedelta(hours=6))  # first retry after a 403, and the cap
+MAX_SEND_ATTEMPTS = 8  # transient failures (5xx, network) before one delivery is given up
+TRANSIENT_BACKOFF = (timedelta(seconds=2), timedelta(minutes=10))
+MAX_ALSO_ON_EDITS = 3  # a message is edited for "Also on" a few times at most, not forever
+MAX_ALSO_ON = 5  # outlets named in one "Also on" line
+NONCE_MAX = 25  # Discord's limit on a message nonce
+DUE_LIMIT = 5000  # pending deliveries looked at in one pass
+
+
+def delivery_nonce(channel_id: int, story_key: str) -> str:
+    """Discord's message nonce for a delivery: the same for every resend of it, at most 25 characters.
+
+    Built from the channel and the story's key (not database ids) so it stays unique across databases."""
+    digest = hashlib.sha256(f"{channel_id}\n{story_key}".encode()).hexdigest()
+    return ("kn" + digest)[: NONCE_MAX - 1]
+
+
+# --- queueing -------------------------------------------------------------------------------------------------
+
+
+async def queue_deliveries(
+    store: Store,
+    story_ids: list[int],
+    *,
+    config: DeliveryConfig,
+    expand: ExpandArtist | None,
+    now: datetime | None = None,
+    trending: bool = False,
+) -> int:
+    """Queue one delivery per (channel, story cluster) for the subscriptions these stories match.
+
+    A story matches a subscription when: its id is above the subscription's start_story_id; it is not
+    backfill; it was published (else first seen) within max_age_hours; the subscription is not paused; its
+    only_trending flag equals `trending`; its artist is one of the story's artists or a group one of them is in
+    (`expand`: the artist index's; None without one); its source carried the story. When a channel already has
+    the story's cluster, an outlet new to it is added to the "Also on" list (and the sent message marked for an
+    edit). One transaction. Returns the number of deliveries queued."""
+    if not story_ids:
+        return 0
+    now = now or utcnow()
+    oldest = now - timedelta(hours=config.max_age_hours)
+    stories = [
+        s
+        for s in await store.deliveries.story_facts(sorted(set(story_ids)))
+        if not s.backfill and s.moment is not None and s.moment >= oldest
+    ]
+    if not stories:
+        return 0
+    queued = 0
+    async with store.transaction():
+        subscriptions = await store.subscriptions.to_match(
+            only_trending=trending, below_story_id=max(s.id for s in stories)
+        )
+        if not subscriptions:
+            return 0
+        index = SubscriptionIndex(subscriptions, expand)
+        for story in stories:
+            per_channel: dict[int, Subscription] = {}
+            for sub in index.matching(story):  # oldest first: the oldest speaks for the channel
+                per_channel.setdefault(sub.channel_id, sub)
+            for channel_id, sub in per_channel.items():
+                if await store.deliveries.add(_delivery(story, sub, now)):
+                    queued += 1
+                else:
+                    await _note_also_on(store, channel_id, story)
+    if queued:
+        log.info("queued %d deliveries for %d stories", queued, len(stories))
+    return queued
+
+
+def _delivery(story: StoryFacts, sub: Subscription, now: datetime) -> Delivery:
+    # an unhealthy channel's new posts wait for its retry time, behind the ones already waiting
+    wait = sub.retry_at if sub.retry_at and sub.retry_at > now else None
+    return Delivery(
+        story_id=story.id,
+        cluster_id=story.cluster_id,
+        guild_id=sub.guild_id,
+        channel_id=sub.channel_id,
+        subscription_id=sub.id,
+        nonce=delivery_nonce(sub.channel_id, story.key),
+        next_attempt_at=wait,
+        created_at=now,
+    )
+
+
+async def _note_also_on(store: Store, channel_id: int, story: StoryFacts) -> None:
+    """Another outlet's story joined a cluster this channel has: name that outlet under the post."""
+    delivery = await store.deliveries.in_cluster(channel_id, story.cluster_id)
+    if delivery is None or delivery.story_id == story.id:
+        return
+    name = story.source_name
+    if name == delivery.story_source or name in delivery.also_on or len(delivery.also_on) >= MAX_ALSO_ON:
+        return
+    # a pending post shows the list when it is sent; a sent one is edited, a few times at most
+    edit = delivery.status == "sent" and delivery.edits < MAX_ALSO_ON_EDITS
+    await store.deliveries.set_also_on(delivery.id, [*delivery.also_on, name], edit=edit)
+
+
+async def offer_trending(
+    store: Store,
+    offers: list[TrendingOffer],
+    *,
+    config: DeliveryConfig,
+    expand: ExpandArtist | None,
+    now: datetime | None = None,
+) -> int:
+    """Queue trending clusters (bot.trending.trending_offers) for the trending-only subscriptions and record
+    each as offered, in one transaction. Returns the number of deliveries queued."""
+    now = now or utcnow()
+    queued = 0
+    async with store.transaction():
+        for offer in offers:
+            # the cluster's first story leads: queue_deliveries takes them in id order, one post per channel
+            queued += await queue_deliveries(
+                store, offer.story_ids, config=config, expand=expand, now=now, trending=True
+            )
+            await store.deliveries.record_trending(offer, at=now)
+    return queued
+
+
+# --- sending --------------------------------------------------------------------------------------------------
+
+
+async def due_deliveries(
+    store: Store, *, now: datetime | None = None, channel_id: int | None = None, limit: int = DUE_LIMIT
+) -> dict[int, list[Delivery]]:
+    """Pending deliveries that may be sent now, per channel, oldest first.
+
+    A channel whose oldest pending delivery waits (backoff) sends nothing: posts keep their order."""
+    now = now or utcnow()
+    result: dict[int, list[Delivery]] = {}
+    blocked: set[int] = set()
+    for delivery in await store.deliveries.pending(channel_id=channel_id, limit=limit):
+        if delivery.channel_id in blocked:
+            continue
+        if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+            blocked.add(delivery.channel_id)
+            continue
+        result.setdefault(delivery.channel_id, []).append(delivery)
+    return result
+
+
+async def record_sent(
+    store: Store, delivery: Delivery, message_id: int, *, now: datetime | None = None
+) -> None:
+    """The post is on Discord: mark it sent with its message id, and the channel's subscriptions healthy."""
+    moment = now or utcnow()
+    async with store.transaction():
+        await store.deliveries.mark_sent(delivery.id, message_id, at=moment)
+        await store.subscriptions.record_post(delivery.channel_id, at=moment)
+
+
+def _backoff(failures: int, bounds: tuple[timedelta, timedelta]) -> timedelta:
+    first, cap = bounds
+    return min(cap, first * (2 ** max(0, failures - 1)))
+
+
+async def record_forbidden(
+    store: Store, delivery: Delivery, reason: str, *, now: datetime | None = None
+) -> Subscription | None:
+    """Discord refused the post (403): the channel's subscriptions become unhealthy and retry with backoff;
+    after MAX_FORBIDDEN_FAILURES refusals in a row they are paused (an admin resumes with /subscribe).
+    Returns the delivery's subscription as updated."""
+    now = now or utcnow()
+    async with store.transaction():
+        failures = await store.subscriptions.channel_failures(delivery.channel_id) + 1
+        paused = failures >= MAX_FORBIDDEN_FAILURES
+        retry_at = now + _backoff(failures, FORBIDDEN_BACKOFF)
+        todo = "give the bot View Channel, Send Messages and Embed Links in that channel"
+        if paused:
+            todo += ", then run /subscribe again with the same options to resume"
+        text = f"Discord refused the post: {reason}. " + (
+            f"Paused after {failures} refusals: {todo}." if paused else f"Retrying automatically; {todo}."
+        )
+        await store.subscriptions.record_refusal(
+            delivery.channel_id,
+            status=STATUS_PAUSED if paused else STATUS_UNHEALTHY,
+            failures=failures,
+            error=text,
+            at=now,
+            retry_at=None if paused else retry_at,
+        )
+        if paused:
+            # what piled up while refused is stale by the time an admin fixes it: drop it
+            await store.deliveries.drop_channel(delivery.channel_id, reason=text)
+        else:
+            await store.deliveries.hold_channel(delivery.channel_id, until=retry_at, error=text)
+    log.warning("channel %d refused delivery %d: %s", delivery.channel_id, delivery.id, text)
+    if delivery.subscription_id is None:
+        return None
+    return await store.subscriptions.get(delivery.subscription_id)
+
+
+async def record_transient_failure(
+    store: Store,
+    delivery: Delivery,
+    error: str,
+    *,
+    retry_after: float | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """A 429, 5xx or network failure: retry later (the server's delay when it gave one, else backoff), up to
+    MAX_SEND_ATTEMPTS. Returns True when it will be retried, False when given up."""
+    now = now or utcnow()
+    attempts = max(delivery.attempts, 1)
+    if attempts >= MAX_SEND_ATTEMPTS:
+        await record_failed(store, delivery, f"gave up after {attempts} attempts: {error}", now=now)
+        return False
+    delay = (
+        timedelta(seconds=retry_after) if retry_after is not None else _backoff(attempts, TRANSIENT_BACKOFF)
+    )
+    await store.deliveries.retry_later(delivery.id, at=now + delay, error=error)
+    return True
+
+
+async def record_failed(store: Store, delivery: Delivery, error: str, *, now: datetime | None = None) -> None:
+    """Never retried (a 400, or too many transient failures); the reason shows on the subscription."""
+    now = now or utcnow()
+    async with store.transaction():
+        await store.deliveries.mark_failed(delivery.id, error)
+        if delivery.subscription_id is not None:
+            await store.subscriptions.record_error(
+                delivery.subscription_id, f"a story could not be posted: {error}", at=now
+            )
+    log.warning("delivery %d to channel %d failed: %s", delivery.id, delivery.channel_id, error)
+
+
+async def record_edited(store: Store, delivery: Delivery, *, gave_up: bool = False) -> None:
+    """The "Also on" edit is done, or cannot be done (message deleted, 400): then no more are asked for."""
+    await store.deliveries.mark_edited(delivery.id, edits=MAX_ALSO_ON_EDITS if gave_up else None)

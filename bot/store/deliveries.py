@@ -1,0 +1,254 @@
+"""The delivery queue (one row per channel and story cluster) and the trending crossings offered to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.models import Delivery, StoryFacts, TrendingOffer
+from bot.store.database import Database
+from bot.store.rows import delivery_from_row
+from bot.timeutil import from_iso, to_iso
+
+_SELECT = (
+    "SELECT d.*, st.source_name AS story_source FROM deliveries d LEFT JOIN stories st ON st.id = d.story_id"
+)
+PENDING = "pending"
+
+
+class DeliveryTable:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- what the queue needs of stories -------------------------------------------------------------------
+
+    async def story_facts(self, story_ids: Sequence[int]) -> list[StoryFacts]:
+        """The facts of these stored stories that decide who gets them, in id order."""
+        facts: dict[int, StoryFacts] = {}
+        rows = await self._db.select_in(
+            "SELECT id, story_key, COALESCE(cluster_id, id) AS cluster, source_name, published_at,"
+            " first_seen_at, backfill, source_id FROM stories WHERE id IN ({marks})",
+            story_ids,
+        )
+        for row in rows:
+            facts[row["id"]] = StoryFacts(
+                id=row["id"],
+                key=row["story_key"],
+                cluster_id=row["cluster"],
+                source_name=row["source_name"],
+                moment=from_iso(row["published_at"]) or from_iso(row["first_seen_at"]),
+                backfill=bool(row["backfill"]),
+                artists=set(),
+                sources={row["source_id"]} if row["source_id"] is not None else set(),
+            )
+        found = list(facts)
+        for story_id, artist_id in await self._db.select_in(
+            "SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({marks})", found
+        ):
+            facts[story_id].artists.add(artist_id)
+        for story_id, source_id in await self._db.select_in(
+            "SELECT story_id, source_id FROM source_stories WHERE story_id IN ({marks})", found
+        ):
+            facts[story_id].sources.add(source_id)
+        return [facts[i] for i in sorted(facts)]
+
+    # --- reads ---------------------------------------------------------------------------------------------
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        row = await self._db.fetchone(_SELECT + " WHERE d.id = ?", (delivery_id,))
+        return delivery_from_row(row) if row else None
+
+    async def in_cluster(self, channel_id: int, cluster_id: int) -> Delivery | None:
+        """The channel's delivery of this story cluster, whatever its status."""
+        row = await self._db.fetchone(
+            _SELECT + " WHERE d.channel_id = ? AND d.cluster_id = ?", (channel_id, cluster_id)
+        )
+        return delivery_from_row(row) if row else None
+
+    async def pending(self, *, channel_id: int | None = None, limit: int) -> list[Delivery]:
+        """Deliveries not sent yet (due or waiting), oldest first."""
+        if channel_id is None:
+            rows = await self._db.fetchall(
+                _SELECT + " WHERE d.status = ? ORDER BY d.id LIMIT ?", (PENDING, limit)
+            )
+        else:
+            rows = await self._db.fetchall(
+                _SELECT + " WHERE d.status = ? AND d.channel_id = ? ORDER BY d.id LIMIT ?",
+                (PENDING, channel_id, limit),
+            )
+        return [delivery_from_row(row) for row in rows]
+
+    async def pending_of(self, subscription_ids: Sequence[int]) -> list[Delivery]:
+        """The deliveries not sent yet that these subscriptions queued, oldest first."""
+        rows = await self._db.select_in(
+            _SELECT + " WHERE d.subscription_id IN ({marks}) AND d.status = ?", subscription_ids, (PENDING,)
+        )
+        return sorted((delivery_from_row(row) for row in rows), key=lambda d: d.id)
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest waiting delivery becomes due (None: nothing waits)."""
+        return from_iso(
+            await self._db.fetchval(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = ? AND next_attempt_at IS NOT NULL",
+                (PENDING,),
+            )
+        )
+
+    async def pending_edits(self, *, limit: int) -> list[Delivery]:
+        """Sent posts whose "Also on" line changed, oldest first."""
+        rows = await self._db.fetchall(
+            _SELECT + " WHERE d.edit_pending = 1 AND d.status = 'sent' AND d.message_id IS NOT NULL"
+            " ORDER BY d.id LIMIT ?",
+            (limit,),
+        )
+        return [delivery_from_row(row) for row in rows]
+
+    # --- queueing ------------------------------------------------------------------------------------------
+
+    async def add(self, delivery: Delivery) -> bool:
+        """Queue a delivery; False when the channel has that story cluster already (nothing is written)."""
+        async with self._db.transaction():
+            changed = await self._db.execute(
+                "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
+                " next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(channel_id, cluster_id) DO NOTHING",
+                (
+                    delivery.story_id,
+                    delivery.cluster_id,
+                    delivery.guild_id,
+                    delivery.channel_id,
+                    delivery.subscription_id,
+                    delivery.nonce,
+                    to_iso(delivery.next_attempt_at),
+                    to_iso(delivery.created_at),
+                ),
+            )
+        return changed > 0
+
+    async def set_also_on(self, delivery_id: int, also_on: list[str], *, edit: bool) -> None:
+        """The outlets named under the post; `edit`: the sent message must be edited to show them."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET also_on_json = ?, edit_pending = CASE WHEN ? = 1 THEN 1 ELSE edit_pending END"
+                " WHERE id = ?",
+                (json.dumps(also_on, ensure_ascii=False), int(edit), delivery_id),
+            )
+
+    async def reassign(self, delivery_id: int, subscription_id: int) -> None:
+        """Another subscription of the channel speaks for the delivery (the one that queued it is going)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET subscription_id = ? WHERE id = ?", (subscription_id, delivery_id)
+            )
+
+    # --- the outcome of a send -----------------------------------------------------------------------------
+
+    async def mark_attempt(self, delivery_id: int, *, at: datetime) -> None:
+        """Committed before a send: after a crash the delivery is known to be in doubt (the nonce settles it)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, attempt_started_at = ? WHERE id = ?",
+                (to_iso(at), delivery_id),
+            )
+
+    async def mark_sent(self, delivery_id: int, message_id: int, *, at: datetime) -> None:
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, last_error = NULL,"
+                " next_attempt_at = NULL WHERE id = ?",
+                (message_id, to_iso(at), delivery_id),
+            )
+
+    async def retry_later(self, delivery_id: int, *, at: datetime, error: str) -> None:
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (to_iso(at), error, delivery_id),
+            )
+
+    async def mark_failed(self, delivery_id: int, error: str) -> None:
+        """Never retried."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = NULL WHERE id = ?",
+                (error, delivery_id),
+            )
+
+    async def mark_edited(self, delivery_id: int, *, edits: int | None = None) -> None:
+        """The "Also on" edit is done: one more edit counted, or `edits` set (to stop further ones)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET edit_pending = 0, edits = COALESCE(?, edits + 1) WHERE id = ?",
+                (edits, delivery_id),
+            )
+
+    # --- a channel's waiting deliveries --------------------------------------------------------------------
+
+    async def hold_channel(self, channel_id: int, *, until: datetime, error: str) -> None:
+        """The channel's waiting deliveries wait until then (Discord refused a post there)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE channel_id = ? AND status = ?",
+                (to_iso(until), error, channel_id, PENDING),
+            )
+
+    async def release_channel(self, channel_id: int) -> None:
+        """The channel's waiting deliveries are due now."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET next_attempt_at = NULL WHERE channel_id = ? AND status = ?",
+                (channel_id, PENDING),
+            )
+
+    async def drop(self, delivery_ids: Sequence[int], *, reason: str) -> int:
+        """These deliveries, if not sent yet, never will be."""
+        async with self._db.transaction():
+            return await self._db.execute_in(
+                "UPDATE deliveries SET status = 'dropped', last_error = ? WHERE status = ? AND id IN ({marks})",
+                delivery_ids,
+                (reason, PENDING),
+            )
+
+    async def drop_channel(self, channel_id: int, *, reason: str) -> int:
+        async with self._db.transaction():
+            return await self._db.execute(
+                "UPDATE deliveries SET status = 'dropped', last_error = ? WHERE status = ? AND channel_id = ?",
+                (reason, PENDING, channel_id),
+            )
+
+    async def drop_guild(self, guild_id: int, *, reason: str) -> int:
+        async with self._db.transaction():
+            return await self._db.execute(
+                "UPDATE deliveries SET status = 'dropped', last_error = ? WHERE status = ? AND guild_id = ?",
+                (reason, PENDING, guild_id),
+            )
+
+    # --- trending crossings --------------------------------------------------------------------------------
+
+    async def trending_crossings(self, cluster_ids: Sequence[int]) -> dict[int, int]:
+        """Which of these clusters crossed the trending line: {cluster id: its newest story offered so far}."""
+        rows = await self._db.select_in(
+            "SELECT cluster_id, last_story_id FROM trending_crossings WHERE cluster_id IN ({marks})",
+            cluster_ids,
+        )
+        return {row[0]: row[1] for row in rows}
+
+    async def record_trending(self, offer: TrendingOffer, *, at: datetime) -> None:
+        """The offer was queued: a first crossing is recorded with its time and points, a later one moves on
+        the newest story offered."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "INSERT INTO trending_crossings(cluster_id, crossed_at, points, last_story_id) VALUES (?,?,?,?)"
+                " ON CONFLICT(cluster_id) DO UPDATE SET last_story_id = excluded.last_story_id",
+                (offer.cluster_id, to_iso(at), offer.points, offer.last_story_id),
+            )
+
+    # last in the class: below it, `list` in an annotation would name this method
+    async def list(self, *, status: str | None = None) -> list[Delivery]:
+        """Every delivery (or those with this status), oldest first."""
+        if status is None:
+            rows = await self._db.fetchall(_SELECT + " ORDER BY d.id")
+        else:
+            rows = await self._db.fetchall(_SELECT + " WHERE d.status = ? ORDER BY d.id", (status,))
+        return [delivery_from_row(row) for row in rows]

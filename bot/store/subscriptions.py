@@ -1,0 +1,156 @@
+"""Subscriptions: which channel wants which stories, and each one's health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.models import STATUS_OK, STATUS_PAUSED, Subscription
+from bot.store.database import Database
+from bot.store.rows import subscription_from_row
+from bot.timeutil import to_iso
+
+_SELECT = (
+    "SELECT s.*, src.name AS source_name FROM subscriptions s LEFT JOIN sources src ON src.id = s.source_id"
+)
+
+
+class SubscriptionTable:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # --- reads ---------------------------------------------------------------------------------------------
+
+    async def get(self, subscription_id: int) -> Subscription | None:
+        row = await self._db.fetchone(_SELECT + " WHERE s.id = ?", (subscription_id,))
+        return subscription_from_row(row) if row else None
+
+    async def find(
+        self, *, channel_id: int, artist_id: str | None, source_id: int | None
+    ) -> Subscription | None:
+        """The channel's subscription to exactly this artist and source (None: every one)."""
+        row = await self._db.fetchone(
+            _SELECT
+            + " WHERE s.channel_id = ? AND COALESCE(s.artist_id, '') = ? AND COALESCE(s.source_id, 0) = ?",
+            (channel_id, artist_id or "", source_id or 0),
+        )
+        return subscription_from_row(row) if row else None
+
+    async def to_match(self, *, only_trending: bool, below_story_id: int) -> list[Subscription]:
+        """The subscriptions that may take a story with an id up to `below_story_id`: not paused, trending-only
+        or not as asked, oldest first."""
+        rows = await self._db.fetchall(
+            _SELECT + " WHERE s.status != ? AND s.only_trending = ? AND s.start_story_id < ? ORDER BY s.id",
+            (STATUS_PAUSED, int(only_trending), below_story_id),
+        )
+        return [subscription_from_row(row) for row in rows]
+
+    async def any_trending(self) -> bool:
+        """Whether any trending-only subscription is active (most servers have none)."""
+        found = await self._db.fetchval(
+            "SELECT 1 FROM subscriptions WHERE only_trending = 1 AND status != ? LIMIT 1", (STATUS_PAUSED,)
+        )
+        return found is not None
+
+    async def channel_failures(self, channel_id: int) -> int:
+        """The refusals in a row of the channel's most refused subscription."""
+        found = await self._db.fetchval(
+            "SELECT COALESCE(MAX(failures), 0) FROM subscriptions WHERE channel_id = ?", (channel_id,)
+        )
+        return int(found or 0)
+
+    # --- writes --------------------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        artist_id: str | None,
+        source_id: int | None,
+        only_trending: bool,
+        created_by: int | None,
+        at: datetime,
+    ) -> Subscription:
+        """A new subscription; stories stored before it (ids up to the newest now) are never posted to it."""
+        async with self._db.transaction():
+            new_id = await self._db.insert(
+                "INSERT INTO subscriptions(guild_id, channel_id, artist_id, source_id, only_trending, created_by,"
+                " created_at, start_story_id) SELECT ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(id), 0) FROM stories",
+                (guild_id, channel_id, artist_id, source_id, int(only_trending), created_by, to_iso(at)),
+            )
+            subscription = await self.get(new_id)
+        assert subscription is not None
+        return subscription
+
+    async def resume(self, subscription_id: int, *, only_trending: bool) -> Subscription | None:
+        """Set `only_trending` and make the subscription healthy again (an admin says the problem is fixed)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET only_trending = ?, status = ?, failures = 0, retry_at = NULL WHERE id = ?",
+                (int(only_trending), STATUS_OK, subscription_id),
+            )
+            return await self.get(subscription_id)
+
+    async def delete(self, subscription_ids: Sequence[int]) -> int:
+        async with self._db.transaction():
+            return await self._db.execute_in(
+                "DELETE FROM subscriptions WHERE id IN ({marks})", subscription_ids
+            )
+
+    async def delete_channel(self, channel_id: int) -> int:
+        async with self._db.transaction():
+            return await self._db.execute("DELETE FROM subscriptions WHERE channel_id = ?", (channel_id,))
+
+    async def delete_guild(self, guild_id: int) -> int:
+        async with self._db.transaction():
+            return await self._db.execute("DELETE FROM subscriptions WHERE guild_id = ?", (guild_id,))
+
+    async def record_post(self, channel_id: int, *, at: datetime) -> None:
+        """A post reached the channel: its subscriptions are healthy (a paused one stays paused)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET last_post_at = ?, status = CASE WHEN status = ? THEN status ELSE ? END,"
+                " failures = 0, retry_at = NULL WHERE channel_id = ?",
+                (to_iso(at), STATUS_PAUSED, STATUS_OK, channel_id),
+            )
+
+    async def record_refusal(
+        self,
+        channel_id: int,
+        *,
+        status: str,
+        failures: int,
+        error: str,
+        at: datetime,
+        retry_at: datetime | None,
+    ) -> None:
+        """Discord refused a post to the channel: its subscriptions not paused yet take this health."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET status = ?, failures = ?, last_error = ?, last_error_at = ?, retry_at = ?"
+                " WHERE channel_id = ? AND status != ?",
+                (status, failures, error, to_iso(at), to_iso(retry_at), channel_id, STATUS_PAUSED),
+            )
+
+    async def record_error(self, subscription_id: int, error: str, *, at: datetime) -> None:
+        """Something the admin should read in /subscriptions, without changing the subscription's health."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET last_error = ?, last_error_at = ? WHERE id = ?",
+                (error, to_iso(at), subscription_id),
+            )
+
+    # last in the class: below it, `list` in an annotation would name this method
+    async def list(self, *, guild_id: int | None = None, channel_id: int | None = None) -> list[Subscription]:
+        """Every subscription, or a server's, or a channel's: by channel, then oldest first."""
+        where: list[str] = []
+        args: list[int] = []
+        if guild_id is not None:
+            where.append("s.guild_id = ?")
+            args.append(guild_id)
+        if channel_id is not None:
+            where.append("s.channel_id = ?")
+            args.append(channel_id)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.channel_id, s.id"
+        return [subscription_from_row(row) for row in await self._db.fetchall(sql, args)]
