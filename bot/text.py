@@ -3,6 +3,7 @@
 - `html_to_text`: HTML (hostile feed or page markup) to plain text, entities decoded, one paragraph per block,
   boilerplate removed (video placeholders, "SEE ALSO"/"READ MORE" lines, share lines, related-post blocks,
   photo credits such as "BTS’s V | @thv/Instagram", WordPress "[…]" excerpt tails and "The post … appeared first").
+  Emoji that WordPress (or Twemoji) turned into <img> come back as the emoji, in their place (`emoji_of_image`).
 - `one_line`: the same for short fields (titles, names): one line, single spaces.
 - `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary with "…".
 - `escape_discord`: Discord markdown escaped, mentions (`@everyone`, `@here`, `<@id>`, `<@&id>`, `<#id>`) and
@@ -37,6 +38,7 @@ _BLOCK_TAGS = frozenset(
     "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote figure section article header footer aside main tr table "
     "pre hr dd dt dl address details summary center".split()
 )
+_BLOCKS_AND_IMAGES = ",".join(sorted(_BLOCK_TAGS | {"img"}))  # one query: blocks get breaks, emoji get text
 
 # A whole paragraph that is boilerplate (compared lower-cased, trailing punctuation ignored).
 _BOILERPLATE_EXACT = frozenset(
@@ -102,6 +104,17 @@ _EXCERPT_TAIL = re.compile(
     r"\s*\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]\s*(?:read more|continue reading)?\s*$", re.I
 )
 
+# Emoji served as pictures: WordPress's wp-emoji and the emoji its feeds carry (s.w.org/images/core/emoji/…),
+# WordPress.com smileys, Twemoji and Twitter's own; old WordPress smilies (/smilies/icon_smile.gif).
+EMOJI_IMAGE_URL = re.compile(r"/emoji/|/smilies/|wpcom-smileys|twemoji[./@]", re.IGNORECASE)
+_EMOJI_CLASSES = frozenset({"emoji", "wp-smiley"})
+# The file name of an emoji picture is its code points: 1f62d.png, 1f1f0-1f1f7.png, 1f469-200d-1f4bb.svg.
+_EMOJI_FILE = re.compile(
+    r"/([0-9a-f]{2,6}(?:-[0-9a-f]{2,6})*)\.(?:png|svg|gif|webp)(?:$|[?#])", re.IGNORECASE
+)
+# code points: the longest emoji (a family, a subdivision flag) has 7-10; a longer alt is a description
+MAX_EMOJI_ALT = 16
+
 # Characters never worth keeping: controls (except newline/tab), bidi overrides that can disguise text.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
 
@@ -126,6 +139,36 @@ def clean_text(text: str) -> str:
 def parse_html(html: str) -> LexborHTMLParser:
     """The project's one HTML parser (lexbor: fast, HTML5-correct, never raises on bad markup)."""
     return LexborHTMLParser(html or "")
+
+
+def emoji_of_image(img: LexborNode) -> str | None:
+    """The emoji an <img> stands for (its alt, else the code points in its file name), "" when it is an emoji
+    picture that says nothing readable, None when it is no emoji picture."""
+    attrs = img.attributes
+    src = attrs.get("src") or ""
+    classes = (attrs.get("class") or "").lower().split()
+    if not (_EMOJI_CLASSES.intersection(classes) or EMOJI_IMAGE_URL.search(src)):
+        return None
+    alt = clean_text(attrs.get("alt") or "")
+    if alt and len(alt) <= MAX_EMOJI_ALT and not any(ch.isspace() for ch in alt):
+        return alt
+    return _emoji_of_file_name(src)
+
+
+def _emoji_of_file_name(src: str) -> str:
+    match = _EMOJI_FILE.search(src)
+    if match is None:
+        return ""
+    points = [int(part, 16) for part in match.group(1).split("-")]
+    if any(p > 0x10FFFF or 0xD800 <= p <= 0xDFFF for p in points) or max(points) < 0xA9:
+        return ""
+    # Twemoji file names leave out the emoji-style selector (U+FE0F) outside ZWJ sequences: 2764.png is ❤️
+    if len(points) == 1 and points[0] < 0x10000:
+        points.append(0xFE0F)
+    elif points[-1] == 0x20E3 and len(points) == 2:
+        points.insert(1, 0xFE0F)
+    text = "".join(map(chr, points))
+    return "" if _CONTROL.search(text) else text
 
 
 def article_body(tree: LexborHTMLParser) -> LexborNode | None:
@@ -168,8 +211,12 @@ def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None
             links = paragraph.css("a")
             if len(links) == 1 and paragraph.text(deep=True).strip() == links[0].text(deep=True).strip():
                 paragraph.decompose()
-    for block in node.css(",".join(sorted(_BLOCK_TAGS))):
-        if block.tag == "br":  # a line break inside a paragraph, not a new paragraph
+    for block in node.css(_BLOCKS_AND_IMAGES):
+        if block.tag == "img":
+            emoji = emoji_of_image(block)
+            if emoji:  # an emoji WordPress made a picture of: the emoji, in its place
+                block.insert_before(emoji)
+        elif block.tag == "br":  # a line break inside a paragraph, not a new paragraph
             block.insert_before("\n")
         else:
             block.insert_before("\n\n")
@@ -216,6 +263,10 @@ def one_line(html_or_text: str) -> str:
         if node is not None:
             for bad in node.css(_DROP_SELECTOR):
                 bad.decompose()
+            for img in node.css("img"):
+                emoji = emoji_of_image(img)
+                if emoji:
+                    img.insert_before(emoji)
             text = node.text(deep=True)
     return " ".join(clean_text(text).split())
 

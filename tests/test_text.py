@@ -193,3 +193,88 @@ def test_escape_discord_keeps_urls_clickable() -> None:
 
 def test_escape_discord_without_markdown_only_defuses_mentions() -> None:
     assert escape_discord("*Koreaboo* @everyone", markdown=False) == "*Koreaboo* @\u200beveryone"
+
+
+# --- emoji WordPress turned into pictures, entities, sequences ----------------------------------------------
+
+# wp_staticize_emoji, as WordPress writes emoji into content:encoded
+FEED_EMOJI = (
+    '<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/{code}.png" alt="{alt}" class="wp-smiley" '
+    'style="height: 1em; max-height: 1em;" />'
+)
+# wp-emoji-release.min.js, as a browser (and a saved page) has them
+PAGE_EMOJI = (
+    '<img draggable="false" role="img" class="emoji" alt="{alt}" '
+    'src="https://s.w.org/images/core/emoji/15.0.3/svg/{code}.svg">'
+)
+
+
+@pytest.mark.parametrize("form", [FEED_EMOJI, PAGE_EMOJI], ids=["feed", "page"])
+def test_wordpress_emoji_pictures_read_as_their_emoji_in_place(form: str) -> None:
+    crying = form.format(code="1f62d", alt="😭")
+    html = (
+        f"<p>so cute {crying} i can&#8217;t</p>"
+        f"<p>Fans cried{crying}{crying} over the {form.format(code='1f1f0-1f1f7', alt='🇰🇷')} stage, "
+        f"and {form.format(code='1f469-200d-1f4bb', alt='👩‍💻')} editors too "
+        f"{form.format(code='2764', alt='❤️')}</p>"
+    )
+    assert html_to_text(html) == (
+        "so cute 😭 i can’t\n\nFans cried😭😭 over the 🇰🇷 stage, and 👩\u200d💻 editors too ❤️"
+    )
+    assert one_line(f"IU {crying} V") == "IU 😭 V"
+
+
+def test_wordpress_emoji_picture_with_both_classes_from_the_issue() -> None:
+    img = (
+        '<img draggable="false" role="img" class="wp-smiley emoji" alt="😭" '
+        'src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f62d.png">'
+    )
+    assert html_to_text(f"<p>so cute {img} i can't</p>") == "so cute 😭 i can't"
+
+
+@pytest.mark.parametrize(
+    ("img", "expected"),
+    [
+        # no alt: the file name is the code points
+        ('<img class="emoji" src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f62d.png">', "😭"),
+        (
+            '<img class="emoji" alt="" src="https://s.w.org/images/core/emoji/15.0.3/svg/1f1f0-1f1f7.svg">',
+            "🇰🇷",
+        ),
+        ('<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f469-200d-1f4bb.png">', "👩\u200d💻"),
+        ('<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/1faf6-1f3fb.png">', "🫶🏻"),
+        # Twemoji names leave out the emoji-style selector outside ZWJ sequences: put back
+        ('<img class="wp-smiley" src="https://s.w.org/images/core/emoji/15.0.3/72x72/2764.png">', "❤\ufe0f"),
+        (
+            '<img class="emoji" src="https://s.w.org/images/core/emoji/15.0.3/72x72/31-20e3.png">',
+            "1\ufe0f\u20e3",
+        ),
+        (
+            '<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/2764-fe0f-200d-1f525.png">',
+            "❤\ufe0f\u200d🔥",
+        ),
+        # other emoji CDNs and Twitter's own widget markup
+        ('<img src="https://cdn.jsdelivr.net/gh/jdecked/twemoji@15.0.3/assets/72x72/1f430.png">', "🐰"),
+        (
+            '<img class="Emoji Emoji--forText" alt="🥹" src="https://abs.twimg.com/emoji/v2/72x72/1f979.png">',
+            "🥹",
+        ),
+        # an old WordPress smiley keeps what the writer typed
+        (
+            '<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f642.png" alt=":)" class="wp-smiley">',
+            ":)",
+        ),
+        # an alt that describes rather than is the emoji: the file name wins
+        ('<img class="emoji" alt="Loudly crying face" src="https://e.example/emoji/1f62d.png">', "😭"),
+        # nothing readable: no stray text (no file name, no alt prose, no escape codes)
+        ('<img class="emoji" alt="Loudly crying face" src="https://e.example/emoji/crying.png">', ""),
+        ('<img class="wp-smiley" src="https://s.w.org/images/core/emoji/15.0.3/72x72/d83d.png">', ""),
+        ('<img class="emoji" src="https://s.w.org/images/core/emoji/15.0.3/72x72/1b.png">', ""),
+        ('<img class="emoji">', ""),
+        # not an emoji: pictures never become text, whatever their alt says
+        ('<img src="https://image.koreaboo.com/2024/01/v.jpg" alt="BTS’s V">', ""),
+        ('<img src="https://image.koreaboo.com/2024/01/1f62d.png" alt="😭">', ""),
+    ],
+)
+def test_emoji_picture_text(img: str, expected: str) -> None:
+    assert html_to_text(f"<p>a {img} b</p>") == f"a {expected} b".replace("  ", " ")
