@@ -114,6 +114,11 @@ _EMOJI_FILE = re.compile(
 )
 # code points: the longest emoji (a family, a subdivision flag) has 7-10; a longer alt is a description
 MAX_EMOJI_ALT = 16
+# A UTF-16 surrogate written as a character reference: some CMSs write 😭 as "&#55357;&#56877;".
+_SURROGATE_REF = re.compile(
+    r"&#(?:[xX](?P<hex>[dD][89a-fA-F][0-9a-fA-F]{2})(?![0-9a-fA-F])|(?P<dec>5[5-7]\d{3})(?!\d));?"
+)
+_SURROGATE_REF_BYTES = re.compile(_SURROGATE_REF.pattern.encode("ascii"))
 
 # Characters never worth keeping: controls (except newline/tab), bidi overrides that can disguise text.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
@@ -138,7 +143,45 @@ def clean_text(text: str) -> str:
 
 def parse_html(html: str) -> LexborHTMLParser:
     """The project's one HTML parser (lexbor: fast, HTML5-correct, never raises on bad markup)."""
-    return LexborHTMLParser(html or "")
+    html = html or ""
+    return LexborHTMLParser(repair_surrogate_refs(html) if "&#" in html else html)
+
+
+def repair_surrogate_refs(markup: str) -> str:
+    """Surrogate pairs written as two character references ("&#55357;&#56877;") made one ("&#x1F62D;"), lone
+    surrogate references dropped: HTML parsers read them as "��", and feedparser's fallback parser crashes."""
+    matches = list(_SURROGATE_REF.finditer(markup))
+    if not matches:
+        return markup
+    parts: list[str] = []
+    last = 0
+    values = [int(m["hex"], 16) if m["hex"] else int(m["dec"]) for m in matches]
+    i = 0
+    while i < len(matches):
+        match, value = matches[i], values[i]
+        parts.append(markup[last : match.start()])
+        last = match.end()
+        i += 1
+        if not 0xD800 <= value <= 0xDFFF:  # "&#55000;" is no surrogate: kept as written
+            parts.append(match.group())
+        elif (
+            value <= 0xDBFF
+            and i < len(matches)
+            and matches[i].start() == last
+            and 0xDC00 <= values[i] <= 0xDFFF
+        ):
+            parts.append(f"&#x{0x10000 + ((value - 0xD800) << 10) + (values[i] - 0xDC00):X};")
+            last = matches[i].end()
+            i += 1
+    parts.append(markup[last:])
+    return "".join(parts)
+
+
+def repair_surrogate_refs_in_bytes(data: bytes) -> bytes:
+    """repair_surrogate_refs for undecoded markup in an ASCII-compatible encoding (the references are ASCII)."""
+    if _SURROGATE_REF_BYTES.search(data) is None:
+        return data
+    return repair_surrogate_refs(data.decode("latin-1")).encode("latin-1")
 
 
 def emoji_of_image(img: LexborNode) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.parse import FeedError, parse_feed
-from bot.text import one_line
+from bot.text import html_to_text, one_line
 from bot.urls import canonical_url, story_key
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -238,6 +238,21 @@ def test_truncated_and_mangled_feeds_never_raise_anything_but_feed_error() -> No
             continue
         for entry in parsed.entries:  # and what was read goes all the way to an embed
             build_story_embed(enrich_entry(entry, source_name="E", artists=None))
+
+
+def test_emoji_written_as_utf16_halves_do_not_cost_the_feed() -> None:
+    # 💜 as "&#55357;&#56476;": feedparser's fallback parser crashed on it and the whole feed was lost
+    doc = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t &#xD83D;&#xDC9C;</title>
+    <item><title>IU &#55357;&#56476; V</title><link>https://e.example/a</link>
+    <description>so cute &amp;#55357;&amp;#56877; i can&amp;#8217;t</description></item>
+    <item><title>half &#xD83D; an emoji</title><link>https://e.example/b</link>
+    <description><![CDATA[<p>so cute &#xD83D;&#xDE2D; 하니</p>]]></description></item>
+    </channel></rss>""".encode()
+    parsed = parse_feed(doc, url="https://e.example/feed")
+    first, second = parsed.entries
+    assert parsed.title == "t 💜" and first.title == "IU 💜 V" and one_line(second.title) == "half an emoji"
+    assert html_to_text(first.summary_html) == "so cute 😭 i can’t"
+    assert html_to_text(second.summary_html) == "so cute 😭 하니"
 
 
 def test_nul_bytes_and_utf16() -> None:

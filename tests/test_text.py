@@ -15,6 +15,7 @@ from bot.text import (
     html_to_text,
     is_boilerplate,
     one_line,
+    repair_surrogate_refs,
     split_sentences,
     summarize,
     truncate,
@@ -278,3 +279,34 @@ def test_wordpress_emoji_picture_with_both_classes_from_the_issue() -> None:
 )
 def test_emoji_picture_text(img: str, expected: str) -> None:
     assert html_to_text(f"<p>a {img} b</p>") == f"a {expected} b".replace("  ", " ")
+
+
+def test_emoji_and_hangul_entities_and_sequences_survive() -> None:
+    cases = {
+        "<p>so cute &#x1F62D; i can&#39;t</p>": "so cute 😭 i can't",
+        "<p>so cute &#128557; i can&#39;t</p>": "so cute 😭 i can't",
+        # UTF-16 halves as references (some CMSs): one emoji, not "��"
+        "<p>so cute &#55357;&#56877; i can't</p>": "so cute 😭 i can't",
+        "<p>so cute &#xD83D;&#xDE2D; i can't</p>": "so cute 😭 i can't",
+        "<p>IU &#xd83d;&#xdc9c;&#55357;&#56476;</p>": "IU 💜💜",
+        # a lone half is dropped; a reference that only looks like one is a Hangul syllable, kept
+        "<p>a &#xD83D; b &#56877;c</p>": "a b c",
+        "<p>&#55000;&#54620;</p>": "훘한",
+        "<p>❤&#xFE0F; 👩&zwj;💻 🏳️‍🌈 &#x1F1F0;&#x1F1F7; 1&#xFE0F;&#x20E3; 👍🏽</p>": (
+            "❤️ 👩\u200d💻 🏳️\u200d🌈 🇰🇷 1️⃣ 👍🏽"
+        ),
+        "<p>&#xBDD4; &#xD0DC;&#xD615; 뷔</p>": "뷔 태형 뷔",
+        # Hangul written as jamo (decomposed) comes out as the syllables
+        "<p>\u1100\u1161\u11ab\u1103\u1161 &#x1112;&#x1161;&#x1102;&#x1175;</p>": "간다 하니",
+    }
+    for html, expected in cases.items():
+        assert html_to_text(html) == expected, html
+    assert one_line("&#55357;&#56877; IU &#x1F49C;") == "😭 IU 💜"
+
+
+def test_repair_surrogate_refs_leaves_everything_else_as_written() -> None:
+    text = "Tom &amp; Jerry &#8217; &#x2019; &#55000; &#xD7FF; &#xE000; &#123456;"
+    assert repair_surrogate_refs(text) == text
+    assert repair_surrogate_refs("&#55357;&#56877;&#55357;") == "&#x1F62D;"
+    assert repair_surrogate_refs("&#56877;&#55357;&#56877;") == "&#x1F62D;"  # a low half first: dropped
+    assert repair_surrogate_refs("&#553570;") == "&#553570;"  # six digits: no surrogate
