@@ -2,10 +2,11 @@
 
 - `html_to_text`: HTML (hostile feed or page markup) to plain text, entities decoded, one paragraph per block,
   boilerplate removed (video placeholders, "SEE ALSO"/"READ MORE" lines, share lines, related-post blocks,
-  photo credits such as "BTS’s V | @thv/Instagram", WordPress "[…]" excerpt tails and "The post … appeared first").
-  Emoji that WordPress (or Twemoji) turned into <img> come back as the emoji, in their place (`emoji_of_image`).
+  photo credits such as "BTS’s V | @thv/Instagram", "The post … appeared first"). A WordPress "[…]" excerpt
+  tail becomes "…" when it cuts a sentence and goes when it follows a finished one. Emoji that WordPress (or
+  Twemoji) turned into <img> come back as the emoji, in their place (`emoji_of_image`).
 - `one_line`: the same for short fields (titles, names): one line, single spaces.
-- `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary with "…".
+- `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary; "…" only when cut.
 - `escape_discord`: Discord markdown escaped, mentions (`@everyone`, `@here`, `<@id>`, `<@&id>`, `<#id>`) and
   masked links defused. `truncate`: clean cutting to a Discord limit, counted as Discord may count (UTF-16).
 """
@@ -38,6 +39,7 @@ _BLOCK_TAGS = frozenset(
     "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote figure section article header footer aside main tr table "
     "pre hr dd dt dl address details summary center".split()
 )
+_CLOSERS = "”\"’')]"  # closing quotes and brackets a sentence may end inside
 _BLOCKS_AND_IMAGES = ",".join(sorted(_BLOCK_TAGS | {"img"}))  # one query: blocks get breaks, emoji get text
 
 # A whole paragraph that is boilerplate (compared lower-cased, trailing punctuation ignored).
@@ -278,7 +280,21 @@ def strip_boilerplate(text: str) -> str:
         if paragraph:
             kept.append(paragraph)
     result = "\n\n".join(kept)
-    return _EXCERPT_TAIL.sub("", result).strip() if "]" in result[-40:] else result
+    tail = _EXCERPT_TAIL.search(result) if "]" in result[-40:] else None
+    if tail is None:
+        return result
+    head = result[: tail.start()].rstrip()
+    # the feed cut the text: mid-sentence the cut shows as "…" (there is more); after a full stop, nothing
+    return head if not head or ends_sentence(head) else head.rstrip(" ,;:–—-") + "…"
+
+
+def ends_sentence(text: str) -> bool:
+    """True when text ends like a finished sentence (".", "!", "?", "…", also inside closing quotes)."""
+    return text.rstrip().rstrip(_CLOSERS).endswith((".", "!", "?", "…"))
+
+
+def _trails_off(text: str) -> bool:
+    return text.rstrip().rstrip(_CLOSERS).endswith(("…", "..."))
 
 
 def is_boilerplate(line: str) -> bool:
@@ -362,18 +378,22 @@ def _is_abbreviation(before: str) -> bool:
 def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str:
     """The first few sentences of plain text, at most `max_chars`, cut cleanly.
 
-    Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed) is left
-    out when a complete one comes before it; a first sentence longer than the budget is cut at a word with "…"."""
+    Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed, which
+    html_to_text ends with "…") is left out when a complete one comes before it; a first sentence longer than
+    the budget is cut at a word with "…". "…" is added only where text was left out: a whole text that ends
+    without a full stop stays as it is."""
     sentences = split_sentences(strip_boilerplate(text or ""), limit=max_sentences + 1)
     if not sentences:
         return ""
     chosen: list[str] = []
     used = 0
-    for sentence in sentences[:max_sentences]:
+    for index, sentence in enumerate(sentences[:max_sentences]):
         extra = discord_len(sentence) + (1 if chosen else 0)
         if used + extra > max_chars:
             break
-        complete = sentence.rstrip("”\"’')]").endswith((".", "!", "?", "…"))
+        # the text's last sentence trailing off ("promised…") is where the feed cut it
+        trails_off = index == len(sentences) - 1 and _trails_off(sentence)
+        complete = ends_sentence(sentence) and not trails_off
         if not complete and chosen:
             break
         chosen.append(sentence)
@@ -383,7 +403,7 @@ def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str
     if not chosen:
         return truncate(sentences[0], max_chars)
     summary = " ".join(chosen)
-    if not summary.rstrip("”\"’')]").endswith((".", "!", "?", "…")):
+    if len(chosen) < len(sentences) and not ends_sentence(summary):  # cut mid-thought: say there is more
         summary = summary.rstrip(" ,;:–—-") + "…"
         if discord_len(summary) > max_chars:
             summary = truncate(summary, max_chars)

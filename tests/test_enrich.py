@@ -243,3 +243,21 @@ def test_excerpt_and_page_with_emoji_pictures() -> None:
         "She signed it “하니 🐰” and fans cried 🥹 all night."
     )
     assert paged.image == "https://image.koreaboo.com/2024/01/og.jpg"
+
+
+def test_a_cut_excerpt_prefers_the_page_and_a_whole_one_stands() -> None:
+    cut = FeedEntry(
+        title="IU",
+        link="https://e.example/a",
+        summary_html="<p>IU announced a tour, and she promised [&#8230;]</p>",
+    )
+    page_html = (
+        "<html><body><article><p>IU announced a tour. She promised new songs.</p></article></body></html>"
+    )
+    assert (
+        enrich_entry(cut, source_name="E", artists=None).summary == "IU announced a tour, and she promised…"
+    )
+    paged = enrich_entry(cut, source_name="E", artists=None, page_html=page_html)
+    assert paged.summary == "IU announced a tour. She promised new songs."
+    whole = FeedEntry(title="IU", link="https://e.example/a", summary_html="<b>IU on tour</b><br/>")
+    assert enrich_entry(whole, source_name="E", artists=None).summary == "IU on tour"

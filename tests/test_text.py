@@ -96,7 +96,11 @@ def test_excerpt_tail_and_wordpress_footer_removed() -> None:
         '<p>The post <a href="https://k.example/a">IU story</a> appeared first on <a href="/">Koreaboo</a>.</p>'
     )
     assert html_to_text(html) == "IU’s vocals narrated a story of love, loss, and sacrifice."
-    assert html_to_text("Plain text [...]") == "Plain text"
+    assert html_to_text("Plain text. [...]") == "Plain text."
+    # a tail that cuts a sentence says so: the text goes on (the summary must not pass it off as whole)
+    assert html_to_text("Plain text [...]") == "Plain text…"
+    assert html_to_text("<p>she has promised, [&hellip;] Read more</p>") == "she has promised…"
+    assert html_to_text("<p>“Love wins all.” [&#8230;]</p>") == "“Love wins all.”"
 
 
 def test_scripts_styles_and_entities() -> None:
@@ -140,8 +144,12 @@ def test_summarize_keeps_whole_sentences(koreaboo_content: str) -> None:
 
 def test_summarize_drops_unfinished_excerpt_sentence() -> None:
     assert summarize("First sentence here. The second one was cut by the feed and") == "First sentence here."
-    only = summarize("A single sentence cut by the feed and")
+    only = summarize("A single sentence cut by the feed and [&#8230;]")
     assert only == "A single sentence cut by the feed and…"
+    assert summarize("A single sentence cut by the feed and […]") == only
+    assert summarize(html_to_text("<p>A single sentence cut by the feed and [&hellip;]</p>")) == only
+    # without the feed's mark it is the whole text: nothing was left out, so no "…"
+    assert summarize("A single sentence cut by the feed and") == "A single sentence cut by the feed and"
 
 
 def test_summarize_cuts_a_long_first_sentence_at_a_word() -> None:
@@ -310,3 +318,48 @@ def test_repair_surrogate_refs_leaves_everything_else_as_written() -> None:
     assert repair_surrogate_refs("&#55357;&#56877;&#55357;") == "&#x1F62D;"
     assert repair_surrogate_refs("&#56877;&#55357;&#56877;") == "&#x1F62D;"  # a low half first: dropped
     assert repair_surrogate_refs("&#553570;") == "&#553570;"  # six digits: no surrogate
+
+
+# --- summaries: "…" only where something was left out -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<b>x</b><br/>", "x"),
+        ("<p>IU and V in the new MV</p><br><br>  \n", "IU and V in the new MV"),
+        ("<p>IU and V in the new MV &nbsp;</p>", "IU and V in the new MV"),
+        ("<p>Love wins all 💜</p>", "Love wins all 💜"),
+        ("<p>IU and V wowed fans.</p><br/>", "IU and V wowed fans."),
+        # a WordPress excerpt the feed cut mid-sentence: the cut shows; after a full stop nothing is missing
+        (
+            "<p>IU and V wowed fans with the video for [&#8230;]</p>",
+            "IU and V wowed fans with the video for…",
+        ),
+        ("<p>IU and V wowed fans. [&#8230;]</p>", "IU and V wowed fans."),
+        ("<p>IU and V wowed fans. Then, [&hellip;]</p>", "IU and V wowed fans."),
+        ("<p>IU and V wowed fans…</p>", "IU and V wowed fans…"),
+        # a first paragraph without a full stop and more after it: something was left out
+        ("<p>Watch the new MV</p><p>IU and V wowed fans.</p>", "Watch the new MV…"),
+    ],
+)
+def test_summary_ellipsis_only_when_text_was_cut(html: str, expected: str) -> None:
+    assert summarize(html_to_text(html), 400) == expected
+
+
+@pytest.mark.parametrize("limit", [40, 41, 100])
+def test_summary_at_exactly_the_limit(limit: int) -> None:
+    whole = ("x" * (limit - 1)).replace("x" * 10, "word word ")[: limit - 1] + "y"
+    assert len(whole) == limit
+    assert summarize(whole, limit) == whole  # exactly the limit, unfinished, whole: as it is
+    assert summarize(whole[:-1] + ".", limit) == whole[:-1] + "."
+    longer = summarize(whole + "z", limit)  # one over: cut at a word, with "…"
+    assert discord_len(longer) <= limit and longer.endswith("…") and not longer.endswith(" …")
+    more = summarize(whole + "\n\nAnother paragraph follows.", limit)  # fits, but text follows it
+    assert discord_len(more) <= limit and more.endswith("…")
+    two = "IU sang. " + "V" * (limit - 15) + " sang."  # two whole sentences, exactly the limit
+    assert len(two) == limit and summarize(two, limit) == two
+    assert summarize(two, limit - 1) == "IU sang."  # the second does not fit; the first ends cleanly
+    emoji = "😭" * limit  # two UTF-16 units each: exactly twice the limit
+    assert summarize(emoji, 2 * limit) == emoji
+    assert summarize(emoji + "😭", 2 * limit).endswith("😭…")
