@@ -453,7 +453,8 @@ def discord_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-_TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d\ufe0f"
+_TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d"
+MAX_CLUSTER = 32  # code points: a longer "character" (stacked combining marks) is hostile, cut anywhere
 
 
 def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
@@ -464,9 +465,11 @@ def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     if discord_len(text) <= limit:
         return text
     if limit <= discord_len(ellipsis):
-        return _prefix(text, max(limit, 0))
+        head = _prefix(text, max(limit, 0))
+        return head[: _cluster_boundary(text, len(head))]
     budget = limit - discord_len(ellipsis)
     head = _prefix(text, budget)
+    head = head[: _cluster_boundary(text, len(head))]
     space = max(head.rfind(" "), head.rfind("\n"))
     if space >= budget * 0.6:  # a word boundary near the end; else a long word/URL/CJK run is cut hard
         head = head[:space]
@@ -488,3 +491,40 @@ def _prefix(text: str, budget: int) -> str:
         if used > budget:
             return text[:i]
     return text
+
+
+def _cluster_boundary(text: str, end: int) -> int:
+    """`end` moved back so that text[:end] does not split a character as shown: an emoji from its skin tone,
+    style selector, keycap or ZWJ partner, a flag's two halves, a letter from its combining marks or jamo."""
+    cut = end
+    while (
+        0 < cut < len(text)
+        and end - cut < MAX_CLUSTER
+        and (_extends_cluster(text[cut]) or text[cut - 1] == "\u200d")
+    ):
+        cut -= 1
+    if end - cut >= MAX_CLUSTER:
+        return end
+    if 0 < cut < len(text) and _is_regional_indicator(text[cut]):
+        run = 0
+        while run < cut and _is_regional_indicator(text[cut - 1 - run]):
+            run += 1
+        cut -= run % 2  # flags are pairs: an odd run before the cut would leave half a flag
+    return cut
+
+
+def _extends_cluster(ch: str) -> bool:
+    point = ord(ch)
+    return (
+        ch in "\u200d\ufe0e\ufe0f\u20e3"
+        or 0x1F3FB <= point <= 0x1F3FF  # skin tones
+        or 0xE0020 <= point <= 0xE007F  # tag characters (subdivision flags)
+        # Hangul vowel and final-consonant jamo: syllables NFC cannot compose (old Hangul) are sequences
+        or 0x1160 <= point <= 0x11FF
+        or 0xD7B0 <= point <= 0xD7FF
+        or (point >= 0x300 and unicodedata.category(ch) in ("Mn", "Mc", "Me"))
+    )
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF

@@ -363,3 +363,31 @@ def test_summary_at_exactly_the_limit(limit: int) -> None:
     emoji = "😭" * limit  # two UTF-16 units each: exactly twice the limit
     assert summarize(emoji, 2 * limit) == emoji
     assert summarize(emoji + "😭", 2 * limit).endswith("😭…")
+
+
+# --- clean cuts never split what shows as one character -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("🇰🇷🇯🇵🇰🇷", 9, "🇰🇷🇯🇵…"),  # 🇰🇷🇯🇵🇰 would fit: half a flag
+        ("🇰🇷🇯🇵🇰🇷", 7, "🇰🇷…"),
+        ("so proud 👩‍💻👩‍💻", 17, "so proud 👩\u200d💻…"),  # not a woman left without her laptop
+        ("so proud 👩‍💻👩‍💻", 14, "so proud…"),
+        ("thumbs 👍🏽👍🏽", 12, "thumbs 👍🏽…"),  # not a thumb without its skin tone
+        ("keycap 1️⃣2️⃣", 12, "keycap 1️⃣…"),
+        ("❤️ ❤️ ❤️ ❤️ ❤️", 10, "❤️ ❤️ ❤️…"),  # a cut at a space keeps the emoji style selector
+        ("Beyonce\u0301\u0301 Beyonce\u0301", 9, "Beyonc…"),
+        ("\u1112\u1161\u11ab\u1100\u1173\u11af", 5, "\u1112\u1161\u11ab…"),  # old-style jamo: whole syllables
+    ],
+)
+def test_truncate_keeps_emoji_and_letters_whole(text: str, limit: int, expected: str) -> None:
+    cut = truncate(text, limit)
+    assert cut == expected and discord_len(cut) <= limit
+
+
+def test_truncate_of_a_hostile_cluster_still_cuts() -> None:
+    zalgo = "Z" + "\u0301" * 5000
+    cut = truncate(zalgo, 100)
+    assert discord_len(cut) <= 100 and cut.endswith("…") and cut.startswith("Z")
