@@ -33,7 +33,8 @@ FULL_CONTENT_WORDS = 80  # fewer words (and no embed or picture) is an excerpt, 
 
 _TAG = re.compile(r"<[^>]*>")
 _EXCERPT_END = re.compile(r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\.\.\.|…)\s*$")
-_UNFINISHED = re.compile(r"[^.!?…”\"’')\]]\s*$")
+# an excerpt ending mid-sentence, or in "…"/"..." (how a feed's cut reads once html_to_text has its "[…]")
+_UNFINISHED = re.compile(r"(?:[^.!?…”\"’')\]]|…|\.\.\.)\s*$")
 
 
 def wants_article_page(entry: FeedEntry) -> bool:

@@ -13,13 +13,13 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from yarl import URL
 
 from bot.models import FeedEntry
-from bot.text import EMBED_SELECTOR, article_body, parse_html
+from bot.text import EMBED_SELECTOR, EMOJI_IMAGE_URL, article_body, emoji_of_image, parse_html
 
 MIN_CONTENT_IMAGE_SIZE = 100  # px: a declared width or height below this is an icon, avatar or pixel
 
-# Never a story's picture, wherever it appears: tracking pixels, avatars, emoji.
+# Never a story's picture, wherever it appears: tracking pixels, avatars, emoji (bot/text.py knows those).
 _TRACKING_URL = re.compile(
-    r"gravatar\.com|/avatars?/|/emoji/|s\.w\.org/images/core/emoji|wp-smiley|/pixel[/.?]|pixel\.wp\.com|"
+    EMOJI_IMAGE_URL.pattern + r"|gravatar\.com|/avatars?/|/pixel[/.?]|pixel\.wp\.com|"
     r"/track(?:ing)?/|beacon|1x1|spacer\.|blank\.(?:gif|png)|transparent\.(?:gif|png)|feeds\.feedburner\.com/~|"
     r"stats\.wordpress\.com|doubleclick\.net|googleads|facebook\.com/tr|scorecardresearch",
     re.IGNORECASE,
@@ -31,7 +31,7 @@ _FURNITURE_URL = re.compile(
 )
 # One class token that marks furniture ("attachment-post-thumbnail" is WordPress's big featured image: kept).
 _FURNITURE_CLASS = re.compile(
-    r"avatar.*|.*-avatar|emoji|wp-smiley|gravatar|icon|.*-icon|logo|.*-logo|size-thumbnail|attachment-thumbnail|"
+    r"avatar.*|.*-avatar|gravatar|icon|.*-icon|logo|.*-logo|size-thumbnail|attachment-thumbnail|"
     r"thumbnail|thumb|sprite|badge|.*pixel.*|tracking.*",
     re.IGNORECASE,
 )
@@ -134,6 +134,8 @@ def _img_src(img: LexborNode, base_url: str | None) -> str | None:
 def _is_real_picture(img: LexborNode, url: str) -> bool:
     attrs = img.attributes
     if _TRACKING_URL.search(url) or _FURNITURE_URL.search(url):
+        return False
+    if emoji_of_image(img) is not None:  # class="emoji"/"wp-smiley" wherever the picture is served from
         return False
     if any(_FURNITURE_CLASS.fullmatch(token) for token in (attrs.get("class") or "").split()):
         return False

@@ -5,7 +5,8 @@ Hostile input is expected: malformed (bozo) feeds keep whatever entries could be
 declared encoding is repaired (bytes that are not UTF-8 in a "UTF-8" feed are read as windows-1252, byte by
 byte, so one stray byte does not turn the whole feed into mojibake); entity declarations are removed before
 feedparser sees them (its own guard lets a "quadratic blowup" entity through: a 200 KB entity referenced
-20,000 times ran for minutes); the bytes are handed to feedparser as a stream, never as a string it might take
+20,000 times ran for minutes); emoji written as two UTF-16 surrogate references are joined (feedparser crashed
+on them); the bytes are handed to feedparser as a stream, never as a string it might take
 for a file name or URL. HTML fields come out as the feed wrote them (raw, hostile): see bot/text.py for reading
 them. When nothing can be read, FeedError says why in words an operator can act on.
 """
@@ -25,6 +26,7 @@ import feedparser
 from yarl import URL
 
 from bot.models import FeedEntry
+from bot.text import repair_surrogate_refs_in_bytes
 from bot.urls import canonical_url
 
 MAX_CATEGORIES = 50
@@ -89,6 +91,8 @@ def parse_feed(data: bytes, *, url: str = "", content_type: str | None = None) -
     if note:
         notes.append(note)
     data = _drop_media_text(data)
+    # "&#55357;&#56877;" (😭 as UTF-16 halves) crashes feedparser's fallback parser: the whole feed was lost
+    data = repair_surrogate_refs_in_bytes(data)
 
     # A stream, never bytes/str: feedparser opens a str or bytes that names a file or URL. Its HTML sanitizer
     # and relative-URI pass (sgmllib) cost three quarters of the parse and protect nothing here: feed HTML is

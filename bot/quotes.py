@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 from selectolax.lexbor import LexborNode
 
 from bot.models import Quote
-from bot.text import article_body, clean_text, is_boilerplate, parse_html, truncate
+from bot.text import article_body, clean_text, emoji_of_image, is_boilerplate, parse_html, truncate
 from bot.urls import canonical_url
 
 MAX_QUOTES = 3
@@ -340,7 +340,8 @@ def _hrefs(block: LexborNode) -> list[str]:
 
 
 def _text_of(node: LexborNode, skip: Callable[[LexborNode], bool] | None = None) -> str:
-    """Text of a subtree with <br> and blocks as line breaks, leaving out subtrees `skip` rejects.
+    """Text of a subtree with <br> and blocks as line breaks, emoji pictures as their emoji, leaving out subtrees
+    `skip` rejects.
     Iterative, so hostile nesting cannot exhaust the stack."""
     out: list[str] = []
     stack: list[LexborNode | str] = [node]
@@ -359,6 +360,9 @@ def _text_of(node: LexborNode, skip: Callable[[LexborNode], bool] | None = None)
             continue
         if tag == "br":
             out.append("\n")
+            continue
+        if tag == "img":  # an emoji WordPress made a picture of is part of what the fan wrote
+            out.append(emoji_of_image(item) or "")
             continue
         block = tag in _BLOCK_TAGS and item is not node
         if block:

@@ -2,9 +2,11 @@
 
 - `html_to_text`: HTML (hostile feed or page markup) to plain text, entities decoded, one paragraph per block,
   boilerplate removed (video placeholders, "SEE ALSO"/"READ MORE" lines, share lines, related-post blocks,
-  photo credits such as "BTS’s V | @thv/Instagram", WordPress "[…]" excerpt tails and "The post … appeared first").
+  photo credits such as "BTS’s V | @thv/Instagram", "The post … appeared first"). A WordPress "[…]" excerpt
+  tail becomes "…" when it cuts a sentence and goes when it follows a finished one. Emoji that WordPress (or
+  Twemoji) turned into <img> come back as the emoji, in their place (`emoji_of_image`).
 - `one_line`: the same for short fields (titles, names): one line, single spaces.
-- `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary with "…".
+- `summarize`: the first few sentences, cut cleanly at a sentence (else word) boundary; "…" only when cut.
 - `escape_discord`: Discord markdown escaped, mentions (`@everyone`, `@here`, `<@id>`, `<@&id>`, `<#id>`) and
   masked links defused. `truncate`: clean cutting to a Discord limit, counted as Discord may count (UTF-16).
 """
@@ -37,6 +39,8 @@ _BLOCK_TAGS = frozenset(
     "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote figure section article header footer aside main tr table "
     "pre hr dd dt dl address details summary center".split()
 )
+_CLOSERS = "”\"’')]"  # closing quotes and brackets a sentence may end inside
+_BLOCKS_AND_IMAGES = ",".join(sorted(_BLOCK_TAGS | {"img"}))  # one query: blocks get breaks, emoji get text
 
 # A whole paragraph that is boilerplate (compared lower-cased, trailing punctuation ignored).
 _BOILERPLATE_EXACT = frozenset(
@@ -102,6 +106,22 @@ _EXCERPT_TAIL = re.compile(
     r"\s*\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]\s*(?:read more|continue reading)?\s*$", re.I
 )
 
+# Emoji served as pictures: WordPress's wp-emoji and the emoji its feeds carry (s.w.org/images/core/emoji/…),
+# WordPress.com smileys, Twemoji and Twitter's own; old WordPress smilies (/smilies/icon_smile.gif).
+EMOJI_IMAGE_URL = re.compile(r"/emoji/|/smilies/|wpcom-smileys|twemoji[./@]", re.IGNORECASE)
+_EMOJI_CLASSES = frozenset({"emoji", "wp-smiley"})
+# The file name of an emoji picture is its code points: 1f62d.png, 1f1f0-1f1f7.png, 1f469-200d-1f4bb.svg.
+_EMOJI_FILE = re.compile(
+    r"/([0-9a-f]{2,6}(?:-[0-9a-f]{2,6})*)\.(?:png|svg|gif|webp)(?:$|[?#])", re.IGNORECASE
+)
+# code points: the longest emoji (a family, a subdivision flag) has 7-10; a longer alt is a description
+MAX_EMOJI_ALT = 16
+# A UTF-16 surrogate written as a character reference: some CMSs write 😭 as "&#55357;&#56877;".
+_SURROGATE_REF = re.compile(
+    r"&#(?:[xX](?P<hex>[dD][89a-fA-F][0-9a-fA-F]{2})(?![0-9a-fA-F])|(?P<dec>5[5-7]\d{3})(?!\d));?"
+)
+_SURROGATE_REF_BYTES = re.compile(_SURROGATE_REF.pattern.encode("ascii"))
+
 # Characters never worth keeping: controls (except newline/tab), bidi overrides that can disguise text.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
 
@@ -125,7 +145,75 @@ def clean_text(text: str) -> str:
 
 def parse_html(html: str) -> LexborHTMLParser:
     """The project's one HTML parser (lexbor: fast, HTML5-correct, never raises on bad markup)."""
-    return LexborHTMLParser(html or "")
+    html = html or ""
+    return LexborHTMLParser(repair_surrogate_refs(html) if "&#" in html else html)
+
+
+def repair_surrogate_refs(markup: str) -> str:
+    """Surrogate pairs written as two character references ("&#55357;&#56877;") made one ("&#x1F62D;"), lone
+    surrogate references dropped: HTML parsers read them as "��", and feedparser's fallback parser crashes."""
+    matches = list(_SURROGATE_REF.finditer(markup))
+    if not matches:
+        return markup
+    parts: list[str] = []
+    last = 0
+    values = [int(m["hex"], 16) if m["hex"] else int(m["dec"]) for m in matches]
+    i = 0
+    while i < len(matches):
+        match, value = matches[i], values[i]
+        parts.append(markup[last : match.start()])
+        last = match.end()
+        i += 1
+        if not 0xD800 <= value <= 0xDFFF:  # "&#55000;" is no surrogate: kept as written
+            parts.append(match.group())
+        elif (
+            value <= 0xDBFF
+            and i < len(matches)
+            and matches[i].start() == last
+            and 0xDC00 <= values[i] <= 0xDFFF
+        ):
+            parts.append(f"&#x{0x10000 + ((value - 0xD800) << 10) + (values[i] - 0xDC00):X};")
+            last = matches[i].end()
+            i += 1
+    parts.append(markup[last:])
+    return "".join(parts)
+
+
+def repair_surrogate_refs_in_bytes(data: bytes) -> bytes:
+    """repair_surrogate_refs for undecoded markup in an ASCII-compatible encoding (the references are ASCII)."""
+    if _SURROGATE_REF_BYTES.search(data) is None:
+        return data
+    return repair_surrogate_refs(data.decode("latin-1")).encode("latin-1")
+
+
+def emoji_of_image(img: LexborNode) -> str | None:
+    """The emoji an <img> stands for (its alt, else the code points in its file name), "" when it is an emoji
+    picture that says nothing readable, None when it is no emoji picture."""
+    attrs = img.attributes
+    src = attrs.get("src") or ""
+    classes = (attrs.get("class") or "").lower().split()
+    if not (_EMOJI_CLASSES.intersection(classes) or EMOJI_IMAGE_URL.search(src)):
+        return None
+    alt = clean_text(attrs.get("alt") or "")
+    if alt and len(alt) <= MAX_EMOJI_ALT and not any(ch.isspace() for ch in alt):
+        return alt
+    return _emoji_of_file_name(src)
+
+
+def _emoji_of_file_name(src: str) -> str:
+    match = _EMOJI_FILE.search(src)
+    if match is None:
+        return ""
+    points = [int(part, 16) for part in match.group(1).split("-")]
+    if any(p > 0x10FFFF or 0xD800 <= p <= 0xDFFF for p in points) or max(points) < 0xA9:
+        return ""
+    # Twemoji file names leave out the emoji-style selector (U+FE0F) outside ZWJ sequences: 2764.png is ❤️
+    if len(points) == 1 and points[0] < 0x10000:
+        points.append(0xFE0F)
+    elif points[-1] == 0x20E3 and len(points) == 2:
+        points.insert(1, 0xFE0F)
+    text = "".join(map(chr, points))
+    return "" if _CONTROL.search(text) else text
 
 
 def article_body(tree: LexborHTMLParser) -> LexborNode | None:
@@ -168,8 +256,12 @@ def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None
             links = paragraph.css("a")
             if len(links) == 1 and paragraph.text(deep=True).strip() == links[0].text(deep=True).strip():
                 paragraph.decompose()
-    for block in node.css(",".join(sorted(_BLOCK_TAGS))):
-        if block.tag == "br":  # a line break inside a paragraph, not a new paragraph
+    for block in node.css(_BLOCKS_AND_IMAGES):
+        if block.tag == "img":
+            emoji = emoji_of_image(block)
+            if emoji:  # an emoji WordPress made a picture of: the emoji, in its place
+                block.insert_before(emoji)
+        elif block.tag == "br":  # a line break inside a paragraph, not a new paragraph
             block.insert_before("\n")
         else:
             block.insert_before("\n\n")
@@ -188,7 +280,21 @@ def strip_boilerplate(text: str) -> str:
         if paragraph:
             kept.append(paragraph)
     result = "\n\n".join(kept)
-    return _EXCERPT_TAIL.sub("", result).strip() if "]" in result[-40:] else result
+    tail = _EXCERPT_TAIL.search(result) if "]" in result[-40:] else None
+    if tail is None:
+        return result
+    head = result[: tail.start()].rstrip()
+    # the feed cut the text: mid-sentence the cut shows as "…" (there is more); after a full stop, nothing
+    return head if not head or ends_sentence(head) else head.rstrip(" ,;:–—-") + "…"
+
+
+def ends_sentence(text: str) -> bool:
+    """True when text ends like a finished sentence (".", "!", "?", "…", also inside closing quotes)."""
+    return text.rstrip().rstrip(_CLOSERS).endswith((".", "!", "?", "…"))
+
+
+def _trails_off(text: str) -> bool:
+    return text.rstrip().rstrip(_CLOSERS).endswith(("…", "..."))
 
 
 def is_boilerplate(line: str) -> bool:
@@ -216,6 +322,10 @@ def one_line(html_or_text: str) -> str:
         if node is not None:
             for bad in node.css(_DROP_SELECTOR):
                 bad.decompose()
+            for img in node.css("img"):
+                emoji = emoji_of_image(img)
+                if emoji:
+                    img.insert_before(emoji)
             text = node.text(deep=True)
     return " ".join(clean_text(text).split())
 
@@ -268,18 +378,22 @@ def _is_abbreviation(before: str) -> bool:
 def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str:
     """The first few sentences of plain text, at most `max_chars`, cut cleanly.
 
-    Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed) is left
-    out when a complete one comes before it; a first sentence longer than the budget is cut at a word with "…"."""
+    Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed, which
+    html_to_text ends with "…") is left out when a complete one comes before it; a first sentence longer than
+    the budget is cut at a word with "…". "…" is added only where text was left out: a whole text that ends
+    without a full stop stays as it is."""
     sentences = split_sentences(strip_boilerplate(text or ""), limit=max_sentences + 1)
     if not sentences:
         return ""
     chosen: list[str] = []
     used = 0
-    for sentence in sentences[:max_sentences]:
+    for index, sentence in enumerate(sentences[:max_sentences]):
         extra = discord_len(sentence) + (1 if chosen else 0)
         if used + extra > max_chars:
             break
-        complete = sentence.rstrip("”\"’')]").endswith((".", "!", "?", "…"))
+        # the text's last sentence trailing off ("promised…") is where the feed cut it
+        trails_off = index == len(sentences) - 1 and _trails_off(sentence)
+        complete = ends_sentence(sentence) and not trails_off
         if not complete and chosen:
             break
         chosen.append(sentence)
@@ -289,7 +403,7 @@ def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str
     if not chosen:
         return truncate(sentences[0], max_chars)
     summary = " ".join(chosen)
-    if not summary.rstrip("”\"’')]").endswith((".", "!", "?", "…")):
+    if len(chosen) < len(sentences) and not ends_sentence(summary):  # cut mid-thought: say there is more
         summary = summary.rstrip(" ,;:–—-") + "…"
         if discord_len(summary) > max_chars:
             summary = truncate(summary, max_chars)
@@ -339,7 +453,8 @@ def discord_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-_TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d\ufe0f"
+_TRAILING_JUNK = " \t\n,;:–—-([{“‘\"'/" + ZWSP + "\u200d"
+MAX_CLUSTER = 32  # code points: a longer "character" (stacked combining marks) is hostile, cut anywhere
 
 
 def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
@@ -350,9 +465,11 @@ def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     if discord_len(text) <= limit:
         return text
     if limit <= discord_len(ellipsis):
-        return _prefix(text, max(limit, 0))
+        head = _prefix(text, max(limit, 0))
+        return head[: _cluster_boundary(text, len(head))]
     budget = limit - discord_len(ellipsis)
     head = _prefix(text, budget)
+    head = head[: _cluster_boundary(text, len(head))]
     space = max(head.rfind(" "), head.rfind("\n"))
     if space >= budget * 0.6:  # a word boundary near the end; else a long word/URL/CJK run is cut hard
         head = head[:space]
@@ -374,3 +491,40 @@ def _prefix(text: str, budget: int) -> str:
         if used > budget:
             return text[:i]
     return text
+
+
+def _cluster_boundary(text: str, end: int) -> int:
+    """`end` moved back so that text[:end] does not split a character as shown: an emoji from its skin tone,
+    style selector, keycap or ZWJ partner, a flag's two halves, a letter from its combining marks or jamo."""
+    cut = end
+    while (
+        0 < cut < len(text)
+        and end - cut < MAX_CLUSTER
+        and (_extends_cluster(text[cut]) or text[cut - 1] == "\u200d")
+    ):
+        cut -= 1
+    if end - cut >= MAX_CLUSTER:
+        return end
+    if 0 < cut < len(text) and _is_regional_indicator(text[cut]):
+        run = 0
+        while run < cut and _is_regional_indicator(text[cut - 1 - run]):
+            run += 1
+        cut -= run % 2  # flags are pairs: an odd run before the cut would leave half a flag
+    return cut
+
+
+def _extends_cluster(ch: str) -> bool:
+    point = ord(ch)
+    return (
+        ch in "\u200d\ufe0e\ufe0f\u20e3"
+        or 0x1F3FB <= point <= 0x1F3FF  # skin tones
+        or 0xE0020 <= point <= 0xE007F  # tag characters (subdivision flags)
+        # Hangul vowel and final-consonant jamo: syllables NFC cannot compose (old Hangul) are sequences
+        or 0x1160 <= point <= 0x11FF
+        or 0xD7B0 <= point <= 0xD7FF
+        or (point >= 0x300 and unicodedata.category(ch) in ("Mn", "Mc", "Me"))
+    )
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF

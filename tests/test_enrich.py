@@ -191,3 +191,73 @@ def test_untitled_item_gets_its_first_words() -> None:
     )
     story = enrich_entry(entry, source_name="E", artists=None)
     assert story.title == "IU announced a new tour today."
+
+
+def test_wordpress_emoji_pictures_read_as_emoji_everywhere() -> None:
+    [entry] = entries("wordpress-emoji.xml")
+    story = enrich_entry(entry, source_name="Koreaboo", artists=None)
+    assert story.title == "NewJeans’ Hanni Leaves Bunnies In Tears With A Handwritten Letter 😭"
+    assert story.summary == (
+        "NewJeans’ Hanni left Bunnies in tears 😭 with a handwritten letter she shared after the group’s fan "
+        "meeting. The letter, written in Korean and signed “하니 🐰,” thanked fans for always being by her side "
+        "❤️ and promised new music soon. Bunnies quickly flooded social media with their reactions."
+    )
+    assert story.image == "https://image.koreaboo.com/2024/01/newjeans-hanni-letter.jpg"  # never an emoji
+    assert [q.text for q in story.quotes] == [
+        "hanni wrote the whole letter in korean so cute 😭 i can’t",
+        "her handwriting is so neat ❤️\u200d🔥 she really practiced korean for us",
+        "하니야 편지 고마워 🐰 버니즈가 항상 옆에 있을게 🫶🏻",
+    ]
+    assert story.quotes[0].author == "pham hanni 🇻🇳"
+
+
+def test_excerpt_and_page_with_emoji_pictures() -> None:
+    [full] = entries("wordpress-emoji.xml")
+    excerpt_only = FeedEntry(
+        title=full.title, link=full.link, guid=full.guid, summary_html=full.summary_html, content_html=""
+    )
+    # no page: the feed's excerpt (raw emoji, cut by the feed mid-sentence) says it goes on
+    alone = enrich_entry(excerpt_only, source_name="Koreaboo", artists=None)
+    assert alone.summary == (
+        "NewJeans’ Hanni left Bunnies in tears 😭 with a handwritten letter she shared after the group’s fan "
+        "meeting."
+    )
+    assert wants_article_page(excerpt_only)
+    emoji = (
+        '<img draggable="false" role="img" class="emoji" alt="{0}" '
+        'src="https://s.w.org/images/core/emoji/15.0.3/svg/{1}.svg">'
+    )
+    page_html = (
+        '<html><head><meta property="og:image" content="https://image.koreaboo.com/2024/01/og.jpg"></head>'
+        '<body><article><div class="entry-content"><p>NewJeans’ Hanni left Bunnies in tears '
+        + emoji.format("😭", "1f62d")
+        + " with a handwritten letter.</p><p>She signed it “하니 "
+        + emoji.format("🐰", "1f430")
+        + "” and fans cried "
+        + emoji.format("", "1f979")  # no alt: the file name says which
+        + " all night.</p></div></article></body></html>"
+    )
+    paged = enrich_entry(excerpt_only, source_name="Koreaboo", artists=None, page_html=page_html)
+    assert paged.summary == (
+        "NewJeans’ Hanni left Bunnies in tears 😭 with a handwritten letter. "
+        "She signed it “하니 🐰” and fans cried 🥹 all night."
+    )
+    assert paged.image == "https://image.koreaboo.com/2024/01/og.jpg"
+
+
+def test_a_cut_excerpt_prefers_the_page_and_a_whole_one_stands() -> None:
+    cut = FeedEntry(
+        title="IU",
+        link="https://e.example/a",
+        summary_html="<p>IU announced a tour, and she promised [&#8230;]</p>",
+    )
+    page_html = (
+        "<html><body><article><p>IU announced a tour. She promised new songs.</p></article></body></html>"
+    )
+    assert (
+        enrich_entry(cut, source_name="E", artists=None).summary == "IU announced a tour, and she promised…"
+    )
+    paged = enrich_entry(cut, source_name="E", artists=None, page_html=page_html)
+    assert paged.summary == "IU announced a tour. She promised new songs."
+    whole = FeedEntry(title="IU", link="https://e.example/a", summary_html="<b>IU on tour</b><br/>")
+    assert enrich_entry(whole, source_name="E", artists=None).summary == "IU on tour"

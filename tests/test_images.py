@@ -74,6 +74,15 @@ def test_twitter_image_when_no_og_image() -> None:
         '<img src="https://e.example/u/1.jpg" class="avatar avatar-96 photo">',
         '<img src="https://s.w.org/images/core/emoji/14.0.0/72x72/1f49c.png" class="wp-smiley">',
         '<img src="https://e.example/emoji.png" class="emoji">',
+        '<img draggable="false" role="img" class="emoji" alt="😭" '
+        'src="https://s.w.org/images/core/emoji/15.0.3/svg/1f62d.svg">',
+        '<img draggable="false" role="img" class="wp-smiley emoji" alt="😭" '
+        'src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f62d.png">',
+        '<img src="https://s.w.org/images/core/emoji/15.0.3/72x72/1f62d.png" alt="😭">',  # no class, no size
+        '<img src="https://cdn.jsdelivr.net/gh/jdecked/twemoji@15.0.3/assets/72x72/1f430.png" alt="🐰">',
+        '<img class="Emoji Emoji--forText" alt="🥹" src="https://abs.twimg.com/emoji/v2/72x72/1f979.png">',
+        '<img src="https://s0.wp.com/wp-content/mu-plugins/wpcom-smileys/twemoji/2/72x72/1f49c.png">',
+        '<img src="https://cdn.example/pics/crying.png" class="emoji" width="800">',  # a class says emoji
         '<img src="https://e.example/2024/01/thumb-150x150.jpg" class="attachment-thumbnail size-thumbnail">',
         '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" width="800">',
         '<img src="javascript:alert(1)" width="800">',
@@ -121,3 +130,21 @@ def test_hostile_feed_gets_no_image() -> None:
 )
 def test_absolute_http_url(url: str, base: str | None, expected: str | None) -> None:
     assert absolute_http_url(url, base) == expected
+
+
+def test_a_feed_full_of_emoji_pictures_leads_with_its_photo() -> None:
+    [entry] = entries("wordpress-emoji.xml")  # emoji pictures before the photo, no media:content
+    assert entry.media_images == [] and entry.content_html.index("s.w.org") < entry.content_html.index(".jpg")
+    assert pick_lead_image(entry) == "https://image.koreaboo.com/2024/01/newjeans-hanni-letter.jpg"
+    only_emoji = FeedEntry(
+        title="t",
+        link=LINK,
+        content_html=entry.content_html.split("<figure", 1)[0],  # the paragraphs with emoji, no photo
+    )
+    assert "wp-smiley" in only_emoji.content_html and pick_lead_image(only_emoji) is None
+    page_html = (
+        '<html><head></head><body><div class="article-wrapper"><p>so cute <img draggable="false" role="img" '
+        'class="emoji" alt="😭" src="https://s.w.org/images/core/emoji/15.0.3/svg/1f62d.svg"></p>'
+        '<p><img src="/2024/01/hanni.jpg" width="1200"></p></div></body></html>'
+    )
+    assert pick_lead_image(only_emoji, page_html=page_html) == "https://www.soompi.com/2024/01/hanni.jpg"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import re
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.models import FeedEntry
 from bot.parse import FeedError, parse_feed
-from bot.text import one_line
+from bot.text import html_to_text, one_line
 from bot.urls import canonical_url, story_key
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -214,30 +217,91 @@ def test_hostile_feed_parses_and_keeps_no_unsafe_link() -> None:
     assert first.media_images == []  # media:content url="javascript:…" is no image
 
 
-def test_truncated_and_mangled_feeds_never_raise_anything_but_feed_error() -> None:
-    import random
+# The reasons FeedError gives (bot/parse.py), each after the feed's name.
+FEED_ERROR_REASONS = re.compile(
+    r"^https://e\.example/feed (?:is empty|is an HTML page, not a feed|is not valid XML and no story could be read"
+    r"|could not be parsed as a feed|is not an RSS or Atom feed|has items but none with a link|has no items)"
+)
+ITEM_START = re.compile(rb"<(?:item|entry)(?![\w:.-])", re.IGNORECASE)  # "<item\xaf" still opens an item
+ITEM_END = re.compile(rb"</(?:item|entry)\s*>", re.IGNORECASE)
 
+
+def damaged_copies(rng: random.Random, data: bytes) -> list[tuple[bytes, int]]:
+    """Cut-off and byte-flipped copies of `data`, each with the offset of its first damaged byte."""
+    cases = [(data[:cut], cut) for cut in sorted(rng.sample(range(1, len(data)), min(12, len(data) - 1)))]
+    for _ in range(6):  # a few random byte flips
+        mangled = bytearray(data)
+        flipped = [rng.randrange(len(mangled)) for _ in range(20)]
+        for at in flipped:
+            mangled[at] = rng.randrange(256)
+        cases.append((bytes(mangled), min(flipped)))
+    return cases
+
+
+def items_before(data: bytes, entries: list[FeedEntry], offset: int) -> list[tuple[str, str]]:
+    """(link, title) of the whole feed's entries whose <item>/<entry> closes before `offset`."""
+    spans = [
+        data[start.start() : end.end()]
+        for start, end in zip(ITEM_START.finditer(data), ITEM_END.finditer(data), strict=False)
+        if end.end() <= offset
+    ]
+    kept = []
+    for entry in entries:  # an entry's item is the one naming its link's last path segment
+        slug = entry.link.rstrip("/").rsplit("/", 1)[-1].encode()
+        if any(slug in span for span in spans):
+            kept.append((entry.link, entry.title))
+    return kept
+
+
+def test_truncated_and_mangled_feeds_keep_every_item_before_the_damage() -> None:
+    """Whatever a cut or a flipped byte does after it, every item that ends before the first damaged byte is
+    read as in the whole feed, in order; nothing raises but FeedError, which says why; what is read reaches an
+    embed. A feed that cannot be read whole cannot be read damaged either."""
     from bot.embed import build_story_embed
     from bot.enrich import enrich_entry
 
     rng = random.Random(1234)
-    cases: list[bytes] = []
+    checked_items = 0
     for path in sorted(FEEDS.iterdir()):
         data = path.read_bytes()[:60_000]
-        cases += [data[:cut] for cut in sorted(rng.sample(range(1, len(data)), min(12, len(data) - 1)))]
-        for _ in range(6):  # a few random byte flips
-            mangled = bytearray(data)
-            for _ in range(20):
-                mangled[rng.randrange(len(mangled))] = rng.randrange(256)
-            cases.append(bytes(mangled))
-    cases += [bytes(rng.randrange(256) for _ in range(500)) for _ in range(10)]
-    for data in cases:
         try:
-            parsed = parse_feed(data, url="https://e.example/feed")
+            whole: list[FeedEntry] | None = parse_feed(data, url="https://e.example/feed").entries
         except FeedError:
-            continue
-        for entry in parsed.entries:  # and what was read goes all the way to an embed
-            build_story_embed(enrich_entry(entry, source_name="E", artists=None))
+            whole = None
+        for case, first_damage in damaged_copies(rng, data):
+            where = f"{path.name} damaged from byte {first_damage}"
+            expected = items_before(data, whole, first_damage) if whole else []
+            try:
+                parsed = parse_feed(case, url="https://e.example/feed")
+            except FeedError as error:
+                assert not expected, f"{where}: {expected} lost to {error}"
+                assert FEED_ERROR_REASONS.match(str(error)), f"{where}: {error}"
+                continue
+            assert whole is not None, f"{where}: an unreadable feed became readable"
+            read = [(entry.link, entry.title) for entry in parsed.entries]
+            assert read[: len(expected)] == expected, where
+            assert len(read) <= len(ITEM_START.findall(case)), where  # no item made up
+            checked_items += len(expected)
+            for entry in parsed.entries:  # and what was read goes all the way to an embed
+                assert entry.link.startswith(("http://", "https://")), where
+                embed = build_story_embed(enrich_entry(entry, source_name="E", artists=None))
+                assert embed["title"] and embed.get("url", "https://").startswith("https://"), where
+    assert checked_items >= 30  # the damage left whole items to check, so a parse that loses them fails
+
+
+def test_emoji_written_as_utf16_halves_do_not_cost_the_feed() -> None:
+    # 💜 as "&#55357;&#56476;": feedparser's fallback parser crashed on it and the whole feed was lost
+    doc = """<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t &#xD83D;&#xDC9C;</title>
+    <item><title>IU &#55357;&#56476; V</title><link>https://e.example/a</link>
+    <description>so cute &amp;#55357;&amp;#56877; i can&amp;#8217;t</description></item>
+    <item><title>half &#xD83D; an emoji</title><link>https://e.example/b</link>
+    <description><![CDATA[<p>so cute &#xD83D;&#xDE2D; 하니</p>]]></description></item>
+    </channel></rss>""".encode()
+    parsed = parse_feed(doc, url="https://e.example/feed")
+    first, second = parsed.entries
+    assert parsed.title == "t 💜" and first.title == "IU 💜 V" and one_line(second.title) == "half an emoji"
+    assert html_to_text(first.summary_html) == "so cute 😭 i can’t"
+    assert html_to_text(second.summary_html) == "so cute 😭 하니"
 
 
 def test_nul_bytes_and_utf16() -> None:

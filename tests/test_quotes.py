@@ -289,3 +289,65 @@ def test_status_links_are_canonical() -> None:
     web = html.replace("mobile.twitter.com/Fan_1/status/123", "x.com/i/web/status/456")
     [found] = extract_fan_quotes(web)
     assert (found.url, found.handle, found.platform) == ("https://x.com/Fan_1/status/456", "Fan_1", "x")
+
+
+# Emoji WordPress made pictures of (wp_staticize_emoji in feeds, wp-emoji on pages) are what the fan wrote.
+EMOJI_QUOTES = [
+    Quote(
+        "hanni wrote the whole letter in korean so cute 😭 i can’t",
+        "pham hanni 🇻🇳",
+        "hanniarchive",
+        "twitter",
+        "https://twitter.com/hanniarchive/status/1752300000000000001",
+    ),
+    Quote(
+        "her handwriting is so neat ❤️\u200d🔥 she really practiced korean for us",
+        "nj moments",
+        "nj_moments",
+        "twitter",
+        "https://twitter.com/nj_moments/status/1752300000000000004",
+    ),
+    Quote(
+        "하니야 편지 고마워 🐰 버니즈가 항상 옆에 있을게 🫶🏻",
+        "버니 다이어리",
+        "bunny_diary",
+        "twitter",
+        "https://twitter.com/bunny_diary/status/1752300000000000002",
+    ),
+]
+
+
+@pytest.mark.parametrize("form", ["parse_feed", "feedparser"])
+def test_emoji_pictures_in_embedded_tweets_stay_in_the_quote(form: str) -> None:
+    data = (FIXTURES / "feeds" / "wordpress-emoji.xml").read_bytes()
+    if form == "parse_feed":
+        html = parse_feed(data).entries[0].content_html
+    else:  # through feedparser's sanitizer, which keeps what emoji_of_image reads: class, alt and src
+        html = feedparser.parse(io.BytesIO(data)).entries[0].content[0].value
+        assert 'alt="😭" class="wp-smiley" src="https://s.w.org/images/core/emoji/' in html
+    assert without_score(extract_fan_quotes(html)) == EMOJI_QUOTES
+    found = posts_in_html(html)
+    only_emoji = next(q for q in found if q.handle == "hannipics")  # 😭😭😭 ❤️‍🔥 and a picture: no quote
+    assert only_emoji.text == "😭😭😭 ❤️\u200d🔥" and substance_words(only_emoji.text) == 0
+    texts = " ".join(f"{q.text} {q.author}" for q in found)
+    assert not any(junk in texts for junk in ("s.w.org", ".png", "1f62d", "wp-smiley", "1em"))
+
+
+def test_emoji_pictures_on_a_page_as_the_browser_left_them() -> None:
+    emoji = (
+        '<img draggable="false" role="img" class="emoji" alt="{alt}" '
+        'src="https://s.w.org/images/core/emoji/15.0.3/svg/{code}.svg">'
+    )
+    page = (
+        '<html><body><div class="article-wrapper"><p>Fans reacted.</p>'
+        '<blockquote class="twitter-tweet"><p lang="en" dir="ltr">so cute '
+        + emoji.format(alt="😭", code="1f62d")
+        + ' i can’t, hanni’s letter made my whole week <a href="https://t.co/x1">pic.twitter.com/x1</a></p>'
+        "&mdash; bunny "
+        + emoji.format(alt="🐰", code="1f430")
+        + ' (@bunnyhanni) <a href="https://twitter.com/bunnyhanni/status/1752300000000000009">Jan 30</a>'
+        "</blockquote></div></body></html>"
+    )
+    [quote] = extract_fan_quotes(page, page=True)
+    assert quote.text == "so cute 😭 i can’t, hanni’s letter made my whole week"
+    assert quote.author == "bunny 🐰" and quote.handle == "bunnyhanni"
