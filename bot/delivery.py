@@ -5,6 +5,13 @@ Oldest first, channels concurrently, in order within a channel. Every send carri
 again and Discord answers with the message it already made instead of a second one. Pacing: one limiter for
 all the worker's requests, under Discord's global 50 requests/s; per-channel limits are left to discord.py,
 which honours the rate-limit headers.
+
+Channels by kind (bot/channel_posts.py lays the post out): a text channel gets a message, with a discussion
+thread opened on it when asked; an announcement channel gets a message that is then published (crossposted)
+while its publish limit allows, else left unpublished; a forum gets a post of its own (the headline as its
+name, the tags that fit its artists). Discord keeps no nonce for forum posts: one in doubt after a crash is
+looked for among the forum's active posts before posting again. Publishing and threads are recorded before
+and after each request (bot/delivery_queue.py), so a restart finishes them without doing them twice.
 """
 
 from __future__ import annotations
@@ -20,16 +27,33 @@ import discord
 from aiolimiter import AsyncLimiter
 from discord.ext import commands
 
+from bot.channel_posts import (
+    DISCUSSION_ARCHIVE_MINUTES,
+    ArtistNames,
+    ForumTagMatcher,
+    forum_requires_tag_error,
+    permission_labels,
+    ping_content,
+    thread_name,
+)
 from bot.delivery_queue import (
     due_deliveries,
+    publish_blocked_until,
     record_edited,
     record_failed,
+    record_follow_up_failed,
     record_forbidden,
+    record_left_unpublished,
+    record_publish_attempt,
+    record_publish_limited,
+    record_published,
     record_sent,
+    record_thread_attempt,
+    record_thread_opened,
     record_transient_failure,
 )
 from bot.embed import build_story_embed
-from bot.models import Delivery, Story
+from bot.models import CHANNEL_FORUM, FOLLOW_UP_ATTEMPTED, FOLLOW_UP_PENDING, Delivery, Story
 from bot.store import Store
 from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
@@ -46,6 +70,8 @@ NONCE_TRUST = timedelta(
     minutes=4
 )  # Discord remembers a nonce a few minutes; older in-doubt sends are checked
 UNKNOWN_CHANNEL, UNKNOWN_MESSAGE = 10003, 10008
+ALREADY_CROSSPOSTED, TAG_REQUIRED, THREAD_EXISTS = 40033, 40067, 160004  # Discord's error codes
+READY_WAIT = 30.0  # seconds a forum post waits for the gateway's cache of the forum (its tags, its posts)
 EDITS_PER_PASS = 500  # "Also on" edits made in one pass of the worker
 
 
@@ -59,6 +85,7 @@ class DeliveryWorker:
         bot: commands.Bot,
         store: Store,
         *,
+        artists: ArtistNames | None = None,
         rate: float = GLOBAL_RATE,
         concurrency: int = CHANNEL_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
@@ -73,7 +100,9 @@ class DeliveryWorker:
         self._recheck: set[int] = set()
         self._colors: dict[int, int | None] = {}
         self._listening = False
+        self.tags = ForumTagMatcher(artists)  # which of a forum's tags fit a story
         self.sent = 0  # messages posted since start (for logs and the benchmark)
+        self.published = 0  # posts published since start, each counted once
 
     # --- life cycle -------------------------------------------------------------------------------------
 
@@ -143,7 +172,9 @@ class DeliveryWorker:
     # --- sending ----------------------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        due = await due_deliveries(self.store)
+        due = list(await due_deliveries(self.store))
+        # posts whose publishing or thread a crash cut short: their channel finishes them first
+        due += [c for c in await self.store.deliveries.follow_up_channels() if c not in due]
         for channel_id in due:  # oldest first: the semaphore lets them in in this order
             if channel_id in self._active:
                 self._recheck.add(channel_id)  # its task looks again before it ends
@@ -156,6 +187,8 @@ class DeliveryWorker:
             async with self._slots:
                 while True:
                     self._recheck.discard(channel_id)
+                    for unfinished in await self.store.deliveries.follow_ups(channel_id):
+                        await self._follow_up(unfinished)
                     batch = (await due_deliveries(self.store, channel_id=channel_id)).get(channel_id)
                     if not batch:
                         if channel_id in self._recheck:
@@ -181,27 +214,18 @@ class DeliveryWorker:
         if story is None:
             await record_failed(self.store, delivery, "the story is no longer stored")
             return True
-        channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
         try:
             embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
         except Exception as exc:  # a story the embed builder cannot render is a defect to log, not to retry
             log.exception("cannot build the embed of story %d", story.id)
             await record_failed(self.store, delivery, f"the post could not be built: {exc}")
             return True
-        started = delivery.attempt_started_at
-        if started is not None and utcnow() - started > NONCE_TRUST and embed.url:
-            # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
-            message_id = await self._find_posted(channel, embed.url, started)
-            if message_id is not None:
-                await record_sent(self.store, delivery, message_id)
-                return True
-        await self.store.deliveries.mark_attempt(delivery.id, at=utcnow())
-        delivery.attempts += 1
+        posted: tuple[int, int | None] | None
         try:
-            await self.limiter.acquire()
-            message = await channel.send(
-                embed=embed, nonce=delivery.nonce, allowed_mentions=discord.AllowedMentions.none()
-            )
+            if delivery.kind == CHANNEL_FORUM:
+                posted = await self._post_in_forum(delivery, story, embed)
+            else:
+                posted = await self._post_message(delivery, embed)
         except discord.HTTPException as exc:
             return await self._failed(delivery, exc)
         except discord.RateLimited as exc:  # discord.py's own wait would have been too long
@@ -212,9 +236,180 @@ class DeliveryWorker:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._retry(delivery, f"network error talking to Discord: {exc!r}")
             return False
-        await record_sent(self.store, delivery, message.id)
+        if posted is None:
+            return True  # settled without a post (recorded as failed)
+        message_id, thread_id = posted
+        await record_sent(self.store, delivery, message_id, thread_id=thread_id)
         self.sent += 1
+        await self._follow_up(delivery, story)
         return True
+
+    async def _post_message(self, delivery: Delivery, embed: discord.Embed) -> tuple[int, int | None]:
+        """A text or announcement channel's message: (its id, None)."""
+        channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
+        started = delivery.attempt_started_at
+        if started is not None and utcnow() - started > NONCE_TRUST and embed.url:
+            # sent before a crash long ago? Discord no longer remembers the nonce: look at the channel
+            message_id = await self._find_posted(channel, embed.url, started)
+            if message_id is not None:
+                return message_id, None
+        await self.store.deliveries.mark_attempt(delivery.id, at=utcnow())
+        delivery.attempts += 1
+        await self.limiter.acquire()
+        message = await channel.send(
+            content=ping_content(delivery.ping_role_ids),
+            embed=embed,
+            nonce=delivery.nonce,
+            allowed_mentions=_mentions(delivery.ping_role_ids),
+        )
+        return message.id, None
+
+    async def _post_in_forum(
+        self, delivery: Delivery, story: Story, embed: discord.Embed
+    ) -> tuple[int, int] | None:
+        """A forum post: (its first message's id, the post's id); None when it cannot be made (recorded)."""
+        forum = await self._forum(delivery.channel_id)
+        if forum is None:
+            await record_failed(
+                self.store, delivery, "the channel is no longer a forum: run /subscribe again for it"
+            )
+            return None
+        name = thread_name(story.title)
+        if delivery.attempt_started_at is not None and embed.url:
+            # Discord keeps no nonce for forum posts: one made before a crash is among the forum's active posts
+            post_id = await self._find_forum_post(forum, name, embed.url)
+            if post_id is not None:
+                return post_id, post_id
+        tags = self._tags_for(forum, story)
+        if forum.flags.require_tag and not tags:
+            await record_failed(self.store, delivery, forum_requires_tag_error(story.artists))
+            return None
+        await self.store.deliveries.mark_attempt(delivery.id, at=utcnow())
+        delivery.attempts += 1
+        await self.limiter.acquire()
+        try:
+            created = await forum.create_thread(
+                name=name,
+                content=ping_content(delivery.ping_role_ids),
+                embed=embed,
+                allowed_mentions=_mentions(delivery.ping_role_ids),
+                applied_tags=tags,
+            )
+        except discord.HTTPException as exc:
+            if exc.status == 400 and exc.code == TAG_REQUIRED:  # the forum's settings changed under us
+                await record_failed(self.store, delivery, forum_requires_tag_error(story.artists))
+                return None
+            raise
+        return created.message.id, created.thread.id
+
+    async def _forum(self, channel_id: int) -> discord.ForumChannel | None:
+        """The forum with its tags: from the gateway's cache (waiting a little for it after a start), else
+        asked of Discord. None when the channel is not a forum."""
+        channel = self.bot.get_channel(channel_id)
+        if channel is None and not self.bot.is_ready():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bot.wait_until_ready(), READY_WAIT)
+            channel = self.bot.get_channel(channel_id)
+        if channel is None:
+            await self.limiter.acquire()
+            channel = await self.bot.fetch_channel(channel_id)
+        return channel if isinstance(channel, discord.ForumChannel) else None
+
+    def _tags_for(self, forum: discord.ForumChannel, story: Story) -> list[discord.ForumTag]:
+        """The forum's tags that fit the story's artists, at most 5; moderated tags only when the bot may
+        apply them (Manage Threads)."""
+        me = forum.guild.me
+        moderator = me is not None and forum.permissions_for(me).manage_threads
+        usable = [tag for tag in forum.available_tags if moderator or not tag.moderated]
+        wanted = set(self.tags.matching([(t.id, t.name) for t in usable], [a.id for a in story.artists]))
+        return [tag for tag in usable if tag.id in wanted]
+
+    async def _find_forum_post(self, forum: discord.ForumChannel, name: str, url: str) -> int | None:
+        """The id of an active post of ours in the forum with this name whose first message links to `url`."""
+        me = self.bot.user
+        for thread in forum.threads:
+            if me is None or thread.owner_id != me.id or thread.name != name:
+                continue
+            try:
+                await self.limiter.acquire()
+                first = await thread.fetch_message(thread.id)  # a post's first message has the post's id
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("cannot read forum post %d to check an earlier send (%s)", thread.id, exc)
+                continue
+            if any(embed.url == url for embed in first.embeds):
+                return thread.id
+        return None
+
+    # --- after the post: publishing, a discussion thread ------------------------------------------------
+
+    async def _follow_up(self, delivery: Delivery, story: Story | None = None) -> None:
+        """Publish the post and open its discussion thread, where asked and not done yet."""
+        if delivery.message_id is None:
+            return
+        if delivery.publish_state in (FOLLOW_UP_PENDING, FOLLOW_UP_ATTEMPTED):
+            await self._publish(delivery)
+        if delivery.thread_state in (FOLLOW_UP_PENDING, FOLLOW_UP_ATTEMPTED):
+            story = story or await self.store.stories.get(delivery.story_id)
+            await self._open_thread(delivery, story.title if story is not None else "")
+
+    async def _publish(self, delivery: Delivery) -> None:
+        """Crosspost an announcement channel's post, once; past the channel's publish limit it stays as it is."""
+        assert delivery.message_id is not None
+        if await publish_blocked_until(self.store, delivery.channel_id) is not None:
+            await record_left_unpublished(self.store, delivery)
+            return
+        channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
+        await record_publish_attempt(self.store, delivery)
+        try:
+            await self.limiter.acquire()
+            await channel.get_partial_message(delivery.message_id).publish()
+        except discord.RateLimited as exc:  # the publish limit: an hour's wait, never slept through
+            await record_publish_limited(self.store, delivery, retry_after=exc.retry_after)
+            return
+        except discord.HTTPException as exc:
+            if exc.status == 429:
+                await record_publish_limited(self.store, delivery, retry_after=_retry_after(exc))
+                return
+            if exc.status != 400 or exc.code != ALREADY_CROSSPOSTED:  # that one: published before a restart
+                await record_follow_up_failed(
+                    self.store, delivery, thread=False, error=_publish_error(_describe(exc), exc)
+                )
+                return
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = f"a post could not be published (network error: {exc!r}); it stays unpublished"
+            await record_follow_up_failed(self.store, delivery, thread=False, error=error)
+            return
+        if await record_published(self.store, delivery):
+            self.published += 1
+
+    async def _open_thread(self, delivery: Delivery, title: str) -> None:
+        """Open the discussion thread on the post, once (Discord refuses a second: that counts as done)."""
+        assert delivery.message_id is not None
+        await record_thread_attempt(self.store, delivery)
+        try:
+            await self.limiter.acquire()
+            data = await self.bot.http.start_thread_with_message(
+                delivery.channel_id,
+                delivery.message_id,
+                name=thread_name(title),
+                auto_archive_duration=DISCUSSION_ARCHIVE_MINUTES,
+            )
+            thread_id = int(data["id"])
+        except discord.HTTPException as exc:
+            if exc.status != 400 or exc.code != THREAD_EXISTS:
+                error = f"a discussion thread could not be opened: {_describe(exc)}"
+                if isinstance(exc, discord.Forbidden):
+                    error += (
+                        f"; give the bot {permission_labels(delivery.kind, threads=True)} in that channel"
+                    )
+                await record_follow_up_failed(self.store, delivery, thread=True, error=error)
+                return
+            thread_id = delivery.message_id  # opened before a restart: a thread takes its message's id
+        except (discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            error = f"a discussion thread could not be opened: {exc!r}"
+            await record_follow_up_failed(self.store, delivery, thread=True, error=error)
+            return
+        await record_thread_opened(self.store, delivery, thread_id)
 
     async def _failed(self, delivery: Delivery, exc: discord.HTTPException) -> bool:
         reason = _describe(exc)
@@ -285,7 +480,11 @@ class DeliveryWorker:
             if story is None or delivery.message_id is None:
                 await record_edited(self.store, delivery, gave_up=True)
                 continue
-            channel = self.bot.get_partial_messageable(delivery.channel_id, guild_id=delivery.guild_id)
+            # a forum post's first message is in the post (a thread), not in the forum
+            where = delivery.thread_id if delivery.kind == CHANNEL_FORUM and delivery.thread_id else None
+            channel = self.bot.get_partial_messageable(
+                where or delivery.channel_id, guild_id=delivery.guild_id
+            )
             try:
                 embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
                 await self.limiter.acquire()
@@ -304,6 +503,22 @@ class DeliveryWorker:
                 log.info("Also on edit of message %d: %r; later", delivery.message_id, exc)
                 continue
             await record_edited(self.store, delivery)
+
+
+def _mentions(role_ids: list[int]) -> discord.AllowedMentions:
+    """Exactly the roles the post pings, never @everyone, @here or a user, whatever the text holds."""
+    if not role_ids:
+        return discord.AllowedMentions.none()
+    return discord.AllowedMentions(
+        everyone=False, users=False, roles=[discord.Object(r) for r in role_ids], replied_user=False
+    )
+
+
+def _publish_error(reason: str, exc: discord.HTTPException) -> str:
+    text = f"a post could not be published: {reason}; it stays posted, unpublished"
+    if isinstance(exc, discord.Forbidden):
+        text += "; give the bot Send Messages in that channel"
+    return text
 
 
 def _describe(exc: discord.HTTPException) -> str:

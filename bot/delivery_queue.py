@@ -3,7 +3,9 @@
 No Discord and no SQL here: the pipeline queues (bot/pipeline.py), the delivery worker (bot/delivery.py) sends
 and reports back, and the rows live in the store (`store.deliveries`, `store.subscriptions`).
 A delivery is one (channel, story cluster) pair, unique, so a channel gets a story once whatever number of its
-subscriptions match it; its nonce makes a resend after a crash idempotent on Discord's side.
+subscriptions match it (their options merged: bot.subscriptions.ChannelPost); its nonce makes a resend after a
+crash idempotent on Discord's side. What follows a post (publishing it, a discussion thread on it) has a state
+of its own, committed before each request, so a restart finishes it without doing it twice.
 """
 
 from __future__ import annotations
@@ -12,10 +14,24 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
+from bot.channel_posts import permission_labels
 from bot.config import DeliveryConfig
-from bot.models import STATUS_PAUSED, STATUS_UNHEALTHY, Delivery, StoryFacts, Subscription, TrendingOffer
+from bot.models import (
+    CHANNEL_ANNOUNCEMENT,
+    FOLLOW_UP_ATTEMPTED,
+    FOLLOW_UP_DONE,
+    FOLLOW_UP_FAILED,
+    FOLLOW_UP_PENDING,
+    PUBLISH_LIMITED,
+    STATUS_PAUSED,
+    STATUS_UNHEALTHY,
+    Delivery,
+    StoryFacts,
+    Subscription,
+    TrendingOffer,
+)
 from bot.store import Store
-from bot.subscriptions import ExpandArtist, SubscriptionIndex
+from bot.subscriptions import ChannelPost, ExpandArtist, SubscriptionIndex, posts_per_channel
 from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -28,6 +44,7 @@ MAX_ALSO_ON_EDITS = 3  # a message is edited for "Also on" a few times at most, 
 MAX_ALSO_ON = 5  # outlets named in one "Also on" line
 NONCE_MAX = 25  # Discord's limit on a message nonce
 DUE_LIMIT = 5000  # pending deliveries looked at in one pass
+PUBLISH_LIMIT_WINDOW = 3600.0  # Discord's publish limit is per hour, when its 429 gives no delay
 
 
 def delivery_nonce(channel_id: int, story_key: str) -> str:
@@ -78,11 +95,8 @@ async def queue_deliveries(
             return 0
         index = SubscriptionIndex(subscriptions, expand)
         for story in stories:
-            per_channel: dict[int, Subscription] = {}
-            for sub in index.matching(story):  # oldest first: the oldest speaks for the channel
-                per_channel.setdefault(sub.channel_id, sub)
-            for channel_id, sub in per_channel.items():
-                if await store.deliveries.add(_delivery(story, sub, now)):
+            for channel_id, post in posts_per_channel(index.matching(story)).items():
+                if await store.deliveries.add(_delivery(story, post, now)):
                     queued += 1
                 else:
                     await _note_also_on(store, channel_id, story)
@@ -91,7 +105,8 @@ async def queue_deliveries(
     return queued
 
 
-def _delivery(story: StoryFacts, sub: Subscription, now: datetime) -> Delivery:
+def _delivery(story: StoryFacts, post: ChannelPost, now: datetime) -> Delivery:
+    sub = post.subscription
     # an unhealthy channel's new posts wait for its retry time, behind the ones already waiting
     wait = sub.retry_at if sub.retry_at and sub.retry_at > now else None
     return Delivery(
@@ -103,6 +118,10 @@ def _delivery(story: StoryFacts, sub: Subscription, now: datetime) -> Delivery:
         nonce=delivery_nonce(sub.channel_id, story.key),
         next_attempt_at=wait,
         created_at=now,
+        kind=post.kind,
+        ping_role_ids=list(post.ping_role_ids),
+        thread_state=FOLLOW_UP_PENDING if post.thread else None,
+        publish_state=FOLLOW_UP_PENDING if post.kind == CHANNEL_ANNOUNCEMENT else None,
     )
 
 
@@ -164,13 +183,102 @@ async def due_deliveries(
 
 
 async def record_sent(
-    store: Store, delivery: Delivery, message_id: int, *, now: datetime | None = None
+    store: Store,
+    delivery: Delivery,
+    message_id: int,
+    *,
+    thread_id: int | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """The post is on Discord: mark it sent with its message id, and the channel's subscriptions healthy."""
+    """The post is on Discord: mark it sent with its message id (and a forum post's id), and the channel's
+    subscriptions healthy."""
     moment = now or utcnow()
     async with store.transaction():
-        await store.deliveries.mark_sent(delivery.id, message_id, at=moment)
+        await store.deliveries.mark_sent(delivery.id, message_id, at=moment, thread_id=thread_id)
         await store.subscriptions.record_post(delivery.channel_id, at=moment)
+    delivery.status, delivery.message_id, delivery.sent_at = "sent", message_id, moment
+    delivery.thread_id = thread_id if thread_id is not None else delivery.thread_id
+
+
+# --- after the post: a discussion thread, publishing -----------------------------------------------------------
+
+
+async def record_thread_attempt(store: Store, delivery: Delivery) -> None:
+    """Committed before the request: after a crash the thread is asked for again (Discord answers that one
+    exists, which counts as done)."""
+    await store.deliveries.set_thread_state(delivery.id, FOLLOW_UP_ATTEMPTED)
+    delivery.thread_state = FOLLOW_UP_ATTEMPTED
+
+
+async def record_thread_opened(store: Store, delivery: Delivery, thread_id: int) -> None:
+    await store.deliveries.set_thread_state(delivery.id, FOLLOW_UP_DONE, thread_id=thread_id)
+    delivery.thread_state, delivery.thread_id = FOLLOW_UP_DONE, thread_id
+
+
+async def record_publish_attempt(store: Store, delivery: Delivery) -> None:
+    """Committed before the request: after a crash the publish is asked for again (Discord answers that the
+    message is published already, which counts as done, once)."""
+    await store.deliveries.set_publish_state(delivery.id, FOLLOW_UP_ATTEMPTED)
+    delivery.publish_state = FOLLOW_UP_ATTEMPTED
+
+
+async def record_published(store: Store, delivery: Delivery) -> bool:
+    """The post is published. False when it had been counted already."""
+    counted = await store.deliveries.set_publish_state(delivery.id, FOLLOW_UP_DONE)
+    delivery.publish_state = FOLLOW_UP_DONE
+    return counted
+
+
+async def publish_blocked_until(
+    store: Store, channel_id: int, *, now: datetime | None = None
+) -> datetime | None:
+    """When the channel's publish limit lets it publish again, if it is reached now."""
+    resumes_at = await store.subscriptions.publish_resumes_at(channel_id)
+    return resumes_at if resumes_at is not None and resumes_at > (now or utcnow()) else None
+
+
+async def record_publish_limited(
+    store: Store, delivery: Delivery, *, retry_after: float | None, now: datetime | None = None
+) -> None:
+    """Discord's publish limit (429 on the crosspost route): the post stays posted and unpublished, never
+    retried; the channel publishes nothing until the limit resets, and /subscriptions says so."""
+    now = now or utcnow()
+    async with store.transaction():
+        await store.deliveries.set_publish_state(delivery.id, PUBLISH_LIMITED)
+        if await publish_blocked_until(store, delivery.channel_id, now=now) is None:
+            resumes_at = now + timedelta(seconds=retry_after if retry_after else PUBLISH_LIMIT_WINDOW)
+            # reached with this post: from its time on, unpublished posts are counted
+            at = min(now, delivery.sent_at) if delivery.sent_at is not None else now
+            await store.subscriptions.record_publish_limit(delivery.channel_id, at=at, resumes_at=resumes_at)
+    delivery.publish_state = PUBLISH_LIMITED
+    log.info(
+        "channel %d reached the publish limit: delivery %d left unpublished", delivery.channel_id, delivery.id
+    )
+
+
+async def record_left_unpublished(store: Store, delivery: Delivery) -> None:
+    """The channel's publish limit is still reached: this post stays unpublished (counted in /subscriptions)."""
+    await store.deliveries.set_publish_state(delivery.id, PUBLISH_LIMITED)
+    delivery.publish_state = PUBLISH_LIMITED
+
+
+async def record_follow_up_failed(
+    store: Store, delivery: Delivery, *, thread: bool, error: str, now: datetime | None = None
+) -> None:
+    """Discord refused the discussion thread (`thread`) or the publishing: not tried again; the reason shows on
+    the subscription."""
+    async with store.transaction():
+        if thread:
+            await store.deliveries.set_thread_state(delivery.id, FOLLOW_UP_FAILED)
+        else:
+            await store.deliveries.set_publish_state(delivery.id, FOLLOW_UP_FAILED)
+        if delivery.subscription_id is not None:
+            await store.subscriptions.record_error(delivery.subscription_id, error, at=now or utcnow())
+    if thread:
+        delivery.thread_state = FOLLOW_UP_FAILED
+    else:
+        delivery.publish_state = FOLLOW_UP_FAILED
+    log.warning("delivery %d to channel %d: %s", delivery.id, delivery.channel_id, error)
 
 
 def _backoff(failures: int, bounds: tuple[timedelta, timedelta]) -> timedelta:
@@ -189,7 +297,7 @@ async def record_forbidden(
         failures = await store.subscriptions.channel_failures(delivery.channel_id) + 1
         paused = failures >= MAX_FORBIDDEN_FAILURES
         retry_at = now + _backoff(failures, FORBIDDEN_BACKOFF)
-        todo = "give the bot View Channel, Send Messages and Embed Links in that channel"
+        todo = f"give the bot {permission_labels(delivery.kind)} in that channel"
         if paused:
             todo += ", then run /subscribe again with the same options to resume"
         text = f"Discord refused the post: {reason}. " + (

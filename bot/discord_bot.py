@@ -46,6 +46,8 @@ DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
 SERVICE_STOP_TIMEOUT = 10.0  # seconds a cancelled service may take to leave its work safely pending
 SERVICE_RESTART_MAX = 60.0  # a crashing service is restarted after 1, 2, 4 … up to this many seconds
+# a 429 asking for a longer wait raises discord.RateLimited instead of sleeping (the hourly publish limit)
+MAX_RATE_LIMIT_WAIT = 60.0
 
 ServiceRun = Callable[[], Awaitable[None]]
 
@@ -167,6 +169,7 @@ class KpopNewsBot(commands.Bot):
         kwargs.setdefault("help_command", None)
         kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
         kwargs.setdefault("tree_cls", KpopNewsTree)
+        kwargs.setdefault("max_ratelimit_timeout", MAX_RATE_LIMIT_WAIT)
         super().__init__(**kwargs)
         self.config = config
         self.artists: ArtistIndex | None = None
@@ -221,7 +224,7 @@ class KpopNewsBot(commands.Bot):
         in a cog, so polling never depends on a cog loading."""
         config = self.config
         expand = self.artists.expand if self.artists is not None else None
-        self.delivery = DeliveryWorker(self, self.store)
+        self.delivery = DeliveryWorker(self, self.store, artists=self.artists)
         wake = self.delivery.wake
 
         async def on_new_stories(stories: list[Story]) -> None:

@@ -134,6 +134,9 @@ class Source:
 
 
 STATUS_OK, STATUS_UNHEALTHY, STATUS_PAUSED = "ok", "unhealthy", "paused"  # a subscription's health
+# Where a channel's posts land: a message, a message that is then published, or a forum post of its own.
+CHANNEL_TEXT, CHANNEL_ANNOUNCEMENT, CHANNEL_FORUM = "text", "announcement", "forum"
+CHANNEL_KINDS = (CHANNEL_TEXT, CHANNEL_ANNOUNCEMENT, CHANNEL_FORUM)
 
 
 @dataclass
@@ -156,6 +159,26 @@ class Subscription:
     last_post_at: datetime | None = None
     created_by: int | None = None
     source_name: str | None = None  # joined from sources for display
+    kind: str = (
+        CHANNEL_TEXT  # text | announcement | forum (CHANNEL_KINDS), as the channel was when subscribed
+    )
+    ping_role_id: int | None = None  # a role mentioned with each post
+    keywords: list[str] = field(default_factory=list)  # words or phrases, any one of which a story must name
+    exclude: list[str] = field(default_factory=list)  # words or phrases a story must not name
+    threads: bool = False  # open a discussion thread on each post
+    publish_limited_at: datetime | None = None  # the channel last hit Discord's publish limit then
+    publish_resumes_at: datetime | None = None  # and publishes nothing before this
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """What a subscription asks for besides which stories: where they land and what comes with them."""
+
+    kind: str = CHANNEL_TEXT  # the channel's kind (CHANNEL_KINDS)
+    ping_role_id: int | None = None
+    keywords: tuple[str, ...] = ()  # as parsed by bot.keywords.parse_keywords
+    exclude: tuple[str, ...] = ()
+    threads: bool = False  # a discussion thread on each post (not in forums: a forum post is one already)
 
 
 @dataclass
@@ -181,6 +204,21 @@ class Delivery:
     edits: int = 0
     attempt_started_at: datetime | None = None  # set before a send: after a crash, it may be on Discord
     story_source: str | None = None  # the outlet of its story (joined from stories)
+    kind: str = CHANNEL_TEXT  # how it is posted (the channel's kind, CHANNEL_KINDS)
+    ping_role_ids: list[int] = field(default_factory=list)  # roles mentioned with the post
+    thread_id: int | None = None  # the forum post, or the discussion thread opened on the message
+    thread_state: str | None = None  # None: no discussion thread asked; else a FOLLOW_UP_* state
+    publish_state: str | None = (
+        None  # None: not an announcement channel; else a FOLLOW_UP_* or PUBLISH_* state
+    )
+
+
+# What happens after a post, each exactly once: a discussion thread opened on it, its publishing.
+FOLLOW_UP_PENDING = "pending"  # to do once the post is sent
+FOLLOW_UP_ATTEMPTED = "attempted"  # the request may have reached Discord (committed before it is made)
+FOLLOW_UP_DONE = "done"
+FOLLOW_UP_FAILED = "failed"  # Discord refused; not tried again (the reason is on the subscription)
+PUBLISH_LIMITED = "limited"  # the channel's publish limit was reached: the post stays unpublished
 
 
 @dataclass
@@ -195,6 +233,8 @@ class StoryFacts:
     backfill: bool
     artists: set[str]
     sources: set[int]  # every source that carried it
+    title: str = ""  # keyword filters look at the headline and the summary
+    summary: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,17 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bot.models import STATUS_OK, STATUS_PAUSED, Source, StoryFacts, Subscription
+from bot.keywords import KeywordFilter, StoryWords
+from bot.models import (
+    CHANNEL_FORUM,
+    CHANNEL_KINDS,
+    STATUS_OK,
+    STATUS_PAUSED,
+    PostOptions,
+    Source,
+    StoryFacts,
+    Subscription,
+)
 from bot.store import Store
 from bot.timeutil import utcnow
 
@@ -35,7 +45,7 @@ class SubscriptionError(Exception):
 @dataclass
 class SubscribeResult:
     subscription: Subscription
-    created: bool  # False: it existed; `changed` says whether only_trending or a pause was reset
+    created: bool  # False: it existed; `changed` says whether its options changed or a pause was reset
     changed: bool = False
 
 
@@ -48,8 +58,12 @@ class SubscriptionIndex:
 
     def __init__(self, subscriptions: Iterable[Subscription], expand: ExpandArtist | None) -> None:
         self._by_artist: dict[str | None, list[Subscription]] = {}
+        self._filters: dict[int, KeywordFilter] = {}
         expansion: dict[str, set[str]] = {}
         for sub in subscriptions:
+            keyword_filter = KeywordFilter.build(sub.keywords, sub.exclude)
+            if keyword_filter is not None:
+                self._filters[sub.id] = keyword_filter
             if sub.artist_id is None:
                 self._by_artist.setdefault(None, []).append(sub)
                 continue
@@ -61,15 +75,49 @@ class SubscriptionIndex:
 
     def matching(self, story: StoryFacts) -> list[Subscription]:
         """The subscriptions the story matches, oldest first: it was stored after the subscription, is about
-        its artist (or a member of its group) and came from its source, where it names them."""
+        its artist (or a member of its group), came from its source, where it names them, and its headline or
+        summary names one of its keywords and none of its exclusions (bot.keywords)."""
         found: dict[int, Subscription] = {}
+        words: StoryWords | None = None
         for key in (None, *story.artists):
             for sub in self._by_artist.get(key, ()):
-                if sub.start_story_id < story.id and (
-                    sub.source_id is None or sub.source_id in story.sources
-                ):
-                    found.setdefault(sub.id, sub)
+                if sub.id in found or sub.start_story_id >= story.id:
+                    continue
+                if sub.source_id is not None and sub.source_id not in story.sources:
+                    continue
+                keyword_filter = self._filters.get(sub.id)
+                if keyword_filter is not None:
+                    words = words or StoryWords.of(story.title, story.summary)
+                    if not keyword_filter.accepts(words):
+                        continue
+                found[sub.id] = sub
         return sorted(found.values(), key=lambda s: s.id)
+
+
+@dataclass(frozen=True)
+class ChannelPost:
+    """How a story goes to one channel, whatever number of the channel's subscriptions match it: one post,
+    for the oldest of them (`subscription`), mentioning the role of each of them that has one, with a
+    discussion thread when any of them asks for one."""
+
+    subscription: Subscription
+    kind: str
+    ping_role_ids: tuple[int, ...]
+    thread: bool
+
+
+def posts_per_channel(matches: Iterable[Subscription]) -> dict[int, ChannelPost]:
+    """The matching subscriptions (oldest first) merged per channel (see ChannelPost)."""
+    by_channel: dict[int, list[Subscription]] = {}
+    for sub in matches:
+        by_channel.setdefault(sub.channel_id, []).append(sub)
+    posts: dict[int, ChannelPost] = {}
+    for channel_id, subs in by_channel.items():
+        first = subs[0]
+        roles = tuple(dict.fromkeys(s.ping_role_id for s in subs if s.ping_role_id is not None))
+        thread = first.kind != CHANNEL_FORUM and any(s.threads for s in subs)
+        posts[channel_id] = ChannelPost(first, first.kind, roles, thread)
+    return posts
 
 
 # --- subscribing and unsubscribing ----------------------------------------------------------------------------
@@ -84,15 +132,23 @@ async def add_subscription(
     source_id: int | None = None,
     only_trending: bool = False,
     created_by: int | None = None,
+    options: PostOptions | None = None,
 ) -> SubscribeResult:
     """Subscribe a channel. Stories stored before now are never posted to it (start_story_id).
 
-    Subscribing again to the same (channel, artist, source) changes `only_trending` and resumes a paused or
-    unhealthy subscription (the admin's way of saying "fixed, try again")."""
+    Subscribing again to the same (channel, artist, source) sets `only_trending` and the options anew and
+    resumes a paused or unhealthy subscription (the admin's way of saying "fixed, try again"). The channel's
+    kind is set on all its subscriptions (a text channel may have become an announcement channel)."""
+    options = options or PostOptions()
+    if options.kind not in CHANNEL_KINDS:
+        raise ValueError(f"unknown channel kind {options.kind!r}")
     async with store.transaction():
         existing = await store.subscriptions.find(
             channel_id=channel_id, artist_id=artist_id, source_id=source_id
         )
+        if existing is not None and existing.guild_id != guild_id:
+            raise SubscriptionError("that channel belongs to another server")
+        await store.subscriptions.set_channel_kind(channel_id, options.kind)
         if existing is None:
             created = await store.subscriptions.add(
                 guild_id=guild_id,
@@ -102,16 +158,26 @@ async def add_subscription(
                 only_trending=only_trending,
                 created_by=created_by,
                 at=utcnow(),
+                options=options,
             )
             return SubscribeResult(created, created=True, changed=True)
-        if existing.guild_id != guild_id:
-            raise SubscriptionError("that channel belongs to another server")
-        changed = existing.only_trending != only_trending or existing.status != STATUS_OK
+        changed = (
+            existing.only_trending != only_trending
+            or existing.status != STATUS_OK
+            or _options_of(existing) != options
+        )
         if changed:
-            existing = await store.subscriptions.resume(existing.id, only_trending=only_trending) or existing
+            existing = (
+                await store.subscriptions.resume(existing.id, only_trending=only_trending, options=options)
+                or existing
+            )
             # the channel's waiting deliveries may go now that an admin says the problem is fixed
             await store.deliveries.release_channel(channel_id)
         return SubscribeResult(existing, created=False, changed=changed)
+
+
+def _options_of(sub: Subscription) -> PostOptions:
+    return PostOptions(sub.kind, sub.ping_role_id, tuple(sub.keywords), tuple(sub.exclude), sub.threads)
 
 
 async def remove_subscriptions(
@@ -148,8 +214,9 @@ async def remove_subscriptions(
 async def _hand_over_waiting(
     store: Store, gone: set[int], remaining: list[Subscription], expand: ExpandArtist | None
 ) -> None:
-    """The unsent deliveries of the subscriptions in `gone`: each goes to the oldest remaining subscription
-    that matches its story, or is dropped when none does."""
+    """The unsent deliveries of the subscriptions in `gone`: each goes to the remaining subscriptions that
+    match its story (the oldest speaks for it; pings and thread as queueing merges them), or is dropped when
+    none does."""
     waiting = await store.deliveries.pending_of(sorted(gone))
     if not waiting:
         return
@@ -165,7 +232,10 @@ async def _hand_over_waiting(
         if story is not None and delivery.cluster_id in trending:
             heirs = sorted([*heirs, *trending_only.matching(story)], key=lambda s: s.id)
         if heirs:
-            await store.deliveries.reassign(delivery.id, heirs[0].id)
+            post = posts_per_channel(heirs)[delivery.channel_id]
+            await store.deliveries.reassign(
+                delivery.id, post.subscription.id, ping_role_ids=list(post.ping_role_ids), thread=post.thread
+            )
         else:
             dropped.append(delivery.id)
     await store.deliveries.drop(dropped, reason=UNSUBSCRIBED)

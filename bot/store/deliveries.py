@@ -6,7 +6,15 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.models import Delivery, StoryFacts, TrendingOffer
+from bot.models import (
+    FOLLOW_UP_ATTEMPTED,
+    FOLLOW_UP_DONE,
+    FOLLOW_UP_PENDING,
+    PUBLISH_LIMITED,
+    Delivery,
+    StoryFacts,
+    TrendingOffer,
+)
 from bot.store.database import Database
 from bot.store.rows import delivery_from_row
 from bot.timeutil import from_iso, to_iso
@@ -15,6 +23,10 @@ _SELECT = (
     "SELECT d.*, st.source_name AS story_source FROM deliveries d LEFT JOIN stories st ON st.id = d.story_id"
 )
 PENDING = "pending"
+_FOLLOW_UP_OPEN = (
+    f"(d.thread_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}')"
+    f" OR d.publish_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}'))"
+)
 
 
 class DeliveryTable:
@@ -28,7 +40,7 @@ class DeliveryTable:
         facts: dict[int, StoryFacts] = {}
         rows = await self._db.select_in(
             "SELECT id, story_key, COALESCE(cluster_id, id) AS cluster, source_name, published_at,"
-            " first_seen_at, backfill, source_id FROM stories WHERE id IN ({marks})",
+            " first_seen_at, backfill, source_id, title, summary FROM stories WHERE id IN ({marks})",
             story_ids,
         )
         for row in rows:
@@ -41,6 +53,8 @@ class DeliveryTable:
                 backfill=bool(row["backfill"]),
                 artists=set(),
                 sources={row["source_id"]} if row["source_id"] is not None else set(),
+                title=row["title"] or "",
+                summary=row["summary"] or "",
             )
         found = list(facts)
         for story_id, artist_id in await self._db.select_in(
@@ -104,6 +118,35 @@ class DeliveryTable:
         )
         return [delivery_from_row(row) for row in rows]
 
+    async def follow_up_channels(self) -> list[int]:
+        """Channels with sent posts whose discussion thread or publishing is still to do (a crash cut it
+        short), oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT d.channel_id, MIN(d.id) AS first FROM deliveries d WHERE d.status = 'sent' AND "
+            + _FOLLOW_UP_OPEN
+            + " GROUP BY d.channel_id ORDER BY first"
+        )
+        return [row[0] for row in rows]
+
+    async def follow_ups(self, channel_id: int) -> list[Delivery]:
+        """The channel's sent posts whose discussion thread or publishing is still to do, oldest first."""
+        rows = await self._db.fetchall(
+            _SELECT
+            + " WHERE d.channel_id = ? AND d.status = 'sent' AND "
+            + _FOLLOW_UP_OPEN
+            + " ORDER BY d.id",
+            (channel_id,),
+        )
+        return [delivery_from_row(row) for row in rows]
+
+    async def unpublished_since(self, channel_id: int, since: datetime) -> int:
+        """The channel's posts left unpublished by the publish limit since then."""
+        found = await self._db.fetchval(
+            "SELECT COUNT(*) FROM deliveries WHERE channel_id = ? AND publish_state = ? AND sent_at >= ?",
+            (channel_id, PUBLISH_LIMITED, to_iso(since)),
+        )
+        return int(found or 0)
+
     # --- queueing ------------------------------------------------------------------------------------------
 
     async def add(self, delivery: Delivery) -> bool:
@@ -111,8 +154,8 @@ class DeliveryTable:
         async with self._db.transaction():
             changed = await self._db.execute(
                 "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
-                " next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(channel_id, cluster_id) DO NOTHING",
+                " next_attempt_at, created_at, kind, ping_roles_json, thread_state, publish_state)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING",
                 (
                     delivery.story_id,
                     delivery.cluster_id,
@@ -122,6 +165,10 @@ class DeliveryTable:
                     delivery.nonce,
                     to_iso(delivery.next_attempt_at),
                     to_iso(delivery.created_at),
+                    delivery.kind,
+                    json.dumps(delivery.ping_role_ids),
+                    delivery.thread_state,
+                    delivery.publish_state,
                 ),
             )
         return changed > 0
@@ -135,11 +182,22 @@ class DeliveryTable:
                 (json.dumps(also_on, ensure_ascii=False), int(edit), delivery_id),
             )
 
-    async def reassign(self, delivery_id: int, subscription_id: int) -> None:
-        """Another subscription of the channel speaks for the delivery (the one that queued it is going)."""
+    async def reassign(
+        self, delivery_id: int, subscription_id: int, *, ping_role_ids: list[int], thread: bool
+    ) -> None:
+        """Other subscriptions of the channel speak for the unsent delivery (the one that queued it is going):
+        the oldest of them, with their pings and thread."""
         async with self._db.transaction():
             await self._db.execute(
-                "UPDATE deliveries SET subscription_id = ? WHERE id = ?", (subscription_id, delivery_id)
+                "UPDATE deliveries SET subscription_id = ?, ping_roles_json = ?, thread_state = ?"
+                " WHERE id = ? AND status = ?",
+                (
+                    subscription_id,
+                    json.dumps(ping_role_ids),
+                    FOLLOW_UP_PENDING if thread else None,
+                    delivery_id,
+                    PENDING,
+                ),
             )
 
     # --- the outcome of a send -----------------------------------------------------------------------------
@@ -152,13 +210,34 @@ class DeliveryTable:
                 (to_iso(at), delivery_id),
             )
 
-    async def mark_sent(self, delivery_id: int, message_id: int, *, at: datetime) -> None:
+    async def mark_sent(
+        self, delivery_id: int, message_id: int, *, at: datetime, thread_id: int | None = None
+    ) -> None:
+        """Posted: the message (a forum post's first message, with the post as `thread_id`)."""
         async with self._db.transaction():
             await self._db.execute(
                 "UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, last_error = NULL,"
-                " next_attempt_at = NULL WHERE id = ?",
-                (message_id, to_iso(at), delivery_id),
+                " next_attempt_at = NULL, thread_id = COALESCE(?, thread_id) WHERE id = ?",
+                (message_id, to_iso(at), thread_id, delivery_id),
             )
+
+    async def set_thread_state(self, delivery_id: int, state: str, *, thread_id: int | None = None) -> None:
+        """The discussion thread on the post: attempted (committed before the request), done or failed."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE deliveries SET thread_state = ?, thread_id = COALESCE(?, thread_id) WHERE id = ?",
+                (state, thread_id, delivery_id),
+            )
+
+    async def set_publish_state(self, delivery_id: int, state: str) -> bool:
+        """The post's publishing: attempted (committed before the request), done, limited or failed. False
+        when it was done already (a publish is counted once, whatever number of requests it took)."""
+        async with self._db.transaction():
+            changed = await self._db.execute(
+                "UPDATE deliveries SET publish_state = ? WHERE id = ? AND COALESCE(publish_state, '') != ?",
+                (state, delivery_id, FOLLOW_UP_DONE),
+            )
+        return changed > 0
 
     async def retry_later(self, delivery_id: int, *, at: datetime, error: str) -> None:
         async with self._db.transaction():

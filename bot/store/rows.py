@@ -17,6 +17,11 @@ def quotes_from_json(text: str | None) -> list[Quote]:
     return [Quote.from_json(q) for q in json.loads(text or "[]")]
 
 
+def words_to_json(words: list[str]) -> str:
+    """A subscription's keywords or exclusions as stored: a JSON list of the words as typed."""
+    return json.dumps(words, ensure_ascii=False)
+
+
 def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
     return Story(
         key=row["story_key"],
@@ -76,6 +81,13 @@ def subscription_from_row(row: Any) -> Subscription:
         last_post_at=from_iso(row["last_post_at"]),
         created_by=row["created_by"],
         source_name=row["source_name"],
+        kind=row["kind"],
+        ping_role_id=row["ping_role_id"],
+        keywords=json.loads(row["keywords_json"] or "[]"),
+        exclude=json.loads(row["exclude_json"] or "[]"),
+        threads=bool(row["threads"]),
+        publish_limited_at=from_iso(row["publish_limited_at"]),
+        publish_resumes_at=from_iso(row["publish_resumes_at"]),
     )
 
 
@@ -100,4 +112,9 @@ def delivery_from_row(row: Any) -> Delivery:
         edits=row["edits"],
         attempt_started_at=from_iso(row["attempt_started_at"]),
         story_source=row["story_source"],
+        kind=row["kind"],
+        ping_role_ids=[int(r) for r in json.loads(row["ping_roles_json"] or "[]")],
+        thread_id=row["thread_id"],
+        thread_state=row["thread_state"],
+        publish_state=row["publish_state"],
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.models import STATUS_OK, STATUS_PAUSED, Subscription
+from bot.models import STATUS_OK, STATUS_PAUSED, PostOptions, Subscription
 from bot.store.database import Database
-from bot.store.rows import subscription_from_row
-from bot.timeutil import to_iso
+from bot.store.rows import subscription_from_row, words_to_json
+from bot.timeutil import from_iso, to_iso
 
 _SELECT = (
     "SELECT s.*, src.name AS source_name FROM subscriptions s LEFT JOIN sources src ON src.id = s.source_id"
@@ -59,6 +59,14 @@ class SubscriptionTable:
         )
         return int(found or 0)
 
+    async def publish_resumes_at(self, channel_id: int) -> datetime | None:
+        """Until when the channel may publish nothing (its publish limit was reached), if it was reached."""
+        return from_iso(
+            await self._db.fetchval(
+                "SELECT MAX(publish_resumes_at) FROM subscriptions WHERE channel_id = ?", (channel_id,)
+            )
+        )
+
     # --- writes --------------------------------------------------------------------------------------------
 
     async def add(
@@ -71,26 +79,74 @@ class SubscriptionTable:
         only_trending: bool,
         created_by: int | None,
         at: datetime,
+        options: PostOptions | None = None,
     ) -> Subscription:
         """A new subscription; stories stored before it (ids up to the newest now) are never posted to it."""
+        options = options or PostOptions()
         async with self._db.transaction():
             new_id = await self._db.insert(
                 "INSERT INTO subscriptions(guild_id, channel_id, artist_id, source_id, only_trending, created_by,"
-                " created_at, start_story_id) SELECT ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(id), 0) FROM stories",
-                (guild_id, channel_id, artist_id, source_id, int(only_trending), created_by, to_iso(at)),
+                " created_at, kind, ping_role_id, keywords_json, exclude_json, threads, start_story_id)"
+                " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(id), 0) FROM stories",
+                (
+                    guild_id,
+                    channel_id,
+                    artist_id,
+                    source_id,
+                    int(only_trending),
+                    created_by,
+                    to_iso(at),
+                    options.kind,
+                    options.ping_role_id,
+                    words_to_json(list(options.keywords)),
+                    words_to_json(list(options.exclude)),
+                    int(options.threads),
+                ),
             )
             subscription = await self.get(new_id)
         assert subscription is not None
         return subscription
 
-    async def resume(self, subscription_id: int, *, only_trending: bool) -> Subscription | None:
-        """Set `only_trending` and make the subscription healthy again (an admin says the problem is fixed)."""
+    async def resume(
+        self, subscription_id: int, *, only_trending: bool, options: PostOptions | None = None
+    ) -> Subscription | None:
+        """Set `only_trending` and the options (None: as they are), and make the subscription healthy again
+        (an admin says the problem is fixed)."""
         async with self._db.transaction():
             await self._db.execute(
                 "UPDATE subscriptions SET only_trending = ?, status = ?, failures = 0, retry_at = NULL WHERE id = ?",
                 (int(only_trending), STATUS_OK, subscription_id),
             )
+            if options is not None:
+                await self._db.execute(
+                    "UPDATE subscriptions SET kind = ?, ping_role_id = ?, keywords_json = ?, exclude_json = ?,"
+                    " threads = ? WHERE id = ?",
+                    (
+                        options.kind,
+                        options.ping_role_id,
+                        words_to_json(list(options.keywords)),
+                        words_to_json(list(options.exclude)),
+                        int(options.threads),
+                        subscription_id,
+                    ),
+                )
             return await self.get(subscription_id)
+
+    async def set_channel_kind(self, channel_id: int, kind: str) -> None:
+        """The channel's kind as Discord says it is now, on every subscription of the channel."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET kind = ? WHERE channel_id = ? AND kind != ?",
+                (kind, channel_id, kind),
+            )
+
+    async def record_publish_limit(self, channel_id: int, *, at: datetime, resumes_at: datetime) -> None:
+        """The channel reached Discord's publish limit: nothing is published there before `resumes_at`."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE subscriptions SET publish_limited_at = ?, publish_resumes_at = ? WHERE channel_id = ?",
+                (to_iso(at), to_iso(resumes_at), channel_id),
+            )
 
     async def delete(self, subscription_ids: Sequence[int]) -> int:
         async with self._db.transaction():
