@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.channel_posts import needed_permissions
 from bot.discord_bot import KpopNewsBot, UserFacingError
-from bot.models import STATUS_OK, STATUS_PAUSED, Source, Subscription
+from bot.keywords import MAX_OPTION_LENGTH, KeywordError, parse_keywords
+from bot.models import (
+    CHANNEL_ANNOUNCEMENT,
+    CHANNEL_FORUM,
+    CHANNEL_TEXT,
+    STATUS_OK,
+    STATUS_PAUSED,
+    PostOptions,
+    Source,
+    Subscription,
+)
 from bot.subscriptions import (
     SubscriptionError,
     add_subscription,
@@ -21,19 +34,15 @@ from bot.subscriptions import (
     suggest_sources,
 )
 from bot.text import escape_discord, truncate
+from bot.timeutil import utcnow
 
 if TYPE_CHECKING:
     from bot.artists import Artist, ArtistIndex
 
 log = logging.getLogger(__name__)
 
-# What the bot needs in a channel to post a story there.
-NEEDED = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("embed_links", "Embed Links"),
-)
 LIST_EMBED_BUDGET = 5500  # /subscriptions: characters in the list embeds (Discord allows 6,000 in all)
+PUBLISH_LIMIT_SHOWN = timedelta(days=1)  # /subscriptions tells of a publish limit reached this recently
 
 
 def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands.Choice[str]]:
@@ -53,8 +62,27 @@ def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands
     return choices[:25]
 
 
-def missing_permissions(permissions: discord.Permissions) -> list[str]:
-    return [label for attr, label in NEEDED if not getattr(permissions, attr)]
+def missing_permissions(
+    permissions: discord.Permissions, kind: str = CHANNEL_TEXT, *, threads: bool = False
+) -> list[str]:
+    """What the bot lacks to post in a channel of this kind (bot.channel_posts.needed_permissions)."""
+    return [
+        label for attr, label in needed_permissions(kind, threads=threads) if not getattr(permissions, attr)
+    ]
+
+
+def channel_kind(channel: discord.abc.GuildChannel) -> str:
+    """Where posts land: a forum, an announcement channel (posts published) or a text channel."""
+    if isinstance(channel, discord.ForumChannel):
+        return CHANNEL_FORUM
+    if isinstance(channel, discord.TextChannel) and channel.is_news():
+        return CHANNEL_ANNOUNCEMENT
+    return CHANNEL_TEXT
+
+
+# The channels /subscribe posts in: text and announcement (TextChannel) and forum (ForumChannel; Discord's
+# media channels come with it and are refused by the command).
+PostChannel = discord.TextChannel | discord.ForumChannel
 
 
 class Subscriptions(commands.Cog):
@@ -69,10 +97,14 @@ class Subscriptions(commands.Cog):
 
     @app_commands.command(name="subscribe", description="Post new K-pop stories to a channel")
     @app_commands.describe(
-        channel="The channel to post stories in",
+        channel="The text, announcement or forum channel to post stories in",
         artist="Only stories about this artist or group (default: every story)",
         source="Only stories from this source: a known one, or a feed URL (default: every source)",
         only_trending="Only stories that are trending (default: every new story)",
+        ping="A role to mention with each post",
+        keywords="Only stories naming one of these words or phrases, comma-separated",
+        exclude="Never stories naming one of these words or phrases, comma-separated",
+        threads="Open a discussion thread on each post (text and announcement channels)",
     )
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
@@ -81,13 +113,18 @@ class Subscriptions(commands.Cog):
     async def subscribe(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: PostChannel,
         artist: app_commands.Range[str, 1, 100] | None = None,
         source: app_commands.Range[str, 1, 2000] | None = None,
         only_trending: bool = False,
+        ping: discord.Role | None = None,
+        keywords: app_commands.Range[str, 1, MAX_OPTION_LENGTH] | None = None,
+        exclude: app_commands.Range[str, 1, MAX_OPTION_LENGTH] | None = None,
+        threads: bool = False,
     ) -> None:
         assert interaction.guild_id is not None
-        missing = self._bot_missing_in(interaction, channel)
+        options = self._post_options(interaction, channel, ping, keywords, exclude, threads)
+        missing = self._bot_missing_in(interaction, channel, options)
         if missing:
             raise UserFacingError(
                 f"I cannot post in {channel.mention}: I am missing {', '.join(f'**{m}**' for m in missing)} there."
@@ -104,22 +141,30 @@ class Subscriptions(commands.Cog):
                 source_id=feed.id if feed else None,
                 only_trending=only_trending,
                 created_by=interaction.user.id,
+                options=options,
             )
         except SubscriptionError as exc:
             raise UserFacingError(f"I cannot subscribe {channel.mention}: {exc}.") from None
-        what = _describe_filter(who.label if who else None, feed.name if feed else None, only_trending)
+        what = _describe_filter(
+            who.label if who else None,
+            feed.name if feed else None,
+            only_trending,
+            options.keywords,
+            options.exclude,
+        )
+        how = _describe_posting(options)
         if result.created:
             text = (
-                f"Done: {channel.mention} gets {what}. Stories already out are not posted;"
+                f"Done: {channel.mention} gets {what}.{how} Stories already out are not posted;"
                 " new ones arrive as they are published."
             )
         elif result.changed:
-            text = f"Updated: {channel.mention} gets {what}, and posting is back on."
+            text = f"Updated: {channel.mention} gets {what}.{how} Posting is back on."
             worker = getattr(self.bot, "delivery", None)
             if worker is not None:
                 worker.wake()  # stories held back by a refusal may go now
         else:
-            text = f"{channel.mention} already gets {what}."
+            text = f"{channel.mention} already gets {what}.{how}"
         await self._answer(interaction, text)
 
     # --- /unsubscribe -------------------------------------------------------------------------------------
@@ -137,7 +182,7 @@ class Subscriptions(commands.Cog):
     async def unsubscribe(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: PostChannel,
         artist: app_commands.Range[str, 1, 100] | None = None,
         source: app_commands.Range[str, 1, 2000] | None = None,
     ) -> None:
@@ -182,7 +227,7 @@ class Subscriptions(commands.Cog):
                 "This server has no subscriptions yet. `/subscribe` posts new stories to a channel.",
             )
             return
-        blocks = [self._health_block(s) for s in found]
+        blocks = [await self._health_block(s) for s in found]
         embeds: list[discord.Embed] = []
         current: list[str] = []
         used = 0
@@ -235,17 +280,78 @@ class Subscriptions(commands.Cog):
 
     # --- helpers ------------------------------------------------------------------------------------------
 
-    def _bot_missing_in(
+    def _post_options(
+        self,
+        interaction: discord.Interaction,
+        channel: PostChannel,
+        ping: discord.Role | None,
+        keywords: str | None,
+        exclude: str | None,
+        threads: bool,
+    ) -> PostOptions:
+        """The options of /subscribe, checked: refused with the reason an admin can act on."""
+        if isinstance(channel, discord.ForumChannel) and channel.is_media():
+            raise UserFacingError(
+                f"{channel.mention} is a media channel, whose posts need an image or video of their own:"
+                " pick a forum, announcement or text channel."
+            )
+        kind = channel_kind(channel)
+        if threads and kind == CHANNEL_FORUM:
+            raise UserFacingError(
+                f"{channel.mention} is a forum: each story is already a post with its own thread there."
+                " Leave `threads` off for forums."
+            )
+        if ping is not None:
+            self._check_ping(interaction, channel, ping)
+        try:
+            required = parse_keywords(keywords, option="keywords")
+            excluded = parse_keywords(exclude, option="exclude")
+        except KeywordError as exc:
+            raise UserFacingError(f"{exc}.") from None
+        return PostOptions(
+            kind=kind,
+            ping_role_id=ping.id if ping is not None else None,
+            keywords=tuple(required),
+            exclude=tuple(excluded),
+            threads=threads,
+        )
+
+    def _check_ping(self, interaction: discord.Interaction, channel: PostChannel, role: discord.Role) -> None:
+        """A role the bot may mention there: mentionable, or the bot may Mention @everyone in the channel."""
+        if role.is_default():
+            raise UserFacingError(
+                "I never ping @everyone or @here: make a role for news pings (members can pick it) and use that."
+            )
+        if role.mentionable:
+            return
+        permissions = self._bot_permissions_in(interaction, channel)
+        if permissions is not None and permissions.mention_everyone:
+            return
+        raise UserFacingError(
+            f"I cannot ping {role.mention} in {channel.mention}: the role is not mentionable and I lack"
+            " **Mention @everyone, @here, and All Roles** there. Turn on “Allow anyone to @mention this role”"
+            " in the role's settings (or give me that permission in the channel), then run `/subscribe` again."
+        )
+
+    def _bot_permissions_in(
         self, interaction: discord.Interaction, channel: discord.abc.GuildChannel
-    ) -> list[str]:
+    ) -> discord.Permissions | None:
         guild = interaction.guild
         me = guild.me if guild is not None else None
         if me is not None:
-            return missing_permissions(channel.permissions_for(me))
+            return channel.permissions_for(me)
         if interaction.channel_id == channel.id:
             # no cache: Discord tells the bot's rights in the channel the command was run in
-            return missing_permissions(interaction.app_permissions)
-        return []  # cannot tell; a refused post will show in /subscriptions
+            return interaction.app_permissions
+        return None  # cannot tell; a refused post will show in /subscriptions
+
+    def _bot_missing_in(
+        self, interaction: discord.Interaction, channel: discord.abc.GuildChannel, options: PostOptions
+    ) -> list[str]:
+        permissions = self._bot_permissions_in(interaction, channel)
+        if permissions is None:
+            return []
+        return missing_permissions(permissions, options.kind, threads=options.threads)
 
     def _resolve_artist(self, text: str) -> Artist:
         index = self.index
@@ -292,19 +398,44 @@ class Subscriptions(commands.Cog):
         if sub.artist_id:
             found = self.index.get(sub.artist_id) if self.index is not None else None
             artist = found.label if found is not None else sub.artist_id
-        return _describe_filter(artist, sub.source_name, sub.only_trending)
+        return _describe_filter(artist, sub.source_name, sub.only_trending, sub.keywords, sub.exclude)
 
-    def _health_block(self, sub: Subscription) -> str:
-        lines = [f"<#{sub.channel_id}>: {self._subscription_text(sub)}"]
+    async def _health_block(self, sub: Subscription) -> str:
+        lines = [
+            f"<#{sub.channel_id}> ({KIND_NAMES.get(sub.kind, sub.kind)}): {self._subscription_text(sub)}"
+        ]
+        extras = []
+        if sub.ping_role_id is not None:
+            extras.append(f"pings <@&{sub.ping_role_id}>")
+        if sub.threads:
+            extras.append("a discussion thread on each post")
+        if extras:
+            lines.append(" · ".join(extras).capitalize())
         icon = {STATUS_OK: "🟢", STATUS_PAUSED: "⏸️"}.get(sub.status, "🟠")
         last = f"last post <t:{int(sub.last_post_at.timestamp())}:R>" if sub.last_post_at else "no post yet"
         if sub.status != STATUS_OK and sub.retry_at:
             last += f" · next try <t:{int(sub.retry_at.timestamp())}:R>"
         lines.append(f"{icon} {sub.status} · {last}")
+        if sub.kind == CHANNEL_ANNOUNCEMENT and sub.publish_limited_at is not None:
+            lines += await self._publish_limit_lines(sub)
         if sub.last_error and (sub.status != STATUS_OK or not sub.last_post_at or _error_is_recent(sub)):
             when = f" (<t:{int(sub.last_error_at.timestamp())}:R>)" if sub.last_error_at else ""
             lines.append(f"Last error{when}: {escape_discord(truncate(sub.last_error, 600))}")
         return "\n".join(lines)
+
+    async def _publish_limit_lines(self, sub: Subscription) -> list[str]:
+        """The publish limit reached within the last day: when, and how many posts it left unpublished."""
+        limited = sub.publish_limited_at
+        if limited is None or utcnow() - limited > PUBLISH_LIMIT_SHOWN:
+            return []
+        left = await self.bot.store.deliveries.unpublished_since(sub.channel_id, limited)
+        line = (
+            f"📣 Publish limit reached at <t:{int(limited.timestamp())}:t>: {left} post{'s' if left != 1 else ''}"
+            " left unpublished (Discord allows about 10 publishes an hour per channel)"
+        )
+        if sub.publish_resumes_at is not None and sub.publish_resumes_at > utcnow():
+            line += f"; publishing again <t:{int(sub.publish_resumes_at.timestamp())}:R>"
+        return [line]
 
     @staticmethod
     def _list_embed(blocks: list[str]) -> discord.Embed:
@@ -322,7 +453,20 @@ def _error_is_recent(sub: Subscription) -> bool:
     return bool(sub.last_error_at and sub.last_post_at and sub.last_error_at >= sub.last_post_at)
 
 
-def _describe_filter(artist: str | None, source: str | None, only_trending: bool) -> str:
+KIND_NAMES = {
+    CHANNEL_TEXT: "text channel",
+    CHANNEL_ANNOUNCEMENT: "announcement channel",
+    CHANNEL_FORUM: "forum",
+}
+
+
+def _describe_filter(
+    artist: str | None,
+    source: str | None,
+    only_trending: bool,
+    keywords: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> str:
     what = "trending stories" if only_trending else "new stories"
     if artist:
         what += f" about **{escape_discord(artist)}**"
@@ -330,7 +474,36 @@ def _describe_filter(artist: str | None, source: str | None, only_trending: bool
         what += f" from **{escape_discord(source)}**"
     if not artist and not source:
         what = ("every trending story" if only_trending else "every new story") + " from every source"
+    if keywords:
+        what += " naming " + " or ".join(_quoted(k) for k in keywords)
+    if exclude:
+        what += (", but not " if keywords else ", except those naming ") + " or ".join(
+            _quoted(k) for k in exclude
+        )
     return what
+
+
+def _quoted(phrase: str) -> str:
+    return f"“{escape_discord(phrase)}”"
+
+
+def _describe_posting(options: PostOptions) -> str:
+    """How the posts land, in sentences after the subscription's description (empty for a plain channel)."""
+    parts: list[str] = []
+    if options.kind == CHANNEL_FORUM:
+        parts.append(
+            " Each story is a forum post of its own, tagged with the forum's tags that name its artists."
+        )
+    elif options.kind == CHANNEL_ANNOUNCEMENT:
+        parts.append(
+            " Each post is published to the servers that follow the channel (Discord allows about 10 an hour;"
+            " past that, posts stay unpublished and `/subscriptions` says so)."
+        )
+    if options.ping_role_id is not None:
+        parts.append(f" Each post pings <@&{options.ping_role_id}>.")
+    if options.threads:
+        parts.append(" A discussion thread opens on each post.")
+    return "".join(parts)
 
 
 async def setup(bot: KpopNewsBot) -> None:

@@ -39,7 +39,7 @@ V_IU_IMAGE = "https://image.koreaboo.com/2024/01/bts-v-iu-love-wins-all-thumb.jp
 CONTRACT_COMMANDS: dict[str, set[str]] = {
     "news": {"artist", "count"},
     "trending": {"hours"},
-    "subscribe": {"channel", "artist", "source", "only_trending"},
+    "subscribe": {"channel", "artist", "source", "only_trending", "ping", "keywords", "exclude", "threads"},
     "unsubscribe": {"channel", "artist", "source"},
     "subscriptions": set(),
     "about": set(),
@@ -194,6 +194,9 @@ async def test_commands_are_synced_with_the_contract_names_and_options(world: Wo
     subscribe = {o["name"]: o for o in commands["subscribe"]["options"]}
     assert subscribe["channel"]["type"] == 7 and subscribe["channel"].get("required") is True
     assert subscribe["only_trending"]["type"] == 5
+    assert {0, 5, 15} <= set(subscribe["channel"]["channel_types"])  # text, announcement, forum
+    assert subscribe["ping"]["type"] == 8 and subscribe["threads"]["type"] == 5  # a role; a boolean
+    assert subscribe["keywords"]["type"] == 3 and subscribe["exclude"]["type"] == 3
     for admin_only in ("subscribe", "unsubscribe", "subscriptions"):
         needed = int(commands[admin_only].get("default_member_permissions") or 0)
         assert needed & Permission.MANAGE_GUILD, admin_only
