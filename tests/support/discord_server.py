@@ -5,7 +5,8 @@ The real discord.py client talks to it over real sockets; the facts it follows a
 break them: the limits on messages, embeds and commands answer 400 with Discord's error body, the global and
 per-channel rate limits answer 429 with `Via` and `retry_after`, channel permissions answer 403, unknown
 channels 404, interactions must be answered within 3 s and only once, and a repeated message `nonce` with
-`enforce_nonce` returns the original message instead of a duplicate.
+`enforce_nonce` returns the original message instead of a duplicate. Several bot processes may use it at once
+(same token, different shards): every listener is on loopback and all state is per server, not per socket.
 
 Quick start
 -----------
@@ -18,51 +19,127 @@ Quick start
         reply = await interaction.reply()               # the message the user finally sees (after a defer too)
         posted = await server.wait_for_messages(news.id, 1)
 
+Endpoints beyond plain messages and interactions (Discord's answers; errors as {"code", "message", "errors"})
+-------------------------------------------------------------------------------------------------------------
+| endpoint                                     | behaviour                                                   |
+|----------------------------------------------|-------------------------------------------------------------|
+| POST /channels/{forum}/threads               | forum post (type 15/16): `name` 1-100, `message` (content,  |
+|                                              | embeds, allowed_mentions, nonce kept but not deduplicated), |
+|                                              | `applied_tags` <= 5 existing tag ids, else 400 50035; a     |
+|                                              | REQUIRE_TAG forum without a tag: 400 40067. Needs           |
+|                                              | VIEW_CHANNEL (403 50001), SEND_MESSAGES = "Create Posts"    |
+|                                              | (+ EMBED_LINKS for embeds; 403 50013). 201: a thread (type  |
+|                                              | 11) whose id is its first message's, with `message`;        |
+|                                              | THREAD_CREATE is dispatched.                                |
+| POST /channels/{text}/threads                | a thread without a message (`type` 11/12, 10 in announce-   |
+|                                              | ment channels); CREATE_PUBLIC/PRIVATE_THREADS.              |
+| POST /channels/{id}/messages/{msg}/threads   | a thread on a message (text/announcement only, else 400     |
+|                                              | 50024): `name` <= 100, `auto_archive_duration` in 60, 1440, |
+|                                              | 4320, 10080; CREATE_PUBLIC_THREADS; once per message (400   |
+|                                              | 160004). The thread takes the message's id; the message     |
+|                                              | gets `thread` and flag HAS_THREAD.                          |
+| POST, PATCH /channels/{thread}/messages…     | threads have their own message list (a forum post's first   |
+|                                              | message is in it); posting needs SEND_MESSAGES_IN_THREADS,  |
+|                                              | permissions come from the parent channel.                   |
+| POST /channels/{forum}/messages              | 400 40058 (a forum takes posts).                            |
+| POST /channels/{id}/messages/{msg}/crosspost | publish: announcement channels only (400 50024), once (400  |
+|                                              | 40033), own message SEND_MESSAGES, others' MANAGE_MESSAGES; |
+|                                              | `publish_limit` (10 per hour) per channel, hidden until its |
+|                                              | 429: `retry_after` ~3600, Via, X-RateLimit-* (own bucket).  |
+|                                              | discord.py sleeps through that unless max_ratelimit_timeout |
+|                                              | is lower (then it raises discord.RateLimited).              |
+| any message create (channel, thread, DM,     | mentions in `content`: `<@user>`, `<@&role>`, @everyone,    |
+| forum post, interaction reply/followup)      | @here under allowed_mentions (absent: all parsed). A role   |
+|                                              | pings if mentionable or the bot has MENTION_EVERYONE in the |
+|                                              | channel; @everyone/@here only with MENTION_EVERYONE. Fills  |
+|                                              | `mentions`, `mention_roles` (roles pinged),                 |
+|                                              | `mention_everyone`; each mention is recorded in `mentions`. |
+|                                              | allowed_mentions is validated (parse values; "roles" in     |
+|                                              | parse and a `roles` list are exclusive).                    |
+| POST /users/@me/channels                     | `recipient_id` -> the DM channel (type 1), the same each    |
+|                                              | time; unknown user 400 50033. A send to a user who closed   |
+|                                              | DMs, shares no server with the bot, or is a bot: 403 50007. |
+| PUT …/commands                               | `name_localizations` / `description_localizations` on       |
+|                                              | commands, options, choices: keys are Discord locales, values|
+|                                              | follow the rule of what they translate (names 1-32 lower-   |
+|                                              | case, Discord's regex; descriptions 1-100); else 400 50035. |
+|                                              | Echoed back and kept in `commands`.                         |
+| GET /gateway/bot                             | `url`, `shards` (= recommended_shards), session_start_limit |
+|                                              | (total 1000, remaining, reset_after, max_concurrency).      |
+| gateway IDENTIFY `shard: [id, count]`        | bad shard closes 4010; more than `guilds_per_shard` guilds  |
+|                                              | on the shard 4011. A guild's events (GUILD_CREATE,          |
+|                                              | INTERACTION_CREATE, CHANNEL_*, THREAD_*…) go only to the    |
+|                                              | sessions of shard (guild_id >> 22) % count; events without  |
+|                                              | a guild (DMs) to shard 0. READY carries `shard`.            |
+| every request with the bot token             | the global ledger: at most `global_limit` (50) in any one   |
+| (interaction callbacks and followups exempt) | second per token, all connections and processes together;   |
+|                                              | past it 429 `global: true`, X-RateLimit-Global. A route's   |
+|                                              | X-RateLimit headers come on its error answers too.          |
+
 Test API (all on `FakeDiscord`)
 -------------------------------
 Life cycle: `await start()` / `await close()` or `async with FakeDiscord(...)`. Properties `api_base`
 ("http://127.0.0.1:PORT/api/v10"), `gateway_url` ("ws://127.0.0.1:PORT/gateway"), `token`, `application_id`,
-`bot_user_id`. Constructor knobs: `global_limit` (requests/s, token bucket, None = off), `channel_message_limit`
-((count, seconds) per channel for POST messages, None = off), `interaction_deadline` (3.0 s; None = off),
-`nonce_window` (300 s), `heartbeat_interval` (seconds), `privileged_intents_allowed`.
+`bot_user_id`. Constructor knobs (attributes too): `global_limit` (requests in any one second per token, None =
+count only), `channel_message_limit` ((count, seconds) per channel for POST messages and POST threads, None =
+off), `publish_limit` ((10, 3600.0) crossposts per channel), `interaction_deadline` (3.0 s; None = off),
+`nonce_window` (300 s), `heartbeat_interval` (seconds), `privileged_intents_allowed`, `recommended_shards` (1),
+`max_concurrency` (1), `guilds_per_shard` (2500).
 
 World (synchronous; changes made while a bot is connected are dispatched to it as Discord would):
-  `add_guild(name, ...) -> FakeGuild`, `remove_guild(guild_id)` (the bot was removed: GUILD_DELETE),
-  `add_channel(guild_id, name, bot_can_view/send/embed=...) -> FakeChannel`, `remove_channel(channel_id)`,
-  `set_bot_channel_permissions(channel_id, view=, send=, embed=)`, `add_role(guild_id, name, permissions)`,
-  `member(guild_id, name, roles=(), permissions=None) -> FakeMember` (permissions: a role with them is made),
-  `permissions_for(guild_id, user_id, channel_id=None) -> int`. `Permission` holds the bits.
+  `add_guild(name, shard=(id, count), preferred_locale="en-US", ...) -> FakeGuild` (`shard`: an id whose events
+  go to that shard; `guild.shard(count)`, `shard_for(guild_id, count)`), `remove_guild(guild_id)` (the bot was
+  removed: GUILD_DELETE), `add_channel(guild_id, name, type=ChannelType.TEXT, bot_can_view/send/embed=...,
+  tags=("News", ("Comeback", "🔥")), require_tag=False) -> FakeChannel` (tags and require_tag for forums;
+  `channel.tag_id("News")`), `remove_channel(channel_id)` (threads too), `add_role(guild_id, name,
+  permissions=0, mentionable=False)`, `update_role(guild_id, role_id, permissions=, mentionable=)`,
+  `set_channel_overwrite(channel_id, target_id, allow=0, deny=0)` (a role or member; the bot is
+  `bot_user_id`, its role `guild.bot_role_id`, @everyone `guild.everyone_role_id`; 0/0 removes it),
+  `set_bot_channel_permissions(channel_id, view=, send=, embed=)` (the common case),
+  `add_user(name, locale="en-US", dms_open=True)`, `member(guild_id, name, roles=(), permissions=None,
+  locale=None) -> FakeMember` (permissions: a role with them is made; `member.user.dms_open = False` closes
+  their DMs), `permissions_for(guild_id, user_id, channel_id=None) -> int`. `Permission`, `ChannelType`,
+  `ChannelFlag`, `MessageFlag` hold the numbers.
 
 What the bot did:
-  `messages(channel_id)` the messages posted with POST /channels/{id}/messages (current state, edits applied;
-  interaction replies are not in it), `message(message_id)`, `create_payload(message_id)` (the JSON the bot
-  sent), `await wait_for_messages(channel_id, count, timeout=5)`, `requests` (every REST request:
+  `messages(channel_id)` the messages the bot created in a channel, thread or DM (POST messages, a forum
+  post's first message; current state, edits applied; interaction replies are not in it), `message(id)`,
+  `create_payload(message_id)` (the JSON the bot sent), `threads(channel_id)` (threads/posts made there),
+  `direct_messages(user_id)`, `dm_channels`, `mentions` (`Mention(message_id, channel_id, kind "user"/"role"/
+  "everyone"/"here", target_id, allowed, pinged)`: assert `not any(m.pinged for m in server.mentions)`),
+  `await wait_for_messages(channel_id, count, timeout=5)`, `requests` (every REST request:
   `RecordedRequest(method, path, route, json, status, headers)`), `commands` / `guild_commands[guild_id]` (the
-  synced definitions, with ids), `command_syncs` (the bodies of each PUT), `identify_payloads`, `stats`
-  (`Stats`: requests by route, responses by status, 429s the limits caused, injected faults, invalid
-  requests, syncs, identifies, resumes, nonce replays, late interaction answers), and
-  `await wait_for(predicate, timeout=5, what="...")` for anything else.
+  synced definitions, with ids and localizations), `command_syncs` (the bodies of each PUT),
+  `identify_payloads` (with `shard`), `ledger` (`GlobalLedger`: `per_second[token]` {unix second: requests},
+  `peak(token)`, `refused[token]`), `stats` (`Stats`: requests by route, responses by status, `ratelimited`
+  = 429s the bot caused itself (global + route; a bench asserts 0), injected faults, invalid requests,
+  syncs, identifies, resumes, nonce replays, late interaction answers, role_pings, everyone_pings,
+  publishes), and `await wait_for(predicate, timeout=5, what="...")` for anything else.
 
 Interactions (the command must have been synced; option types come from its definition):
-  `await invoke(name, options, *, guild_id, channel_id, user_id, permissions=None, locale="en-US",
-  respect_default_permissions=True, focused=None) -> Interaction` (defaults: first guild, its first text
-  channel, its owner; "group sub" for subcommands; channel/user/role options take ids and get `resolved` data;
+  `await invoke(name, options, *, guild_id, channel_id, user_id, permissions=None, locale=None,
+  guild_locale=None, respect_default_permissions=True, focused=None) -> Interaction` (defaults: first guild,
+  its first text channel, its owner; `locale` the user's, `guild_locale` the server's preferred_locale;
+  "group sub" for subcommands; channel/user/role options take ids and get `resolved` data;
   a user lacking the command's default_member_permissions raises InvocationRefused unless
   respect_default_permissions=False, which models admins granting the command to everyone);
   `await autocomplete(name, options, focused="artist", ...) -> list[choice dicts]` (focused=... on invoke gives
   the Interaction instead); `await click(message, custom_id, *, user_id=None) -> Interaction` (a button, type 3;
-  @original is then the message clicked). `interactions()` lists them all.
+  @original is then the message clicked). `interactions()` lists them all. An interaction goes to the session
+  of its guild's shard (RuntimeError when no session is on it).
   `Interaction`: `await response()` (the callback body), `await reply()` (the message the user sees: the type 4
   message, or after a defer the first edit of @original or followup), `await wait_for_followups(n)`,
-  `await wait_for_edits(n)`, attributes `callback`, `original`, `followups`, `edits`, `ephemeral`.
+  `await wait_for_edits(n)`, attributes `callback`, `original`, `followups`, `edits`, `ephemeral`, `payload`.
 
 Gateway: `await reconnect()` (op 7; waits for the resume), `await invalidate_session(resumable)` (op 9; waits for
   the resume or the new IDENTIFY, which discord.py delays 5 s), `await drop_connections(code=4000)` (server
-  closes the socket; the client resumes), `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE"; events
-  sent while a session is between sockets are replayed on RESUME), `await wait_for_ready_session()`,
-  `live_sessions()`, `connection_count`, `gateway_paths` ("/gateway", then "/gateway/resume" on resumes).
+  closes the socket; the client resumes), `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE", to the
+  shard of its guild; events sent while a session is between sockets are replayed on RESUME),
+  `await wait_for_ready_session(shard=None)`, `live_sessions()` (each with `.shard` and `.events`),
+  `connection_count`, `gateway_paths` ("/gateway", then "/gateway/resume" on resumes).
   Note: discord.py 2.7.1 closes with code 4000 even on `Client.close()`, so its sessions stay resumable here
-  as on Discord; only a 1000/1001 close ends a session.
+  as on Discord; only a 1000/1001 close ends a session. Sharded discord.py clients (AutoShardedClient) sleep
+  5 s before each IDENTIFY but the first: override `before_identify_hook` in tests.
 
 Faults: `inject(method="POST", path=r"/channels/123/messages", status=502, times=1, body=None, retry_after=1.0,
   via=True, is_global=False, delay=0.0, after=False) -> Injection` (path: a regex matched in full against the
@@ -1694,7 +1771,8 @@ class FakeDiscord:
     # --- what the bot did -------------------------------------------------------------------------------
 
     def messages(self, channel_id: int) -> list[dict[str, Any]]:
-        """Messages posted to the channel with POST /channels/{id}/messages, oldest first, edits applied."""
+        """Messages the bot created in the channel, thread or DM (POST /channels/{id}/messages, a forum post's
+        first message), oldest first, edits applied."""
         return [
             self._messages[m] for m in self._channel_messages.get(int(channel_id), []) if m in self._messages
         ]
