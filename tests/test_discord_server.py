@@ -257,7 +257,6 @@ async def test_global_limit_answers_429_global(server: FakeDiscord) -> None:
     guild = server.add_guild()
     channel = guild.channel("general")
     async with running(plain_client(), server.token) as client:
-        server.global_limit = 3  # a full bucket for this burst
         target = client.get_channel(channel.id)
         assert isinstance(target, discord.TextChannel)
         server.channel_message_limit = None
@@ -265,6 +264,7 @@ async def test_global_limit_answers_429_global(server: FakeDiscord) -> None:
     assert len(server.messages(channel.id)) == 6  # retried after the global 429s
     assert server.stats.global_ratelimited >= 1
     assert server.stats.ratelimited == server.stats.global_ratelimited
+    assert server.ledger.peak(server.token) <= 3  # never more than the limit in one second
 
 
 async def test_channel_permissions_and_unknown_channel(server: FakeDiscord) -> None:
@@ -728,9 +728,9 @@ async def test_direct_messages_to_open_and_closed_dms(server: FakeDiscord) -> No
             assert caught.value.code == 50007
         private.user.dms_open = True
         await (await client.fetch_user(private.id)).send("now it arrives")
-        with pytest.raises(discord.HTTPException) as caught:
+        with pytest.raises(discord.HTTPException) as invalid:
             await client.http.start_private_message(123456789)
-        assert caught.value.code == 50033
+        assert invalid.value.code == 50033
     assert [m["content"] for m in server.direct_messages(fan.id)] == ["Your daily K-pop digest"]
     assert "guild_id" not in server.direct_messages(fan.id)[0]
     assert [m["content"] for m in server.direct_messages(private.id)] == ["now it arrives"]

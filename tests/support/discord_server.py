@@ -244,7 +244,6 @@ class ChannelType:
 
 
 class ChannelFlag:
-    PINNED = 1 << 1  # a thread pinned in its forum
     REQUIRE_TAG = 1 << 4  # a forum whose posts must carry a tag
 
 
@@ -372,9 +371,8 @@ class FakeChannel:
     overwrites: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     parent_id: int | None = None  # a thread's channel (a category's, for others)
     flags: int = 0  # ChannelFlag bits
-    available_tags: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # a forum's tags, as Discord sends them
+    # a forum's tags, as Discord sends them: {"id", "name", "moderated", "emoji_id", "emoji_name"}
+    available_tags: list[dict[str, Any]] = field(default_factory=list)
     # threads only
     owner_id: int = 0
     applied_tags: list[int] = field(default_factory=list)
@@ -1115,13 +1113,12 @@ class GlobalLedger:
 
     def __init__(self, limit: float | None) -> None:
         self.limit = limit  # requests per second per token; None counts without refusing
-        self._recent: dict[
-            str, deque[float]
-        ] = {}  # token -> time.monotonic() of its requests in the last second
-        self.per_second: dict[str, Counter[int]] = {}  # token -> {unix second: requests let through}
-        self.refused: Counter[str] = (
-            Counter()
-        )  # token -> requests answered 429 global (the bot went too fast)
+        # token -> time.monotonic() of its requests in the last second
+        self._recent: dict[str, deque[float]] = {}
+        # token -> {unix second: requests let through}
+        self.per_second: dict[str, Counter[int]] = {}
+        # token -> requests answered 429 global (the bot went too fast)
+        self.refused: Counter[str] = Counter()
 
     def take(self, token: str) -> float:
         """0.0 when the request may go (it is counted), else the seconds until it may."""
