@@ -410,7 +410,8 @@ class Subscriptions(commands.Cog):
         if sub.threads:
             extras.append("a discussion thread on each post")
         if extras:
-            lines.append(" · ".join(extras).capitalize())
+            line = " · ".join(extras)
+            lines.append(line[0].upper() + line[1:])
         icon = {STATUS_OK: "🟢", STATUS_PAUSED: "⏸️"}.get(sub.status, "🟠")
         last = f"last post <t:{int(sub.last_post_at.timestamp())}:R>" if sub.last_post_at else "no post yet"
         if sub.status != STATUS_OK and sub.retry_at:
