@@ -2,16 +2,17 @@
 
 1. Fan-out: the real bot (discord.py over loopback) against FakeDiscord enforcing Discord's global limit of 50
    requests/s (a token bucket, bursts up to 50) and a per-channel limit of 5 messages per 5 s. One new story,
-   one subscription per channel (1,000 channels over 4 servers by default). Measured: the wall time from
-   queueing to the last message, against the physical floor channels / 50 s, and the 429s the bot caused
-   itself (goals: 0, and within 10 % of the floor).
+   one subscription per channel (1,000 channels over 4 servers by default), to text channels (one message
+   each) and then to forum channels (one post each, named and tagged after the story's artists). Measured:
+   the wall time from queueing to the last message, against the physical floor channels / 50 s, and the 429s
+   the bot caused itself (goals: 0, and within 10 % of the floor).
 2. /news while ingesting: the same bot polls N WordPress-shaped feeds (500 x 20 items by default, served by a
    loopback server in another process) for the first time; meanwhile a user runs `/news V` every 100 ms.
    Measured: the time from the interaction's dispatch to the bot's answer reaching the server (p50, max),
    idle first (the baseline, same run) then during ingest (goal: max < 500 ms).
 
     python bench/bench_fanout.py                         # full size (about a minute and a half)
-    python bench/bench_fanout.py --channels 100 --feeds 50   # a quick run
+    python bench/bench_fanout.py --channels 100 --forums 100 --feeds 50   # a quick run
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,20 +37,22 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import _serve  # noqa: E402 - the feed sites, in their own process
 from bot.config import DeliveryConfig, PollingConfig, SourceConfig  # noqa: E402
-from bot.models import Quote, Story  # noqa: E402
+from bot.models import CHANNEL_FORUM, CHANNEL_TEXT, ArtistRef, PostOptions, Quote, Story  # noqa: E402
 from bot.pipeline import after_store  # noqa: E402
 from bot.subscriptions import add_subscription  # noqa: E402
 from bot.timeutil import utcnow  # noqa: E402
 from tests.support.bot_harness import bot_config, running_bot  # noqa: E402
-from tests.support.discord_server import FakeDiscord  # noqa: E402
+from tests.support.discord_server import ChannelType, FakeDiscord  # noqa: E402
 
 GLOBAL_LIMIT = 50.0
 CHANNELS_PER_GUILD = 250  # Discord allows 500 channels per server; spread over several, as real fan-outs are
 GOAL_OVER_FLOOR, GOAL_SELF_429, GOAL_NEWS_MAX_MS = 0.10, 0, 500.0
+FORUM_TAGS = ("News", "BTS", "IU", "BLACKPINK", "Comeback")  # the story is about V (BTS) and IU: two fit
 
 
 @dataclass
 class FanoutResult:
+    kind: str
     channels: int
     seconds: float
     floor: float
@@ -57,19 +61,32 @@ class FanoutResult:
     requests: int
     first_post: float  # seconds from queueing to the first POST reaching the server
     last_post: float
+    tagged: int = 0  # forum posts that carry the story's artists' tags
+    peak: int = 0  # the most requests the server let through in any wall-clock second
 
 
-async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
+async def run_fanout(channels: int, tmp: Path, kind: str = CHANNEL_TEXT) -> FanoutResult:
+    forum = kind == CHANNEL_FORUM
     async with FakeDiscord(global_limit=GLOBAL_LIMIT, channel_message_limit=(5, 5.0)) as server:
         targets: list[tuple[int, int]] = []
         for g in range(math.ceil(channels / CHANNELS_PER_GUILD)):
             count = min(CHANNELS_PER_GUILD, channels - g * CHANNELS_PER_GUILD)
-            guild = server.add_guild(f"Fans {g}", channels=[f"news-{i}" for i in range(count)])
-            targets += [(guild.id, c.id) for c in guild.text_channels]
-        config = bot_config(server, tmp / "fanout.db", sources=())
+            if forum:
+                guild = server.add_guild(f"Fans {g}", channels=[])
+                made = [
+                    server.add_channel(guild.id, f"news-{i}", type=ChannelType.FORUM, tags=FORUM_TAGS)
+                    for i in range(count)
+                ]
+            else:
+                guild = server.add_guild(f"Fans {g}", channels=[f"news-{i}" for i in range(count)])
+                made = guild.text_channels
+            targets += [(guild.id, c.id) for c in made]
+        config = bot_config(server, tmp / f"fanout-{kind}.db", sources=())
         async with running_bot(server, config) as bot:
             for guild_id, channel_id in targets:
-                await add_subscription(bot.store, guild_id=guild_id, channel_id=channel_id)
+                await add_subscription(
+                    bot.store, guild_id=guild_id, channel_id=channel_id, options=PostOptions(kind=kind)
+                )
             story = Story(
                 key="https://www.koreaboo.com/?p=1480001",
                 title="BTS’s V Is Going Viral For A Behind-The-Scenes Moment With IU",
@@ -89,6 +106,7 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
                         "https://twitter.com/babiejieun/status/1751877393443410304",
                     )
                 ],
+                artists=[ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)],
             )
             await bot.store.stories.add_many([story], source_id=None)
             limited_before, requests_before = server.stats.ratelimited, len(server.requests)
@@ -96,18 +114,28 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
             started = loop.time()
             await after_store(bot.store, [story], config=DeliveryConfig(), wake=bot.delivery.wake)
             ids = [c for _, c in targets]
+
+            def posted(channel_id: int) -> int:
+                if forum:
+                    return sum(len(server.messages(t.id)) for t in server.threads(channel_id))
+                return len(server.messages(channel_id))
+
             await server.wait_for(
-                lambda: sum(len(server.messages(c)) for c in ids) >= len(ids),
+                lambda: sum(posted(c) for c in ids) >= len(ids),
                 timeout=len(ids) / GLOBAL_LIMIT * 3 + 30,
                 what="every channel's post",
             )
             seconds = loop.time() - started
-            sent = sum(len(server.messages(c)) for c in ids)
+            sent = sum(posted(c) for c in ids)
             posts = [r.at for r in server.requests[requests_before:] if r.method == "POST"]
             base = time.monotonic() - (
                 loop.time() - started
             )  # the server stamps requests with time.monotonic()
+            tagged = (
+                sum(1 for c in ids for t in server.threads(c) if len(t.applied_tags) == 2) if forum else 0
+            )
             return FanoutResult(
+                kind=kind,
                 channels=len(ids),
                 seconds=seconds,
                 floor=len(ids) / GLOBAL_LIMIT,
@@ -116,7 +144,40 @@ async def run_fanout(channels: int, tmp: Path) -> FanoutResult:
                 requests=len(server.requests) - requests_before,
                 first_post=min(posts) - base,
                 last_post=max(posts) - base,
+                tagged=tagged,
+                peak=server.ledger.peak(server.token),
             )
+
+
+def print_fanout(fan: FanoutResult, verdict: Callable[[bool], str]) -> None:
+    over = fan.seconds / fan.floor - 1
+    where = "forum channels (one post each)" if fan.kind == CHANNEL_FORUM else "channels"
+    print(
+        f"fan-out: 1 story to {fan.channels} {where}, FakeDiscord at {GLOBAL_LIMIT:g} req/s global"
+        " and 5 messages / 5 s per channel"
+    )
+    print(
+        f"  wall time {fan.seconds:.2f} s, floor {fan.floor:.2f} s ({fan.channels} / {GLOBAL_LIMIT:g}):"
+        f" {over * 100:+.1f} %   goal within {GOAL_OVER_FLOOR * 100:g} %  {verdict(over <= GOAL_OVER_FLOOR)}"
+    )
+    print(
+        f"  429s the bot caused itself: {fan.self_429}   goal {GOAL_SELF_429}  "
+        f"{verdict(fan.self_429 <= GOAL_SELF_429)}"
+    )
+    print(
+        f"  {'posts' if fan.kind == CHANNEL_FORUM else 'messages'} {fan.sent}"
+        f" (one per channel: {verdict(fan.sent == fan.channels)}),"
+        f" REST requests {fan.requests}, {fan.requests / fan.seconds:.1f} req/s,"
+        f" at most {fan.peak} in any one second"
+    )
+    if fan.kind == CHANNEL_FORUM:
+        print(
+            f"  posts tagged with the story's two artists: {fan.tagged} ({verdict(fan.tagged == fan.channels)})"
+        )
+    print(
+        f"  first post after {fan.first_post:.2f} s, last at {fan.last_post:.2f} s:"
+        f" {(fan.channels - 1) / max(fan.last_post - fan.first_post, 1e-9):.1f} posts/s in between"
+    )
 
 
 @dataclass
@@ -197,7 +258,10 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--channels", type=int, default=1000, help="channels the story goes to (default 1000)"
+        "--channels", type=int, default=1000, help="text channels the story goes to (default 1000; 0 skips)"
+    )
+    parser.add_argument(
+        "--forums", type=int, default=1000, help="forum channels the story goes to (default 1000; 0 skips)"
     )
     parser.add_argument("--feeds", type=int, default=500, help="feeds ingested during /news (default 500)")
     parser.add_argument("--items", type=int, default=20, help="items per feed (default 20)")
@@ -218,28 +282,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kpopnews-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if not args.skip_fanout:
-            fan = asyncio.run(run_fanout(args.channels, tmp))
-            over = fan.seconds / fan.floor - 1
-            print(
-                f"fan-out: 1 story to {fan.channels} channels, FakeDiscord at {GLOBAL_LIMIT:g} req/s global"
-                " and 5 messages / 5 s per channel"
-            )
-            print(
-                f"  wall time {fan.seconds:.2f} s, floor {fan.floor:.2f} s ({fan.channels} / {GLOBAL_LIMIT:g}):"
-                f" {over * 100:+.1f} %   goal within {GOAL_OVER_FLOOR * 100:g} %  {verdict(over <= GOAL_OVER_FLOOR)}"
-            )
-            print(
-                f"  429s the bot caused itself: {fan.self_429}   goal {GOAL_SELF_429}  "
-                f"{verdict(fan.self_429 <= GOAL_SELF_429)}"
-            )
-            print(
-                f"  messages {fan.sent} (one per channel: {verdict(fan.sent == fan.channels)}),"
-                f" REST requests {fan.requests}, {fan.requests / fan.seconds:.1f} req/s"
-            )
-            print(
-                f"  first post after {fan.first_post:.2f} s, last at {fan.last_post:.2f} s:"
-                f" {(fan.channels - 1) / max(fan.last_post - fan.first_post, 1e-9):.1f} posts/s in between"
-            )
+            for kind, count in ((CHANNEL_TEXT, args.channels), (CHANNEL_FORUM, args.forums)):
+                if count > 0:
+                    print_fanout(asyncio.run(run_fanout(count, tmp, kind)), verdict)
         if not args.skip_news:
             hosts = [f"127.0.0.{i + 1}" for i in range(max(1, min(args.hosts, args.feeds, 250)))]
             ctx = multiprocessing.get_context("spawn")
