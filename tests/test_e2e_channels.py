@@ -319,7 +319,9 @@ async def test_subscribe_names_the_permissions_each_kind_of_channel_needs(tmp_pa
         announce = w.add_channel("announcements", type=ChannelType.ANNOUNCEMENT)
         w.server.set_channel_overwrite(announce.id, bot_id, deny=Permission.EMBED_LINKS)
         open_forum = w.add_channel("open-forum", type=ChannelType.FORUM)
+        media = w.add_channel("clips", type=ChannelType.MEDIA)
         await asyncio.sleep(0.3)
+        assert "is a media channel" in await w.subscribe(media)
         assert "missing **Create Posts**" in await w.subscribe(forum)
         assert "missing **Create Public Threads**" in await w.subscribe(threads_off, threads=True)
         assert "Done" in await w.subscribe(threads_off)  # without threads it needs no more
