@@ -178,7 +178,7 @@ class PostOptions:
     ping_role_id: int | None = None
     keywords: tuple[str, ...] = ()  # as parsed by bot.keywords.parse_keywords
     exclude: tuple[str, ...] = ()
-    threads: bool = False  # a discussion thread on each post (not in forums: a forum post is one already)
+    threads: bool = False  # a discussion thread on each post (text channels; a forum post is one already)
 
 
 @dataclass

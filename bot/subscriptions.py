@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from bot.keywords import KeywordFilter, StoryWords
 from bot.models import (
-    CHANNEL_FORUM,
     CHANNEL_KINDS,
+    CHANNEL_TEXT,
     STATUS_OK,
     STATUS_PAUSED,
     PostOptions,
@@ -115,7 +115,7 @@ def posts_per_channel(matches: Iterable[Subscription]) -> dict[int, ChannelPost]
     for channel_id, subs in by_channel.items():
         first = subs[0]
         roles = tuple(dict.fromkeys(s.ping_role_id for s in subs if s.ping_role_id is not None))
-        thread = first.kind != CHANNEL_FORUM and any(s.threads for s in subs)
+        thread = first.kind == CHANNEL_TEXT and any(s.threads for s in subs)
         posts[channel_id] = ChannelPost(first, first.kind, roles, thread)
     return posts
 

@@ -97,14 +97,14 @@ class Subscriptions(commands.Cog):
 
     @app_commands.command(name="subscribe", description="Post new K-pop stories to a channel")
     @app_commands.describe(
-        channel="The text, announcement or forum channel to post stories in",
+        channel="The channel to post stories in",
         artist="Only stories about this artist or group (default: every story)",
         source="Only stories from this source: a known one, or a feed URL (default: every source)",
         only_trending="Only stories that are trending (default: every new story)",
-        ping="A role to mention with each post",
-        keywords="Only stories naming one of these words or phrases, comma-separated",
-        exclude="Never stories naming one of these words or phrases, comma-separated",
-        threads="Open a discussion thread on each post (text and announcement channels)",
+        ping="A role to mention with each post (default: no one)",
+        keywords="Only stories with one of these words or phrases, separated by commas",
+        exclude="Skip stories with any of these words or phrases, separated by commas",
+        threads="Open a discussion thread on each post (text channels only)",
     )
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
@@ -301,6 +301,11 @@ class Subscriptions(commands.Cog):
                 f"{channel.mention} is a forum: each story is already a post with its own thread there."
                 " Leave `threads` off for forums."
             )
+        if threads and kind != CHANNEL_TEXT:
+            raise UserFacingError(
+                f"Discussion threads are opened in text channels, and {channel.mention} is an announcement"
+                " channel. Leave `threads` off for it."
+            )
         if ping is not None:
             self._check_ping(interaction, channel, ping)
         try:
@@ -476,11 +481,9 @@ def _describe_filter(
     if not artist and not source:
         what = ("every trending story" if only_trending else "every new story") + " from every source"
     if keywords:
-        what += " naming " + " or ".join(_quoted(k) for k in keywords)
+        what += " mentioning " + " or ".join(_quoted(k) for k in keywords)
     if exclude:
-        what += (", but not " if keywords else ", except those naming ") + " or ".join(
-            _quoted(k) for k in exclude
-        )
+        what += (", " if keywords else " ") + "not mentioning " + " or ".join(_quoted(k) for k in exclude)
     return what
 
 
