@@ -268,7 +268,8 @@ async def test_a_forum_post_records_its_post(store, koreaboo):
 
 async def test_the_migration_gives_existing_rows_the_plain_defaults(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
-    older = [m for m in load_migrations() if m.version < 600]
+    # a database migrated by a version without 0600 (later migrations may be there: each is applied once)
+    older = [m for m in load_migrations() if m.version != 600]
     monkeypatch.setattr(database_module, "load_migrations", lambda *a, **k: older)
     old = await Store.open(path)
     [source] = await old.sources.sync_config([SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/")])
