@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
 import asyncio, os, sys, time
-from bot.poller import Workers
+from bot.workers import Workers
 
 async def main():
     print(await Workers(1).run(os.getpid), flush=True)
