@@ -368,31 +368,6 @@ async def test_poll_once_command_prints_a_line_per_source_and_sets_the_exit_stat
     assert out == ""
 
 
-async def test_parsing_runs_in_worker_processes_that_survive_a_parse_that_takes_too_long():
-    from bot.parse import FeedError
-    from bot.workers import Workers
-
-    parsers = Workers(workers=1, timeout=30)
-    try:
-        parsed = await parsers.parse(wordpress_feed(3, prefix="w"), url="http://x/feed", content_type=None)
-        assert [e.link for e in parsed.entries] == [f"https://news.example.com/news/w-{i}/" for i in range(3)]
-        first_pool = parsers._pool
-        assert first_pool is not None and all(p.pid != os.getpid() for p in first_pool._processes.values())
-        with pytest.raises(FeedError, match="HTML"):  # the parser's own error crosses the process boundary
-            await parsers.parse(
-                b"<!doctype html><html><body>home</body></html>", url="http://x/", content_type=None
-            )
-        parsers.timeout = 0.0001
-        with pytest.raises(FeedError, match="took longer than 0.0001 s to process"):
-            await parsers.parse(wordpress_feed(200, prefix="big"), url="http://x/big", content_type=None)
-        assert parsers._pool is None  # the stuck worker was killed with its pool
-        parsers.timeout = 30
-        again = await parsers.parse(wordpress_feed(1, prefix="a"), url="http://x/feed", content_type=None)
-        assert len(again.entries) == 1 and parsers._pool is not first_pool
-    finally:
-        parsers.close()
-
-
 async def test_a_source_disabled_while_it_is_polled_stays_disabled(h):
     url = h.server.set_feed("slow", wordpress_feed(2, prefix="s"))
     poller = await h.poller([("Slow", url)])

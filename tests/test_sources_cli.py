@@ -164,6 +164,12 @@ async def test_sources_enable_switches_a_disabled_source_back_on_at_once(shell, 
     shell.configure(("Twin", server.url("/dyn/a")))  # the others are removed from the configuration
     code, out, err = await shell.run("sources", "enable", server.url("/dyn/gone"))
     assert code == 2 and "was removed from the configuration; add it back there to enable it" in err
+    gone = (await shell.sources())["Gone Feed"]  # switched off by the operator: no probe, no next poll
+    assert (gone["enabled"], gone["reason"], gone["next_poll"]) == (
+        False,
+        "removed from the configuration",
+        None,
+    )
 
 
 async def test_poll_once_moves_a_feed_that_redirects_permanently_twice(shell, server):
