@@ -49,6 +49,7 @@ ACCEPT_FEED = (
 ACCEPT_PAGE = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 ACCEPT_ENCODING = "gzip, deflate"  # only what _Inflater decodes
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})  # the address moved for good; 302/303/307 are for now only
 MAX_RETRY_AFTER = 7 * 24 * 3600.0  # a Retry-After further away than a week is a misconfigured server
 _READ_CHUNK = 64 * 1024
 _INFLATE_STEP = (
@@ -71,11 +72,20 @@ class FetchResult:
     error: str | None = None  # a sentence a person can act on; None unless status == "error"
     retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
     gone: bool = False  # 410: the feed was removed
+    moved_to: str | None = (
+        None  # where the first answers' permanent redirects (301/308) led; None: no such move
+    )
     elapsed: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    target: URL
+    permanent: bool
 
 
 class FetchError(Exception):
@@ -221,6 +231,8 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         visited: list[str] = [str(current)]
+        moved_to: URL | None = None  # the end of the leading run of permanent redirects
+        permanent_run = True
         with public_only(not allow_private):
             for _hop in range(self.config.max_redirects + 1):
                 # Host slot first, then a global one: waiting on a busy host never holds a global slot.
@@ -238,8 +250,12 @@ class Fetcher:
                             "(polling.timeout_seconds): the server is too slow or stalled; will retry later"
                         ) from None
                 if isinstance(outcome, FetchResult):
+                    outcome.moved_to = str(moved_to) if moved_to is not None else None
                     return outcome
-                target = outcome
+                target = outcome.target
+                permanent_run = permanent_run and outcome.permanent
+                if permanent_run:
+                    moved_to = target
                 if str(target) in visited:
                     loop_text = " -> ".join([*visited[visited.index(str(target)) :], str(target)])
                     raise FetchError(f"{url} redirects in a loop ({loop_text}); fix the URL")
@@ -252,8 +268,8 @@ class Fetcher:
 
     async def _one_hop(
         self, current: URL, headers: dict[str, str], *, max_bytes: int, allow_private: bool
-    ) -> FetchResult | URL:
-        """One request: a FetchResult, or the URL a redirect points to."""
+    ) -> FetchResult | _Redirect:
+        """One request: a FetchResult, or where a redirect points to."""
         try:
             if not allow_private:
                 await check_public_url(current)
@@ -283,7 +299,7 @@ class Fetcher:
 
     async def _answer(
         self, current: URL, resp: aiohttp.ClientResponse, *, max_bytes: int
-    ) -> FetchResult | URL:
+    ) -> FetchResult | _Redirect:
         status = resp.status
         if status in REDIRECT_STATUSES:
             location = resp.headers.get("Location", "").strip()
@@ -302,7 +318,7 @@ class Fetcher:
                     f"{current} redirects to {str(target)[:200]}, which is not an http(s) URL; refused",
                     http_status=status,
                 )
-            return target.with_fragment(None)
+            return _Redirect(target.with_fragment(None), permanent=status in PERMANENT_REDIRECTS)
         common = {
             "http_status": status,
             "etag": resp.headers.get("ETag"),

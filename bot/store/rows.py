@@ -55,6 +55,12 @@ def source_from_row(row: Any) -> Source:
         consecutive_failures=row["consecutive_failures"],
         next_poll_at=from_iso(row["next_poll_at"]),
         disabled_reason=row["disabled_reason"],
+        probe_at=from_iso(row["probe_at"]),
+        probes=row["probes"],
+        redirect_to=row["redirect_to"],
+        redirects_seen=row["redirects_seen"],
+        moved_from=row["moved_from"],
+        moved_at=from_iso(row["moved_at"]),
     )
 
 

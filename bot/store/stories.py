@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.models import ArtistRef, Story
@@ -117,12 +118,17 @@ class StoryTable:
                 else:
                     results.append(StoredStory(ids[value], True))
             if source_id is not None and results:
-                linked = to_iso(now)
-                await self._db.executemany(
-                    "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
-                    [(source_id, result.id, linked) for result in results],
-                )
+                await self.link_to_source(source_id, [result.id for result in results], at=now)
         return results
+
+    async def link_to_source(self, source_id: int, story_ids: list[int], *, at: datetime) -> None:
+        """Record that this source's feed carries these stored stories (a link already there is kept)."""
+        async with self._db.transaction():
+            await self._db.executemany(
+                "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)"
+                " ON CONFLICT (source_id, story_id) DO NOTHING",
+                [(source_id, story_id, to_iso(at)) for story_id in story_ids],
+            )
 
     async def _find_ids(self, stories: list[Story]) -> list[int | None]:
         """The stored id of each story (same key or canonical link), or None; one statement per 300 stories."""
@@ -162,7 +168,8 @@ class StoryTable:
         ]
         if rows:
             await self._db.executemany(
-                "INSERT OR IGNORE INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)",
+                "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)"
+                " ON CONFLICT (story_id, artist_id) DO NOTHING",
                 rows,
             )
 
