@@ -34,6 +34,7 @@ from bot.onboarding import FeedOnboarding
 from bot.pipeline import after_store
 from bot.poller import Poller
 from bot.store import Store, StoreError
+from bot.workers import Workers
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -227,7 +228,17 @@ class KpopNewsBot(commands.Bot):
         async def on_new_stories(stories: list[Story]) -> None:
             await after_store(self.store, stories, config=config.delivery, wake=wake, expand=expand)
 
-        self.poller = Poller(config, self.store, self.fetcher, self.artists, on_new_stories=on_new_stories)
+        self.workers = (
+            Workers()
+        )  # parsing and enrichment off the event loop, in processes that end with the bot
+        self.poller = Poller(
+            config,
+            self.store,
+            self.fetcher,
+            self.artists,
+            on_new_stories=on_new_stories,
+            workers=self.workers,
+        )
         self.onboarding = FeedOnboarding(
             self.store,
             self.fetcher,
@@ -356,6 +367,9 @@ class KpopNewsBot(commands.Bot):
         try:
             await super().close()
         finally:
+            workers = getattr(self, "workers", None)
+            if workers is not None:
+                await asyncio.to_thread(workers.close)
             session = getattr(self, "http_session", None)
             if session is not None and not session.closed:
                 await session.close()
