@@ -4,8 +4,10 @@ words, Korean particles, possessives), then the rules that tell a name from a wo
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING
@@ -46,6 +48,8 @@ class _Occurrence:
     entries: list[_Entry]
     title_case: bool = False  # in a Title Case headline, capitals say nothing
     introduced: bool = False  # right after "singer", "rapper", "member": the text says it is a person
+    listed: bool = False  # a round-up's entry: a heading, "3. aespa – “Supernova”", "Winner: aespa"
+    line: int = -1  # where its line starts, for a name on a short line (a list entry's line)
     chosen: list[str] = field(default_factory=list)
     bound_to: str | None = (
         None  # "member": a group glued to a member ("BTS's V"); else the group it is glued to
@@ -71,6 +75,27 @@ _SENTENCE_STOPWORDS = frozenset(
     "before since though although because during also even just only once".split()
 )
 _MAX_NGRAM = 6
+
+# --- round-ups ---------------------------------------------------------------------------------------------
+# Round-ups (monthly comeback lists, song rankings, award winners) name each act once, as an entry of a list:
+# a line of its own, or a field of a short line cut by dashes, colons or bars ("3. aespa – “Supernova”",
+# "Best Female Group: aespa"). A field holding only names (and glue such as "and", "&", "'s") is an entry.
+_ENTRY_LINE_CHARS = 300  # a longer line is prose, not a list entry
+_LIST_MARK = re.compile(r"\s*(?:#?\d{1,3}[.):]|[•·*▪►●‣–—-])\s+")  # "10. ", "#3 ", "• " before an entry
+_FIELD_SEPARATOR = re.compile(r"\s+[–—-]\s+|\s*[:|]\s+|\s+/\s+")
+# a song or album title in quotes: names inside it are no entries ('s and "BTS' V" are no quotes)
+_QUOTED = re.compile(r"“[^”\n]*”|\"[^\"\n]*\"|(?<!\w)'[^'\n]*'(?!\w)|«[^»\n]*»|「[^」\n]*」|『[^』\n]*』")
+_QUOTE_MARKS = '“”"«»「」『』'  # double quotes only: ' is also the possessive
+_ENTRY_GLUE = frozenset("and feat ft featuring with x vs of s by".split())
+# a collaborator outside the data after a known act: "ROSÉ & Bruno Mars", "G-Dragon feat. Anderson .Paak"
+_CREDIT_TAIL = re.compile(r"(?:[&+×]|\b(?:x|and|feat|ft|featuring|with)\b\.?)\s+(?:[A-Z.][\w.'-]*\s*){1,4}")
+# what _FIELD_SEPARATOR and _QUOTED look for (single quotes left out: ' is mostly an apostrophe)
+_FIELD_MARKS = (" – ", " — ", " - ", ":", "|", " / ", "“", '"', "«", "「", "『")  # fmt: skip
+_ENTRY_SLACK = 40  # characters of a field outside its names and titles: ", & Bruno Mars", "10. ", "feat. …"
+_WORD = re.compile(r"[^\W_]+")
+_ACT_LIST = 3  # names listed together in one field ("Bonsang: IU, aespa, Crush") say each other is an act
+_MIN_LISTED = 3  # different names as entries make a round-up (a caption or a "Label: name" line do not)
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 _KEY_CACHE: dict[str, str] = {}
@@ -218,7 +243,7 @@ class StoryTagger:
         for occ in body_occ:
             if occ.start < lead_end:
                 occ.segment = "lead"
-        occurrences += body_occ
+        occurrences += _mark_list_entries(text, body_occ)
         category_ids = self._category_artists(categories)
         self._choose(occurrences, category_ids, title, text)
         return self._score(occurrences, category_ids)
@@ -340,15 +365,17 @@ class StoryTagger:
                     occ.bound_to = "member"  # "the BTS singer", "BTS member V": about the member
                 found.append(occ)
             resume = j + 1
-        self._bind(found, keys)
+        self._bind(found, keys, text)
         return found
 
-    def _bind(self, found: list[_Occurrence], keys: list[str]) -> None:
+    def _bind(self, found: list[_Occurrence], keys: list[str], text: str) -> None:
         """Glue group and member mentions that name one person: "BTS's V", "V of BTS", "V (BTS)"."""
         for a, b in zip(found, found[1:], strict=False):
             between = keys[a.tok_end + 1 : b.tok_start]
             if len(between) > 3 or not all(w in _GLUE_WORDS for w in between):
                 continue
+            if any(mark in text[a.end : b.start] for mark in _QUOTE_MARKS):
+                continue  # aespa – “Winter Story”: a name in a title is not the member of the act before it
             for group_occ, member_occ in ((a, b), (b, a)):
                 groups = [e.artist_id for e in group_occ.entries if self.artists[e.artist_id].is_group]
                 members = [e.artist_id for e in member_occ.entries]
@@ -390,8 +417,14 @@ class StoryTagger:
             return []
         if j + 1 < n and gaps[j + 1] == "-" and len(key) == 1:
             return []  # V-neck, V-line, I-95
-        if len(key) <= 3 and key.isascii() and prev_word.replace(",", "").isdigit():
-            return []  # "1000 IU", "5 V": a unit or a number, not a name
+        if (
+            len(key) <= 3
+            and key.isascii()
+            and prev_word.replace(",", "").isdigit()
+            and gaps[i] in (" ", "\u00a0")
+            and not words[i - 1].endswith(".")
+        ):
+            return []  # "1000 IU", "5 V": a unit or a number, not a name (but "4. Key", "December 4\n\nIVE")
         first_alpha = next((c for c in surface if c.isalpha()), "")
         capitalized = first_alpha.isupper()
         text_ntok = j - i + 1
@@ -493,10 +526,23 @@ class StoryTagger:
                 if self._is_strong(occ, entry, as_primary=False):
                     strong_self.add(entry.artist_id)
         evidence = set(mentioned) | categories
+        by_line: dict[int, set[str]] = {}
+        if any(occ.listed for occ in occurrences):
+            # a round-up: acts listed side by side are no context for one another ("Best Female Group: aespa"
+            # says nothing about "Best Male Artist: Jimin"); an entry's context is its own line and the prose
+            evidence = {
+                e.artist_id for occ in occurrences if not occ.listed for e in occ.entries
+            } | categories
+            for occ in occurrences:
+                if occ.line >= 0:
+                    by_line.setdefault(occ.line, set()).update(e.artist_id for e in occ.entries)
         for occ in occurrences:
             ids = list(dict.fromkeys(e.artist_id for e in occ.entries))
+            on_line = by_line.get(occ.line, _NO_NAMES)
             with_context = [
-                a for a in ids if a in strong_self or a in categories or (self._related(a) & evidence)
+                a
+                for a in ids
+                if a in strong_self or a in categories or self._in_context(a, evidence, on_line)
             ]
             if not with_context and occ.introduced:
                 with_context = ids[:1] if len(ids) == 1 or occ.key in self.primary else []
@@ -509,6 +555,11 @@ class StoryTagger:
             strong = [e.artist_id for e in occ.entries if self._is_strong(occ, e)]
             if strong:
                 occ.chosen = strong[:1]
+
+    def _in_context(self, artist_id: str, evidence: AbstractSet[str], on_line: AbstractSet[str]) -> bool:
+        """Whether the story names an artist that gives this one context (its group, a fellow member...)."""
+        related = self._related(artist_id)
+        return not related.isdisjoint(evidence) or not related.isdisjoint(on_line)
 
     def _is_strong(self, occ: _Occurrence, entry: _Entry, *, as_primary: bool = True) -> bool:
         """Whether this name alone says it is this artist; `as_primary=False` leaves out the best-known
@@ -549,6 +600,8 @@ class StoryTagger:
         unbound_top: set[str] = set()  # groups named on their own in the title or lead
         first: dict[str, int] = {}
         order = {"title": 0, "lead": 1, "body": 2}
+        listed: set[str] = set()  # artists with an entry of their own in a list
+        listed_unbound: set[str] = set()  # ...not as a member's group ("Red Velvet's Joy" is Joy's entry)
         for occ in occurrences:
             for artist_id in occ.chosen:
                 per = counts.setdefault(artist_id, {"title": 0, "lead": 0, "body": 0})
@@ -556,6 +609,10 @@ class StoryTagger:
                 first.setdefault(artist_id, order[occ.segment] * 1_000_000 + occ.start)
                 if occ.segment == "title" and occ.bound_to != "member":
                     unbound_top.add(artist_id)
+                if occ.listed:
+                    listed.add(artist_id)
+                    if occ.bound_to != "member":
+                        listed_unbound.add(artist_id)
         for artist_id in categories:
             counts.setdefault(artist_id, {"title": 0, "lead": 0, "body": 0})
             first.setdefault(artist_id, 3_000_000)
@@ -575,6 +632,7 @@ class StoryTagger:
                 or per["body"] >= 2
                 or artist_id in categories
                 or (per["body"] and artist_id in subject_members)
+                or artist_id in listed
             ):
                 scores[artist_id] = score
         # a group whose members are the story is named only when the group itself is (BTS's V -> V)
@@ -586,10 +644,105 @@ class StoryTagger:
             inside.discard(artist_id)
             named = inside & set(scores)
             whole = len(set(artist.member_ids) & named) >= max(2, 0.75 * len(artist.member_ids))
-            if named and artist_id not in unbound_top and not whole:
+            if named and artist_id not in unbound_top | listed_unbound and not whole:
                 del scores[artist_id]
         ranked = sorted(scores, key=lambda a: (-scores[a], first[a]))
         return [(self.artists[a].ref(), round(scores[a], 3)) for a in ranked]
+
+
+def _mark_list_entries(text: str, occurrences: list[_Occurrence]) -> list[_Occurrence]:
+    """In a round-up (_MIN_LISTED names as entries: see _ENTRY_LINE_CHARS), mark the names that are list entries;
+    a name whose next field is a quoted title ("Key – “Pleasure Shop”") is introduced: the line says it is an act.
+    Returns the occurrences that name an act: in a round-up, a name inside a listed title ("Winter Story") is none."""
+    entries: list[tuple[_Occurrence, bool]] = []
+    in_titles: list[_Occurrence] = []
+    line_start = line_end = -1
+    line: list[_Occurrence] = []
+    for occ in occurrences:  # in text order: each line is found once, so the pass stays linear
+        if occ.start > line_end:
+            _line_entries(text, line_start, line_end, line, entries, in_titles)
+            line_start = text.rfind("\n", 0, occ.start) + 1
+            line_end = text.find("\n", occ.start)
+            line_end = len(text) if line_end == -1 else line_end
+            line = []
+        line.append(occ)
+    _line_entries(text, line_start, line_end, line, entries, in_titles)
+    if len({occ.key for occ, _ in entries}) < _MIN_LISTED:
+        return occurrences
+    for occ, is_act in entries:
+        occ.listed = True
+        occ.introduced = occ.introduced or is_act
+    skip = {id(occ) for occ in in_titles}
+    return [occ for occ in occurrences if id(occ) not in skip]
+
+
+def _line_entries(
+    text: str,
+    start: int,
+    end: int,
+    occurrences: list[_Occurrence],
+    entries: list[tuple[_Occurrence, bool]],
+    in_titles: list[_Occurrence],
+) -> None:
+    """Add the names of one line that are entries to `entries`, each with whether the line says it is an act
+    (a quoted title goes with it, or it is listed with other acts), and, when the line has entries, its names
+    inside quoted titles to `in_titles`. Linear in the line: names, titles and fields are in order."""
+    if not occurrences or end - start > _ENTRY_LINE_CHARS:
+        return
+    for occ in occurrences:
+        occ.line = start
+    if end - start - sum(o.end - o.start for o in occurrences) > _ENTRY_SLACK:
+        line = text[start:end]
+        if not any(cut in line for cut in _FIELD_MARKS):
+            return  # one field with too much besides its names: prose (the common case; str.find is fast)
+    quoted = [m.span() for m in _QUOTED.finditer(text, start, end)]
+    quote_starts = [q_start for q_start, _ in quoted]
+
+    def in_quotes(at: int) -> bool:
+        k = bisect.bisect_right(quote_starts, at) - 1
+        return k >= 0 and at < quoted[k][1]
+
+    mark = _LIST_MARK.match(text, start, end)
+    fields: list[tuple[int, int]] = []
+    field_start = mark.end() if mark else start
+    for separator in _FIELD_SEPARATOR.finditer(text, field_start, end):
+        if not in_quotes(separator.start()):
+            fields.append((field_start, separator.start()))
+            field_start = separator.end()
+    fields.append((field_start, end))
+    found: list[tuple[_Occurrence, bool]] = []
+    o = q = 0
+    for k, (f_start, f_end) in enumerate(fields):
+        names = []
+        while o < len(occurrences) and occurrences[o].start < f_end:
+            occ = occurrences[o]
+            o += 1
+            if occ.start >= f_start and occ.end <= f_end and not in_quotes(occ.start):
+                names.append(occ)
+        titles = []
+        while q < len(quoted) and quoted[q][0] < f_end:
+            if quoted[q][0] >= f_start:
+                titles.append(quoted[q])
+            q += 1
+        if not names:
+            continue
+        covered = sum(n.end - n.start for n in names) + sum(q_end - q_start for q_start, q_end in titles)
+        if f_end - f_start - covered > _ENTRY_SLACK:
+            continue  # too much other text for glue and a collaborator's name: prose (the common case, fast)
+        rest, at = [], f_start
+        for span_start, span_end in sorted([(n.start, n.end) for n in names] + titles):
+            rest.append(text[at:span_start] if span_start > at else "")
+            at = max(at, span_end)
+        rest.append(text[at:f_end])
+        if any(w.lower() not in _ENTRY_GLUE for w in _WORD.findall(_CREDIT_TAIL.sub(" ", " ".join(rest)))):
+            continue  # other words in the field: prose, or a name inside a longer phrase
+        after = fields[k + 1][0] if k + 1 < len(fields) else end
+        is_act = bool(titles) or after in quote_starts[q : q + 1]
+        is_act = is_act or len({n.key for n in names}) >= _ACT_LIST
+        found += [(occ, is_act) for occ in names]
+    if found:
+        entries += found
+        in_titles += [occ for occ in occurrences if in_quotes(occ.start)]
 
 
 def _lead_end(text: str) -> int:
