@@ -24,7 +24,6 @@ from bot.store import Store
 from tests.support.bot_harness import (
     BotHarness,
     bot_config,
-    bot_harness,  # noqa: F401 - a fixture
     bot_process,
     fake_discord_with_bot,
     running_bot,
@@ -213,7 +212,7 @@ async def test_point_discord_at_empty_means_discord() -> None:
         discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
-async def test_harness_fixture_gives_a_ready_bot(bot_harness: BotHarness) -> None:  # noqa: F811
+async def test_harness_fixture_gives_a_ready_bot(bot_harness: BotHarness) -> None:
     assert bot_harness.bot.is_ready()
     assert {c.name for c in bot_harness.bot.get_guild(bot_harness.guild.id).text_channels} == {
         "general",
