@@ -198,8 +198,8 @@ def looks_like_url(text: str) -> bool:
     return text.strip().lower().startswith(("http://", "https://"))
 
 
-async def sources_for_guild(store: Store, guild_id: int, *, enabled_only: bool = True) -> list[Source]:
-    """The operator's sources and the feeds this server added, by name."""
+async def sources_for_guild(store: Store, guild_id: int | None, *, enabled_only: bool = True) -> list[Source]:
+    """The operator's sources and the feeds this server added (guild_id None, a direct message: none), by name."""
     return sorted(
         (
             s
