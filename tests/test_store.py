@@ -2,8 +2,9 @@ import sqlite3
 
 import pytest
 
+from bot.artists import ArtistIndex
 from bot.config import SourceConfig
-from bot.models import Story
+from bot.models import ArtistRef, Story
 from bot.store import Store, StoreError, load_migrations
 from bot.store import database as store_module
 from bot.store.database import Migration
@@ -112,3 +113,25 @@ async def test_meta(tmp_path):
     await db.meta.set("x", "2")
     assert await db.meta.get("x") == "2"
     await db.close()
+
+
+async def test_without_an_artist_index_stored_artists_are_named_by_their_id(tmp_path):
+    tagged = story("guid-1", "https://www.koreaboo.com/news/v-iu/")
+    tagged.artists = [ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)]
+    index = ArtistIndex.load()
+    db = await Store.open(tmp_path / "k.db", artists=index)
+    try:
+        [added] = await db.stories.add_many([tagged], source_id=None)
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()
+
+    db = await Store.open(tmp_path / "k.db", artists=None)  # the artist data could not be loaded
+    try:
+        by_id = [ArtistRef("bts-v", "bts-v", None), ArtistRef("iu", "iu", None)]
+        assert (await db.stories.get(added.id)).artists == by_id
+        assert [s.artists for s in await db.stories.get_many([added.id])] == [by_id]
+        db.artists = index  # loaded later: named again
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()
