@@ -88,8 +88,14 @@ async def add_subscription(
     """Subscribe a channel. Stories stored before now are never posted to it (start_story_id).
 
     Subscribing again to the same (channel, artist, source) changes `only_trending` and resumes a paused or
-    unhealthy subscription (the admin's way of saying "fixed, try again")."""
+    unhealthy subscription (the admin's way of saying "fixed, try again"). A switched-off source is refused."""
     async with store.transaction():
+        if source_id is not None:
+            source = await store.sources.get(source_id)
+            if source is None:
+                raise SubscriptionError("that source is not there any more")
+            if not source.enabled:
+                raise SubscriptionError(f"the source {source.name} is switched off: {source.disabled_reason}")
         existing = await store.subscriptions.find(
             channel_id=channel_id, artist_id=artist_id, source_id=source_id
         )

@@ -90,7 +90,9 @@ class Subscriptions(commands.Cog):
                 created_by=interaction.user.id,
             )
         except SubscriptionError as exc:
-            raise UserFacingError(f"I cannot subscribe {channel.mention}: {exc}.") from None
+            raise UserFacingError(
+                f"I cannot subscribe {channel.mention}: {escape_discord(str(exc))}."
+            ) from None
         what = _describe_filter(who.label if who else None, feed.name if feed else None, only_trending)
         if result.created:
             text = (
@@ -249,11 +251,7 @@ class Subscriptions(commands.Cog):
         text = text.strip()
         source = await find_guild_source(self.bot.store, interaction.guild_id, text)
         if source is not None:
-            if adding and not source.enabled:
-                raise UserFacingError(
-                    f"The source **{escape_discord(source.name)}** is switched off: {source.disabled_reason}."
-                )
-            return source
+            return source  # one switched off is refused by add_subscription
         if not looks_like_url(text):
             known = await sources_for_guild(self.bot.store, interaction.guild_id)
             names = ", ".join(f"**{escape_discord(s.name)}**" for s in known)
