@@ -31,12 +31,14 @@ def kpopnews_command() -> list[str]:
 
 def child_env(env: Mapping[str, str] | None = None, *, inherit: bool = True) -> dict[str, str]:
     """The environment for the program: ours without DISCORD_TOKEN (a developer's real token never reaches a
-    test), or with inherit=False only a system PATH and this checkout on PYTHONPATH (the program must not need
-    anything else); then `env` on top."""
+    test), or with inherit=False only a system PATH (the program must not need anything else); this checkout
+    first on PYTHONPATH either way, so the code under test runs, not an installed copy; then `env` on top."""
     if inherit:
         base = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
     else:
-        base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+        base = {"PATH": "/usr/bin:/bin"}
+    paths = [str(REPO_ROOT), *(p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    base["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return {**base, **(env or {})}
 
 
