@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from bot.artists import Artist, ArtistIndex
+from bot.embed import build_story_embed
 from bot.models import Story
 from bot.store import Store
 
@@ -209,21 +210,11 @@ async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out:
     finally:
         await store.close()
     if as_json:
-        build = _embed_builder()
         for story in result.stories:
-            embed = build(story) if build else None
-            out.write(json.dumps(story.to_json(embed), ensure_ascii=False) + "\n")
+            out.write(json.dumps(story.to_json(build_story_embed(story)), ensure_ascii=False) + "\n")
         return 0
     out.write(render_text(result) + "\n")
     return 0
-
-
-def _embed_builder():  # type: ignore[no-untyped-def]
-    try:
-        from bot.embed import build_story_embed
-    except ImportError:  # the embed module is optional for the shell output
-        return None
-    return build_story_embed
 
 
 def render_text(result: SearchResult) -> str:

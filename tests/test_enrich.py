@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.artists import ArtistIndex
 from bot.enrich import (
     MAX_TITLE_CHARS,
     enrich_entries,
@@ -39,9 +40,8 @@ def soompi_page(url: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def artists():  # the real index of the artists stage, when it is there
-    module = pytest.importorskip("bot.artists")
-    return module.ArtistIndex.load()
+def artists() -> ArtistIndex:
+    return ArtistIndex.load()
 
 
 def test_koreaboo_story(artists) -> None:

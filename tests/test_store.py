@@ -3,8 +3,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bot.artists import ArtistIndex
 from bot.config import SourceConfig
-from bot.models import Story
+from bot.models import ArtistRef, Story
 from bot.store import Store, StoreError, load_migrations
 from bot.store import database as store_module
 from bot.store.database import Migration
@@ -157,3 +158,25 @@ async def test_a_story_linked_again_to_its_source_keeps_when_it_was_first_seen_t
     assert await db.sources.story_counts() == {source.id: 1}
     con.close()
     await db.close()
+
+
+async def test_without_an_artist_index_stored_artists_are_named_by_their_id(tmp_path):
+    tagged = story("guid-1", "https://www.koreaboo.com/news/v-iu/")
+    tagged.artists = [ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)]
+    index = ArtistIndex.load()
+    db = await Store.open(tmp_path / "k.db", artists=index)
+    try:
+        [added] = await db.stories.add_many([tagged], source_id=None)
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()
+
+    db = await Store.open(tmp_path / "k.db", artists=None)  # the artist data could not be loaded
+    try:
+        by_id = [ArtistRef("bts-v", "bts-v", None), ArtistRef("iu", "iu", None)]
+        assert (await db.stories.get(added.id)).artists == by_id
+        assert [s.artists for s in await db.stories.get_many([added.id])] == [by_id]
+        db.artists = index  # loaded later: named again
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +25,7 @@ from bot.trending import (
     trending_clusters,
     trending_offers,
 )
+from tests.support.cli import run_kpopnews
 
 NOW = datetime(2024, 1, 30, 12, 0, tzinfo=UTC)
 V = ArtistRef("bts-v", "V", "BTS")
@@ -336,19 +334,6 @@ async def test_old_clusters_never_trend(store):
 # --- the command line --------------------------------------------------------------------------------------
 
 
-def kpopnews(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", *args, "--config", str(folder / "config.toml")],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 async def test_cli_trending_json_and_text(tmp_path):
     (tmp_path / "config.toml").write_text('sources = []\n[storage]\ndatabase = "k.db"\n', encoding="utf-8")
     now = datetime.now(UTC)
@@ -361,7 +346,7 @@ async def test_cli_trending_json_and_text(tmp_path):
     finally:
         await db.close()
 
-    done = kpopnews(tmp_path, "trending", "--json")
+    done = run_kpopnews("trending", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     clusters = [json.loads(line) for line in done.stdout.splitlines()]
     assert [c["rank"] for c in clusters] == [1, 2]
@@ -382,15 +367,15 @@ async def test_cli_trending_json_and_text(tmp_path):
     assert clusters[0]["outlets"] == ["Koreaboo", "Soompi", "SCMP"]
     assert {"id": "iu", "name": "IU", "group": None} in clusters[0]["artists"]
 
-    wide = kpopnews(tmp_path, "trending", "--json", "--hours", "72", "--limit", "5")
+    wide = run_kpopnews("trending", "--json", "--hours", "72", "--limit", "5", cwd=tmp_path)
     assert [c["title"] for c in map(json.loads, wide.stdout.splitlines())][-1] == "TWICE tour"
 
-    text = kpopnews(tmp_path, "trending")
+    text = run_kpopnews("trending", cwd=tmp_path)
     assert text.returncode == 0
     assert "1. BTS’s V Is Going Viral" in text.stdout and "— 3 outlets · 5 h ago" in text.stdout
 
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.toml").write_text('sources = []\n[storage]\ndatabase = "e.db"\n', encoding="utf-8")
-    nothing = kpopnews(empty, "trending", "--json")
+    nothing = run_kpopnews("trending", "--json", cwd=empty)
     assert nothing.returncode == 0 and nothing.stdout == ""
