@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from bot import __version__
 from bot.config import Config, ConfigError, load_config
@@ -26,7 +26,7 @@ def _stop_early(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line and exit 2, as the contract says
+    def error(self, message: str) -> NoReturn:  # one clear line and exit 2, as the contract says
         self.exit(EXIT_USAGE, f"kpopnews: {message} (see kpopnews --help)\n")
 
 

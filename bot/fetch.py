@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -41,6 +41,7 @@ from bot.address_guard import (
 from bot.config import PollingConfig
 
 log = logging.getLogger(__name__)
+_E = TypeVar("_E", bound=BaseException)
 
 ACCEPT_FEED = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.9, "
@@ -319,17 +320,28 @@ class Fetcher:
                     http_status=status,
                 )
             return _Redirect(target.with_fragment(None), permanent=status in PERMANENT_REDIRECTS)
-        common = {
-            "http_status": status,
-            "etag": resp.headers.get("ETag"),
-            "last_modified": resp.headers.get("Last-Modified"),
-            "content_type": resp.headers.get("Content-Type"),
-        }
+        etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        content_type = resp.headers.get("Content-Type")
         if status == 304:
-            return FetchResult(str(current), "not_modified", **common)
+            return FetchResult(
+                str(current),
+                "not_modified",
+                http_status=status,
+                etag=etag,
+                last_modified=last_modified,
+                content_type=content_type,
+            )
         if 200 <= status < 300:
             body = await _read_body(resp, current, max_bytes)
-            return FetchResult(str(current), "ok", body=body, **common)
+            return FetchResult(
+                str(current),
+                "ok",
+                body=body,
+                http_status=status,
+                etag=etag,
+                last_modified=last_modified,
+                content_type=content_type,
+            )
         raise _status_error(current, status, resp.headers.get("Retry-After"))
 
 
@@ -534,7 +546,7 @@ def _unsafe_text(url: URL, exc: UnsafeAddress) -> str:
     )
 
 
-def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 10:
@@ -587,15 +599,15 @@ def decode_html(body: bytes, content_type: str | None) -> str:
     ):
         if body.startswith(bom):
             return body.decode(name, errors="replace")
-    candidates = [charset_of(content_type)]
+    candidates: list[str | None] = [charset_of(content_type)]
     match = _META_CHARSET.search(body[:4096])
     if match:
         candidates.append(match.group(1).decode("ascii", "ignore"))
-    for name in candidates:
-        if not name:
+    for candidate in candidates:
+        if not candidate:
             continue
         try:
-            codec = codecs.lookup(name)
+            codec = codecs.lookup(candidate)
         except LookupError:
             continue
         return body.decode(codec.name, errors="replace")
