@@ -40,13 +40,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
 
 from bot.models import Story
+from bot.store import ClusterMember, Store
 from bot.timeutil import utcnow
-
-if TYPE_CHECKING:
-    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -312,14 +309,10 @@ def lookup_keys(features: StoryFeatures) -> list[str]:
     return found
 
 
-def _split(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 class _StoredCache:
-    """Clustered stories read back from cluster_features, by id, most recently used last. A stored story's
-    features, cluster and cluster time never change once written (clusters are not merged), so a story that is
-    a candidate for many new ones over its 48 hours is read and parsed once."""
+    """Clustered stories read back from the store, by id, most recently used last. A stored story's features,
+    cluster and cluster time never change once written (clusters are not merged), so a story that is a
+    candidate for many new ones over its 48 hours is read and parsed once."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -349,34 +342,27 @@ def _cache(store: Store) -> _StoredCache:
     return cache
 
 
-def _stored_from_row(row: Any) -> _Stored:
-    story_id, cluster_id, when, cluster_at, artists, title_terms, body_terms = row
-    title = _split(title_terms)
+def _stored(member: ClusterMember) -> _Stored:
     features = StoryFeatures(
-        at=datetime.fromtimestamp(when, UTC),
-        artists=_split(artists),
-        title_terms=title,
-        terms=title | _split(body_terms),
+        at=datetime.fromtimestamp(member.at, UTC),
+        artists=member.artists,
+        title_terms=member.title_terms,
+        terms=member.title_terms | member.body_terms,
     )
-    return _Stored(story_id, cluster_id, cluster_at, features)
+    return _Stored(member.story_id, member.cluster_id, member.cluster_at, features)
 
 
 async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
     """Stored stories that share an artist, or enough headline words, with `features`, within the window."""
-    keys = lookup_keys(features)
-    if not keys:
-        return []
     at = _epoch(features.at)
     window = int(CLUSTER_WINDOW.total_seconds())
-    async with store.db.execute(
-        "SELECT story_id FROM cluster_keys"
-        f" WHERE key IN ({','.join('?' * len(keys))}) AND at BETWEEN ? AND ?"
-        " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?"
-        # a busy artist has hundreds of stories in two days: score those sharing the most keys, newest first
-        " ORDER BY COUNT(*) DESC, story_id DESC LIMIT ?",
-        (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS, MAX_CANDIDATES),
-    ) as cursor:
-        ids = [row[0] for row in await cursor.fetchall()]
+    ids = await store.clusters.candidates(
+        lookup_keys(features),
+        low=at - window,
+        high=at + window,
+        min_shared_keys=MIN_SHARED_TITLE_TERMS,
+        limit=MAX_CANDIDATES,
+    )
     cache = _cache(store)
     found: list[_Stored] = []
     missing: list[int] = []
@@ -386,13 +372,8 @@ async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
             missing.append(story_id)
         else:
             found.append(stored)
-    rows = await store.select_in(
-        "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms FROM cluster_features"
-        " WHERE story_id IN ({marks})",
-        missing,
-    )
-    for row in rows:
-        stored = _stored_from_row(row)
+    for member in await store.clusters.members(missing) if missing else []:
+        stored = _stored(member)
         cache.put(stored)
         found.append(stored)
     return found
@@ -433,52 +414,38 @@ async def assign_clusters(
     if not todo:
         return {}
     moment = now or utcnow()
-    result: dict[int, int] = {}
-    ids = [s.id for s in todo]
-    rows = await store.select_in(
-        "SELECT story_id, cluster_id FROM cluster_features WHERE story_id IN ({marks})", ids
-    )
-    result.update({row[0]: row[1] for row in rows})
+    result = await store.clusters.clusters_of([s.id for s in todo if s.id is not None])
     cache = _cache(store)
     added: list[int] = []
     try:
-        for story in todo:
-            assert story.id is not None
-            if story.id in result:
-                story.cluster_id = result[story.id]
-                continue
-            if story.published is None and story.first_seen is None:
-                story.first_seen = moment
-            # the text work and the scoring are CPU-bound: a worker thread keeps the event loop answering
-            features = await asyncio.to_thread(features_of, story)
-            match = await asyncio.to_thread(best_match, features, await _candidates(store, features))
-            at = _epoch(features.at)
-            cluster_id, cluster_at = (match.cluster_id, match.cluster_at) if match else (story.id, at)
-            await store.db.execute(
-                "INSERT INTO cluster_features(story_id, cluster_id, at, cluster_at, artists, title_terms,"
-                " body_terms) VALUES (?,?,?,?,?,?,?)",
-                (
-                    story.id,
-                    cluster_id,
-                    at,
-                    cluster_at,
-                    " ".join(sorted(features.artists)),
-                    " ".join(sorted(features.title_terms)),
-                    " ".join(sorted(features.terms - features.title_terms)),
-                ),
-            )
-            await store.db.executemany(
-                "INSERT OR IGNORE INTO cluster_keys(key, at, story_id) VALUES (?,?,?)",
-                [(key, at, story.id) for key in index_keys(features)],
-            )
-            await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (cluster_id, story.id))
-            story.cluster_id = cluster_id
-            result[story.id] = cluster_id
-            cache.put(_Stored(story.id, cluster_id, cluster_at, features))
-            added.append(story.id)
-        await store.db.commit()
+        async with store.transaction():
+            for story in todo:
+                assert story.id is not None
+                if story.id in result:
+                    story.cluster_id = result[story.id]
+                    continue
+                if story.published is None and story.first_seen is None:
+                    story.first_seen = moment
+                # the text work and the scoring are CPU-bound: a worker thread keeps the event loop answering
+                features = await asyncio.to_thread(features_of, story)
+                match = await asyncio.to_thread(best_match, features, await _candidates(store, features))
+                at = _epoch(features.at)
+                cluster_id, cluster_at = (match.cluster_id, match.cluster_at) if match else (story.id, at)
+                member = ClusterMember(
+                    story_id=story.id,
+                    cluster_id=cluster_id,
+                    at=at,
+                    cluster_at=cluster_at,
+                    artists=features.artists,
+                    title_terms=features.title_terms,
+                    body_terms=features.terms - features.title_terms,
+                )
+                await store.clusters.add(member, index_keys(features))
+                story.cluster_id = cluster_id
+                result[story.id] = cluster_id
+                cache.put(_Stored(story.id, cluster_id, cluster_at, features))
+                added.append(story.id)
     except BaseException:
-        await store.db.rollback()
         for story_id in added:  # a rolled-back id may be given to another story: forget what it was
             cache.items.pop(story_id, None)
         raise
@@ -490,10 +457,7 @@ async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime |
     done = 0
     last = 0
     while True:
-        async with store.db.execute(
-            "SELECT id FROM stories WHERE id > ? AND cluster_id IS NULL ORDER BY id LIMIT ?", (last, batch)
-        ) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
+        ids = await store.clusters.unclustered_ids(last, batch)
         if not ids:
             return done
         stories = await store.stories.get_many(ids)

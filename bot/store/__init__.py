@@ -18,12 +18,21 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.models import ArtistRef
+from bot.store.clusters import ClusterMember, ClusterTable
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
-from bot.store.stories import ArtistNamer, StoredStory, StoryTable
+from bot.store.stories import ArtistNamer, StoredStory, StoryTable, StoryText
 
-__all__ = ["ArtistLookup", "Store", "StoreError", "StoredStory", "load_migrations"]
+__all__ = [
+    "ArtistLookup",
+    "ClusterMember",
+    "Store",
+    "StoreError",
+    "StoredStory",
+    "StoryText",
+    "load_migrations",
+]
 
 
 class _Artist(Protocol):
@@ -46,6 +55,7 @@ class Store:
         self.meta = MetaTable(db)
         self.sources = SourceTable(db)
         self.stories = StoryTable(db, self._artist_namer)
+        self.clusters = ClusterTable(db)
 
     @classmethod
     async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:
