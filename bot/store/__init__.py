@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.models import ArtistRef
-from bot.store.clusters import ClusterMember, ClusterTable
+from bot.store.clusters import ClusterMember, ClusterMerge, ClusterSpan, ClusterTable
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
@@ -27,6 +27,8 @@ from bot.store.stories import ArtistNamer, StoredStory, StoryTable, StoryText
 __all__ = [
     "ArtistLookup",
     "ClusterMember",
+    "ClusterMerge",
+    "ClusterSpan",
     "Store",
     "StoreError",
     "StoredStory",
