@@ -16,7 +16,10 @@ from bot.models import Story
 from bot.store import Store
 from bot.store.clusters import ALSO_ON_EDITS, ALSO_ON_LIMIT
 from bot.subscriptions import add_subscription, list_deliveries, queue_deliveries, record_sent
+from bot.timeutil import utcnow
+from tests.support.feed_server import rss
 from tests.test_clustering import load_fixture
+from tests.test_e2e_delivery import embed_of, rfc822, world
 
 DELIVERY = DeliveryConfig(max_age_hours=24)
 
@@ -161,6 +164,53 @@ async def test_a_merge_never_stretches_a_cluster_beyond_the_window(store):
     assert later.cluster_id == later.id
     spans = await store.clusters.spans_of([early.id, later.id])
     assert [(s.cluster_id, s.last_at - s.first_at) for s in spans] == [(early.id, 47 * 3600), (later.id, 0)]
+
+
+def feed_item(story: Story, hours_ago: float) -> dict[str, str]:
+    return {
+        "title": story.title,
+        "link": story.url,
+        "guid": story.url,
+        "pubDate": rfc822(utcnow() - timedelta(hours=hours_ago)),
+        "description": story.summary,
+        "categories": "BTS,Jin",
+    }
+
+
+async def test_over_the_wire_the_channel_gets_one_post_and_an_also_on_edit(tmp_path):
+    """The real bot against FakeDiscord: Soompi's story is posted; Koreaboo's (not the same story as Soompi's by
+    itself) and SCMP's (the same as both) come in one poll of another feed: no second post, an "Also on"."""
+    stories, _, _ = load_fixture()
+    async with world(tmp_path) as w:
+        news = w.channel("news")
+        await w.subscribe(news)
+        w.publish(rss([feed_item(stories["jin-discharge-soompi"], 3)], title="Soompi"))
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        both = [feed_item(stories["jin-discharge-koreaboo"], 2), feed_item(stories["jin-discharge-scmp"], 1)]
+        w.feeds.set_feed("more", rss(both, title="More K-pop"))
+        source = await w.store.sources.add(w.feeds.url("/dyn/more"), "More K-pop", owner_guild_id=None)
+        source.last_success_at = utcnow()  # a source's first poll is backfill: make this one a later poll
+        await w.store.sources.save_state(source)
+        w.bot.poller.wake()
+        await w.server.wait_for(
+            lambda: "Also on" in (embed_of(w.server.message(int(posted["id"]))).get("description") or ""),
+            20,
+            what="the Also on edit",
+        )
+        await w.settle()
+        assert len(w.server.messages(news.id)) == 1
+        assert "More K-pop" in embed_of(w.server.messages(news.id)[0])["description"]
+        deliveries = await list_deliveries(w.store)
+        assert [(d.channel_id, d.status) for d in deliveries if d.channel_id == news.id] == [
+            (news.id, "sent")
+        ]
+        links = [
+            stories[key].url
+            for key in ("jin-discharge-soompi", "jin-discharge-koreaboo", "jin-discharge-scmp")
+        ]
+        ids = await w.store.stories.known_keys([], links)
+        clusters = await w.store.clusters.clusters_of(list(ids.values()))
+        assert len(clusters) == 3 and len(set(clusters.values())) == 1
 
 
 def test_the_store_keeps_the_also_on_limits_of_the_deliveries():
