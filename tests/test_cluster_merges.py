@@ -166,6 +166,17 @@ async def test_a_merge_never_stretches_a_cluster_beyond_the_window(store):
     assert [(s.cluster_id, s.last_at - s.first_at) for s in spans] == [(early.id, 47 * 3600), (later.id, 0)]
 
 
+async def test_the_cluster_time_is_its_earliest_story(store):
+    stories, _, _ = load_fixture()
+    later = await store_story(store, stories["svt-unesco-soompi"])
+    earlier = await store_story(store, retold(stories["svt-unesco-soompi"], "earlier", hours=-5))
+    assert earlier.cluster_id == later.id  # named by the smaller id, timed by the earlier story
+    members = await store.clusters.members([later.id, earlier.id])
+    at = {m.story_id: m.at for m in members}
+    assert at[earlier.id] < at[later.id]
+    assert {m.cluster_at for m in members} == {at[earlier.id]}
+
+
 def feed_item(story: Story, hours_ago: float) -> dict[str, str]:
     return {
         "title": story.title,

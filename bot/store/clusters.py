@@ -159,7 +159,7 @@ class ClusterTable:
                     " ".join(sorted(member.kinds)),
                 ),
             )
-            if member.cluster_id != member.story_id:
+            if member.cluster_id != member.story_id and member.cluster_at == member.at:  # the earliest now
                 await self._db.execute(
                     "UPDATE cluster_features SET cluster_at = ? WHERE cluster_id = ? AND cluster_at <> ?",
                     (member.cluster_at, member.cluster_id, member.cluster_at),
