@@ -488,8 +488,7 @@ async def assign_clusters(
     added: list[int] = []
     try:
         async with store.transaction():
-            result = await store.clusters.clusters_of(ids)
-            held = await store.clusters.referenced([i for i in ids if i not in result])
+            result, held = await store.clusters.clusters_and_held(ids)
             merged = False
             for story, story_features in zip(todo, features, strict=True):
                 assert story.id is not None

@@ -131,15 +131,18 @@ class ClusterTable:
         )
         return sorted((ClusterSpan(*row) for row in rows), key=lambda s: (s.first_at, s.cluster_id))
 
-    async def referenced(self, cluster_ids: list[int]) -> set[int]:
-        """Which of these cluster ids deliveries or trending crossings hold (a story delivered before it was
+    async def clusters_and_held(self, story_ids: list[int]) -> tuple[dict[int, int], set[int]]:
+        """For these stories, in one statement: {story id: cluster id} of those clustered already, and the ids of
+        the others that deliveries or a trending crossing hold as a cluster id (a story delivered before it was
         clustered is held under its own id)."""
         rows = await self._db.select_in(
-            "SELECT cluster_id FROM deliveries WHERE cluster_id IN ({marks})"
-            " UNION SELECT cluster_id FROM trending_crossings WHERE cluster_id IN ({marks})",
-            cluster_ids,
+            "SELECT 0, story_id, cluster_id FROM cluster_features WHERE story_id IN ({marks})"
+            " UNION ALL SELECT 1, cluster_id, cluster_id FROM deliveries WHERE cluster_id IN ({marks})"
+            " UNION ALL SELECT 1, cluster_id, cluster_id FROM trending_crossings WHERE cluster_id IN ({marks})",
+            story_ids,
         )
-        return {row[0] for row in rows}
+        clustered = {story_id: cluster_id for held, story_id, cluster_id in rows if not held}
+        return clustered, {story_id for held, story_id, _ in rows if held and story_id not in clustered}
 
     async def add(self, member: ClusterMember, keys: list[str]) -> None:
         """Record a story's cluster (stories.cluster_id), what clustering keeps of it, and its index keys. When it
