@@ -308,7 +308,8 @@ def similarity(a: StoryFeatures, b: StoryFeatures) -> float:
 
 
 def comparable(a: StoryFeatures, b: StoryFeatures) -> bool:
-    """Rules 1 and 2: close enough in time, and sharing an artist (or, untagged or a roundup, headline words)."""
+    """Rules 1 to 3: close in time, no different kinds of event, and sharing an artist (or, untagged or a
+    roundup, headline words)."""
     if abs(a.at - b.at) > CLUSTER_WINDOW:
         return False
     if a.kinds and b.kinds and not a.kinds & b.kinds:  # the headlines name different kinds of event
@@ -462,7 +463,7 @@ async def assign_clusters(
 ) -> dict[int, int]:
     """Give each stored story (story.id set) its cluster, and return {story id: cluster id}.
 
-    A story joins every cluster it is the same story as (rules 1-3 with any of its stories), and those clusters
+    A story joins every cluster it is the same story as (rules 1-4 with any of its stories), and those clusters
     become one (`ClusterTable.merge`), as long as the whole spans at most CLUSTER_WINDOW; else it starts its own.
     A cluster is named by its smallest story id. So the clusters are the groups of stories linked by "same
     story", whatever order the stories arrive in (see the module docstring for the one exception). Stories
@@ -518,10 +519,8 @@ async def _join(store: Store, story_id: int, features: StoryFeatures, held: set[
     joined = clusters_to_join(at, await store.clusters.spans_of(matches)) if matches else []
     cluster_id = min([story_id, *(span.cluster_id for span in joined)])
     others = [span.cluster_id for span in joined if span.cluster_id != cluster_id]
-    if (
-        story_id != cluster_id and story_id in held
-    ):  # delivered before it was clustered: held under its own id
-        others.append(story_id)
+    if story_id != cluster_id and story_id in held:
+        others.append(story_id)  # delivered before it was clustered, under its own id: that follows too
     if others:
         await store.clusters.merge(cluster_id, others)
     member = ClusterMember(

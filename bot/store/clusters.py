@@ -20,7 +20,7 @@ from bot.timeutil import to_iso
 log = logging.getLogger(__name__)
 
 # The deliveries table's "Also on" bookkeeping; the same limits as bot/subscriptions.py's MAX_ALSO_ON and
-# MAX_ALSO_ON_EDITS (tests/test_clustering.py checks that they agree) until deliveries move into the store.
+# MAX_ALSO_ON_EDITS (tests/test_cluster_merges.py checks that they agree) until deliveries move into the store.
 ALSO_ON_LIMIT = 5  # outlets named in one "Also on" line
 ALSO_ON_EDITS = 3  # edits of one sent message for "Also on"
 
@@ -57,9 +57,8 @@ class ClusterMerge:
     merged: list[int]
     deliveries_moved: list[int] = field(default_factory=list)  # re-pointed to `into`
     deliveries_dropped: list[int] = field(default_factory=list)  # a second pending post to one channel
-    deliveries_kept_apart: list[int] = field(
-        default_factory=list
-    )  # a second post already sent: left as it is
+    # a second post already sent to one channel: left as it is, under its old cluster id
+    deliveries_kept_apart: list[int] = field(default_factory=list)
 
 
 _MEMBER_COLUMNS = "story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms, roundup, kinds"
@@ -195,7 +194,8 @@ class ClusterTable:
             )
             if first is not None:
                 await self._db.execute(
-                    f"UPDATE cluster_features SET cluster_id = ?, cluster_at = ? WHERE cluster_id IN ({marks(len(every))})",
+                    "UPDATE cluster_features SET cluster_id = ?, cluster_at = ?"
+                    f" WHERE cluster_id IN ({marks(len(every))})",
                     [into, first, *every],
                 )
             await self._db.execute(
@@ -228,21 +228,20 @@ class ClusterTable:
                     if name != kept["source_name"] and name not in also_on and len(also_on) < ALSO_ON_LIMIT:
                         also_on.append(name)
                 if row["status"] == "pending":
+                    reason = (
+                        f"its cluster was merged into cluster {report.into}, posted by delivery {kept['id']}"
+                    )
                     await self._db.execute(
                         "UPDATE deliveries SET status = 'dropped', last_error = ? WHERE id = ?",
-                        (
-                            f"its story cluster was merged into cluster {report.into}, posted by delivery {kept['id']}",
-                            row["id"],
-                        ),
+                        (reason, row["id"]),
                     )
                     report.deliveries_dropped.append(row["id"])
                 elif row["status"] == "sent":
                     report.deliveries_kept_apart.append(row["id"])
             if kept["cluster_id"] != report.into:
+                # (channel, cluster) is unique: the row holding `into` swaps ids with the kept one
                 holder = next((r for r in channel_rows if r["cluster_id"] == report.into), None)
-                if (
-                    holder is not None
-                ):  # (channel, cluster) is unique: the row holding `into` takes the kept one's id
+                if holder is not None:
                     await self._db.execute(
                         "UPDATE deliveries SET cluster_id = ? WHERE id = ?", (-holder["id"], holder["id"])
                     )
@@ -280,8 +279,8 @@ class ClusterTable:
         never = [c for c in every if c not in crossed]
         if never:  # stories of a merged cluster that had not crossed were never offered
             first_ids = await self._db.fetchall(
-                f"SELECT cluster_id, MIN(story_id) FROM cluster_features WHERE cluster_id IN ({marks(len(never))})"
-                " GROUP BY cluster_id",
+                "SELECT cluster_id, MIN(story_id) FROM cluster_features"
+                f" WHERE cluster_id IN ({marks(len(never))}) GROUP BY cluster_id",
                 never,
             )
             offered += [first_id - 1 for _, first_id in first_ids]
@@ -311,7 +310,8 @@ class ClusterTable:
         clusters = [
             row[0]
             for row in await self._db.fetchall(
-                "SELECT DISTINCT COALESCE(cluster_id, id) FROM stories WHERE published_at >= ? OR first_seen_at >= ?",
+                "SELECT DISTINCT COALESCE(cluster_id, id) FROM stories"
+                " WHERE published_at >= ? OR first_seen_at >= ?",
                 (low, low),
             )
         ]
