@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -228,6 +229,29 @@ async def test_any_number_of_hours_looks_that_far_back(store):
     wide = await trending_clusters(store, hours=24 * 1000, now=NOW)  # old stories a feed still carries
     assert len(wide) == 2 and len(wide[1].outlets) == 3 and wide[1].score > 0
     assert len(await trending_clusters(store, hours=1e30, now=NOW)) == 2  # "everything", never an error
+
+
+async def test_the_ranking_reads_the_read_connection_not_a_writers_transaction(store):
+    """/trending neither waits for an ingest's transaction nor sees its uncommitted stories and clusters."""
+    await store_and_cluster(store, v_iu_stories(outlets=2))
+    written, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction():
+            await store_and_cluster(store, v_iu_stories()[2:])
+            written.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await asyncio.wait_for(written.wait(), 5)
+    try:
+        (during,) = await asyncio.wait_for(trending_clusters(store, now=NOW), 5)
+    finally:
+        release.set()
+        await task
+    assert during.outlets == ["Koreaboo", "Soompi"]
+    (after,) = await trending_clusters(store, now=NOW)
+    assert after.outlets == ["Koreaboo", "Soompi", "SCMP"]
 
 
 async def test_fan_posts_are_counted_once_per_post(store):
