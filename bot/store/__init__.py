@@ -20,6 +20,8 @@ from typing import Protocol
 from bot.models import ArtistRef
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.deliveries import DeliveryTable
+from bot.store.direct_messages import DirectMessageTable
+from bot.store.follows import FollowTable
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
 from bot.store.stories import ArtistNamer, StoredStory, StoryTable
@@ -50,6 +52,8 @@ class Store:
         self.stories = StoryTable(db, self._artist_namer)
         self.subscriptions = SubscriptionTable(db)
         self.deliveries = DeliveryTable(db)
+        self.follows = FollowTable(db)
+        self.direct_messages = DirectMessageTable(db)
 
     @classmethod
     async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:
