@@ -44,6 +44,7 @@ CREATE TABLE dm_deliveries (
 );
 CREATE INDEX dm_deliveries_pending ON dm_deliveries(status, kind, id);
 CREATE INDEX dm_deliveries_user_day ON dm_deliveries(user_id, day, kind);
+CREATE INDEX dm_deliveries_user_pending ON dm_deliveries(user_id, status, id);
 
 -- The daily summary of a member's stories past the cap: one DM per member and day, due when the day ends.
 CREATE TABLE dm_summaries (
