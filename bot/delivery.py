@@ -33,7 +33,6 @@ from bot.delivery_queue import (
 from bot.embed import build_story_embed
 from bot.follows import (
     PAUSED,
-    Outgoing,
     due_direct_messages,
     record_dm_finished,
     record_dm_sent,
@@ -42,7 +41,7 @@ from bot.follows import (
     story_dm_text,
     summary_dm,
 )
-from bot.models import DailySummary, Delivery, Follower, Story
+from bot.models import DailySummary, Delivery, Follower, Outgoing, Story
 from bot.store import Store
 from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
@@ -340,7 +339,7 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
 # --- direct messages to followers (bot/follows.py) --------------------------------------------------------------
 
 MEMBER_CONCURRENCY = 50  # members DMed at once; the shared limiter, not this, sets the pace
-UNKNOWN_USER = 10013
+UNKNOWN_USER, INVALID_RECIPIENT = 10013, 50033  # the member's account is gone: as unreachable as closed DMs
 
 
 @dataclass
@@ -553,9 +552,7 @@ class DirectMessageWorker:
 
     async def _failed(self, item: Outgoing, exc: discord.HTTPException) -> bool:
         reason = _describe(exc)
-        if isinstance(exc, discord.Forbidden) or (
-            isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_USER
-        ):
+        if isinstance(exc, discord.Forbidden) or exc.code in (UNKNOWN_USER, INVALID_RECIPIENT):
             # 50007: DMs closed (or no server shared): never retried; the member is told at their next command
             await record_dms_closed(self.store, item.user_id, reason)
             return False

@@ -43,6 +43,7 @@ from bot.models import (
     DirectMessage,
     Follow,
     Follower,
+    Outgoing,
     Story,
     StoryFacts,
 )
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 MAX_FOLLOWS = 25  # artists one member may follow: /following stays one short list, /unfollow one choice list
 DMS_CLOSED = 50007  # Discord: "Cannot send messages to this user"
 PAUSED = "direct messages paused"
-
-Outgoing = DirectMessage | DailySummary  # what one DM send carries
 
 
 class TooManyFollows(Exception):

@@ -277,3 +277,6 @@ class DailySummary:
     last_error: str | None = None
     created_at: datetime | None = None
     sent_at: datetime | None = None
+
+
+Outgoing = DirectMessage | DailySummary  # what one DM send carries: a story, or a day's summary

@@ -11,10 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bot import delivery as delivery_module
 from bot import follows as follows_module
 from bot.config import DeliveryConfig, SourceConfig
 from bot.timeutil import utcnow
-from tests.support.bot_harness import bot_process, write_config
+from tests.support.bot_harness import bot_process, running_bot, write_config
 from tests.support.discord_server import FakeDiscord, FakeMember
 from tests.support.feed_server import FeedServer, rss, wordpress_feed
 from tests.test_e2e_crash import kill_9_tree
@@ -274,3 +275,31 @@ async def test_kill_9_while_dms_are_sent_then_restart_dms_each_follower_exactly_
         with sqlite3.connect(database) as db:
             recorded = {row[0] for row in db.execute("SELECT message_id FROM dm_deliveries")}
         assert recorded == {int(server.direct_messages(m.id)[0]["id"]) for m in members}
+
+
+async def test_a_dm_in_doubt_for_longer_than_discord_remembers_nonces_is_found_in_the_dm_channel(
+    tmp_path, monkeypatch
+):
+    # Discord forgets a nonce after a few minutes; the worker then looks in the DM channel before sending again.
+    # Here the fake forgets at once and the worker looks at once (waiting minutes is not a unit test).
+    monkeypatch.setattr(delivery_module, "NONCE_TRUST", timedelta(0))
+    async with world(tmp_path, nonce_window=0.0) as w:
+        anna = w.server.member(w.h.guild.id, "anna")
+        await follow(w, anna, "bts-v")
+        w.server.inject("POST", r"/channels/\d+/messages", status=None, delay=30.0, after=True)
+        w.publish(v_feed(0))
+        await w.server.wait_for(lambda: len(dms(w, anna)) == 1, 15, what="the DM made")
+        await w.bot.close()  # the process stops while the answer is still on its way
+        with sqlite3.connect(w.h.database) as db:
+            assert db.execute("SELECT status, attempts FROM dm_deliveries").fetchall() == [("pending", 1)]
+        w.server.clear_injections()
+        before = len(w.server.requests)
+        async with running_bot(w.server, w.h.config) as again:
+            async with asyncio.timeout(15):
+                while (await again.store.direct_messages.list())[0].status != "sent":  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            [dm] = await again.store.direct_messages.list()
+        [made] = dms(w, anna)
+        assert dm.message_id == int(made["id"])
+        resent = [r for r in w.server.requests[before:] if r.method == "POST" and "/messages" in r.path]
+        assert resent == []

@@ -6,15 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.models import DM_MESSAGE, DM_SUMMARY, DailySummary, DirectMessage
+from bot.models import DM_MESSAGE, DM_SUMMARY, DailySummary, DirectMessage, Outgoing
 from bot.store.database import Database
 from bot.store.rows import daily_summary_from_row, direct_message_from_row
 from bot.timeutil import from_iso, to_iso
 
 PENDING = "pending"
 _MESSAGES, _SUMMARIES = "dm_deliveries", "dm_summaries"
-
-Outgoing = DirectMessage | DailySummary  # what one DM send carries
 
 
 def _table(item: Outgoing) -> str:
