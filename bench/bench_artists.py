@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rapidfuzz import fuzz  # noqa: E402
 
 from bot.artists import ArtistIndex  # noqa: E402
+from bot.artists.data import name_forms  # noqa: E402
 from bot.search import search_stories  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.timeutil import to_iso  # noqa: E402
@@ -75,7 +76,7 @@ def bench_tagging(index: ArtistIndex, n: int) -> None:
     fast = len(stories) / (time.perf_counter() - start)
 
     # naive: one case-insensitive word-bounded regex search per name, per story
-    names = sorted({s for a in index for s, _ in index._forms(a)})
+    names = sorted({s for a in index for s, _ in name_forms(a)})
     patterns = [re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)", re.I) for name in names]
     sample = stories[: max(3, n // 100)]
     start = time.perf_counter()

@@ -42,6 +42,7 @@ from bot.config import Config, PollingConfig, SourceConfig, StorageConfig  # noq
 from bot.fetch import Fetcher, make_session  # noqa: E402
 from bot.poller import Poller  # noqa: E402
 from bot.store import Store  # noqa: E402
+from bot.workers import Workers  # noqa: E402
 from tests.support.feed_server import FeedServer, wordpress_feed  # noqa: E402
 
 GOAL_RATIO, GOAL_304, GOAL_STALL_MS, GOAL_PEAK_MB = 10.0, 95.0, 100.0, 300.0
@@ -118,15 +119,16 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
         polling=PollingConfig(),  # the shipped defaults: concurrency 32, 2 per host, 20 s timeout, 10 MB cap
         sources=tuple(SourceConfig(f"K-pop site {i}", url) for i, url in enumerate(urls)),
     )
-    store = await Store.open(db_path)
+    artists = await load_artist_index(sys.stderr)
+    store = await Store.open(db_path, artists=artists)
+    workers = Workers()  # wired as `poll --once` wires them
     try:
         await store.sources.sync_config(config.sources)
-        artists = await load_artist_index(sys.stderr)
         async with make_session(config.polling) as session:
-            poller = Poller(config, store, Fetcher(session, config.polling), artists)
+            poller = Poller(config, store, Fetcher(session, config.polling), artists, workers=workers)
             # A running bot has its parser processes up already: start them before the clock does.
-            await poller.workers.parse(wordpress_feed(1, prefix="warm-up"), url="warm-up", content_type=None)
-            await poller.workers.enrich([], source_name="warm-up", pages={}, with_artists=artists is not None)
+            await workers.parse(wordpress_feed(1, prefix="warm-up"), url="warm-up", content_type=None)
+            await workers.enrich([], source_name="warm-up", pages={}, with_artists=artists is not None)
             meter = StallMeter()
             meter.start()
             started = time.perf_counter()
@@ -136,11 +138,15 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
             started = time.perf_counter()
             second = await poller.poll_all()
             second_seconds = time.perf_counter() - started
-            workers = _workers_peak_mb(poller)
-        async with store.db.execute("SELECT count(*) FROM stories") as cursor:
-            stored = (await cursor.fetchone())[0]
+            workers_peak = _workers_peak_mb(workers)
     finally:
+        workers.close()
         await store.close()
+    con = sqlite3.connect(db_path)
+    try:
+        stored = con.execute("SELECT count(*) FROM stories").fetchone()[0]
+    finally:
+        con.close()
     failed = [r for r in first.sources if r.failed]
     return OursResult(
         stories=stored,
@@ -151,14 +157,14 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
         failed=len(failed),
         stall=stall,
         peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        workers_peak_mb=workers,
+        workers_peak_mb=workers_peak,
         first_error=failed[0].error if failed else None,
     )
 
 
-def _workers_peak_mb(poller: Poller) -> list[float]:
+def _workers_peak_mb(workers: Workers) -> list[float]:
     """Peak RSS of the parse/enrich worker processes (VmHWM), read while they are alive."""
-    pool = poller.workers._pool
+    pool = workers._pool
     peaks = []
     for process in getattr(pool, "_processes", {}).values():
         try:

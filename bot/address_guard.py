@@ -127,7 +127,7 @@ async def check_public_url(url: str | URL) -> None:
     loop = asyncio.get_running_loop()
     # A name that does not resolve raises socket.gaierror: not unsafe, just unreachable (the caller reports it).
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = {info[4][0] for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)}
+    addresses = {str(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)}
     if not addresses:
         raise UnsafeAddress(f"host name {host} resolves to no IP address")
     for address in sorted(addresses):

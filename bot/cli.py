@@ -1,4 +1,4 @@
-"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending; plus retag)."""
+"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, sources; plus retag)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from bot import __version__
 from bot.config import Config, ConfigError, load_config
@@ -26,7 +26,7 @@ def _stop_early(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line and exit 2, as the contract says
+    def error(self, message: str) -> NoReturn:  # one clear line and exit 2, as the contract says
         self.exit(EXIT_USAGE, f"kpopnews: {message} (see kpopnews --help)\n")
 
 
@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--limit", type=_positive_int, default=10, metavar="N", help="at most N clusters (default 10)"
     )
+    p = command(
+        "sources", "every source with its health: enabled or disabled (and why), last fetch, next poll"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per source per line")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    p = actions.add_parser(
+        "enable", help="re-enable a disabled source at once", description="re-enable a source"
+    )
+    p.add_argument("name", nargs="+", metavar="NAME", help="the source's name (any case) or its URL")
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="configuration file")
     command("retag", "tag every stored story again with the current artist data")
     return parser
 
@@ -153,6 +163,12 @@ async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: 
         from bot.trending import run_trending
 
         return await run_trending(config, hours=args.hours, as_json=args.json, limit=args.limit, out=out)
+    if args.command == "sources":
+        from bot.source_health import enable_source, run_sources
+
+        if args.action == "enable":
+            return await enable_source(config, " ".join(args.name), out=out, err=err)
+        return await run_sources(config, as_json=args.json, out=out)
     if args.command == "retag":
         from bot.artists import ArtistIndex
         from bot.search import retag_all

@@ -2,14 +2,19 @@
 
 Two stories are the same story when
   1. they were published (else first seen) within CLUSTER_WINDOW of each other, and
-  2. they share an artist; or, when one of them is untagged, their titles share at least
-     MIN_SHARED_TITLE_TERMS content words (artists are the strongest hint two outlets cover one event, and
-     untagged stories, about actors or agencies, must make up for it in the headline), and
-  3. they say the same thing: `similarity(a, b) >= SAME_STORY_THRESHOLD` (or UNTAGGED_THRESHOLD when untagged).
+  2. their headlines do not name different kinds of event (_KINDS: "enters the Hot 100" and "passes 100
+     million views" are two events, whatever song they share), and
+  3. they share an artist; or, when one of them is untagged or a roundup, their titles share at least
+     MIN_SHARED_TITLE_TERMS content words (artists are the strongest hint two outlets cover one event;
+     untagged stories, about actors or agencies, must make up for it in the headline; and a roundup, "Watch:
+     SEVENTEEN, ENHYPEN, And More Perform At …", names a few of the acts of a show, so another act's story of
+     that show is found by the show's name), and
+  4. they say the same thing: `similarity(a, b) >= SAME_STORY_THRESHOLD` when they share an artist, else
+     UNTAGGED_THRESHOLD.
 
 `similarity` compares the *event words* of the two stories: title and summary lowercased, folded, stripped of
 English stop words, of words every K-pop story uses ("fans", "group", "reveals", month names…), of dates and
-of the stories' own artist names (shared artists are already rule 2; counting them again would join "V sings
+of the stories' own artist names (shared artists are already rule 3; counting them again would join "V sings
 to IU" with "V enlists"), then lightly stemmed, with a small table of words outlets use for one kind of event
 ("exits"/"departs"/"leaves"). Each word weighs 2 when both headlines have it, else 1; the score is the weighted
 overlap (shared weight over the smaller story's weight, which forgives an SCMP one-line teaser next to a
@@ -17,15 +22,20 @@ Koreaboo excerpt) blended with the Dice coefficient of character 4-grams of thos
 "enlists"/"enlistment" and "lip-syncing"/"lip-sync" that stemming misses (under MIN_WORD_SCORE of word
 overlap the n-grams are skipped: spelling alone never makes two stories one). All of it is plain set
 arithmetic with no corpus statistics, so the function is pure and answers the same in a test and in production.
-Thresholds were set on the "tuning" stories of tests/fixtures/story_pairs.json; the "holdout" ones check them.
+Thresholds and kinds were set on the "tuning" stories of tests/fixtures/story_pairs.json; the "holdout" ones
+check them.
+
+A cluster is a group of stories linked by "same story": a new story joins every cluster it is the same story
+as, and those clusters become one (the smallest cluster id survives; `ClusterTable.merge` re-points what
+deliveries and trending keep by cluster). So the clusters do not depend on the order in which feeds answer,
+with one exception: a cluster spans at most CLUSTER_WINDOW, so a chain of similar stories longer than that is
+cut, and where it is cut can depend on the order.
 
 Finding candidates uses an index, not a scan: table cluster_keys (migration 0500) holds, per story, one row per
-artist ("a:bts-v") and per headline word ("t:enlist"; "u:enlist" when the story is untagged) with the story's
-time, keyed (key, at). A new story looks up only its own keys inside ±CLUSTER_WINDOW, scores the few stories
-found with the features kept in cluster_features (parsed once and kept in a per-store cache: they never change),
-and joins the best match's cluster, or starts its own (cluster id = its own id: the first story of a cluster
-names it). A cluster spans at most CLUSTER_WINDOW around its first story. Clusters are never merged after the
-fact, so a cluster id, once given to a delivery, stays valid.
+artist ("a:bts-v") and per headline word ("t:enlist"; "u:enlist" when the story is untagged or a roundup) with
+the story's time, keyed (key, at). A new story looks up only its own keys inside ±CLUSTER_WINDOW and scores the
+few stories found with the features kept in cluster_features (parsed once and kept in a per-store cache: they
+never change; their clusters are read from the store, since a merge changes them).
 """
 
 from __future__ import annotations
@@ -40,13 +50,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
 
 from bot.models import Story
+from bot.store import ClusterMember, ClusterSpan, Store
 from bot.timeutil import utcnow
-
-if TYPE_CHECKING:
-    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,35 @@ _SYNONYMS: dict[str, str] = {
     **dict.fromkeys(("sexual", "sex"), "sex"),
     **dict.fromkeys(("view", "viewer"), "view"),
 }
+# The kind of event a headline names. Two headlines about one artist that name kinds of event, none in common,
+# tell two events ("NewJeans' Super Shy enters the Hot 100" and "… passes 100 million views"): shared song titles
+# and names must not join them. Applied to event words (stems, after _SYNONYMS).
+_KINDS: dict[str, str] = {
+    **dict.fromkeys(("military", "enlist", "discharge", "soldier"), "military"),
+    **dict.fromkeys(("billboard", "hot100", "billboard200", "chart", "oricon"), "chart"),
+    **dict.fromkeys(("stream", "spotify"), "streams"),
+    **dict.fromkeys(("view",), "views"),
+    **dict.fromkeys(("leave",), "leave"),
+    **dict.fromkeys(("contract", "sign"), "contract"),
+    **dict.fromkeys(("dating",), "dating"),
+    **dict.fromkeys(("health",), "health"),
+    **dict.fromkeys(("apology",), "apology"),
+    **dict.fromkeys(("legal", "complaint", "police", "investigation", "breach"), "legal"),
+    **dict.fromkeys(("conference", "press"), "press"),
+    **dict.fromkeys(("tour", "concert", "encore"), "tour"),
+    **dict.fromkeys(("comeback", "album", "single", "tracklist"), "comeback"),
+    **dict.fromkeys(("ambassador", "muse"), "ambassador"),
+    **dict.fromkeys(("hug", "fanmeeting", "fansign"), "fans"),
+    # an award show is a stage: a win and a performance there are one occasion; not "win" ("Love Wins All")
+    **dict.fromkeys(
+        ("perform", "performance", "stage", "sing", "medley", "festival", "award", "bonsang"), "show"
+    ),
+}
+# Where a headline turns to the background ("… Hugs 1,000 Fans After Military Discharge"): what follows is not
+# the kind of event it reports.
+_BACKGROUND = re.compile(r"\s(?:after|following|amid|ahead of|despite)\s", re.IGNORECASE)
+# Quoted titles (songs, albums, shows: “Love Wins All”, ‘ROMANCE : UNTOLD’) name no kind of event.
+_QUOTED = re.compile(r"“[^”]*”|‘[^’]*’|\"[^\"]*\"|(?<!\w)'[^']*'(?!\w)")
 # Chart names are one thing: "Hot 100" must not meet "100 million views".
 _PHRASES = re.compile(r"\b(hot|billboard|global|artist)\s+(100|200)\b")
 # Dates and clock times: stories within the window share them by construction, so they prove nothing.
@@ -119,6 +155,7 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _TOKEN = re.compile(r"[0-9a-z\uac00-\ud7a3]+(?:[.,][0-9]+)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 _POSSESSIVE = re.compile(r"(?<=\w)'s?\b")
+_ROUNDUP = re.compile(r",\s*(?:and|&)\s+more\b|^\s*watch\b.*\b(?:and|&)\s+more\b", re.IGNORECASE)
 _ELLIPSIS = re.compile(r"\[\s*(?:…|\.\.\.|&#8230;)\s*\]")
 
 
@@ -130,10 +167,17 @@ class StoryFeatures:
     artists: frozenset[str]  # artist ids
     title_terms: frozenset[str]  # stemmed event words of the headline
     terms: frozenset[str]  # stemmed event words of headline and summary
+    roundup: bool = False  # a headline that lists acts and then "…, And More": the show is its event
+    kinds: frozenset[str] = frozenset()  # the kinds of event its headline names (_KINDS)
 
     @property
     def tagged(self) -> bool:
         return bool(self.artists)
+
+    @property
+    def by_artist(self) -> bool:
+        """Whether its candidates are the stories sharing an artist with it (else: sharing headline words)."""
+        return self.tagged and not self.roundup
 
     @cached_property
     def grams(self) -> frozenset[str]:
@@ -203,6 +247,19 @@ def story_moment(story: Story) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def is_roundup(title: str) -> bool:
+    """Whether a headline lists acts and then "…, And More" ("Watch: SEVENTEEN, ENHYPEN, And More Perform At
+    …", "…; Performances By TXT, LE SSERAFIM, And More"): the acts it names are a few of many, so a story
+    about another act at the same show is the same event."""
+    return bool(_ROUNDUP.search(title))
+
+
+def event_kinds(title: str, exclude: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The kinds of event a headline names, its background ("… after …") and quoted titles left out."""
+    foreground = _QUOTED.sub(" ", _BACKGROUND.split(title, maxsplit=1)[0])
+    return frozenset(_KINDS[t] for t in event_terms(foreground, exclude) if t in _KINDS)
+
+
 def features_of(story: Story) -> StoryFeatures:
     exclude = artist_words(story.artists)
     title = (
@@ -217,6 +274,8 @@ def features_of(story: Story) -> StoryFeatures:
         artists=frozenset(a.id for a in story.artists),
         title_terms=title_terms,
         terms=title_terms | summary_terms,
+        roundup=is_roundup(title),
+        kinds=event_kinds(title, exclude),
     )
 
 
@@ -249,11 +308,16 @@ def similarity(a: StoryFeatures, b: StoryFeatures) -> float:
 
 
 def comparable(a: StoryFeatures, b: StoryFeatures) -> bool:
-    """Rules 1 and 2: close enough in time, and sharing an artist (or, untagged, headline words)."""
+    """Rules 1 to 3: close in time, no different kinds of event, and sharing an artist (or, untagged or a
+    roundup, headline words)."""
     if abs(a.at - b.at) > CLUSTER_WINDOW:
         return False
-    if a.tagged and b.tagged:
-        return bool(a.artists & b.artists)
+    if a.kinds and b.kinds and not a.kinds & b.kinds:  # the headlines name different kinds of event
+        return False
+    if a.artists & b.artists:
+        return True
+    if a.by_artist and b.by_artist:
+        return False
     return len(a.title_terms & b.title_terms) >= MIN_SHARED_TITLE_TERMS
 
 
@@ -262,7 +326,7 @@ def match_score(a: StoryFeatures, b: StoryFeatures) -> float | None:
     if not comparable(a, b):
         return None
     score = similarity(a, b)
-    threshold = SAME_STORY_THRESHOLD if a.tagged and b.tagged else UNTAGGED_THRESHOLD
+    threshold = SAME_STORY_THRESHOLD if a.artists & b.artists else UNTAGGED_THRESHOLD
     return score if score >= threshold else None
 
 
@@ -278,14 +342,6 @@ def same_story(a: Story, b: Story) -> bool:
 # --- the store: candidates by index, one cluster per story ------------------------------------------------------
 
 
-@dataclass
-class _Stored:
-    story_id: int
-    cluster_id: int
-    cluster_at: int
-    features: StoryFeatures
-
-
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -296,134 +352,124 @@ def _title_keys(features: StoryFeatures) -> list[str]:
 
 def index_keys(features: StoryFeatures) -> list[str]:
     """The cluster_keys of a story: its artists ("a:"), and its most specific (longest) headline words, marked
-    "t:" for a tagged story and "u:" for an untagged one, so that a tagged story looks up headline words only
-    among untagged stories (between two tagged stories only a shared artist makes a candidate)."""
-    mark = "t" if features.tagged else "u"
+    "t:" for a tagged story and "u:" for an untagged one or a roundup, so that a tagged story looks up headline
+    words only among untagged stories and roundups (between two other tagged stories only a shared artist makes
+    a candidate)."""
+    mark = "t" if features.by_artist else "u"
     return [f"a:{a}" for a in sorted(features.artists)] + [f"{mark}:{t}" for t in _title_keys(features)]
 
 
 def lookup_keys(features: StoryFeatures) -> list[str]:
-    """The cluster_keys a story looks up: its artists and, among untagged stories, its headline words; an
-    untagged story looks up its headline words among all stories."""
+    """The cluster_keys a story looks up: its artists and, among untagged stories and roundups, its headline
+    words; an untagged story or a roundup looks up its headline words among all stories."""
     titles = _title_keys(features)
     found = [f"a:{a}" for a in sorted(features.artists)] + [f"u:{t}" for t in titles]
-    if not features.tagged:
+    if not features.by_artist:
         found += [f"t:{t}" for t in titles]
     return found
 
 
-def _split(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-class _StoredCache:
-    """Clustered stories read back from cluster_features, by id, most recently used last. A stored story's
-    features, cluster and cluster time never change once written (clusters are not merged), so a story that is
-    a candidate for many new ones over its 48 hours is read and parsed once."""
+class _FeatureCache:
+    """Clustered stories' features read back from the store, by story id, most recently used last. What a
+    stored story says never changes (its cluster may, by a merge, so clusters are always read from the store),
+    so a story that is a candidate for many new ones over its 48 hours is read and parsed once."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[int, _Stored] = OrderedDict()
+        self.items: OrderedDict[int, StoryFeatures] = OrderedDict()
 
-    def get(self, story_id: int) -> _Stored | None:
+    def get(self, story_id: int) -> StoryFeatures | None:
         found = self.items.get(story_id)
         if found is not None:
             self.items.move_to_end(story_id)
         return found
 
-    def put(self, stored: _Stored) -> None:
-        self.items[stored.story_id] = stored
-        self.items.move_to_end(stored.story_id)
+    def put(self, story_id: int, features: StoryFeatures) -> None:
+        self.items[story_id] = features
+        self.items.move_to_end(story_id)
         while len(self.items) > self.size:
             self.items.popitem(last=False)
 
 
 CACHE_SIZE = 20_000  # clustered stories kept parsed per store: a few days of news from every outlet
-_caches: weakref.WeakKeyDictionary[Store, _StoredCache] = weakref.WeakKeyDictionary()
+_caches: weakref.WeakKeyDictionary[Store, _FeatureCache] = weakref.WeakKeyDictionary()
 
 
-def _cache(store: Store) -> _StoredCache:
+def _cache(store: Store) -> _FeatureCache:
     cache = _caches.get(store)
     if cache is None:
-        cache = _caches[store] = _StoredCache(CACHE_SIZE)
+        cache = _caches[store] = _FeatureCache(CACHE_SIZE)
     return cache
 
 
-def _stored_from_row(row: Any) -> _Stored:
-    story_id, cluster_id, when, cluster_at, artists, title_terms, body_terms = row
-    title = _split(title_terms)
-    features = StoryFeatures(
-        at=datetime.fromtimestamp(when, UTC),
-        artists=_split(artists),
-        title_terms=title,
-        terms=title | _split(body_terms),
+def _features_from(member: ClusterMember) -> StoryFeatures:
+    return StoryFeatures(
+        at=datetime.fromtimestamp(member.at, UTC),
+        artists=member.artists,
+        title_terms=member.title_terms,
+        terms=member.title_terms | member.body_terms,
+        roundup=member.roundup,
+        kinds=member.kinds,
     )
-    return _Stored(story_id, cluster_id, cluster_at, features)
 
 
-async def _candidates(store: Store, features: StoryFeatures) -> list[_Stored]:
+async def _candidates(store: Store, features: StoryFeatures) -> list[tuple[int, StoryFeatures]]:
     """Stored stories that share an artist, or enough headline words, with `features`, within the window."""
-    keys = lookup_keys(features)
-    if not keys:
-        return []
     at = _epoch(features.at)
     window = int(CLUSTER_WINDOW.total_seconds())
-    async with store.db.execute(
-        "SELECT story_id FROM cluster_keys"
-        f" WHERE key IN ({','.join('?' * len(keys))}) AND at BETWEEN ? AND ?"
-        " GROUP BY story_id HAVING SUM(key GLOB 'a:*') > 0 OR COUNT(*) >= ?"
-        # a busy artist has hundreds of stories in two days: score those sharing the most keys, newest first
-        " ORDER BY COUNT(*) DESC, story_id DESC LIMIT ?",
-        (*keys, at - window, at + window, MIN_SHARED_TITLE_TERMS, MAX_CANDIDATES),
-    ) as cursor:
-        ids = [row[0] for row in await cursor.fetchall()]
+    ids = await store.clusters.candidates(
+        lookup_keys(features),
+        low=at - window,
+        high=at + window,
+        min_shared_keys=MIN_SHARED_TITLE_TERMS,
+        limit=MAX_CANDIDATES,
+    )
     cache = _cache(store)
-    found: list[_Stored] = []
+    found: list[tuple[int, StoryFeatures]] = []
     missing: list[int] = []
     for story_id in ids:
-        stored = cache.get(story_id)
-        if stored is None:
+        cached = cache.get(story_id)
+        if cached is None:
             missing.append(story_id)
         else:
-            found.append(stored)
-    rows = await store.select_in(
-        "SELECT story_id, cluster_id, at, cluster_at, artists, title_terms, body_terms FROM cluster_features"
-        " WHERE story_id IN ({marks})",
-        missing,
-    )
-    for row in rows:
-        stored = _stored_from_row(row)
-        cache.put(stored)
-        found.append(stored)
+            found.append((story_id, cached))
+    for member in await store.clusters.members(missing) if missing else []:
+        parsed = _features_from(member)
+        cache.put(member.story_id, parsed)
+        found.append((member.story_id, parsed))
     return found
 
 
-def best_match(features: StoryFeatures, candidates: Iterable[_Stored]) -> _Stored | None:
-    """The stored story most like `features` among those it is the same story as (ties: the oldest cluster)."""
+def same_story_ids(features: StoryFeatures, candidates: Iterable[tuple[int, StoryFeatures]]) -> list[int]:
+    """The ids of the candidates that are the same story as `features`."""
+    return [story_id for story_id, other in candidates if match_score(features, other) is not None]
+
+
+def clusters_to_join(at: int, linked: Iterable[ClusterSpan]) -> list[ClusterSpan]:
+    """Which of the clusters a story at `at` is the same story as it joins: all of them, as long as together they
+    span at most CLUSTER_WINDOW; past that, the earliest first (a chain of similar stories is cut at 48 hours)."""
     window = CLUSTER_WINDOW.total_seconds()
-    best: tuple[float, int] | None = None
-    chosen: _Stored | None = None
-    at = features.at.timestamp()
-    for candidate in candidates:
-        if abs(candidate.cluster_at - at) > window:  # the cluster began too long before (or after) this story
-            continue
-        score = match_score(features, candidate.features)
-        if score is None:
-            continue
-        rank = (score, -candidate.cluster_id)
-        if best is None or rank > best:
-            best, chosen = rank, candidate
+    low = high = at
+    chosen: list[ClusterSpan] = []
+    for span in sorted(linked, key=lambda s: (s.first_at, s.cluster_id)):
+        if max(high, span.last_at) - min(low, span.first_at) <= window:
+            chosen.append(span)
+            low, high = min(low, span.first_at), max(high, span.last_at)
     return chosen
 
 
 async def assign_clusters(
     store: Store, stories: list[Story], *, now: datetime | None = None
 ) -> dict[int, int]:
-    """Give each stored story (story.id set) its cluster: the cluster of the most similar stored story that is
-    the same story, else its own (cluster id = its id). Stories already clustered keep their cluster. Writes
-    stories.cluster_id, cluster_features and cluster_keys, sets story.cluster_id, and returns {story id: cluster
-    id}. Stories of one batch can join each other; they are taken in id order, so the first one names the
-    cluster. `now` stands in for a story with neither a publication date nor a first-seen time."""
+    """Give each stored story (story.id set) its cluster, and return {story id: cluster id}.
+
+    A story joins every cluster it is the same story as (rules 1-4 with any of its stories), and those clusters
+    become one (`ClusterTable.merge`), as long as the whole spans at most CLUSTER_WINDOW; else it starts its own.
+    A cluster is named by its smallest story id. So the clusters are the groups of stories linked by "same
+    story", whatever order the stories arrive in (see the module docstring for the one exception). Stories
+    already clustered keep their cluster. Writes stories.cluster_id, cluster_features and cluster_keys in one
+    transaction (or the caller's), and sets story.cluster_id. `now` stands in for a story with neither a
+    publication date nor a first-seen time."""
     todo = sorted((s for s in stories if s.id is not None), key=lambda s: s.id or 0)
     if len(todo) != len(stories):
         log.warning(
@@ -433,56 +479,63 @@ async def assign_clusters(
     if not todo:
         return {}
     moment = now or utcnow()
-    result: dict[int, int] = {}
-    ids = [s.id for s in todo]
-    rows = await store.select_in(
-        "SELECT story_id, cluster_id FROM cluster_features WHERE story_id IN ({marks})", ids
-    )
-    result.update({row[0]: row[1] for row in rows})
+    for story in todo:
+        if story.published is None and story.first_seen is None:
+            story.first_seen = moment
+    # the text work is CPU-bound: done in a worker thread, before the write lock is taken
+    features = await asyncio.to_thread(lambda: [features_of(story) for story in todo])
+    ids = [story.id for story in todo if story.id is not None]
     cache = _cache(store)
     added: list[int] = []
     try:
-        for story in todo:
-            assert story.id is not None
-            if story.id in result:
-                story.cluster_id = result[story.id]
-                continue
-            if story.published is None and story.first_seen is None:
-                story.first_seen = moment
-            # the text work and the scoring are CPU-bound: a worker thread keeps the event loop answering
-            features = await asyncio.to_thread(features_of, story)
-            match = await asyncio.to_thread(best_match, features, await _candidates(store, features))
-            at = _epoch(features.at)
-            cluster_id, cluster_at = (match.cluster_id, match.cluster_at) if match else (story.id, at)
-            await store.db.execute(
-                "INSERT INTO cluster_features(story_id, cluster_id, at, cluster_at, artists, title_terms,"
-                " body_terms) VALUES (?,?,?,?,?,?,?)",
-                (
-                    story.id,
-                    cluster_id,
-                    at,
-                    cluster_at,
-                    " ".join(sorted(features.artists)),
-                    " ".join(sorted(features.title_terms)),
-                    " ".join(sorted(features.terms - features.title_terms)),
-                ),
-            )
-            await store.db.executemany(
-                "INSERT OR IGNORE INTO cluster_keys(key, at, story_id) VALUES (?,?,?)",
-                [(key, at, story.id) for key in index_keys(features)],
-            )
-            await store.db.execute("UPDATE stories SET cluster_id = ? WHERE id = ?", (cluster_id, story.id))
-            story.cluster_id = cluster_id
-            result[story.id] = cluster_id
-            cache.put(_Stored(story.id, cluster_id, cluster_at, features))
-            added.append(story.id)
-        await store.db.commit()
+        async with store.transaction():
+            result, held = await store.clusters.clusters_and_held(ids)
+            merged = False
+            for story, story_features in zip(todo, features, strict=True):
+                assert story.id is not None
+                if story.id in result:
+                    continue
+                result[story.id], merged_now = await _join(store, story.id, story_features, held)
+                merged = merged or merged_now
+                cache.put(story.id, story_features)
+                added.append(story.id)
+            if merged:  # a merge renamed clusters given earlier in this batch
+                result = await store.clusters.clusters_of(ids)
     except BaseException:
-        await store.db.rollback()
         for story_id in added:  # a rolled-back id may be given to another story: forget what it was
             cache.items.pop(story_id, None)
         raise
+    for story in todo:
+        story.cluster_id = result.get(story.id or 0)
     return result
+
+
+async def _join(store: Store, story_id: int, features: StoryFeatures, held: set[int]) -> tuple[int, bool]:
+    """Cluster one story (inside assign_clusters' transaction): its cluster id, and whether clusters merged."""
+    candidates = await _candidates(store, features)
+    # the scoring is CPU-bound: a worker thread keeps the event loop answering
+    matches = await asyncio.to_thread(same_story_ids, features, candidates) if candidates else []
+    at = _epoch(features.at)
+    joined = clusters_to_join(at, await store.clusters.spans_of(matches)) if matches else []
+    cluster_id = min([story_id, *(span.cluster_id for span in joined)])
+    others = [span.cluster_id for span in joined if span.cluster_id != cluster_id]
+    if story_id != cluster_id and story_id in held:
+        others.append(story_id)  # delivered before it was clustered, under its own id: that follows too
+    if others:
+        await store.clusters.merge(cluster_id, others)
+    member = ClusterMember(
+        story_id=story_id,
+        cluster_id=cluster_id,
+        at=at,
+        cluster_at=min([at, *(span.first_at for span in joined)]),
+        artists=features.artists,
+        title_terms=features.title_terms,
+        body_terms=features.terms - features.title_terms,
+        roundup=features.roundup,
+        kinds=features.kinds,
+    )
+    await store.clusters.add(member, index_keys(features))
+    return cluster_id, bool(others)
 
 
 async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime | None = None) -> int:
@@ -490,10 +543,7 @@ async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime |
     done = 0
     last = 0
     while True:
-        async with store.db.execute(
-            "SELECT id FROM stories WHERE id > ? AND cluster_id IS NULL ORDER BY id LIMIT ?", (last, batch)
-        ) as cursor:
-            ids = [row[0] for row in await cursor.fetchall()]
+        ids = await store.clusters.unclustered_ids(last, batch)
         if not ids:
             return done
         stories = await store.stories.get_many(ids)

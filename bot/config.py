@@ -24,6 +24,7 @@ class SourceConfig:
 
 
 # Feeds worth shipping (../shared/docs/sources.md): used when the configuration names no [[sources]].
+# config.example.toml lists the same, with what each feed carries.
 DEFAULT_SOURCES: tuple[SourceConfig, ...] = (
     SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/", 0xE4007F),
     SourceConfig("Soompi", "https://www.soompi.com/feed", 0x00A0E9),

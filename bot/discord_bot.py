@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -34,6 +33,8 @@ from bot.onboarding import FeedOnboarding
 from bot.pipeline import after_store
 from bot.poller import Poller
 from bot.store import Store, StoreError
+from bot.workers import Workers
+from cogs.common import answer_error
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -111,14 +112,15 @@ class KpopNewsTree(app_commands.CommandTree):
         command = interaction.command
         if command is not None and getattr(command, "_has_any_error_handlers", lambda: False)():
             return  # the command's or its cog's handler has answered the user and logged
-        name = command.qualified_name if command is not None else (interaction.data or {}).get("name", "?")
+        data: Mapping[str, Any] = interaction.data or {}
+        name = command.qualified_name if command is not None else str(data.get("name", "?"))
         text = error_text(error, name)
         context = (
             name,
             interaction.user.id if interaction.user else None,
             interaction.guild_id,
             interaction.channel_id,
-            (interaction.data or {}).get("options"),
+            data.get("options"),
         )
         if text is None:
             cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
@@ -126,24 +128,7 @@ class KpopNewsTree(app_commands.CommandTree):
             text = f"Sorry, something went wrong on my side while running /{name}. It has been logged; please try again in a minute."
         else:
             log.info("/%s refused (user %s, guild %s, channel %s, options %r): %s", *context, text)
-        await answer_ephemerally(interaction, text)
-
-
-async def answer_ephemerally(interaction: discord.Interaction, text: str) -> None:
-    """Tell the user something only they see, whether or not the interaction was answered already."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
-        else:
-            await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
-    except discord.HTTPException as exc:  # the interaction expired or Discord is down: the log has to do
-        log.warning(
-            "could not tell user %s %r: %s", interaction.user.id if interaction.user else None, text, exc
-        )
+        await answer_error(interaction, text)
 
 
 class KpopNewsBot(commands.Bot):
@@ -152,6 +137,8 @@ class KpopNewsBot(commands.Bot):
     `bot.poller`, `bot.delivery` (the delivery worker), `bot.direct_messages` (the followers' DMs, paced by the
     delivery worker's limiter), `bot.onboarding` (feeds added from Discord)."""
 
+    config: Config
+    artists: ArtistIndex | None
     store: Store
     http_session: aiohttp.ClientSession
     fetcher: Fetcher
@@ -171,9 +158,7 @@ class KpopNewsBot(commands.Bot):
         kwargs.setdefault("tree_cls", KpopNewsTree)
         super().__init__(**kwargs)
         self.config = config
-        self.artists: ArtistIndex | None = None
-        self.extensions_missing: list[str] = []  # modules not written yet (or not installed)
-        self.extension_errors: dict[str, str] = {}  # modules that failed to load: name -> why
+        self.artists = None
         self.commands_synced = False  # whether this start sent the command definitions to Discord
         self.stopping = asyncio.Event()  # set when close() begins; services may watch it
         self._services: dict[str, ServiceRun] = {}
@@ -235,7 +220,17 @@ class KpopNewsBot(commands.Bot):
         async def on_new_stories(stories: list[Story]) -> None:
             await after_store(self.store, stories, config=config.delivery, wake=wake, expand=expand)
 
-        self.poller = Poller(config, self.store, self.fetcher, self.artists, on_new_stories=on_new_stories)
+        self.workers = (
+            Workers()
+        )  # parsing and enrichment off the event loop, in processes that end with the bot
+        self.poller = Poller(
+            config,
+            self.store,
+            self.fetcher,
+            self.artists,
+            on_new_stories=on_new_stories,
+            workers=self.workers,
+        )
         self.onboarding = FeedOnboarding(
             self.store,
             self.fetcher,
@@ -255,24 +250,13 @@ class KpopNewsBot(commands.Bot):
         self.poller.wake()
 
     async def _load_extension(self, name: str) -> None:
-        if importlib.util.find_spec(name) is None:
-            log.warning("extension %s is not there yet: its commands are left out", name)
-            self.extensions_missing.append(name)
-            return
+        """Load one cog. One that fails is a bug: logged loudly, and the bot runs on without its commands."""
         try:
             await self.load_extension(name)
         except commands.ExtensionFailed as exc:
-            if isinstance(exc.original, ModuleNotFoundError):
-                log.warning(
-                    "extension %s needs %s, which is not there yet: left out", name, exc.original.name
-                )
-                self.extensions_missing.append(name)
-                return
-            log.error("extension %s failed to load: its commands are left out", name, exc_info=exc.original)
-            self.extension_errors[name] = f"{type(exc.original).__name__}: {exc.original}"
+            log.error("cog %s failed to load: its commands are left out", name, exc_info=exc.original)
         except commands.ExtensionError as exc:
-            log.error("extension %s failed to load: %s", name, exc)
-            self.extension_errors[name] = str(exc)
+            log.error("cog %s failed to load: %s: its commands are left out", name, exc)
 
     def command_payload(self) -> list[dict[str, Any]]:
         """The global command definitions as `tree.sync()` would send them."""
@@ -365,6 +349,9 @@ class KpopNewsBot(commands.Bot):
         try:
             await super().close()
         finally:
+            workers = getattr(self, "workers", None)
+            if workers is not None:
+                await asyncio.to_thread(workers.close)
             session = getattr(self, "http_session", None)
             if session is not None and not session.closed:
                 await session.close()

@@ -1,8 +1,9 @@
 """FeedEntry -> Story: clean title and summary, lead image, top fan quotes, artists. The ONE enrichment path,
 used by the poller and by `kpopnews preview` alike.
 
-`enrich_entries` fetches article pages (bounded concurrency, each page once) only for excerpt-only items, then
-enriches the whole batch in a worker thread: parsing HTML is CPU work and the event loop must stay free.
+`fetch_article_pages` fetches article pages (bounded concurrency, each page once) only for excerpt-only items;
+`enrich_batch` then does the CPU work, in a worker thread (`enrich_entries`) or a worker process (the poller):
+parsing HTML is CPU work and the event loop must stay free.
 """
 
 from __future__ import annotations
@@ -116,28 +117,36 @@ async def enrich_entries(
     fetch_page: Callable[[str], Awaitable[str | None]] | None = None,
     page_concurrency: int = 4,
 ) -> list[Story]:
-    """Stories for `entries`, in order. Pages are fetched only where `wants_article_page`, at most
-    `page_concurrency` at once, each distinct page once; a page that cannot be had just means no page."""
+    """Stories for `entries`, in order: their article pages as `fetch_article_pages` gets them, then the CPU
+    work in a worker thread."""
     if not entries:
         return []
-    pages: dict[str, str | None] = {}
-    if fetch_page is not None:
-        wanted = await asyncio.to_thread(pages_wanted, entries)
-        slots = asyncio.Semaphore(max(1, page_concurrency))
-
-        async def load(canonical: str, link: str) -> None:
-            async with slots:
-                try:
-                    pages[canonical] = await fetch_page(link)
-                except Exception as exc:  # a page is a bonus: the story stands without it
-                    log.debug("article page %s not used: %s", canonical, exc)
-                    pages[canonical] = None
-
-        await asyncio.gather(*(load(canonical, link) for canonical, link in wanted.items()))
-
+    pages = await fetch_article_pages(entries, fetch_page, concurrency=page_concurrency) if fetch_page else {}
     return await asyncio.to_thread(
         enrich_batch, entries, source_name=source_name, artists=artists, pages=pages
     )
+
+
+async def fetch_article_pages(
+    entries: list[FeedEntry], fetch_page: Callable[[str], Awaitable[str | None]], *, concurrency: int = 4
+) -> dict[str, str | None]:
+    """The article pages `entries` need (only excerpt-only items, see `wants_article_page`), each distinct
+    page once, at most `concurrency` at once: {canonical link: HTML, or None when it cannot be had}. What
+    `enrich_batch` takes; the one page-fetching path of `preview` and the poller."""
+    pages: dict[str, str | None] = {}
+    wanted = await asyncio.to_thread(pages_wanted, entries)  # many items: a regex each, off the loop
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def load(canonical: str, link: str) -> None:
+        async with slots:
+            try:
+                pages[canonical] = await fetch_page(link)
+            except Exception as exc:  # a page is a bonus: the story stands without it
+                log.debug("article page %s not used: %r", canonical, exc)
+                pages[canonical] = None
+
+    await asyncio.gather(*(load(canonical, link) for canonical, link in wanted.items()))
+    return pages
 
 
 def pages_wanted(entries: list[FeedEntry]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -41,6 +41,7 @@ from bot.address_guard import (
 from bot.config import PollingConfig
 
 log = logging.getLogger(__name__)
+_E = TypeVar("_E", bound=BaseException)
 
 ACCEPT_FEED = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, application/xml;q=0.9, "
@@ -49,6 +50,7 @@ ACCEPT_FEED = (
 ACCEPT_PAGE = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 ACCEPT_ENCODING = "gzip, deflate"  # only what _Inflater decodes
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})  # the address moved for good; 302/303/307 are for now only
 MAX_RETRY_AFTER = 7 * 24 * 3600.0  # a Retry-After further away than a week is a misconfigured server
 _READ_CHUNK = 64 * 1024
 _INFLATE_STEP = (
@@ -71,11 +73,20 @@ class FetchResult:
     error: str | None = None  # a sentence a person can act on; None unless status == "error"
     retry_after: float | None = None  # seconds, from a 429/503 Retry-After header
     gone: bool = False  # 410: the feed was removed
+    moved_to: str | None = (
+        None  # where the first answers' permanent redirects (301/308) led; None: no such move
+    )
     elapsed: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    target: URL
+    permanent: bool
 
 
 class FetchError(Exception):
@@ -221,6 +232,8 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         visited: list[str] = [str(current)]
+        moved_to: URL | None = None  # the end of the leading run of permanent redirects
+        permanent_run = True
         with public_only(not allow_private):
             for _hop in range(self.config.max_redirects + 1):
                 # Host slot first, then a global one: waiting on a busy host never holds a global slot.
@@ -238,8 +251,12 @@ class Fetcher:
                             "(polling.timeout_seconds): the server is too slow or stalled; will retry later"
                         ) from None
                 if isinstance(outcome, FetchResult):
+                    outcome.moved_to = str(moved_to) if moved_to is not None else None
                     return outcome
-                target = outcome
+                target = outcome.target
+                permanent_run = permanent_run and outcome.permanent
+                if permanent_run:
+                    moved_to = target
                 if str(target) in visited:
                     loop_text = " -> ".join([*visited[visited.index(str(target)) :], str(target)])
                     raise FetchError(f"{url} redirects in a loop ({loop_text}); fix the URL")
@@ -252,8 +269,8 @@ class Fetcher:
 
     async def _one_hop(
         self, current: URL, headers: dict[str, str], *, max_bytes: int, allow_private: bool
-    ) -> FetchResult | URL:
-        """One request: a FetchResult, or the URL a redirect points to."""
+    ) -> FetchResult | _Redirect:
+        """One request: a FetchResult, or where a redirect points to."""
         try:
             if not allow_private:
                 await check_public_url(current)
@@ -283,7 +300,7 @@ class Fetcher:
 
     async def _answer(
         self, current: URL, resp: aiohttp.ClientResponse, *, max_bytes: int
-    ) -> FetchResult | URL:
+    ) -> FetchResult | _Redirect:
         status = resp.status
         if status in REDIRECT_STATUSES:
             location = resp.headers.get("Location", "").strip()
@@ -302,18 +319,29 @@ class Fetcher:
                     f"{current} redirects to {str(target)[:200]}, which is not an http(s) URL; refused",
                     http_status=status,
                 )
-            return target.with_fragment(None)
-        common = {
-            "http_status": status,
-            "etag": resp.headers.get("ETag"),
-            "last_modified": resp.headers.get("Last-Modified"),
-            "content_type": resp.headers.get("Content-Type"),
-        }
+            return _Redirect(target.with_fragment(None), permanent=status in PERMANENT_REDIRECTS)
+        etag, last_modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+        content_type = resp.headers.get("Content-Type")
         if status == 304:
-            return FetchResult(str(current), "not_modified", **common)
+            return FetchResult(
+                str(current),
+                "not_modified",
+                http_status=status,
+                etag=etag,
+                last_modified=last_modified,
+                content_type=content_type,
+            )
         if 200 <= status < 300:
             body = await _read_body(resp, current, max_bytes)
-            return FetchResult(str(current), "ok", body=body, **common)
+            return FetchResult(
+                str(current),
+                "ok",
+                body=body,
+                http_status=status,
+                etag=etag,
+                last_modified=last_modified,
+                content_type=content_type,
+            )
         raise _status_error(current, status, resp.headers.get("Retry-After"))
 
 
@@ -518,7 +546,7 @@ def _unsafe_text(url: URL, exc: UnsafeAddress) -> str:
     )
 
 
-def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _find_cause(exc: BaseException, kind: type[_E]) -> _E | None:
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 10:
@@ -571,15 +599,15 @@ def decode_html(body: bytes, content_type: str | None) -> str:
     ):
         if body.startswith(bom):
             return body.decode(name, errors="replace")
-    candidates = [charset_of(content_type)]
+    candidates: list[str | None] = [charset_of(content_type)]
     match = _META_CHARSET.search(body[:4096])
     if match:
         candidates.append(match.group(1).decode("ascii", "ignore"))
-    for name in candidates:
-        if not name:
+    for candidate in candidates:
+        if not candidate:
             continue
         try:
-            codec = codecs.lookup(name)
+            codec = codecs.lookup(candidate)
         except LookupError:
             continue
         return body.decode(codec.name, errors="replace")

@@ -127,6 +127,14 @@ class Source:
     next_poll_at: datetime | None = None
     disabled_reason: str | None = None
     color: int | None = None
+    probe_at: datetime | None = (
+        None  # disabled by the poller (failures, 410): its next probe; None: not probed
+    )
+    probes: int = 0  # probes that failed since it was disabled
+    redirect_to: str | None = None  # where its feed redirected permanently at the last polls (not moved yet)
+    redirects_seen: int = 0  # polls in a row that answered that redirect
+    moved_from: str | None = None  # the address it had before a permanent redirect moved it
+    moved_at: datetime | None = None
 
     @property
     def enabled(self) -> bool:

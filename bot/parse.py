@@ -66,8 +66,10 @@ class ParsedFeed:
     warning: str | None = None  # the feed was malformed or mis-encoded but stories could still be read
 
 
-def _windows_1252_fallback(error: UnicodeDecodeError) -> tuple[str, int]:
+def _windows_1252_fallback(error: UnicodeError) -> tuple[str, int]:
     """Decode the bytes UTF-8 rejects as windows-1252 (the usual culprit), Latin-1 where 1252 has a hole."""
+    if not isinstance(error, UnicodeDecodeError):  # registered for decoding only
+        raise error
     bad = error.object[error.start : error.end]
     return bad.decode("cp1252", errors="replace").replace("\ufffd", "") or bad.decode("latin-1"), error.end
 
@@ -340,8 +342,8 @@ def _declared_encoding(data: bytes, content_type: str | None) -> str | None:
         match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
         if match:
             return match.group(1).lower()
-    match = _DECLARED_ENCODING.match(data)
-    return match.group(1).decode("ascii").lower() if match else None
+    declared = _DECLARED_ENCODING.match(data)
+    return declared.group(1).decode("ascii").lower() if declared else None
 
 
 def _declare_utf8(data: bytes) -> bytes:

@@ -1,5 +1,5 @@
 """Search the stored stories: by artist (any of its names; a group includes its members), else full text
-(FTS5 over titles and summaries), else friendly suggestions. Shared by `/news` and `kpopnews search`;
+(the store's full-text search of titles and summaries), else friendly suggestions. Shared by `/news` and `kpopnews search`;
 `retag_all` re-tags every stored story when the artist data changes (`kpopnews retag`)."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from bot.artists import Artist, ArtistIndex
-from bot.models import Story
-from bot.store import Store
+from bot.embed import build_story_embed
+from bot.models import ArtistRef, Story
+from bot.store import Store, StoryText
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50  # one page never holds more (Discord shows 10 embeds per message anyway)
 MAX_OFFSET = 10_000  # deeper paging is no search any more: refuse quietly rather than scan the table
 MAX_QUERY_CHARS = 200
-TEXT_WINDOW = 200  # text search: the newest matches by id, then sorted by time
 TOTAL_CAP = 1000  # counting further costs a sort of every match; "1000+" is as useful to a person
 _WORD = re.compile(r"\w+", re.UNICODE)
-_FTS_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})
+_QUERY_OPERATORS = frozenset({"AND", "OR", "NOT", "NEAR"})  # full-text query syntax, typed as words
 
 Mode = Literal["artist", "text", "none"]
 
@@ -116,84 +116,32 @@ async def artist_story_ids(
     store: Store, artist_ids: list[str], *, limit: int, offset: int = 0
 ) -> tuple[list[int], int]:
     """Story ids tagged with any of the artists, newest first, and how many there are (counted up to
-    TOTAL_CAP + 1).
-
-    Each artist's stories come newest first from the (artist_id, sort_at) index, so a big group costs
-    (offset + limit) rows per artist instead of a sort of all its stories."""
-    if not artist_ids:
-        return [], 0
-    want = offset + limit
-    # one round trip: each artist's newest `want` rows from the index, glued with UNION ALL
-    branch = (
-        "SELECT * FROM (SELECT COALESCE(sort_at, '') AS t, story_id FROM story_artists WHERE artist_id = ?"
-        " ORDER BY sort_at DESC, story_id DESC LIMIT ?)"
-    )
-    rows: list[Any] = []
-    for start in range(0, len(artist_ids), 200):  # SQLite caps compound SELECTs at 500 terms
-        chunk = artist_ids[start : start + 200]
-        params: list[Any] = []
-        for artist_id in chunk:
-            params += [artist_id, want]  # a story in the overall top `want` is in its artist's top `want`
-        async with store.db.execute(" UNION ALL ".join([branch] * len(chunk)), params) as cursor:
-            rows.extend(await cursor.fetchall())
-    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-    seen: set[int] = set()
-    page: list[int] = []
-    for _, story_id in rows:
-        if story_id in seen:
-            continue
-        seen.add(story_id)
-        page.append(story_id)
-        if len(page) >= want:
-            break
-    placeholders = ",".join("?" * len(artist_ids))
-    sql = (
-        f"SELECT count(*) FROM (SELECT DISTINCT story_id FROM story_artists WHERE artist_id IN ({placeholders})"
-        f" LIMIT {TOTAL_CAP + 1})"
-    )
-    async with store.db.execute(sql, artist_ids) as cursor:
-        total = (await cursor.fetchone())[0]
-    return page[offset:want], total
+    TOTAL_CAP + 1)."""
+    return await store.stories.ids_by_artists(artist_ids, limit=limit, offset=offset, count_up_to=TOTAL_CAP)
 
 
-def fts_query(text: str, *, any_word: bool = False) -> str | None:
-    """User text as a safe FTS5 query: each word a quoted string, so quotes, stars, parentheses, AND/OR/NOT/
-    NEAR and column filters are only ever words. None when the text has no word to search for."""
+def query_words(text: str, *, any_word: bool = False) -> list[str]:
+    """The words of user text to search for. Operators a person typed (AND, OR, NOT, NEAR) are dropped, never
+    obeyed, and punctuation is no word, so quotes, stars, parentheses and column filters mean nothing."""
     words = _WORD.findall(text or "")[:12]
-    # the operators a person typed are dropped, never obeyed: "Billboard AND again" searches two words
-    words = [w for w in words if w.strip("_") and w not in _FTS_OPERATORS]
+    words = [w for w in words if w.strip("_") and w not in _QUERY_OPERATORS]
     if any_word:
         # alone, a word of one or two letters says nothing ("V LIVE" must not find every story about V)
         words = [w for w in words if len(w) >= 3]
-    if not words:
-        return None
-    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
-    return (" OR " if any_word else " ").join(quoted)
+    return words
 
 
 async def _text_ids(store: Store, text: str, limit: int, offset: int) -> tuple[list[int], int]:
     """Full-text matches, newest first. All words must match; failing that, any word may."""
     for any_word in (False, True):
-        match = fts_query(text, any_word=any_word)
-        if match is None:
+        words = query_words(text, any_word=any_word)
+        if not words:
             return [], 0
-        async with store.db.execute(
-            f"SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT {TOTAL_CAP + 1})",
-            (match,),
-        ) as cursor:
-            total = (await cursor.fetchone())[0]
-        if not total:
-            continue
-        window = max(TEXT_WINDOW, offset + limit)
-        # FTS5 walks its doclists in rowid order: the newest ids first, then sorted by the story's time
-        async with store.db.execute(
-            "SELECT s.id, COALESCE(s.published_at, s.first_seen_at) AS t FROM stories s"
-            " WHERE s.id IN (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
-            (match, window),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        rows.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
-        return [r[0] for r in rows[offset : offset + limit]], total
+        ids, total = await store.stories.search_text(
+            words, any_word=any_word, limit=limit, offset=offset, count_up_to=TOTAL_CAP
+        )
+        if total:
+            return ids, total
     return [], 0
 
 
@@ -209,21 +157,11 @@ async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out:
     finally:
         await store.close()
     if as_json:
-        build = _embed_builder()
         for story in result.stories:
-            embed = build(story) if build else None
-            out.write(json.dumps(story.to_json(embed), ensure_ascii=False) + "\n")
+            out.write(json.dumps(story.to_json(build_story_embed(story)), ensure_ascii=False) + "\n")
         return 0
     out.write(render_text(result) + "\n")
     return 0
-
-
-def _embed_builder():  # type: ignore[no-untyped-def]
-    try:
-        from bot.embed import build_story_embed
-    except ImportError:  # the embed module is optional for the shell output
-        return None
-    return build_story_embed
 
 
 def render_text(result: SearchResult) -> str:
@@ -275,46 +213,25 @@ async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> in
     changed = 0
     last_id = 0
     while True:
-        async with store.db.execute(
-            "SELECT id, title, summary, content_html, categories_json FROM stories WHERE id > ?"
-            " ORDER BY id LIMIT ?",
-            (last_id, batch),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        if not rows:
+        stories = await store.stories.texts_after(last_id, batch)
+        if not stories:
             break
-        last_id = rows[-1][0]
-        ids = [row[0] for row in rows]
-        before = await _current_tags(store, ids)
+        last_id = stories[-1].id
+        before = await store.stories.artists_of([s.id for s in stories])
 
-        def tag_batch(rows: list[Any] = rows) -> list[tuple[int, list[Any]]]:
+        def tag_batch(stories: list[StoryText] = stories) -> list[tuple[int, list[ArtistRef]]]:
             tagged = []
-            for story_id, title, summary, content_html, categories_json in rows:
-                text = html_to_text(content_html) if content_html else ""
-                try:
-                    categories = json.loads(categories_json or "[]")
-                except ValueError:
-                    categories = []
-                tagged.append((story_id, index.tag(title or "", text or summary or "", categories)))
+            for story in stories:
+                text = html_to_text(story.content_html) if story.content_html else ""
+                tagged.append((story.id, index.tag(story.title, text or story.summary, story.categories)))
             return tagged
 
         results = await asyncio.to_thread(tag_batch)
         changes = {
-            story_id: refs for story_id, refs in results if [r.id for r in refs] != before.get(story_id, [])
+            story_id: refs
+            for story_id, refs in results
+            if [r.id for r in refs] != [r.id for r in before.get(story_id, [])]
         }
         await store.stories.set_artists(changes)  # one transaction per batch
         changed += len(changes)
     return changed
-
-
-async def _current_tags(store: Store, ids: list[int]) -> dict[int, list[str]]:
-    placeholders = ",".join("?" * len(ids))
-    found: dict[int, list[str]] = {}
-    async with store.db.execute(
-        f"SELECT story_id, artist_id FROM story_artists WHERE story_id IN ({placeholders})"
-        " ORDER BY story_id, position",
-        ids,
-    ) as cursor:
-        for story_id, artist_id in await cursor.fetchall():
-            found.setdefault(story_id, []).append(artist_id)
-    return found

@@ -88,8 +88,14 @@ async def add_subscription(
     """Subscribe a channel. Stories stored before now are never posted to it (start_story_id).
 
     Subscribing again to the same (channel, artist, source) changes `only_trending` and resumes a paused or
-    unhealthy subscription (the admin's way of saying "fixed, try again")."""
+    unhealthy subscription (the admin's way of saying "fixed, try again"). A switched-off source is refused."""
     async with store.transaction():
+        if source_id is not None:
+            source = await store.sources.get(source_id)
+            if source is None:
+                raise SubscriptionError("that source is not there any more")
+            if not source.enabled:
+                raise SubscriptionError(f"the source {source.name} is switched off: {source.disabled_reason}")
         existing = await store.subscriptions.find(
             channel_id=channel_id, artist_id=artist_id, source_id=source_id
         )
@@ -198,8 +204,8 @@ def looks_like_url(text: str) -> bool:
     return text.strip().lower().startswith(("http://", "https://"))
 
 
-async def sources_for_guild(store: Store, guild_id: int, *, enabled_only: bool = True) -> list[Source]:
-    """The operator's sources and the feeds this server added, by name."""
+async def sources_for_guild(store: Store, guild_id: int | None, *, enabled_only: bool = True) -> list[Source]:
+    """The operator's sources and the feeds this server added (guild_id None, a direct message: none), by name."""
     return sorted(
         (
             s

@@ -37,7 +37,7 @@ from bot.artists import load_artist_index
 from bot.clustering import cluster_unclustered
 from bot.models import ArtistRef, Quote, TrendingOffer
 from bot.store import Store
-from bot.timeutil import from_iso, to_iso, utcnow
+from bot.timeutil import to_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -164,48 +164,23 @@ class _Cluster:
         return trend_points(len(self.outlets), self.fan_posts)
 
 
-_COLUMNS = (
-    "id, COALESCE(cluster_id, id) AS cluster, title, url, source_name, published_at, first_seen_at, image_url,"
-    " quotes_json"
-)
-
-
-def _quotes(text: str | None) -> list[Quote]:
-    try:
-        return [Quote.from_json(q) for q in json.loads(text or "[]") if isinstance(q, dict) and q.get("text")]
-    except (ValueError, KeyError, TypeError):
-        return []  # a damaged row is no reason to fail the whole list
-
-
 async def _recent_clusters(store: Store, since: datetime, now: datetime) -> list[_Cluster]:
     """Every cluster with a story that appeared in [since, now], with all its stories, oldest first."""
-    low = to_iso(since)
-    async with store.db.execute(
-        "SELECT DISTINCT COALESCE(cluster_id, id) FROM stories WHERE published_at >= ? OR first_seen_at >= ?",
-        (low, low),
-    ) as cursor:
-        candidates = [row[0] for row in await cursor.fetchall()]
-    rows = await store.select_in(
-        f"SELECT {_COLUMNS} FROM stories WHERE cluster_id IN ({{marks}})"
-        f" UNION SELECT {_COLUMNS} FROM stories WHERE cluster_id IS NULL AND id IN ({{marks}})",
-        candidates,
-    )
     by_cluster: dict[int, list[ClusterStory]] = {}
-    for row in rows:
-        published = from_iso(row["published_at"])
-        moment = _moment(published, from_iso(row["first_seen_at"]))
-        if moment is None:
+    for stored in await store.clusters.recent_stories(since):
+        moment = _moment(stored.published, stored.first_seen)
+        if moment is None or stored.id is None or stored.cluster_id is None:
             continue
-        by_cluster.setdefault(row["cluster"], []).append(
+        by_cluster.setdefault(stored.cluster_id, []).append(
             ClusterStory(
-                id=row["id"],
-                title=row["title"],
-                url=row["url"],
-                source=row["source_name"],
-                published=published,
+                id=stored.id,
+                title=stored.title,
+                url=stored.url,
+                source=stored.source,
+                published=stored.published,
                 moment=moment,
-                image=row["image_url"],
-                quotes=_quotes(row["quotes_json"]),
+                image=stored.image,
+                quotes=stored.quotes,
             )
         )
     clusters: list[_Cluster] = []

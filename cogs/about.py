@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import __version__
+from bot.discord_bot import KpopNewsBot
 from bot.models import Source
+from bot.subscriptions import sources_for_guild
 from bot.text import discord_len, escape_discord, truncate
-
-if TYPE_CHECKING:
-    from bot.discord_bot import KpopNewsBot
+from cogs.common import answer
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +80,20 @@ def about_embed(
 
 class About(commands.Cog):
     def __init__(self, bot: KpopNewsBot) -> None:
-        self.bot = bot
-
-    async def visible_sources(self, guild_id: int | None) -> list[Source]:
-        """The operator's enabled sources, and the feeds this server added."""
-        sources = await self.bot.store.sources.list(enabled_only=True)
-        return [s for s in sources if s.owner_guild_id is None or s.owner_guild_id == guild_id]
+        self.bot: KpopNewsBot = bot
 
     @app_commands.command(
         name="about", description="What this bot is, where its news comes from, how to get help"
     )
     async def about(self, interaction: discord.Interaction) -> None:
-        sources = await self.visible_sources(interaction.guild_id)
+        sources = await sources_for_guild(self.bot.store, interaction.guild_id)
         listed = sorted(
             (c.name, c.description)
             for c in self.bot.tree.get_commands()
             if isinstance(c, app_commands.Command | app_commands.Group)
         )
         name = self.bot.user.name if self.bot.user else "kpopnews"
-        await interaction.response.send_message(
-            embed=about_embed(name, sources, listed),
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        await answer(interaction, embed=about_embed(name, sources, listed), ephemeral=True)
 
 
 async def setup(bot: KpopNewsBot) -> None:

@@ -29,8 +29,7 @@ from bot.follows import (
 from bot.i18n import join_list, plural, text
 from bot.subscriptions import ExpandArtist
 from bot.text import escape_discord, truncate
-from cogs.replies import answer
-from cogs.subscriptions import artist_choices
+from cogs.common import answer, artist_choices
 
 if TYPE_CHECKING:
     from bot.artists import Artist, ArtistIndex

@@ -10,13 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_bot import UserFacingError
+from bot.discord_bot import KpopNewsBot, UserFacingError
 from bot.embed import build_story_embed, embed_length
 from bot.search import SearchResult, search_stories
 from bot.text import escape_discord, truncate
-from cogs.paging import OwnedPager
-from cogs.replies import answer
-from cogs.subscriptions import artist_choices
+from cogs.common import OwnedPager, answer, answer_error, artist_choices
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -120,19 +118,21 @@ class NewsPager(OwnedPager):
         log.exception(
             "/news page button failed (query %r, offset %d)", self.query, self.offset, exc_info=error
         )
-        await self.cog.answer_error(interaction, "Sorry, I could not turn the page. Run `/news` again.")
+        await answer_error(interaction, "Sorry, I could not turn the page. Run `/news` again.")
 
 
 class News(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, bot: KpopNewsBot) -> None:
+        self.bot: KpopNewsBot = bot
 
     @property
     def index(self) -> ArtistIndex | None:
-        return getattr(self.bot, "artists", None)
+        return self.bot.artists  # None when the artist data could not be loaded
 
     async def search(self, query: str, *, limit: int, offset: int) -> SearchResult:
-        return await search_stories(self.bot.store, self.index, query, limit=limit, offset=offset)
+        index = self.index
+        assert index is not None  # /news refuses before searching when there is no artist list
+        return await search_stories(self.bot.store, index, query, limit=limit, offset=offset)
 
     @app_commands.command(name="news", description="The latest K-pop stories about an artist or group")
     @app_commands.describe(
@@ -180,15 +180,6 @@ class News(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         return artist_choices(self.index, current)
 
-    async def answer_error(self, interaction: discord.Interaction, text: str) -> None:
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("could not tell the user about an error: %s", text)
 
-
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: KpopNewsBot) -> None:
     await bot.add_cog(News(bot))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -21,6 +21,7 @@ from bot.subscriptions import (
     suggest_sources,
 )
 from bot.text import escape_discord, truncate
+from cogs.common import answer, artist_choices
 
 if TYPE_CHECKING:
     from bot.artists import Artist, ArtistIndex
@@ -36,34 +37,17 @@ NEEDED = (
 LIST_EMBED_BUDGET = 5500  # /subscriptions: characters in the list embeds (Discord allows 6,000 in all)
 
 
-def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for an `artist` option: up to 25 "V (BTS)" choices, best first; the value is the id.
-    Never raises: a failing autocomplete is logged and offers nothing."""
-    if index is None:
-        return []
-    choices: list[app_commands.Choice[str]] = []
-    seen: set[str] = set()
-    try:
-        for artist in index.suggest(current, limit=25):
-            if artist.id not in seen:
-                seen.add(artist.id)
-                choices.append(app_commands.Choice(name=truncate(artist.label, 100), value=artist.id[:100]))
-    except Exception:
-        log.exception("artist autocomplete failed for %r", current[:100])
-    return choices[:25]
-
-
 def missing_permissions(permissions: discord.Permissions) -> list[str]:
     return [label for attr, label in NEEDED if not getattr(permissions, attr)]
 
 
 class Subscriptions(commands.Cog):
     def __init__(self, bot: KpopNewsBot) -> None:
-        self.bot = bot
+        self.bot: KpopNewsBot = bot
 
     @property
     def index(self) -> ArtistIndex | None:
-        return getattr(self.bot, "artists", None)
+        return self.bot.artists  # None when the artist data could not be loaded
 
     # --- /subscribe ---------------------------------------------------------------------------------------
 
@@ -106,7 +90,9 @@ class Subscriptions(commands.Cog):
                 created_by=interaction.user.id,
             )
         except SubscriptionError as exc:
-            raise UserFacingError(f"I cannot subscribe {channel.mention}: {exc}.") from None
+            raise UserFacingError(
+                f"I cannot subscribe {channel.mention}: {escape_discord(str(exc))}."
+            ) from None
         what = _describe_filter(who.label if who else None, feed.name if feed else None, only_trending)
         if result.created:
             text = (
@@ -115,12 +101,10 @@ class Subscriptions(commands.Cog):
             )
         elif result.changed:
             text = f"Updated: {channel.mention} gets {what}, and posting is back on."
-            worker = getattr(self.bot, "delivery", None)
-            if worker is not None:
-                worker.wake()  # stories held back by a refusal may go now
+            self.bot.delivery.wake()  # stories held back by a refusal may go now
         else:
             text = f"{channel.mention} already gets {what}."
-        await self._answer(interaction, text)
+        await answer(interaction, text, ephemeral=True)
 
     # --- /unsubscribe -------------------------------------------------------------------------------------
 
@@ -164,7 +148,7 @@ class Subscriptions(commands.Cog):
         )
         if remaining:
             lines.append(f"Still on there: {len(remaining)} subscription(s) (see `/subscriptions`).")
-        await self._answer(interaction, "\n".join(lines))
+        await answer(interaction, "\n".join(lines), ephemeral=True)
 
     # --- /subscriptions -----------------------------------------------------------------------------------
 
@@ -177,9 +161,10 @@ class Subscriptions(commands.Cog):
         assert interaction.guild_id is not None
         found = await self.bot.store.subscriptions.list(guild_id=interaction.guild_id)
         if not found:
-            await self._answer(
+            await answer(
                 interaction,
                 "This server has no subscriptions yet. `/subscribe` posts new stories to a channel.",
+                ephemeral=True,
             )
             return
         blocks = [self._health_block(s) for s in found]
@@ -203,7 +188,7 @@ class Subscriptions(commands.Cog):
         content = None
         if shown < len(blocks):
             content = f"Showing {shown} of {len(blocks)} subscriptions (the first ones by channel)."
-        await self._answer(interaction, content, embeds=embeds[:10])
+        await answer(interaction, content, embeds=embeds[:10], ephemeral=True)
 
     # --- autocomplete -------------------------------------------------------------------------------------
 
@@ -266,11 +251,7 @@ class Subscriptions(commands.Cog):
         text = text.strip()
         source = await find_guild_source(self.bot.store, interaction.guild_id, text)
         if source is not None:
-            if adding and not source.enabled:
-                raise UserFacingError(
-                    f"The source **{escape_discord(source.name)}** is switched off: {source.disabled_reason}."
-                )
-            return source
+            return source  # one switched off is refused by add_subscription
         if not looks_like_url(text):
             known = await sources_for_guild(self.bot.store, interaction.guild_id)
             names = ", ".join(f"**{escape_discord(s.name)}**" for s in known)
@@ -309,13 +290,6 @@ class Subscriptions(commands.Cog):
     @staticmethod
     def _list_embed(blocks: list[str]) -> discord.Embed:
         return discord.Embed(description="\n\n".join(blocks), color=0x5865F2)
-
-    async def _answer(self, interaction: discord.Interaction, content: str | None, **kwargs: Any) -> None:
-        kwargs["allowed_mentions"] = discord.AllowedMentions.none()
-        if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=True, **kwargs)
-        else:
-            await interaction.response.send_message(content, ephemeral=True, **kwargs)
 
 
 def _error_is_recent(sub: Subscription) -> bool:

@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import KpopNewsBot
 from bot.embed import safe_url, source_color
 from bot.text import escape_discord, one_line, truncate
 from bot.timeutil import to_iso, utcnow
@@ -22,8 +23,7 @@ from bot.trending import (
     outlets_label,
     trending_clusters,
 )
-from cogs.paging import OwnedPager
-from cogs.replies import answer
+from cogs.common import OwnedPager, answer, answer_error
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +116,15 @@ class TrendingPager(OwnedPager):
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
     ) -> None:
         log.exception("/trending page button failed (offset %d)", self.offset, exc_info=error)
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send("Sorry, I could not turn the page.", ephemeral=True)
-            else:
-                await interaction.response.send_message(
-                    "Sorry, I could not turn the page. Run `/trending` again.", ephemeral=True
-                )
-        except discord.HTTPException:
-            log.warning("could not tell the user that a /trending page failed")
+        await answer_error(interaction, "Sorry, I could not turn the page. Run `/trending` again.")
 
 
 class Trending(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
+    def __init__(self, bot: KpopNewsBot) -> None:
+        self.bot: KpopNewsBot = bot
 
     async def ranking(self, hours: int) -> list[TrendingCluster]:
-        store = self.bot.store  # type: ignore[attr-defined]
-        return await trending_clusters(store, hours=hours, limit=DEFAULT_LIMIT)
+        return await trending_clusters(self.bot.store, hours=hours, limit=DEFAULT_LIMIT)
 
     @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")
     @app_commands.describe(hours=f"How far back to look, in hours (1-{MAX_HOURS}, default {DEFAULT_HOURS})")
@@ -165,5 +156,5 @@ class Trending(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: KpopNewsBot) -> None:
     await bot.add_cog(Trending(bot))

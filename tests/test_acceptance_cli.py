@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import os
 import re
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.bot_harness import REPO_ROOT, kpopnews_command
+from tests.support.cli import REPO_ROOT, run_kpopnews
 from tests.support.feed_server import FeedServer, rss
 
 SEED = Path("/work/shared/fixtures/koreaboo-style-v-iu.xml")
@@ -38,26 +37,6 @@ PLATFORMS = {"twitter", "x", "bluesky", "tiktok", "instagram", "threads", "reddi
 
 
 # --- running the program -----------------------------------------------------------------------------------
-
-
-def kpopnews(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run the program; never a traceback, whatever the outcome."""
-    child_env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
-    child_env.update(env or {})
-    done = subprocess.run(
-        [*kpopnews_command(), *args],
-        cwd=cwd,
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    assert "Traceback" not in done.stdout, done.stdout
-    return done
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -250,8 +229,8 @@ def polled(tmp_path_factory: pytest.TempPathFactory, feeds: FeedServer) -> dict[
     """A folder whose config.toml points at the three loopback outlets, polled twice."""
     folder = tmp_path_factory.mktemp("polled")
     write_config(folder, feeds)
-    first = kpopnews("poll", "--once", cwd=folder)
-    second = kpopnews("poll", "--once", cwd=folder)
+    first = run_kpopnews("poll", "--once", cwd=folder)
+    second = run_kpopnews("poll", "--once", cwd=folder)
     return {"folder": folder, "first": first, "second": second}
 
 
@@ -259,7 +238,7 @@ def polled(tmp_path_factory: pytest.TempPathFactory, feeds: FeedServer) -> dict[
 
 
 def test_preview_json_of_the_seed_story_is_the_contract_shape(tmp_path: Path) -> None:
-    done = kpopnews("preview", str(SEED), "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", str(SEED), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     stories = json_lines(done.stdout)
     assert len(stories) == 1
@@ -290,12 +269,12 @@ def test_preview_json_of_the_seed_story_is_the_contract_shape(tmp_path: Path) ->
 
 
 def test_preview_human_output_and_limit(tmp_path: Path, feeds: FeedServer) -> None:
-    done = kpopnews("preview", str(SEED), cwd=tmp_path)
+    done = run_kpopnews("preview", str(SEED), cwd=tmp_path)
     assert done.returncode == 0 and "BTS’s V Is Going Viral" in done.stdout
     assert "{" not in done.stdout.splitlines()[0]
 
-    one = kpopnews("preview", feeds.url("/dyn/koreaboo"), "--json", "--limit", "1", cwd=tmp_path)
-    both = kpopnews("preview", feeds.url("/dyn/koreaboo"), "--json", cwd=tmp_path)
+    one = run_kpopnews("preview", feeds.url("/dyn/koreaboo"), "--json", "--limit", "1", cwd=tmp_path)
+    both = run_kpopnews("preview", feeds.url("/dyn/koreaboo"), "--json", cwd=tmp_path)
     assert one.returncode == 0 and both.returncode == 0, (one.stderr, both.stderr)
     assert len(json_lines(one.stdout)) == 1
     assert len(json_lines(both.stdout)) == 2
@@ -305,7 +284,7 @@ def test_preview_human_output_and_limit(tmp_path: Path, feeds: FeedServer) -> No
 
 
 def test_preview_of_a_url_source(tmp_path: Path, feeds: FeedServer) -> None:
-    done = kpopnews("preview", feeds.url("/dyn/soompi"), "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", feeds.url("/dyn/soompi"), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     stories = json_lines(done.stdout)
     assert [s["title"] for s in stories] == [SOOMPI_V_IU["title"], SOOMPI_KARINA["title"]]
@@ -318,7 +297,7 @@ def test_preview_of_a_url_source(tmp_path: Path, feeds: FeedServer) -> None:
 
 def test_preview_missing_file_is_named_and_the_good_one_still_printed(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-feed.xml"
-    done = kpopnews("preview", str(missing), str(SEED), "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", str(missing), str(SEED), "--json", cwd=tmp_path)
     assert done.returncode == 1
     stories = json_lines(done.stdout)
     assert len(stories) == 1 and stories[0]["url"] == V_IU_LINK
@@ -331,7 +310,7 @@ BAD_PATHS = ["/status/404", "/status/500", "/html", "/empty", "/reset", "/loop/a
 
 def test_preview_of_bad_urls_is_one_line_each_and_exit_1(tmp_path: Path, feeds: FeedServer) -> None:
     urls = [feeds.url(path) for path in BAD_PATHS]
-    done = kpopnews("preview", *urls[:3], str(SEED), *urls[3:], "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", *urls[:3], str(SEED), *urls[3:], "--json", cwd=tmp_path)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert len(json_lines(done.stdout)) == 1
     errors = stderr_lines(done)
@@ -342,7 +321,7 @@ def test_preview_of_bad_urls_is_one_line_each_and_exit_1(tmp_path: Path, feeds: 
 
 def test_preview_hostile_fixtures_never_trace(tmp_path: Path) -> None:
     folder = REPO_ROOT / "tests" / "fixtures" / "feeds"
-    done = kpopnews("preview", *sorted(str(p) for p in folder.iterdir()), "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", *sorted(str(p) for p in folder.iterdir()), "--json", cwd=tmp_path)
     assert done.returncode in (0, 1)
     stories = json_lines(done.stdout)
     assert stories
@@ -354,10 +333,10 @@ def test_preview_hostile_fixtures_never_trace(tmp_path: Path) -> None:
 
 def test_preview_usage_errors_exit_2(tmp_path: Path) -> None:
     for args in (["preview"], ["preview", str(SEED), "--limit", "0"], ["preview", str(SEED), "--limit", "x"]):
-        done = kpopnews(*args, cwd=tmp_path)
+        done = run_kpopnews(*args, cwd=tmp_path)
         assert done.returncode == 2, (args, done.stderr)
         assert len(stderr_lines(done)) == 1, done.stderr
-    assert kpopnews("no-such-command", cwd=tmp_path).returncode == 2
+    assert run_kpopnews("no-such-command", cwd=tmp_path).returncode == 2
 
 
 # --- poll --once -----------------------------------------------------------------------------------------------
@@ -365,7 +344,7 @@ def test_preview_usage_errors_exit_2(tmp_path: Path) -> None:
 
 def test_poll_once_with_no_config_in_an_empty_folder(tmp_path: Path) -> None:
     # the built-in sources are unreachable from here: each fails in a line of its own, no traceback, exit 1
-    done = kpopnews("poll", "--once", cwd=tmp_path, timeout=90)
+    done = run_kpopnews("poll", "--once", cwd=tmp_path, timeout=90)
     assert done.returncode == 1, (done.stdout, done.stderr)
     text = done.stdout + done.stderr
     for name in ("Koreaboo", "Soompi", "NME"):
@@ -392,10 +371,10 @@ def test_poll_once_with_one_bad_source_is_exit_1_and_the_rest_stored(
     tmp_path: Path, feeds: FeedServer
 ) -> None:
     write_config(tmp_path, feeds, names=("koreaboo", "missing"))
-    done = kpopnews("poll", "--once", cwd=tmp_path)
+    done = run_kpopnews("poll", "--once", cwd=tmp_path)
     assert done.returncode == 1
     assert "missing" in done.stdout + done.stderr
-    found = kpopnews("search", "SEVENTEEN", "--json", cwd=tmp_path)
+    found = run_kpopnews("search", "SEVENTEEN", "--json", cwd=tmp_path)
     assert [s["title"] for s in json_lines(found.stdout)] == [SEVENTEEN["title"]]
 
 
@@ -403,7 +382,7 @@ def test_poll_once_with_one_bad_source_is_exit_1_and_the_rest_stored(
 
 
 def search(polled: dict[str, Any], *query: str) -> subprocess.CompletedProcess[str]:
-    done = kpopnews("search", *query, cwd=polled["folder"])
+    done = run_kpopnews("search", *query, cwd=polled["folder"])
     assert done.returncode == 0, done.stderr
     return done
 
@@ -500,7 +479,7 @@ def test_search_empty_ish_and_unknown(polled: dict[str, Any]) -> None:
 
 
 def test_search_with_no_database_yet(tmp_path: Path) -> None:
-    done = kpopnews("search", "V", "--json", cwd=tmp_path)
+    done = run_kpopnews("search", "V", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json_lines(done.stdout) == []
 
@@ -509,7 +488,7 @@ def test_search_with_no_database_yet(tmp_path: Path) -> None:
 
 
 def test_trending_json_shape_and_three_outlets_first(polled: dict[str, Any]) -> None:
-    done = kpopnews("trending", "--json", cwd=polled["folder"])
+    done = run_kpopnews("trending", "--json", cwd=polled["folder"])
     assert done.returncode == 0, done.stderr
     clusters = json_lines(done.stdout)
     assert clusters
@@ -537,15 +516,15 @@ def test_trending_json_shape_and_three_outlets_first(polled: dict[str, Any]) -> 
 
 
 def test_trending_hours(polled: dict[str, Any]) -> None:
-    wide = json_lines(kpopnews("trending", "--json", "--hours", "72", cwd=polled["folder"]).stdout)
-    day = json_lines(kpopnews("trending", "--json", cwd=polled["folder"]).stdout)
+    wide = json_lines(run_kpopnews("trending", "--json", "--hours", "72", cwd=polled["folder"]).stdout)
+    day = json_lines(run_kpopnews("trending", "--json", cwd=polled["folder"]).stdout)
     titles_wide = {s["title"] for c in wide for s in c["stories"]}
     titles_day = {s["title"] for c in day for s in c["stories"]}
     assert OLD_TWICE["title"] in titles_wide
     assert OLD_TWICE["title"] not in titles_day, "published 30 h ago: outside the default 24 h"
-    done = kpopnews("trending", "--hours", "24", cwd=polled["folder"])
+    done = run_kpopnews("trending", "--hours", "24", cwd=polled["folder"])
     assert done.returncode == 0 and "Love Wins All" in done.stdout
-    bad = kpopnews("trending", "--hours", "soon", cwd=polled["folder"])
+    bad = run_kpopnews("trending", "--hours", "soon", cwd=polled["folder"])
     assert bad.returncode == 2 and len(stderr_lines(bad)) == 1
 
 
@@ -558,7 +537,7 @@ def test_every_contract_and_documented_key_is_accepted(tmp_path: Path, feeds: Fe
     example = example.replace('database = "kpopnews.db"', 'database = "every-key.db"')
     example += f'\n[[sources]]\nname = "Soompi"\nurl = "{feeds.url("/dyn/soompi")}"\ncolor = "#00A0E9"\n'
     (tmp_path / "config.toml").write_text(example, encoding="utf-8")
-    done = kpopnews("poll", "--once", cwd=tmp_path)
+    done = run_kpopnews("poll", "--once", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "every-key.db").exists()
 
@@ -569,9 +548,9 @@ def test_every_contract_and_documented_key_is_accepted(tmp_path: Path, feeds: Fe
     )
     path = tmp_path / "contract.toml"
     path.write_text(contract, encoding="utf-8")
-    done = kpopnews("poll", "--once", "--config", str(path), cwd=tmp_path)
+    done = run_kpopnews("poll", "--once", "--config", str(path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    found = kpopnews("search", "IU", "--json", "--config", str(path), cwd=tmp_path)
+    found = run_kpopnews("search", "IU", "--json", "--config", str(path), cwd=tmp_path)
     assert [s["url"] for s in json_lines(found.stdout)] == [V_IU_LINK]
 
 
@@ -579,20 +558,20 @@ def test_a_local_file_source(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(
         f'[storage]\ndatabase = "f.db"\n[[sources]]\nname = "Local"\nurl = "{SEED}"\n', encoding="utf-8"
     )
-    done = kpopnews("poll", "--once", cwd=tmp_path)
+    done = run_kpopnews("poll", "--once", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert [s["url"] for s in json_lines(kpopnews("search", "뷔", "--json", cwd=tmp_path).stdout)] == [
+    assert [s["url"] for s in json_lines(run_kpopnews("search", "뷔", "--json", cwd=tmp_path).stdout)] == [
         V_IU_LINK
     ]
 
 
 def test_run_without_a_token_is_exit_2_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('sources = []\n[storage]\ndatabase = "t.db"\n', encoding="utf-8")
-    done = kpopnews("run", cwd=tmp_path, timeout=30)
+    done = run_kpopnews("run", cwd=tmp_path, timeout=30)
     assert done.returncode == 2
     lines = stderr_lines(done)
     assert len(lines) == 1 and "token" in lines[0].lower(), lines
-    empty_env = kpopnews("run", cwd=tmp_path, env={"DISCORD_TOKEN": ""}, timeout=30)
+    empty_env = run_kpopnews("run", cwd=tmp_path, env={"DISCORD_TOKEN": ""}, timeout=30)
     assert empty_env.returncode == 2
 
 
@@ -622,27 +601,27 @@ def test_bad_configuration_is_exit_2_naming_the_key(tmp_path: Path, toml: str, n
     # every command reads the same configuration; one of them per case keeps the file fast
     commands = (["poll", "--once"], ["search", "V"], ["run"], ["trending"])
     args = commands[sum(map(ord, toml)) % len(commands)]
-    done = kpopnews(*args, cwd=tmp_path, env={"DISCORD_TOKEN": "x.y.z"}, timeout=30)
+    done = run_kpopnews(*args, cwd=tmp_path, env={"DISCORD_TOKEN": "x.y.z"}, timeout=30)
     assert done.returncode == 2, (args, done.stdout, done.stderr)
     lines = stderr_lines(done)
     assert len(lines) == 1 and named.lower() in lines[0].lower(), lines
 
 
 def test_missing_config_file_given_is_exit_2(tmp_path: Path) -> None:
-    done = kpopnews("search", "V", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    done = run_kpopnews("search", "V", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert done.returncode == 2 and "nope.toml" in done.stderr and len(stderr_lines(done)) == 1
 
 
 def test_python_m_bot_is_the_same_program(tmp_path: Path) -> None:
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "preview", str(SEED), "--json"],
+    done = run_kpopnews(
+        "preview",
+        str(SEED),
+        "--json",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env={"PYTHONPATH": str(REPO_ROOT)},
+        command=[sys.executable, "-m", "bot"],
     )
     assert done.returncode == 0, done.stderr
     assert json_lines(done.stdout)[0]["url"] == V_IU_LINK
@@ -678,7 +657,7 @@ def test_preview_tags_artists_by_every_name_and_not_look_alikes(tmp_path: Path) 
     ]
     feed = tmp_path / "tagging.xml"
     feed.write_bytes(rss(items))
-    done = kpopnews("preview", str(feed), "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", str(feed), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     got = {s["title"]: {a["id"] for a in s["artists"]} for s in json_lines(done.stdout)}
     assert got == cases
@@ -694,7 +673,7 @@ def test_preview_of_an_excerpt_feed_reads_the_article_pages(tmp_path: Path, feed
         feed,
     )
     url = feeds.set_feed("soompi-excerpts", feed.encode("utf-8"))
-    done = kpopnews("preview", url, "--json", cwd=tmp_path)
+    done = run_kpopnews("preview", url, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     stories = {s["title"]: s for s in json_lines(done.stdout)}
     v_iu = next(s for title, s in stories.items() if "Love Wins All" in title)

@@ -23,7 +23,8 @@ import pytest
 import pytest_asyncio
 
 from bot.config import SourceConfig
-from tests.support.bot_harness import REPO_ROOT, BotProcess, bot_process, write_config
+from tests.support.bot_harness import BotProcess, bot_process, write_config
+from tests.support.cli import REPO_ROOT
 from tests.support.discord_server import FakeDiscord, FakeGuild, InvocationRefused, Permission
 from tests.support.feed_server import FeedServer, rss
 

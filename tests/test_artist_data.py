@@ -124,7 +124,7 @@ def test_no_name_silently_means_two_artists(index):
     for key in shared:
         assert key in index.shared_keys
         primary = index.primary.get(key)
-        for entry in index._table[key]:
+        for entry in index.tagger._table[key]:
             if entry.artist_id != primary:
                 assert entry.weak, (key, entry.artist_id)
     assert {"chaewon", "mark", "jimin", "kimtaehyung"} <= set(shared)
@@ -141,7 +141,7 @@ def test_ambiguous_names_need_context(index):
         "exo-kai",
     ):
         artist = index.get(artist_id)
-        entries = [e for e in index._table[compact_key(artist.name)] if e.artist_id == artist_id]
+        entries = [e for e in index.tagger._table[compact_key(artist.name)] if e.artist_id == artist_id]
         assert entries and all(e.weak for e in entries), artist_id
 
 

@@ -24,7 +24,6 @@ from bot.store import Store
 from tests.support.bot_harness import (
     BotHarness,
     bot_config,
-    bot_harness,  # noqa: F401 - a fixture
     bot_process,
     fake_discord_with_bot,
     running_bot,
@@ -192,12 +191,20 @@ async def test_services_run_restart_and_stop_with_the_bot(tmp_path: Path) -> Non
         assert bot.http_session.closed
 
 
-async def test_missing_extension_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_cog_that_fails_to_load_is_an_error_and_the_others_still_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken_cog.py").write_text('raise RuntimeError("a bug in the cog")\n', encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
     async with fake_discord_with_bot(tmp_path) as h:
-        await h.bot._load_extension("cogs.not_written_yet")
-        assert "cogs.not_written_yet" in h.bot.extensions_missing
-        assert "cogs.about" in h.bot.extensions
-    assert "cogs.not_written_yet is not there yet" in caplog.text
+        await h.bot._load_extension("broken_cog")
+        await h.bot._load_extension("cogs.no_such_cog")
+        assert "broken_cog" not in h.bot.extensions and "cogs.about" in h.bot.extensions
+        interaction = await h.server.invoke("about")
+        assert (await interaction.reply())["embeds"]
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR and "failed to load" in r.getMessage()]
+    assert [r.getMessage().split()[1] for r in failed] == ["broken_cog", "cogs.no_such_cog"]
+    assert failed[0].exc_info is not None and "a bug in the cog" in str(failed[0].exc_info[1])
 
 
 async def test_point_discord_at_empty_means_discord() -> None:
@@ -213,7 +220,7 @@ async def test_point_discord_at_empty_means_discord() -> None:
         discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
-async def test_harness_fixture_gives_a_ready_bot(bot_harness: BotHarness) -> None:  # noqa: F811
+async def test_harness_fixture_gives_a_ready_bot(bot_harness: BotHarness) -> None:
     assert bot_harness.bot.is_ready()
     assert {c.name for c in bot_harness.bot.get_guild(bot_harness.guild.id).text_channels} == {
         "general",

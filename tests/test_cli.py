@@ -1,20 +1,8 @@
 """The command line's usage and configuration errors: exit 2, one clear line, never a traceback."""
 
-import subprocess
-import sys
-
 import pytest
 
-
-def kpopnews(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent.parent)},
-    )
+from tests.support.cli import run_kpopnews
 
 
 @pytest.mark.parametrize(
@@ -29,7 +17,7 @@ def kpopnews(*args: str, cwd) -> subprocess.CompletedProcess:
     ],
 )
 def test_usage_errors_exit_2_in_one_line(tmp_path, args, says):
-    result = kpopnews(*args, cwd=tmp_path)
+    result = run_kpopnews(*args, cwd=tmp_path, inherit_env=False)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr
@@ -37,13 +25,13 @@ def test_usage_errors_exit_2_in_one_line(tmp_path, args, says):
 
 def test_bad_configuration_names_the_key(tmp_path):
     (tmp_path / "config.toml").write_text("[polling]\ninterval_seconds = 0\n")
-    result = kpopnews("poll", "--once", cwd=tmp_path)
+    result = run_kpopnews("poll", "--once", cwd=tmp_path, inherit_env=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["kpopnews: polling.interval_seconds must be ≥ 1, got 0.0"]
 
 
 def test_database_in_a_missing_folder_is_a_configuration_error(tmp_path):
     (tmp_path / "config.toml").write_text('[storage]\ndatabase = "no/such/dir/k.db"\n')
-    result = kpopnews("search", "V", cwd=tmp_path)
+    result = run_kpopnews("search", "V", cwd=tmp_path, inherit_env=False)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr

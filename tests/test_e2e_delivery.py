@@ -7,12 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.artists import ArtistIndex
 from bot.config import DeliveryConfig, PollingConfig, SourceConfig
 from bot.timeutil import utcnow
 from tests.support.bot_harness import BotHarness, bot_config, fake_discord_with_bot
@@ -392,3 +397,48 @@ async def test_also_on_edit_when_another_outlet_carries_the_story(tmp_path):
         await w.settle()
         assert len(w.server.messages(news.id)) == 1
         assert "Soompi" in embed_of(w.server.messages(news.id)[0])["description"]
+
+
+# --- without artist data -----------------------------------------------------------------------------------
+
+
+def _artist_data_missing(folder: Path) -> Any:
+    def load() -> Any:
+        return json.loads((folder / "no-such-data" / "kpopnet.min.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+def _artist_data_broken(folder: Path) -> Any:
+    def load() -> Any:
+        return ArtistIndex.from_data({"groups": [], "idols": []}, '[artist.bts-v]\nname = "V\n')
+
+    return load
+
+
+@pytest.mark.parametrize("unloadable", [_artist_data_missing, _artist_data_broken], ids=["missing", "broken"])
+async def test_stories_are_delivered_when_the_artist_data_cannot_be_loaded(
+    tmp_path, monkeypatch, capsys, caplog, unloadable
+):
+    # the bot runs in this process: its artist index is what ArtistIndex.load gives, here an error
+    monkeypatch.setattr(ArtistIndex, "load", staticmethod(unloadable(tmp_path)))
+    async with world(tmp_path) as w:
+        assert w.bot.artists is None and w.store.artists is None
+        news = w.channel("news")
+        assert "Done" in await w.subscribe(news)
+        w.publish(v_iu_feed(published=utcnow() - timedelta(minutes=10)))
+        [posted] = await w.server.wait_for_messages(news.id, 1, timeout=15)
+        await w.polled()
+        assert len(w.server.messages(news.id)) == 1
+        embed = embed_of(posted)
+        assert embed["url"] == V_IU_LINK
+        # no index to tag with: the story has no artists, so the card names none
+        [delivery] = await w.store.deliveries.list(status="sent")
+        story = await w.store.stories.get(delivery.story_id)
+        assert story is not None and story.url == V_IU_LINK and story.artists == []
+        assert "BTS" not in embed.get("footer", {}).get("text", "")
+    warned = [line for line in capsys.readouterr().err.splitlines() if "artist data" in line]
+    assert len(warned) == 1 and warned[0].startswith("kpopnews: warning: artist data cannot be loaded"), (
+        warned
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

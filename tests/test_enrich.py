@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.enrich import MAX_TITLE_CHARS, enrich_entries, enrich_entry, wants_article_page
+from bot.artists import ArtistIndex
+from bot.enrich import (
+    MAX_TITLE_CHARS,
+    enrich_entries,
+    enrich_entry,
+    fetch_article_pages,
+    wants_article_page,
+)
 from bot.models import ArtistRef, FeedEntry
 from bot.parse import parse_feed
 from bot.urls import canonical_url
@@ -33,9 +40,8 @@ def soompi_page(url: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def artists():  # the real index of the artists stage, when it is there
-    module = pytest.importorskip("bot.artists")
-    return module.ArtistIndex.load()
+def artists() -> ArtistIndex:
+    return ArtistIndex.load()
 
 
 def test_koreaboo_story(artists) -> None:
@@ -141,6 +147,27 @@ async def test_pages_fetched_once_and_with_bounded_concurrency() -> None:
     assert len(stories) == 30
     assert len(calls) == 10  # the same story in the batch three times: its page once
     assert peak == 3
+
+
+async def test_article_pages_are_keyed_by_canonical_link_and_only_for_excerpts() -> None:
+    """fetch_article_pages is what the poller hands its worker processes: the same pages enrich_entries uses."""
+    calls: list[str] = []
+
+    async def fetch_page(url: str) -> str | None:
+        calls.append(url)
+        if "broken" in url:
+            raise ConnectionResetError("peer went away")
+        return f"<html><body><article><p>{url}</p></article></body></html>"
+
+    excerpts = entries("soompi-style.xml")[:2]
+    broken = FeedEntry(
+        title="broken", link="https://e.example/broken/?utm_source=rss", summary_html="Excerpt"
+    )
+    full = entries("koreaboo-style-v-iu.xml")  # full content:encoded: no page wanted
+    pages = await fetch_article_pages([*excerpts, broken, *full], fetch_page, concurrency=2)
+    assert set(pages) == {canonical_url(e.link) for e in [*excerpts, broken]}
+    assert pages[canonical_url(broken.link)] is None and all(pages[canonical_url(e.link)] for e in excerpts)
+    assert sorted(calls) == sorted(e.link for e in [*excerpts, broken])
 
 
 async def test_a_failing_page_or_tagger_costs_nothing_but_itself() -> None:

@@ -144,6 +144,23 @@ async def test_redirects_are_followed_up_to_the_limit(fetcher, server):
     assert server.hits["/redirect/0"] == 1  # hop 1..3 followed, then stopped; never reached the feed
 
 
+async def test_where_permanent_redirects_lead_is_reported_as_a_move(fetcher, server):
+    server.set_feed("feed", wordpress_feed(1, prefix="mv"))
+    feed = server.url("/dyn/feed")
+    server.set_redirect("b", "/dyn/feed", 308)
+    server.set_redirect("a", "/moved/b", 301)
+    both = await fetch(fetcher, server.url("/moved/a"))  # 301 then 308: moved for good, all the way
+    assert both.status == "ok" and both.url == feed and both.moved_to == feed
+    server.set_redirect("b", "/dyn/feed", 302)
+    half = await fetch(fetcher, server.url("/moved/a"))  # 301 then 302: moved to b, which is away for now
+    assert half.url == feed and half.moved_to == server.url("/moved/b")
+    server.set_redirect("a", "/moved/b", 307)
+    server.set_redirect("b", "/dyn/feed", 301)
+    later = await fetch(fetcher, server.url("/moved/a"))  # the first answer was temporary: no move
+    assert later.url == feed and later.moved_to is None
+    assert (await fetch(fetcher, feed)).moved_to is None
+
+
 async def test_a_redirect_loop_is_named(fetcher, server):
     result = await fetch(fetcher, server.url("/loop/a"))
     assert result.status == "error" and "redirects in a loop" in result.error

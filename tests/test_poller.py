@@ -183,9 +183,10 @@ async def test_410_gone_disables_the_source_with_what_to_do(h):
     gone = await h.source("Gone")
     assert not gone.enabled and "410 Gone" in gone.disabled_reason
     assert "add the feed again at its new address" in gone.disabled_reason
-    h.clock.advance(days=1)
+    assert gone.probe_at == h.clock.now + timedelta(hours=1)
+    h.clock.advance(minutes=59)
     again = await poller.poll_all()
-    assert [r.source.name for r in again.sources] == ["Koreaboo"]  # a disabled source is not polled
+    assert [r.source.name for r in again.sources] == ["Koreaboo"]  # disabled: not polled before its probe
     assert h.server.hits["/status/410"] == 1
 
 
@@ -367,31 +368,6 @@ async def test_poll_once_command_prints_a_line_per_source_and_sets_the_exit_stat
     assert out == ""
 
 
-async def test_parsing_runs_in_worker_processes_that_survive_a_parse_that_takes_too_long():
-    from bot.parse import FeedError
-    from bot.poller import Workers
-
-    parsers = Workers(workers=1, timeout=30)
-    try:
-        parsed = await parsers.parse(wordpress_feed(3, prefix="w"), url="http://x/feed", content_type=None)
-        assert [e.link for e in parsed.entries] == [f"https://news.example.com/news/w-{i}/" for i in range(3)]
-        first_pool = parsers._pool
-        assert first_pool is not None and all(p.pid != os.getpid() for p in first_pool._processes.values())
-        with pytest.raises(FeedError, match="HTML"):  # the parser's own error crosses the process boundary
-            await parsers.parse(
-                b"<!doctype html><html><body>home</body></html>", url="http://x/", content_type=None
-            )
-        parsers.timeout = 0.0001
-        with pytest.raises(FeedError, match="took longer than 0.0001 s to process"):
-            await parsers.parse(wordpress_feed(200, prefix="big"), url="http://x/big", content_type=None)
-        assert parsers._pool is None  # the stuck worker was killed with its pool
-        parsers.timeout = 30
-        again = await parsers.parse(wordpress_feed(1, prefix="a"), url="http://x/feed", content_type=None)
-        assert len(again.entries) == 1 and parsers._pool is not first_pool
-    finally:
-        parsers.close()
-
-
 async def test_a_source_disabled_while_it_is_polled_stays_disabled(h):
     url = h.server.set_feed("slow", wordpress_feed(2, prefix="s"))
     poller = await h.poller([("Slow", url)])
@@ -400,10 +376,7 @@ async def test_a_source_disabled_while_it_is_polled_stays_disabled(h):
     polling = asyncio.create_task(poller.poll_source(source))
     while h.server.in_flight == 0:  # noqa: ASYNC110 - the request is on its way
         await asyncio.sleep(0.01)
-    await h.store.db.execute(
-        "UPDATE sources SET disabled_reason = 'removed by a server admin' WHERE id = ?", (source.id,)
-    )
-    await h.store.db.commit()
+    await h.store.sources.disable(source.id, "removed by a server admin")
     report = await polling
     assert report.outcome == "fetched"
     assert (await h.source("Slow")).disabled_reason == "removed by a server admin"
@@ -494,7 +467,7 @@ async def test_article_pages_of_excerpt_only_items_are_fetched_once_and_used(h):
 
 
 async def test_an_enrichment_that_hangs_fails_the_source_and_is_retried(h):
-    from bot.poller import Workers
+    from bot.workers import Workers
 
     class StuckEnrichment(Workers):
         async def enrich(self, *args, **kwargs):
@@ -519,3 +492,216 @@ async def test_an_enrichment_that_hangs_fails_the_source_and_is_retried(h):
         poller.workers.close()
     finally:
         workers.close()
+
+
+# --- feeds that change: permanent redirects, probes of disabled sources --------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 308])
+async def test_a_permanent_redirect_moves_the_source_after_two_polls_in_a_row(h, status):
+    h.server.set_feed("new", wordpress_feed(3, prefix="mv"))
+    old = h.server.set_redirect("old", "/dyn/new", status)
+    new = h.server.url("/dyn/new")
+    poller = await h.poller([("Moving", old)])
+    first = (await poller.poll_all()).sources[0]
+    assert first.line() == (
+        f"Moving: fetched, 3 stories, 3 new (redirects permanently to {new}: moved there if the next poll says "
+        "the same)"
+    )
+    source = await h.source("Moving")
+    assert (source.url, source.redirect_to, source.redirects_seen, source.moved_from) == (old, new, 1, None)
+
+    h.clock.advance(minutes=5)
+    second = (await poller.poll_all()).sources[0]
+    assert second.line() == (
+        f"Moving: not modified (moved permanently to {new}, was {old}; update its url in the configuration)"
+    )
+    source = await h.source("Moving")
+    assert (source.url, source.moved_from, source.moved_at) == (new, old, h.clock.now)
+    assert source.redirect_to is None and source.redirects_seen == 0 and source.enabled
+
+    h.clock.advance(minutes=5)
+    hits = h.server.hits["/moved/old"]
+    assert (await poller.poll_all()).sources[0].line() == "Moving: not modified"
+    assert h.server.hits["/moved/old"] == hits  # polled at its new address only
+    assert h.rows("SELECT count(*) FROM sources") == [(1,)]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_temporary_redirect_never_moves_the_source(h, status):
+    h.server.set_feed("new", wordpress_feed(2, prefix="tmp"))
+    old = h.server.set_redirect("old", "/dyn/new", status)
+    poller = await h.poller([("Visiting", old)])
+    for _ in range(3):
+        report = (await poller.poll_all()).sources[0]
+        assert report.outcome in ("fetched", "not_modified") and not report.notes
+        h.clock.advance(minutes=5)
+    source = await h.source("Visiting")
+    assert (source.url, source.redirect_to, source.moved_from) == (old, None, None)
+    assert h.server.hits["/moved/old"] == 3
+
+
+async def test_a_redirect_is_a_move_only_when_two_polls_in_a_row_answer_it(h):
+    h.server.set_feed("old", wordpress_feed(2, prefix="back"))
+    h.server.set_feed("a", wordpress_feed(2, prefix="back"))
+    h.server.set_feed("b", wordpress_feed(2, prefix="back"))
+    old = h.server.set_redirect("old", "/dyn/a")
+    poller = await h.poller([("Wavering", old)], max_failures=10)
+
+    async def poll() -> Source:
+        await poller.poll_all()
+        h.clock.advance(minutes=5)
+        return await h.source("Wavering")
+
+    assert (await poll()).redirects_seen == 1
+    h.server.set_redirect("old", None)  # answers itself again: the row is broken
+    assert (await poll()).redirect_to is None
+    h.server.set_redirect("old", "/dyn/a")
+    assert (await poll()).redirects_seen == 1
+    h.server.set_redirect("old", "/dyn/b")  # somewhere else: counted from one again
+    assert (await poll()).redirect_to == h.server.url("/dyn/b")
+    h.server.set_redirect("old", "/status/500", 301)  # a poll that fails breaks the row too
+    source = await poll()
+    assert source.redirect_to is None and source.consecutive_failures == 1
+    assert source.url == old and source.moved_from is None
+
+
+async def test_a_move_onto_another_sources_address_keeps_the_old_one_and_says_so(h):
+    h.server.set_feed("other", wordpress_feed(2, prefix="o"))
+    other = h.server.url("/dyn/other")
+    old = h.server.set_redirect("old", "/dyn/other")
+    poller = await h.poller([("Old", old), ("Other", other)])
+    await poller.poll_all()
+    h.clock.advance(minutes=5)
+    report = by_name((await poller.poll_all()).sources)["Old"]
+    assert report.outcome == "not_modified"
+    assert (
+        f"redirects permanently to {other}, which is the source 'Other' already: kept at {old}"
+        in report.line()
+    )
+    source = await h.source("Old")
+    assert source.url == old and source.enabled and source.redirect_to == other and source.redirects_seen == 2
+    assert h.rows("SELECT name, url FROM sources ORDER BY id") == [("Old", old), ("Other", other)]
+
+
+async def test_a_configuration_naming_the_old_address_keeps_the_moved_source(h):
+    h.server.set_feed("new", wordpress_feed(2, prefix="cfg"))
+    old = h.server.set_redirect("old", "/dyn/new")
+    poller = await h.poller([("Moving", old)])
+    await poller.poll_all()
+    await poller.poll_all()
+    (kept,) = await h.store.sources.sync_config([SourceConfig("Moving, renamed", old)])
+    assert (kept.name, kept.url, kept.moved_from, kept.enabled) == (
+        "Moving, renamed",
+        h.server.url("/dyn/new"),
+        old,
+        True,
+    )
+    assert h.rows("SELECT count(*) FROM sources") == [(1,)]
+    new = h.server.url("/dyn/new")
+    both = await h.store.sources.sync_config([SourceConfig("Old", old), SourceConfig("New", new)])
+    assert [(s.name, s.url) for s in both] == [("New", new)]  # one source, named by its current address
+    assert h.rows("SELECT count(*) FROM sources") == [(1,)]
+    await h.store.sources.sync_config([])  # removed from the configuration: retired, whatever its address
+    assert (await h.source("New")).disabled_reason == "removed from the configuration"
+
+
+async def test_a_disabled_source_is_probed_with_growing_gaps_and_comes_back_by_itself(h):
+    h.server.set_feed("back", wordpress_feed(4, prefix="bk"))
+    h.server.set_status("back", 410)
+    poller = await h.poller([("Back", h.server.url("/dyn/back"))])
+    report = (await poller.poll_all()).sources[0]
+    disabled_at = h.clock.now
+    assert report.failed and report.notes == [
+        f"disabled; next probe {(disabled_at + timedelta(hours=1)):%Y-%m-%d %H:%M} UTC"
+    ]
+    gaps = []
+    for expected_probes in (1, 2, 3, 4):
+        source = await h.source("Back")
+        assert not source.enabled and "410 Gone" in source.disabled_reason
+        h.clock.now = source.probe_at - timedelta(minutes=1)
+        assert (await poller.poll_all()).sources == []  # not before its time
+        h.clock.now = source.probe_at
+        probe = (await poller.poll_all()).sources[0]
+        assert probe.outcome == "disabled" and "410 Gone" in probe.line() and "next probe" in probe.line()
+        source = await h.source("Back")
+        assert source.probes == expected_probes
+        gaps.append(source.probe_at - h.clock.now)
+    assert gaps == [timedelta(hours=6), timedelta(hours=24), timedelta(hours=24), timedelta(hours=24)]
+    assert h.server.hits["/dyn/back"] == 5
+    assert h.rows("SELECT count(*) FROM stories") == [(0,)]
+
+    h.server.set_status("back", None)  # the site put it back
+    h.clock.now = source.probe_at
+    back = (await poller.poll_all()).sources[0]
+    assert back.line() == "Back: fetched, 4 stories, 4 new (enabled again: a probe found the feed answering)"
+    assert "If-None-Match" not in h.server.requests[-1].headers  # a probe asks for the feed itself
+    source = await h.source("Back")
+    assert (
+        source.enabled and source.probe_at is None and source.probes == 0 and source.consecutive_failures == 0
+    )
+    h.clock.advance(minutes=5)
+    assert (await poller.poll_all()).sources[0].line() == "Back: not modified"
+
+
+async def test_a_source_disabled_after_failures_is_probed_an_hour_later(h):
+    poller = await h.poller([("Broken", h.server.url("/status/503"))], max_failures=2)
+    for _ in range(2):
+        await poller.poll_all()
+        h.clock.now = (await h.source("Broken")).next_poll_at
+    source = await h.source("Broken")
+    assert not source.enabled and "after 2 failed polls in a row" in source.disabled_reason
+    assert source.probe_at == source.last_fetched_at + timedelta(hours=1)
+    h.clock.now = source.probe_at
+    assert (await poller.poll_all()).sources[0].outcome == "disabled"
+    assert h.server.hits["/status/503"] == 3
+
+
+async def test_a_source_switched_off_by_a_person_is_never_probed(h):
+    poller = await h.poller([("Off", h.server.set_feed("off", wordpress_feed(1, prefix="off")))])
+    source = await h.source("Off")
+    await h.store.sources.disable(source.id, "removed by a server admin")
+    h.clock.advance(days=3)
+    assert (await poller.poll_all()).sources == []
+    report = await poller.poll_source(await h.source("Off"))
+    assert report.line() == "Off: skipped: disabled: removed by a server admin"
+    assert h.server.hits["/dyn/off"] == 0
+
+
+async def test_a_probe_does_not_revive_a_source_switched_off_meanwhile(h):
+    h.server.set_feed("slow", wordpress_feed(1, prefix="sl"))
+    h.server.set_status("slow", 410)
+    poller = await h.poller([("Slow", h.server.url("/dyn/slow"))])
+    await poller.poll_all()
+    h.server.set_status("slow", None)
+    h.server.latency = 0.5
+    source = await h.source("Slow")
+    h.clock.now = source.probe_at
+    probing = asyncio.create_task(poller.poll_source(source))
+    while h.server.in_flight == 0:  # noqa: ASYNC110 - the probe is on its way
+        await asyncio.sleep(0.01)
+    await h.store.sources.disable(source.id, "removed by a server admin")
+    assert (await probing).outcome == "fetched"
+    stored = await h.source("Slow")
+    assert stored.disabled_reason == "removed by a server admin" and stored.probe_at is None
+
+
+async def test_run_forever_probes_a_disabled_source_when_its_probe_is_due(h):
+    h.server.set_feed("back", wordpress_feed(2, prefix="rfb"))
+    poller = await h.poller([("Back", h.server.url("/dyn/back"))])
+    source = await h.source("Back")
+    source.disabled_reason = "the feed answered 410 Gone on 2024-01-30 03:00 UTC: the site removed it"
+    source.probe_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    await h.store.sources.save_state(source)
+    poller.clock = lambda: datetime.now(UTC)
+    task = asyncio.create_task(poller.run_forever())
+    try:
+        async with asyncio.timeout(20):
+            while not (await h.source("Back")).enabled:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert h.server.hits["/dyn/back"] == 1
+    assert h.rows("SELECT count(*) FROM stories") == [(2,)]

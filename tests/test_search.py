@@ -1,8 +1,11 @@
 """Search over a real SQLite store: artist search (any name, groups include members), newest first, paging,
 FTS5 fallback that hostile text cannot break, suggestions, the CLI output, and retagging."""
 
+import asyncio
 import io
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +14,9 @@ from bot import search as search_module
 from bot.artists import ArtistIndex
 from bot.config import Config, StorageConfig
 from bot.models import ArtistRef, Story
-from bot.search import fts_query, render_text, retag_all, run_search, search_stories
+from bot.search import query_words, render_text, retag_all, run_search, search_stories
 from bot.store import Store
+from bot.store.stories import fts5_match
 
 T0 = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
 
@@ -197,6 +201,12 @@ async def test_words_inside_hostile_text_are_still_searched(store, index):
     assert [s.key for s in result.stories] == ["guid-6"]
 
 
+def fts_query(text: str, *, any_word: bool = False) -> str | None:
+    """User text as the FTS5 query the store runs: the words search looks for, each quoted."""
+    words = query_words(text, any_word=any_word)
+    return fts5_match(words, any_word=any_word) if words else None
+
+
 def test_fts_query_quotes_every_word():
     assert fts_query('NEAR(a "b") OR c*') == '"a" "b" "c"'
     assert fts_query("🥹 !!!") is None
@@ -245,6 +255,38 @@ async def test_cli_text_output_is_readable(tmp_path, store, index):
     assert text.startswith("Stories about BTS: 1-2 of 4, newest first")
     assert "1. Taehyung Shares Photos Of Yeontan" in text and "https://www.koreaboo.com/news/story-5/" in text
     assert "Koreaboo · 2024-01-30 13:00 UTC · V (BTS)" in text
+
+
+@asynccontextmanager
+async def write_held_open(store: Store, write: Callable[[], Awaitable[object]]) -> AsyncIterator[None]:
+    """Another task's transaction, written and not committed, held open while the body runs."""
+    written, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction():
+            await write()
+            written.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await asyncio.wait_for(written.wait(), 5)
+    try:
+        yield
+    finally:
+        release.set()
+        await task
+
+
+async def test_searches_read_the_read_connection_not_a_writers_transaction(store, index):
+    """/news and `kpopnews search` neither wait for an ingest's transaction nor see its uncommitted stories."""
+    fresh = make_story(7, "Taehyung Uncommitted Yeontan Story", [ref(index, "bts-v")], hours=30)
+    async with write_held_open(store, lambda: store.stories.add_many([fresh], source_id=None)):
+        by_artist = await asyncio.wait_for(search_stories(store, index, "V"), 5)
+        by_text = await asyncio.wait_for(search_stories(store, index, "Uncommitted Yeontan"), 5)
+    assert [s.key for s in by_artist.stories] == ["guid-5", "guid-1"]
+    assert by_text.mode == "text" and [s.key for s in by_text.stories] == ["guid-5"]  # any word: "Yeontan"
+    committed = await search_stories(store, index, "V")
+    assert [s.key for s in committed.stories] == ["guid-7", "guid-5", "guid-1"]
 
 
 async def test_sort_time_follows_the_story(store, index):

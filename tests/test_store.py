@@ -1,9 +1,11 @@
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
+from bot.artists import ArtistIndex
 from bot.config import SourceConfig
-from bot.models import Story
+from bot.models import ArtistRef, Story
 from bot.store import Store, StoreError, load_migrations
 from bot.store import database as store_module
 from bot.store.database import Migration
@@ -112,3 +114,69 @@ async def test_meta(tmp_path):
     await db.meta.set("x", "2")
     assert await db.meta.get("x") == "2"
     await db.close()
+
+
+async def test_sources_the_poller_disabled_before_probes_existed_are_probed_after_the_upgrade(
+    tmp_path, monkeypatch
+):
+    every = load_migrations()
+    monkeypatch.setattr(store_module, "load_migrations", lambda: [m for m in every if m.version < 700])
+    old = await Store.open(tmp_path / "k.db")
+    await old.close()
+    con = sqlite3.connect(tmp_path / "k.db")
+    reasons = {
+        "gone": "the feed answered 410 Gone on 2024-01-30 03:00 UTC: the site removed it. Remove this source, "
+        "or add the feed again at its new address",
+        "failing": "disabled on 2024-01-30 03:00 UTC after 10 failed polls in a row (last: timed out). Check the "
+        "URL in a browser, then fix or remove this source",
+        "removed": "removed from the configuration",
+        "fine": None,
+    }
+    for name, reason in reasons.items():
+        con.execute(
+            "INSERT INTO sources(url, name, disabled_reason, created_at) VALUES (?, ?, ?, '2024-01-01T00:00:00+00:00')",
+            (f"https://{name}.example/feed", name, reason),
+        )
+    con.commit()
+    con.close()
+    monkeypatch.setattr(store_module, "load_migrations", lambda: every)
+    db = await Store.open(tmp_path / "k.db")
+    probed = {s.name: s.probe_at for s in await db.sources.list()}
+    assert {name for name, at in probed.items() if at is not None} == {"gone", "failing"}
+    assert [s.name for s in await db.sources.list_to_poll()] == ["gone", "failing", "fine"]
+    await db.close()
+
+
+async def test_a_story_linked_again_to_its_source_keeps_when_it_was_first_seen_there(tmp_path):
+    db = await Store.open(tmp_path / "k.db")
+    (source,) = await db.sources.sync_config([SourceConfig("A", "https://a/feed")])
+    (stored,) = await db.stories.add_many([story("k", "https://a/k")], source_id=source.id)
+    con = sqlite3.connect(tmp_path / "k.db")
+    (first,) = con.execute("SELECT first_seen_at FROM source_stories").fetchone()
+    await db.stories.link_to_source(source.id, [stored.id], at=datetime(2030, 1, 1, tzinfo=UTC))
+    assert con.execute("SELECT first_seen_at FROM source_stories").fetchall() == [(first,)]
+    assert await db.sources.story_counts() == {source.id: 1}
+    con.close()
+    await db.close()
+
+
+async def test_without_an_artist_index_stored_artists_are_named_by_their_id(tmp_path):
+    tagged = story("guid-1", "https://www.koreaboo.com/news/v-iu/")
+    tagged.artists = [ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)]
+    index = ArtistIndex.load()
+    db = await Store.open(tmp_path / "k.db", artists=index)
+    try:
+        [added] = await db.stories.add_many([tagged], source_id=None)
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()
+
+    db = await Store.open(tmp_path / "k.db", artists=None)  # the artist data could not be loaded
+    try:
+        by_id = [ArtistRef("bts-v", "bts-v", None), ArtistRef("iu", "iu", None)]
+        assert (await db.stories.get(added.id)).artists == by_id
+        assert [s.artists for s in await db.stories.get_many([added.id])] == [by_id]
+        db.artists = index  # loaded later: named again
+        assert (await db.stories.get(added.id)).artists == tagged.artists
+    finally:
+        await db.close()

@@ -152,6 +152,17 @@ async def test_a_source_subscription_gets_stories_that_source_carried(store, sou
     assert [d.story_id for d in await store.deliveries.list()] == [both]
 
 
+async def test_a_switched_off_source_cannot_be_subscribed_to(store, sources):
+    koreaboo = sources[0]
+    koreaboo.disabled_reason = "410 Gone: the feed was removed"
+    await store.sources.save_state(koreaboo)
+    with pytest.raises(SubscriptionError, match="Koreaboo is switched off: 410 Gone"):
+        await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=koreaboo.id)
+    with pytest.raises(SubscriptionError, match="not there"):
+        await add_subscription(store, guild_id=GUILD, channel_id=NEWS, source_id=9999)
+    assert await store.subscriptions.list(guild_id=GUILD) == []
+
+
 async def test_backfill_old_and_undated_stories(store, sources):
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     now = utcnow()

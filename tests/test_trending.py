@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +26,7 @@ from bot.trending import (
     trending_clusters,
     trending_offers,
 )
+from tests.support.cli import run_kpopnews
 
 NOW = datetime(2024, 1, 30, 12, 0, tzinfo=UTC)
 V = ArtistRef("bts-v", "V", "BTS")
@@ -232,6 +231,29 @@ async def test_any_number_of_hours_looks_that_far_back(store):
     assert len(await trending_clusters(store, hours=1e30, now=NOW)) == 2  # "everything", never an error
 
 
+async def test_the_ranking_reads_the_read_connection_not_a_writers_transaction(store):
+    """/trending neither waits for an ingest's transaction nor sees its uncommitted stories and clusters."""
+    await store_and_cluster(store, v_iu_stories(outlets=2))
+    written, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction():
+            await store_and_cluster(store, v_iu_stories()[2:])
+            written.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await asyncio.wait_for(written.wait(), 5)
+    try:
+        (during,) = await asyncio.wait_for(trending_clusters(store, now=NOW), 5)
+    finally:
+        release.set()
+        await task
+    assert during.outlets == ["Koreaboo", "Soompi"]
+    (after,) = await trending_clusters(store, now=NOW)
+    assert after.outlets == ["Koreaboo", "Soompi", "SCMP"]
+
+
 async def test_fan_posts_are_counted_once_per_post(store):
     quote = Quote(
         "so taehyung was really singing", "daph", "babiejieun", "twitter", "https://x.com/a/status/1"
@@ -336,19 +358,6 @@ async def test_old_clusters_never_trend(store):
 # --- the command line --------------------------------------------------------------------------------------
 
 
-def kpopnews(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", *args, "--config", str(folder / "config.toml")],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 async def test_cli_trending_json_and_text(tmp_path):
     (tmp_path / "config.toml").write_text('sources = []\n[storage]\ndatabase = "k.db"\n', encoding="utf-8")
     now = datetime.now(UTC)
@@ -361,7 +370,7 @@ async def test_cli_trending_json_and_text(tmp_path):
     finally:
         await db.close()
 
-    done = kpopnews(tmp_path, "trending", "--json")
+    done = run_kpopnews("trending", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     clusters = [json.loads(line) for line in done.stdout.splitlines()]
     assert [c["rank"] for c in clusters] == [1, 2]
@@ -382,15 +391,15 @@ async def test_cli_trending_json_and_text(tmp_path):
     assert clusters[0]["outlets"] == ["Koreaboo", "Soompi", "SCMP"]
     assert {"id": "iu", "name": "IU", "group": None} in clusters[0]["artists"]
 
-    wide = kpopnews(tmp_path, "trending", "--json", "--hours", "72", "--limit", "5")
+    wide = run_kpopnews("trending", "--json", "--hours", "72", "--limit", "5", cwd=tmp_path)
     assert [c["title"] for c in map(json.loads, wide.stdout.splitlines())][-1] == "TWICE tour"
 
-    text = kpopnews(tmp_path, "trending")
+    text = run_kpopnews("trending", cwd=tmp_path)
     assert text.returncode == 0
     assert "1. BTS’s V Is Going Viral" in text.stdout and "— 3 outlets · 5 h ago" in text.stdout
 
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.toml").write_text('sources = []\n[storage]\ndatabase = "e.db"\n', encoding="utf-8")
-    nothing = kpopnews(empty, "trending", "--json")
+    nothing = run_kpopnews("trending", "--json", cwd=empty)
     assert nothing.returncode == 0 and nothing.stdout == ""

@@ -6,7 +6,7 @@ from bot.clustering import assign_clusters
 from bot.models import ArtistRef
 from bot.store import Store
 from bot.timeutil import utcnow
-from tests.support.bot_harness import BotHarness, bot_harness, fake_discord  # noqa: F401 - fixtures
+from tests.support.bot_harness import BotHarness
 from tests.test_trending import make_story, v_iu_stories
 
 SINGLES = [
@@ -51,7 +51,7 @@ def buttons(message: dict) -> dict[str, dict]:
     return {c["custom_id"]: c for row in message.get("components", []) for c in row["components"]}
 
 
-async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness: BotHarness):  # noqa: F811
+async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness: BotHarness):
     h = bot_harness
     await fill(h.bot.store)
     interaction = await h.server.invoke("trending", {}, channel_id=h.channel("news").id)
@@ -99,7 +99,7 @@ async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness
     assert h.server.message(int(reply["id"]))["embeds"][0]["title"] == top["title"]
 
 
-async def test_trending_hours_and_an_empty_window(bot_harness: BotHarness):  # noqa: F811
+async def test_trending_hours_and_an_empty_window(bot_harness: BotHarness):
     h = bot_harness
     empty = await h.server.invoke("trending", {})
     answer = await empty.reply(timeout=10)

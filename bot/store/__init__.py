@@ -18,16 +18,27 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.models import ArtistRef
+from bot.store.clusters import ClusterMember, ClusterMerge, ClusterSpan, ClusterTable
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.deliveries import DeliveryTable
 from bot.store.direct_messages import DirectMessageTable
 from bot.store.follows import FollowTable
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
-from bot.store.stories import ArtistNamer, StoredStory, StoryTable
+from bot.store.stories import ArtistNamer, StoredStory, StoryTable, StoryText
 from bot.store.subscriptions import SubscriptionTable
 
-__all__ = ["ArtistLookup", "Store", "StoreError", "StoredStory", "load_migrations"]
+__all__ = [
+    "ArtistLookup",
+    "ClusterMember",
+    "ClusterMerge",
+    "ClusterSpan",
+    "Store",
+    "StoreError",
+    "StoredStory",
+    "StoryText",
+    "load_migrations",
+]
 
 
 class _Artist(Protocol):
@@ -52,6 +63,7 @@ class Store:
         self.stories = StoryTable(db, self._artist_namer)
         self.subscriptions = SubscriptionTable(db)
         self.deliveries = DeliveryTable(db)
+        self.clusters = ClusterTable(db)
         self.follows = FollowTable(db)
         self.direct_messages = DirectMessageTable(db)
 

@@ -25,7 +25,11 @@ def quotes_to_json(quotes: list[Quote]) -> str:
 
 
 def quotes_from_json(text: str | None) -> list[Quote]:
-    return [Quote.from_json(q) for q in json.loads(text or "[]")]
+    """The stored quotes; a damaged row gives none rather than failing the story that holds it."""
+    try:
+        return [Quote.from_json(q) for q in json.loads(text or "[]") if isinstance(q, dict) and q.get("text")]
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
@@ -49,6 +53,22 @@ def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
     )
 
 
+def brief_story_from_row(row: Any) -> Story:
+    """A story without its text, content or artists, from a row of those columns and `cluster`."""
+    return Story(
+        key="",
+        title=row["title"],
+        url=row["url"],
+        source=row["source_name"],
+        published=from_iso(row["published_at"]),
+        image=row["image_url"],
+        quotes=quotes_from_json(row["quotes_json"]),
+        id=row["id"],
+        first_seen=from_iso(row["first_seen_at"]),
+        cluster_id=row["cluster"],
+    )
+
+
 def source_from_row(row: Any) -> Source:
     return Source(
         id=row["id"],
@@ -66,6 +86,12 @@ def source_from_row(row: Any) -> Source:
         consecutive_failures=row["consecutive_failures"],
         next_poll_at=from_iso(row["next_poll_at"]),
         disabled_reason=row["disabled_reason"],
+        probe_at=from_iso(row["probe_at"]),
+        probes=row["probes"],
+        redirect_to=row["redirect_to"],
+        redirects_seen=row["redirects_seen"],
+        moved_from=row["moved_from"],
+        moved_at=from_iso(row["moved_at"]),
     )
 
 

@@ -5,15 +5,30 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot.models import ArtistRef, Story
-from bot.store.database import IN_CHUNK, Database
+from bot.store.database import IN_CHUNK, Database, marks
 from bot.store.rows import quotes_to_json, story_from_row
 from bot.timeutil import to_iso, utcnow
 
 # How the store names an artist id it has stored: the artist index's ref, or None for an id it does not know.
 ArtistNamer = Callable[[str], ArtistRef | None]
+
+ARTISTS_PER_STATEMENT = 200  # artist search: SQLite caps a compound SELECT at 500 terms
+TEXT_WINDOW = 200  # text search: the newest matches by id, then sorted by time
+
+
+@dataclass
+class StoryText:
+    """What tagging reads of a stored story (`kpopnews retag`)."""
+
+    id: int
+    title: str
+    summary: str
+    content_html: str
+    categories: list[str]
 
 
 @dataclass
@@ -117,12 +132,17 @@ class StoryTable:
                 else:
                     results.append(StoredStory(ids[value], True))
             if source_id is not None and results:
-                linked = to_iso(now)
-                await self._db.executemany(
-                    "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
-                    [(source_id, result.id, linked) for result in results],
-                )
+                await self.link_to_source(source_id, [result.id for result in results], at=now)
         return results
+
+    async def link_to_source(self, source_id: int, story_ids: list[int], *, at: datetime) -> None:
+        """Record that this source's feed carries these stored stories (a link already there is kept)."""
+        async with self._db.transaction():
+            await self._db.executemany(
+                "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)"
+                " ON CONFLICT (source_id, story_id) DO NOTHING",
+                [(source_id, story_id, to_iso(at)) for story_id in story_ids],
+            )
 
     async def _find_ids(self, stories: list[Story]) -> list[int | None]:
         """The stored id of each story (same key or canonical link), or None; one statement per 300 stories."""
@@ -162,7 +182,8 @@ class StoryTable:
         ]
         if rows:
             await self._db.executemany(
-                "INSERT OR IGNORE INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)",
+                "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)"
+                " ON CONFLICT (story_id, artist_id) DO NOTHING",
                 rows,
             )
 
@@ -197,3 +218,88 @@ class StoryTable:
             ref = name(artist_id) if name is not None else None
             result.setdefault(story_id, []).append(ref or ArtistRef(artist_id, artist_id, None))
         return result
+
+    # --- reads for search and retagging ------------------------------------------------------------------
+
+    async def ids_by_artists(
+        self, artist_ids: list[str], *, limit: int, offset: int = 0, count_up_to: int
+    ) -> tuple[list[int], int]:
+        """Ids of the stories tagged with any of these artists, newest first (published, else first seen), one
+        page of them, and how many there are, counted up to `count_up_to` + 1.
+
+        Each artist's stories come newest first from the (artist_id, sort_at) index, so a big group costs
+        (offset + limit) rows per artist instead of a sort of all its stories."""
+        if not artist_ids:
+            return [], 0
+        want = offset + limit
+        # one round trip: each artist's newest `want` rows from the index, glued with UNION ALL
+        branch = (
+            "SELECT * FROM (SELECT COALESCE(sort_at, '') AS t, story_id FROM story_artists WHERE artist_id = ?"
+            " ORDER BY sort_at DESC, story_id DESC LIMIT ?) AS newest"
+        )
+        rows: list[Any] = []
+        for start in range(0, len(artist_ids), ARTISTS_PER_STATEMENT):
+            chunk = artist_ids[start : start + ARTISTS_PER_STATEMENT]
+            params: list[Any] = []
+            for artist_id in chunk:
+                params += [artist_id, want]  # a story in the overall top `want` is in its artist's top `want`
+            rows.extend(await self._db.fetchall(" UNION ALL ".join([branch] * len(chunk)), params))
+        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        page = list(dict.fromkeys(story_id for _, story_id in rows))[:want]
+        total = await self._db.fetchval(
+            "SELECT count(*) FROM (SELECT DISTINCT story_id FROM story_artists"
+            f" WHERE artist_id IN ({marks(len(artist_ids))}) LIMIT ?) AS tagged",
+            [*artist_ids, count_up_to + 1],
+        )
+        return page[offset:want], int(total)
+
+    async def search_text(
+        self, words: list[str], *, any_word: bool, limit: int, offset: int = 0, count_up_to: int
+    ) -> tuple[list[int], int]:
+        """Ids of the stories whose title or summary has all of these words (or, `any_word`, any of them),
+        newest first, one page of them, and how many there are, counted up to `count_up_to` + 1.
+
+        SQLite's FTS5 (table stories_fts): the one statement of the store written for one engine; another
+        engine brings its own full-text search in its place. The page is taken from the TEXT_WINDOW newest
+        matches by id (FTS5 walks its doclists in id order), sorted by the stories' time."""
+        if not words:
+            return [], 0
+        match = fts5_match(words, any_word=any_word)
+        total = await self._db.fetchval(
+            "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
+            (match, count_up_to + 1),
+        )
+        if not total:
+            return [], 0
+        rows = await self._db.fetchall(
+            "SELECT s.id, COALESCE(s.published_at, s.first_seen_at) AS t FROM stories s WHERE s.id IN"
+            " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
+            (match, max(TEXT_WINDOW, offset + limit)),
+        )
+        rows.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
+        return [r[0] for r in rows[offset : offset + limit]], int(total)
+
+    async def texts_after(self, after_id: int, limit: int) -> list[StoryText]:
+        """The next `limit` stories by id after `after_id`, with the text tagging reads."""
+        rows = await self._db.fetchall(
+            "SELECT id, title, summary, content_html, categories_json FROM stories WHERE id > ?"
+            " ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [
+            StoryText(row[0], row[1] or "", row[2] or "", row[3] or "", _categories(row[4])) for row in rows
+        ]
+
+
+def fts5_match(words: list[str], *, any_word: bool) -> str:
+    """Words as an FTS5 query: each a quoted string, so that no word is ever an operator or a column filter."""
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    return (" OR " if any_word else " ").join(quoted)
+
+
+def _categories(text: str | None) -> list[str]:
+    try:
+        found = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(c) for c in found] if isinstance(found, list) else []

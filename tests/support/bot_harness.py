@@ -1,8 +1,6 @@
 """Start FakeDiscord and the real KpopNewsBot against it: in-process, or as the `kpopnews run` process.
 
-In-process (most e2e tests):
-
-    from tests.support.bot_harness import bot_harness, fake_discord  # fixtures
+In-process (most e2e tests), with the fixtures `bot_harness` and `fake_discord` of tests/conftest.py:
 
     async def test_about(bot_harness: BotHarness) -> None:
         h = bot_harness                                   # h.server, h.bot, h.config, h.guild, h.database
@@ -22,23 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import discord
-import pytest
 
 from bot.config import Config, DeliveryConfig, DiscordConfig, PollingConfig, SourceConfig, StorageConfig
 from bot.discord_bot import KpopNewsBot, point_discord_at
+from tests.support.cli import child_env, kpopnews_command
 from tests.support.discord_server import FakeChannel, FakeDiscord, FakeGuild
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def bot_config(
@@ -127,18 +120,6 @@ async def fake_discord_with_bot(
         yield BotHarness(server, bot, config, guild, Path(config.storage.database))
 
 
-@pytest.fixture
-async def fake_discord() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot_harness(tmp_path: Path) -> AsyncIterator[BotHarness]:
-    async with fake_discord_with_bot(tmp_path) as harness:
-        yield harness
-
-
 # --- the bot as a process -----------------------------------------------------------------------------------
 
 
@@ -177,15 +158,6 @@ def write_config(
 
 def _toml(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def kpopnews_command() -> list[str]:
-    """The installed `kpopnews` console script, else `python -m bot` (the same program)."""
-    script = Path(sys.executable).with_name("kpopnews")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("kpopnews")
-    return [found] if found else [sys.executable, "-m", "bot"]
 
 
 @dataclass
@@ -246,9 +218,6 @@ async def bot_process(
 ) -> AsyncIterator[BotProcess]:
     """`kpopnews run --config config_path` as a child process (DISCORD_TOKEN removed from the environment
     unless `env` sets it); killed on exit if still running."""
-    child_env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
-    child_env.update(env or {})
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
     process = await asyncio.create_subprocess_exec(
         *kpopnews_command(),
         "run",
@@ -256,7 +225,7 @@ async def bot_process(
         str(config_path),
         *args,
         cwd=str(config_path.parent),
-        env=child_env,
+        env=child_env({"PYTHONUNBUFFERED": "1", **(env or {})}),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

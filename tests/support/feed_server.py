@@ -13,12 +13,15 @@ Routes (all GET):
   /files/{name}            a file from tests/fixtures/feeds/ (or pages/, or fixtures/), with ETag/Last-Modified
                            and 304 on If-None-Match / If-Modified-Since
   /dyn/{name}              a body registered with set_feed(name, bytes, ...): 304 handling as above unless
-                           validators=False (then no ETag/Last-Modified at all); set_feed again to change it
+                           validators=False (then no ETag/Last-Modified at all); set_feed again to change it;
+                           set_status(name, 410) makes it answer that status instead, set_status(name, None) undoes it
   /pages/{name}            an HTML page registered with set_page(name, html) (article pages for enrichment)
   /status/{code}           answers that status; ?retry_after=120 or an HTTP date adds Retry-After
   /flaky/{name}            answers ?code= (default 500) the first ?fail= (default 1) times, then serves /dyn/{name}
   /redirect/{n}?to=PATH    n redirects (302) in a chain, then to PATH (default /files/koreaboo-style-v-iu.xml)
   /redirect-to?url=URL     one 302 to any URL (e.g. a private address, or file:///etc/passwd)
+  /moved/{name}            the redirect registered with set_redirect(name, to, status) (301, 302, 307, 308...);
+                           without one (or after set_redirect(name, None)) the feed set_feed(name, ...) as /dyn/
   /loop/a, /loop/b         a redirect loop
   /slow-headers?delay=S    waits S seconds before answering
   /slow-drip?delay=S&chunks=N   a 200 whose body trickles out, one small chunk every S seconds
@@ -166,6 +169,8 @@ class FeedServer:
         self.requests: list[RequestRecord] = []
         self.feeds: dict[str, Served] = {}
         self.pages: dict[str, str] = {}
+        self.redirects: dict[str, tuple[int, str]] = {}
+        self.statuses: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self._flaky_left: dict[str, int] = {}
 
@@ -180,6 +185,7 @@ class FeedServer:
         app.router.add_get("/flaky/{name}", self._flaky)
         app.router.add_get("/redirect/{n}", self._redirect_chain)
         app.router.add_get("/redirect-to", self._redirect_to)
+        app.router.add_get("/moved/{name}", self._moved)
         app.router.add_get("/loop/{side}", self._loop)
         app.router.add_get("/slow-headers", self._slow_headers)
         app.router.add_get("/slow-drip", self._slow_drip)
@@ -233,6 +239,22 @@ class FeedServer:
         """Serve `body` at /dyn/{name} (replacing what was there); returns the full URL."""
         self.feeds[name] = Served(body, content_type, validators)
         return self.url(f"/dyn/{name}")
+
+    def set_status(self, name: str, status: int | None) -> None:
+        """Make /dyn/{name} (and /moved/{name} without a redirect) answer `status`; None: serve the feed again."""
+        if status is None:
+            self.statuses.pop(name, None)
+        else:
+            self.statuses[name] = status
+
+    def set_redirect(self, name: str, to: str | None, status: int = 301) -> str:
+        """Make /moved/{name} answer `status` with Location `to` (a path or a URL); None: serve the feed `name`
+        there instead. Returns the full URL of /moved/{name}."""
+        if to is None:
+            self.redirects.pop(name, None)
+        else:
+            self.redirects[name] = (status, to)
+        return self.url(f"/moved/{name}")
 
     def set_page(self, name: str, html: str) -> str:
         self.pages[name] = html
@@ -302,6 +324,9 @@ class FeedServer:
         raise web.HTTPNotFound(text=f"no fixture {name}")
 
     async def _dyn(self, request: web.Request) -> web.StreamResponse:
+        status = self.statuses.get(request.match_info["name"])
+        if status is not None:
+            return web.Response(status=status, text=f"status {status}")
         served = self.feeds.get(request.match_info["name"])
         if served is None:
             raise web.HTTPNotFound(text="no such feed")
@@ -337,6 +362,13 @@ class FeedServer:
 
     async def _redirect_to(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(request.query["url"])
+
+    async def _moved(self, request: web.Request) -> web.StreamResponse:
+        redirect = self.redirects.get(request.match_info["name"])
+        if redirect is None:
+            return await self._dyn(request)
+        status, to = redirect
+        return web.Response(status=status, headers={"Location": to}, text=f"moved ({status})")
 
     async def _loop(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPMovedPermanently("/loop/b" if request.match_info["side"] == "a" else "/loop/a")
