@@ -6,13 +6,18 @@
    each) and then to forum channels (one post each, named and tagged after the story's artists). Measured:
    the wall time from queueing to the last message, against the physical floor channels / 50 s, and the 429s
    the bot caused itself (goals: 0, and within 10 % of the floor).
-2. /news while ingesting: the same bot polls N WordPress-shaped feeds (500 x 20 items by default, served by a
+2. DMs to followers: the same server and bot; N members (1,000 by default) follow V, and two new stories about
+   him are stored one after the other. Each follower gets one DM per story, paced by the delivery worker's limiter.
+   The first story costs two requests per follower (POST /users/@me/channels, then the message); the DM channel
+   is kept in the store, so the second costs one. Measured per story: the wall time against the floor requests /
+   50 s, and the 429s the bot caused itself (goals: within 10 %, 0).
+3. /news while ingesting: the same bot polls N WordPress-shaped feeds (500 x 20 items by default, served by a
    loopback server in another process) for the first time; meanwhile a user runs `/news V` every 100 ms.
    Measured: the time from the interaction's dispatch to the bot's answer reaching the server (p50, max),
    idle first (the baseline, same run) then during ingest (goal: max < 500 ms).
 
     python bench/bench_fanout.py                         # full size (about a minute and a half)
-    python bench/bench_fanout.py --channels 100 --forums 100 --feeds 50   # a quick run
+    python bench/bench_fanout.py --channels 100 --forums 100 --followers 100 --feeds 50   # a quick run
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import _serve  # noqa: E402 - the feed sites, in their own process
 from bot.config import DeliveryConfig, PollingConfig, SourceConfig  # noqa: E402
+from bot.follows import follow_artist  # noqa: E402
 from bot.models import CHANNEL_FORUM, CHANNEL_TEXT, ArtistRef, PostOptions, Quote, Story  # noqa: E402
 from bot.pipeline import after_store  # noqa: E402
 from bot.subscriptions import add_subscription  # noqa: E402
@@ -181,6 +187,92 @@ def print_fanout(fan: FanoutResult, verdict: Callable[[bool], str]) -> None:
 
 
 @dataclass
+class DirectMessageRound:
+    story: str
+    seconds: float
+    requests: int  # REST requests the bot made for it
+    floor: float  # requests / GLOBAL_LIMIT
+    self_429: int
+    sent: int  # followers with exactly one DM per story so far
+    replays: int  # sends answered with a message made already (nonce): none expected without a crash
+
+
+def _direct_messages(server: FakeDiscord) -> int:
+    return sum(len(server.messages(dm)) for dm in server.dm_channels)
+
+
+V_STORIES = (  # (key, headline, link, summary): two events, so two story clusters
+    (
+        "https://www.koreaboo.com/?p=1480101",
+        "BTS’s V Is Going Viral For A Behind-The-Scenes Moment With IU",
+        "https://www.koreaboo.com/news/bts-v-viral-behind-scenes-iu-love-wins-all-romantic/",
+        "A behind-the-scenes clip with IU makes one scene of Love Wins All even more romantic.",
+    ),
+    (
+        "https://www.soompi.com/?p=1638600",
+        "V Announces Solo Fan Meeting Dates In Seoul And Tokyo",
+        "https://www.soompi.com/article/1638600wpp/v-announces-solo-fan-meeting-dates",
+        "Tickets for the two fan meetings open next week through Weverse.",
+    ),
+)
+
+
+async def run_dm_fanout(followers: int, tmp: Path) -> list[DirectMessageRound]:
+    """One story, then another, to `followers` members who follow V, by direct message."""
+    async with FakeDiscord(global_limit=GLOBAL_LIMIT, channel_message_limit=(5, 5.0)) as server:
+        guild = server.add_guild("Fans", channels=["general"])
+        members = [server.member(guild.id, f"fan-{i}").id for i in range(followers)]
+        config = bot_config(server, tmp / "dms.db", sources=())
+        async with running_bot(server, config) as bot:
+            for user_id in members:
+                await follow_artist(bot.store, user_id, "bts-v", locale="en-US")
+            rounds: list[DirectMessageRound] = []
+            for n, (key, title, url, summary) in enumerate(V_STORIES, start=1):
+                story = Story(
+                    key=key,
+                    title=title,
+                    url=url,
+                    canonical_url=url,
+                    source="Koreaboo",
+                    summary=summary,
+                    published=utcnow() - timedelta(minutes=3),
+                    artists=[ArtistRef("bts-v", "V", "BTS")],
+                )
+                await bot.store.stories.add_many([story], source_id=None)
+                limited_before, requests_before = server.stats.ratelimited, len(server.requests)
+                replays_before = server.stats.nonce_replays
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                await after_store(
+                    bot.store,
+                    [story],
+                    config=DeliveryConfig(max_dms_per_day=10),
+                    wake=bot.direct_messages.wake,
+                    expand=bot.artists.expand if bot.artists else None,
+                )
+                # counted over the DM channels (asking each member's would cost followers² per look)
+                await server.wait_for(
+                    lambda n=n: _direct_messages(server) >= n * followers,
+                    timeout=2 * followers / GLOBAL_LIMIT * 3 + 30,
+                    what=f"every follower's DM of story {n}",
+                )
+                seconds = loop.time() - started
+                requests = len(server.requests) - requests_before
+                rounds.append(
+                    DirectMessageRound(
+                        story="first (opens each DM channel)" if n == 1 else "second (DM channels kept)",
+                        seconds=seconds,
+                        requests=requests,
+                        floor=requests / GLOBAL_LIMIT,
+                        self_429=server.stats.ratelimited - limited_before,
+                        sent=sum(1 for dm in server.dm_channels if len(server.messages(dm)) == n),
+                        replays=server.stats.nonce_replays - replays_before,
+                    )
+                )
+            return rounds
+
+
+@dataclass
 class NewsResult:
     idle_ms: list[float]
     busy_ms: list[float]
@@ -263,6 +355,9 @@ def main() -> int:
     parser.add_argument(
         "--forums", type=int, default=1000, help="forum channels the story goes to (default 1000; 0 skips)"
     )
+    parser.add_argument(
+        "--followers", type=int, default=1000, help="members DMed about each story (default 1000)"
+    )
     parser.add_argument("--feeds", type=int, default=500, help="feeds ingested during /news (default 500)")
     parser.add_argument("--items", type=int, default=20, help="items per feed (default 20)")
     parser.add_argument("--hosts", type=int, default=50, help="loopback addresses the feeds are spread over")
@@ -273,6 +368,7 @@ def main() -> int:
         help="seconds of ingest to measure /news against before stopping it (default 300)",
     )
     parser.add_argument("--skip-fanout", action="store_true")
+    parser.add_argument("--skip-dms", action="store_true")
     parser.add_argument("--skip-news", action="store_true")
     args = parser.parse_args()
 
@@ -285,6 +381,22 @@ def main() -> int:
             for kind, count in ((CHANNEL_TEXT, args.channels), (CHANNEL_FORUM, args.forums)):
                 if count > 0:
                     print_fanout(asyncio.run(run_fanout(count, tmp, kind)), verdict)
+        if not args.skip_dms:
+            rounds = asyncio.run(run_dm_fanout(args.followers, tmp))
+            print(
+                f"DMs: 2 stories to {args.followers} followers each, FakeDiscord at {GLOBAL_LIMIT:g} req/s global"
+            )
+            for r in rounds:
+                over = r.seconds / r.floor - 1
+                print(
+                    f"  {r.story}: wall time {r.seconds:.2f} s, {r.requests} requests, floor {r.floor:.2f} s:"
+                    f" {over * 100:+.1f} %   goal within {GOAL_OVER_FLOOR * 100:g} %  {verdict(over <= GOAL_OVER_FLOOR)}"
+                )
+                print(
+                    f"    429s the bot caused itself: {r.self_429}  {verdict(r.self_429 <= GOAL_SELF_429)};"
+                    f" DMs {r.sent} (one per follower: {verdict(r.sent == args.followers)}),"
+                    f" {r.requests / r.seconds:.1f} req/s, nonce replays {r.replays}"
+                )
         if not args.skip_news:
             hosts = [f"127.0.0.{i + 1}" for i in range(max(1, min(args.hosts, args.feeds, 250)))]
             ctx = multiprocessing.get_context("spawn")

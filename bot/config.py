@@ -66,6 +66,9 @@ class PollingConfig:
 class DeliveryConfig:
     max_age_hours: float = 24.0  # older stories are stored but never posted
     max_guild_sources: int = 10  # feeds one server may add from Discord
+    max_dms_per_day: int = (
+        10  # story DMs per follower per UTC day; past it, the day's summary DM takes the rest
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
     delivery = _section(raw, "delivery", DeliveryConfig)
     if delivery.max_age_hours <= 0:
         raise ConfigError("delivery.max_age_hours must be > 0")
+    if delivery.max_dms_per_day < 0:
+        raise ConfigError("delivery.max_dms_per_day must be ≥ 0 (0: only the daily summary)")
     sources = DEFAULT_SOURCES
     if "sources" in raw:
         sources = _sources(raw["sources"])

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +55,26 @@ from bot.delivery_queue import (
     record_transient_failure,
 )
 from bot.embed import build_story_embed
-from bot.models import CHANNEL_FORUM, FOLLOW_UP_ATTEMPTED, FOLLOW_UP_PENDING, Delivery, Story
+from bot.follows import (
+    PAUSED,
+    due_direct_messages,
+    record_dm_finished,
+    record_dm_sent,
+    record_dm_transient_failure,
+    record_dms_closed,
+    story_dm_text,
+    summary_dm,
+)
+from bot.models import (
+    CHANNEL_FORUM,
+    FOLLOW_UP_ATTEMPTED,
+    FOLLOW_UP_PENDING,
+    DailySummary,
+    Delivery,
+    Follower,
+    Outgoing,
+    Story,
+)
 from bot.store import Store
 from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
@@ -537,3 +558,249 @@ def _retry_after(exc: discord.HTTPException) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+# --- direct messages to followers (bot/follows.py) --------------------------------------------------------------
+
+MEMBER_CONCURRENCY = 50  # members DMed at once; the shared limiter, not this, sets the pace
+UNKNOWN_USER, INVALID_RECIPIENT = 10013, 50033  # the member's account is gone: as unreachable as closed DMs
+
+
+@dataclass
+class _DirectMessageBody:
+    content: str
+    embed: dict[str, Any]
+    sent_as: Callable[
+        [discord.Message], bool
+    ]  # whether a message in the DM channel is this one (a send in doubt)
+
+
+class DirectMessageWorker:
+    """A background service: sends the followers' direct messages, each once; `wake()` when some are queued.
+
+    Paced by the delivery worker's limiter, so that posts and DMs together stay under Discord's global limit.
+    Members concurrently, in order for each member. Exactly once as for channel posts: the nonce with
+    `enforce_nonce`, the attempt committed before the request, and a look in the DM channel for a send in
+    doubt for longer than Discord remembers nonces. The DM channel is opened once (POST /users/@me/channels)
+    and kept in the store: a story costs a follower one request. A member whose DMs are closed is paused
+    (bot/follows.py) and sent nothing more."""
+
+    name = "direct-messages"
+
+    def __init__(
+        self,
+        bot: commands.Bot,
+        store: Store,
+        *,
+        posts: DeliveryWorker,
+        most_per_day: int,
+        concurrency: int = MEMBER_CONCURRENCY,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        self.bot = bot
+        self.store = store
+        self.posts = posts  # its limiter paces every request; its story embeds are the DMs' too
+        self.most_per_day = most_per_day  # named in the daily summary
+        self.sweep_seconds = sweep_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._recheck: set[int] = set()
+        self.sent = 0  # DMs sent since start (for logs and the benchmark)
+
+    def wake(self) -> None:
+        """New DMs are queued (or a member may be written to again): look at the queue now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._dispatch()
+                    timeout = await self._time_to_next()
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    log.exception("direct message pass failed; trying again in %.0f s", self.sweep_seconds)
+                    timeout = self.sweep_seconds
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
+            tasks = list(self._active.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def drain(self, within: float = 30.0) -> None:
+        """Wait until no DM is due or being sent (tests and benchmarks)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            if not self._active and not await due_direct_messages(self.store, limit=1):
+                return
+            self.wake()
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"direct messages still pending after {within:.0f} s")
+
+    async def _time_to_next(self) -> float:
+        due = await self.store.direct_messages.next_due_at()
+        if due is None:
+            return self.sweep_seconds
+        return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
+
+    async def _dispatch(self) -> None:
+        for user_id in await due_direct_messages(self.store):  # oldest first
+            if user_id in self._active:
+                self._recheck.add(user_id)  # its task looks again before it ends
+                continue
+            self._active[user_id] = asyncio.create_task(self._run_member(user_id), name=f"dm-{user_id}")
+
+    async def _run_member(self, user_id: int) -> None:
+        try:
+            async with self._slots:
+                while True:
+                    self._recheck.discard(user_id)
+                    batch = (await due_direct_messages(self.store, user_id=user_id)).get(user_id)
+                    if not batch:
+                        if user_id in self._recheck:
+                            continue
+                        return
+                    for item in batch:
+                        if not await self._send(item):
+                            return  # the member waits (backoff) or is paused; the main loop comes back
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("direct messages to member %d failed; will retry", user_id)
+        finally:
+            self._active.pop(user_id, None)
+
+    async def _send(self, queued: Outgoing) -> bool:
+        """Send one DM or daily summary. True: the member may go on with the next one."""
+        item = await self.store.direct_messages.reread(queued)  # unfollowed or paused since it was queued?
+        if item is None or item.status != "pending":
+            return True
+        follower = await self.store.follows.follower(item.user_id)
+        if follower is None or follower.paused:  # never a DM to a paused member
+            await record_dm_finished(self.store, item, status="dropped", error=PAUSED)
+            return True
+        try:
+            body = await self._body(item, follower)
+        except Exception as exc:  # a DM that cannot be built is a defect to log, not to retry
+            log.exception("cannot build direct message %d for member %d", item.id, item.user_id)
+            await record_dm_finished(
+                self.store, item, status="failed", error=f"the DM could not be built: {exc}"
+            )
+            return True
+        if body is None:
+            await record_dm_finished(self.store, item, status="dropped", error="nothing left to send")
+            return True
+        try:
+            channel = await self._dm_channel(follower)
+            started = item.attempt_started_at
+            if started is not None and utcnow() - started > NONCE_TRUST:
+                # sent before a crash long ago? Discord no longer remembers the nonce: look at the DM channel
+                message_id = await self._find_sent(channel, body, started)
+                if message_id is not None:
+                    await record_dm_sent(self.store, item, message_id)
+                    return True
+            await self.store.direct_messages.mark_attempt(item, at=utcnow())
+            item.attempts += 1
+            await self.posts.limiter.acquire()
+            message = await channel.send(
+                content=body.content,
+                embed=discord.Embed.from_dict(body.embed),
+                nonce=item.nonce,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            return await self._failed(item, exc)
+        except discord.RateLimited as exc:  # discord.py's own wait would have been too long
+            await self._retry(item, f"rate limited for {exc.retry_after:.1f} s", retry_after=exc.retry_after)
+            return False
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self._retry(item, f"network error talking to Discord: {exc!r}")
+            return False
+        await record_dm_sent(self.store, item, message.id)
+        self.sent += 1
+        return True
+
+    async def _body(self, item: Outgoing, follower: Follower) -> _DirectMessageBody | None:
+        """What the DM says, in the member's locale; None when nothing is left to send (a summary whose stories
+        were all unfollowed)."""
+        if isinstance(item, DailySummary):
+            lines = await self.store.direct_messages.summary_lines(item.user_id, item.day)
+            stories = await self.store.stories.get_many([line.story_id for line in lines])
+            if not stories:
+                return None
+            content, embed = summary_dm(stories, follower.locale, most_per_day=self.most_per_day)
+            title = embed.get("title")
+            return _DirectMessageBody(content, embed, lambda m: any(e.title == title for e in m.embeds))
+        story = await self.store.stories.get(item.story_id)
+        if story is None:
+            return None
+        index = getattr(self.bot, "artists", None)
+        artist = index.get(item.artist_id) if index is not None else None
+        content = story_dm_text(artist.label if artist is not None else item.artist_id, follower.locale)
+        embed = await self.posts._embed(story, [])
+        url = embed.get("url")
+        return _DirectMessageBody(
+            content, embed, lambda m: url is not None and any(e.url == url for e in m.embeds)
+        )
+
+    async def _dm_channel(self, follower: Follower) -> Any:
+        """The bot's DM channel with the member: the stored one, else opened now (one request) and stored."""
+        if follower.dm_channel_id is not None:
+            return self.bot.get_partial_messageable(follower.dm_channel_id, type=discord.ChannelType.private)
+        await self.posts.limiter.acquire()
+        channel = await self.bot.create_dm(discord.Object(id=follower.user_id))
+        await self.store.follows.set_dm_channel(follower.user_id, channel.id)
+        follower.dm_channel_id = channel.id
+        return channel
+
+    async def _find_sent(self, channel: Any, body: _DirectMessageBody, since: datetime) -> int | None:
+        """The id of a message of ours in the DM channel that is this DM, if one exists."""
+        me = self.bot.user
+        try:
+            await self.posts.limiter.acquire()
+            async for message in channel.history(limit=50, after=since - timedelta(seconds=5)):
+                if (me is None or message.author.id == me.id) and body.sent_as(message):
+                    return message.id
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info(
+                "cannot read DM channel %s to check an earlier send (%s); sending again", channel.id, exc
+            )
+        return None
+
+    async def _failed(self, item: Outgoing, exc: discord.HTTPException) -> bool:
+        reason = _describe(exc)
+        if isinstance(exc, discord.Forbidden) or exc.code in (UNKNOWN_USER, INVALID_RECIPIENT):
+            # 50007: DMs closed (or no server shared): never retried; the member is told at their next command
+            await record_dms_closed(self.store, item.user_id, reason)
+            return False
+        if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
+            await self.store.follows.set_dm_channel(item.user_id, None)  # opened again at the next try
+            await self._retry(item, reason)
+            return False
+        if exc.status == 429 or exc.status >= 500:
+            await self._retry(item, reason, retry_after=_retry_after(exc))
+            return False
+        if exc.status == 401:
+            await self._retry(item, f"{reason}: the bot's token was rejected")
+            return False
+        # 400 and the rest: Discord will refuse it again; never retried in a loop
+        await record_dm_finished(self.store, item, status="failed", error=reason)
+        return True
+
+    async def _retry(self, item: Outgoing, reason: str, *, retry_after: float | None = None) -> None:
+        will = await record_dm_transient_failure(self.store, item, reason, retry_after=retry_after)
+        log.warning(
+            "direct message %d to member %d: %s; %s",
+            item.id,
+            item.user_id,
+            reason,
+            "will retry" if will else "given up",
+        )
+        self.wake()  # the main loop recomputes when to look again

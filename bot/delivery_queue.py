@@ -78,12 +78,7 @@ async def queue_deliveries(
     if not story_ids:
         return 0
     now = now or utcnow()
-    oldest = now - timedelta(hours=config.max_age_hours)
-    stories = [
-        s
-        for s in await store.deliveries.story_facts(sorted(set(story_ids)))
-        if not s.backfill and s.moment is not None and s.moment >= oldest
-    ]
+    stories = await postable_stories(store, story_ids, config=config, now=now)
     if not stories:
         return 0
     queued = 0
@@ -103,6 +98,19 @@ async def queue_deliveries(
     if queued:
         log.info("queued %d deliveries for %d stories", queued, len(stories))
     return queued
+
+
+async def postable_stories(
+    store: Store, story_ids: list[int], *, config: DeliveryConfig, now: datetime
+) -> list[StoryFacts]:
+    """The facts of the stories that may be posted (to channels, and by DM to followers), in id order: not
+    backfill, and published (else first seen) within max_age_hours."""
+    oldest = now - timedelta(hours=config.max_age_hours)
+    return [
+        s
+        for s in await store.deliveries.story_facts(sorted(set(story_ids)))
+        if not s.backfill and s.moment is not None and s.moment >= oldest
+    ]
 
 
 def _delivery(story: StoryFacts, post: ChannelPost, now: datetime) -> Delivery:

@@ -26,7 +26,7 @@ from discord.ext import commands
 
 from bot.artists import load_artist_index
 from bot.config import Config
-from bot.delivery import DeliveryWorker
+from bot.delivery import DeliveryWorker, DirectMessageWorker
 from bot.fetch import Fetcher, make_session
 from bot.models import Source, Story
 from bot.onboarding import FeedOnboarding
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COG_EXTENSIONS = ("cogs.about", "cogs.news", "cogs.subscriptions", "cogs.trending")
+COG_EXTENSIONS = ("cogs.about", "cogs.news", "cogs.subscriptions", "cogs.trending", "cogs.follows")
 COMMANDS_HASH_KEY = "app_commands_hash"  # meta key: hash of the command definitions Discord last accepted
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY = "wss://gateway.discord.gg/"
@@ -136,7 +136,8 @@ class KpopNewsTree(app_commands.CommandTree):
 class KpopNewsBot(commands.Bot):
     """The bot. Cogs reach what it shares as `bot.config`, `bot.store`, `bot.http_session`, `bot.fetcher`,
     `bot.artists` (None until the artist index loads, or if it cannot), and the stages `setup_hook` wires:
-    `bot.poller`, `bot.delivery` (the delivery worker), `bot.onboarding` (feeds added from Discord)."""
+    `bot.poller`, `bot.delivery` (the delivery worker), `bot.direct_messages` (the followers' DMs, paced by the
+    delivery worker's limiter), `bot.onboarding` (feeds added from Discord)."""
 
     config: Config
     artists: ArtistIndex | None
@@ -145,6 +146,7 @@ class KpopNewsBot(commands.Bot):
     fetcher: Fetcher
     poller: Poller
     delivery: DeliveryWorker
+    direct_messages: DirectMessageWorker
     onboarding: FeedOnboarding
 
     def __init__(self, config: Config, **kwargs: Any) -> None:
@@ -210,7 +212,13 @@ class KpopNewsBot(commands.Bot):
         config = self.config
         expand = self.artists.expand if self.artists is not None else None
         self.delivery = DeliveryWorker(self, self.store, artists=self.artists)
-        wake = self.delivery.wake
+        self.direct_messages = DirectMessageWorker(
+            self, self.store, posts=self.delivery, most_per_day=config.delivery.max_dms_per_day
+        )
+
+        def wake() -> None:
+            self.delivery.wake()
+            self.direct_messages.wake()
 
         async def on_new_stories(stories: list[Story]) -> None:
             await after_store(self.store, stories, config=config.delivery, wake=wake, expand=expand)
@@ -235,6 +243,7 @@ class KpopNewsBot(commands.Bot):
             max_feed_bytes=config.polling.max_feed_bytes,
         )
         self.add_service("delivery", self.delivery.run)
+        self.add_service("direct-messages", self.direct_messages.run)
         self.add_service("poller", self.poller.run_forever)
 
     async def _first_poll(self, source: Source) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import colorsys
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.images import absolute_http_url
@@ -111,6 +111,43 @@ def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
 def message_payload(embed: dict[str, Any]) -> dict[str, Any]:
     """The whole message body to POST: the embed, and no mention of anyone, whatever the text says."""
     return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+HEADLINES_COLOR = 0xE4007F
+HEADLINE_LIMIT = 150  # a headline in a list of them: long ones are cut so that more stories fit
+
+
+def build_headlines_embed(
+    title: str, stories: Sequence[Story], *, more: Callable[[int], str]
+) -> dict[str, Any]:
+    """Stories as one list embed (a follower's daily summary): a line each, "• [headline](link) · outlet", as many
+    as the description holds, then `more(n)` for the n that did not fit."""
+    lines: list[str] = []
+    used = 0
+    for i, story in enumerate(stories):
+        # inside a masked link's text: no URLs (Discord refuses such links) and no brackets
+        headline = " ".join(
+            _URL_IN_TEXT.sub("", one_line(story.title)).replace("[", "(").replace("]", ")").split()
+        )
+        headline = escape_discord(truncate(headline, HEADLINE_LIMIT)) or "Untitled story"
+        link = safe_url(story.url)
+        line = f"• [{headline}]({_link_target(link)})" if link else f"• {headline}"
+        source = escape_discord(one_line(story.source))
+        if source:
+            line += f" · {source}"
+        rest = len(stories) - i - 1
+        tail = discord_len("\n" + more(rest)) if rest else 0
+        if used + discord_len(line) + 1 + tail > DESCRIPTION_LIMIT:
+            lines.append(more(len(stories) - i))
+            break
+        lines.append(line)
+        used += discord_len(line) + 1
+    return {
+        "type": "rich",
+        "title": truncate(escape_discord(one_line(title)), TITLE_LIMIT),
+        "description": "\n".join(lines) or "…",
+        "color": HEADLINES_COLOR,
+    }
 
 
 def embed_length(embed: dict[str, Any]) -> int:

@@ -254,3 +254,77 @@ class TrendingOffer:
     story_ids: list[int]  # in id order: the first one leads
     last_story_id: int  # the cluster's newest story: once offered, only later ones are offered again
     points: float  # its trend points when it crossed
+
+
+DM_MESSAGE, DM_SUMMARY = "message", "summary"  # a followed story's DM: its own message, or a summary line
+
+
+@dataclass
+class Follower:
+    """A member who follows artists (/follow): what their direct messages need."""
+
+    user_id: int
+    locale: str | None = None  # their Discord locale at their last /follow: the DMs' fixed words
+    dm_channel_id: int | None = None  # the bot's DM channel with them, once opened
+    status: str = STATUS_OK  # ok | paused (their DMs are closed: nothing is sent until they /follow again)
+    paused_at: datetime | None = None
+    paused_reason: str | None = None
+    told_at: datetime | None = None  # when they were told of the pause
+    created_at: datetime | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.status == STATUS_PAUSED
+
+
+@dataclass
+class Follow:
+    """A member's wish for a direct message when a story about an artist (or a member of the group) is posted."""
+
+    user_id: int
+    artist_id: str
+    created_at: datetime | None
+    start_story_id: int  # stories with an id up to this were stored before the follow: never DMed for it
+
+
+@dataclass
+class DirectMessage:
+    """One story cluster for one member: a DM of its own, or (kind summary) a line of that day's summary."""
+
+    user_id: int
+    cluster_id: int
+    story_id: int
+    artist_id: str  # the followed artist the DM names
+    day: str  # the UTC day it was queued, YYYY-MM-DD
+    kind: str  # DM_MESSAGE | DM_SUMMARY
+    nonce: str
+    id: int = 0  # 0 until stored
+    status: str = "pending"  # pending | sent | failed | dropped
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # None: due now
+    attempt_started_at: datetime | None = None  # set before a send: after a crash, it may be on Discord
+    message_id: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass
+class DailySummary:
+    """One member's summary DM of a day's stories past the daily cap; due when the day ends."""
+
+    user_id: int
+    day: str
+    nonce: str
+    next_attempt_at: datetime
+    id: int = 0
+    status: str = "pending"
+    attempts: int = 0
+    attempt_started_at: datetime | None = None
+    message_id: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+Outgoing = DirectMessage | DailySummary  # what one DM send carries: a story, or a day's summary

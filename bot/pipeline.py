@@ -2,7 +2,8 @@
 
 The poller calls `after_store` with the stories it has just stored. `kpopnews poll --once` posts nothing to
 Discord, so it passes `deliver=False`: its stories are stored and clustered, and no delivery is queued for them.
-With `deliver`, clusters that became trending are also offered to the trending-only subscriptions.
+With `deliver`, clusters that became trending are also offered to the trending-only subscriptions, and the
+members who follow a story's artists get it by direct message (bot/follows.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 from bot import clustering, trending
 from bot.config import DeliveryConfig
 from bot.delivery_queue import offer_trending, queue_deliveries
+from bot.follows import queue_direct_messages
 from bot.models import Story
 from bot.store import Store
 from bot.subscriptions import ExpandArtist
@@ -32,7 +34,7 @@ async def after_store(
     """Cluster `stories` (new, stored, with ids) and, when `deliver`, queue deliveries and call `wake`.
     `expand` is the artist index's (a group subscription gets its members' stories); None without one.
 
-    Returns the number of deliveries queued. A clustering failure is logged and does not stop delivery:
+    Returns the number of channel deliveries queued (the followers' DMs are logged). A clustering failure is logged and does not stop delivery:
     an unclustered story is its own cluster."""
     stored = [s for s in stories if s.id is not None]
     if not stored:
@@ -55,6 +57,12 @@ async def after_store(
                 queued += await offer_trending(store, offers, config=config, expand=expand)
         except Exception:
             log.exception("offering trending clusters to trending-only subscriptions failed")
+    try:  # a follower's DM never holds up the channels' posts
+        await queue_direct_messages(
+            store, [s.id for s in stored if s.id is not None], config=config, expand=expand
+        )
+    except Exception:
+        log.exception("queueing direct messages to followers failed")
     if wake is not None:
         wake()  # also when nothing was queued: a story joining a posted cluster may ask for an "Also on" edit
     return queued

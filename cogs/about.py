@@ -69,7 +69,8 @@ def about_embed(
         name="Help",
         value=(
             "Server admins: `/subscribe` a channel to start, and `/subscriptions` shows each channel's health "
-            f"and what to do when posting fails. Questions and problems: {HELP_URL}"
+            "and what to do when posting fails. Anyone: `/follow` an artist to get their news by direct message. "
+            f"Questions and problems: {HELP_URL}"
         ),
         inline=False,
     )

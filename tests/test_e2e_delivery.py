@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.artists import ArtistIndex
-from bot.config import PollingConfig, SourceConfig
+from bot.config import DeliveryConfig, PollingConfig, SourceConfig
 from bot.timeutil import utcnow
 from tests.support.bot_harness import BotHarness, bot_config, fake_discord_with_bot
 from tests.support.discord_server import FakeChannel, FakeDiscord, Permission
@@ -111,7 +111,11 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(
-    tmp_path: Path, *, channels=("general", "news", "fans"), **server_options: Any
+    tmp_path: Path,
+    *,
+    channels=("general", "news", "fans"),
+    delivery: DeliveryConfig | None = None,
+    **server_options: Any,
 ) -> AsyncIterator[World]:
     async with FeedServer() as feeds, FakeDiscord(**server_options) as server:
         feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
@@ -120,6 +124,7 @@ async def world(
             tmp_path / "kpopnews.db",
             sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
             polling=PollingConfig(interval_seconds=1.0, fetch_article_pages=False),
+            delivery=delivery,
         )
         async with fake_discord_with_bot(tmp_path, server=server, config=config, channels=channels) as h:
             w = World(h, feeds)

@@ -428,6 +428,7 @@ async def test_the_bots_own_commands_are_localized_in_every_locale() -> None:
     """The cogs as they are: every command and option name localized; a plain description too, unless its
     English drifted from en.toml (then this names it: update en.toml and the translations together)."""
     from cogs.about import About
+    from cogs.follows import Follows
     from cogs.news import News
     from cogs.subscriptions import Subscriptions
     from cogs.trending import Trending
@@ -436,7 +437,7 @@ async def test_the_bots_own_commands_are_localized_in_every_locale() -> None:
     english = CATALOGS.catalog(DEFAULT_LOCALE)
     problems: list[str] = []
     payloads = []
-    for cog in (About, News, Subscriptions, Trending):
+    for cog in (About, Follows, News, Subscriptions, Trending):
         for command in cog.__cog_app_commands__:
             payload = await translated_payload(command, translator)
             payloads.append(payload)
@@ -457,3 +458,4 @@ async def test_the_bots_own_commands_are_localized_in_every_locale() -> None:
     assert not problems, "\n".join(problems)
     validate_commands(payloads)
     assert {p["name"] for p in payloads} >= {"news", "trending", "subscribe", "unsubscribe", "subscriptions"}
+    assert {p["name"] for p in payloads} >= {"follow", "unfollow", "following"}

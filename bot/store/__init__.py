@@ -21,6 +21,8 @@ from bot.models import ArtistRef
 from bot.store.clusters import ClusterMember, ClusterMerge, ClusterSpan, ClusterTable
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.deliveries import DeliveryTable
+from bot.store.direct_messages import DirectMessageTable
+from bot.store.follows import FollowTable
 from bot.store.meta import MetaTable
 from bot.store.sources import SourceTable
 from bot.store.stories import ArtistNamer, StoredStory, StoryTable, StoryText
@@ -62,6 +64,8 @@ class Store:
         self.subscriptions = SubscriptionTable(db)
         self.deliveries = DeliveryTable(db)
         self.clusters = ClusterTable(db)
+        self.follows = FollowTable(db)
+        self.direct_messages = DirectMessageTable(db)
 
     @classmethod
     async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:

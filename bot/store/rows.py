@@ -5,7 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.models import ArtistRef, Delivery, Quote, Source, Story, Subscription
+from bot.models import (
+    ArtistRef,
+    DailySummary,
+    Delivery,
+    DirectMessage,
+    Follow,
+    Follower,
+    Quote,
+    Source,
+    Story,
+    Subscription,
+)
 from bot.timeutil import from_iso
 
 
@@ -143,4 +154,66 @@ def delivery_from_row(row: Any) -> Delivery:
         thread_id=row["thread_id"],
         thread_state=row["thread_state"],
         publish_state=row["publish_state"],
+    )
+
+
+def follower_from_row(row: Any) -> Follower:
+    return Follower(
+        user_id=row["user_id"],
+        locale=row["locale"],
+        dm_channel_id=row["dm_channel_id"],
+        status=row["status"],
+        paused_at=from_iso(row["paused_at"]),
+        paused_reason=row["paused_reason"],
+        told_at=from_iso(row["told_at"]),
+        created_at=from_iso(row["created_at"]),
+    )
+
+
+def follow_from_row(row: Any) -> Follow:
+    return Follow(
+        user_id=row["user_id"],
+        artist_id=row["artist_id"],
+        created_at=from_iso(row["created_at"]),
+        start_story_id=row["start_story_id"],
+    )
+
+
+def direct_message_from_row(row: Any) -> DirectMessage:
+    return DirectMessage(
+        id=row["id"],
+        user_id=row["user_id"],
+        cluster_id=row["cluster_id"],
+        story_id=row["story_id"],
+        artist_id=row["artist_id"],
+        day=row["day"],
+        kind=row["kind"],
+        nonce=row["nonce"],
+        status=row["status"],
+        attempts=row["attempts"],
+        next_attempt_at=from_iso(row["next_attempt_at"]),
+        attempt_started_at=from_iso(row["attempt_started_at"]),
+        message_id=row["message_id"],
+        last_error=row["last_error"],
+        created_at=from_iso(row["created_at"]),
+        sent_at=from_iso(row["sent_at"]),
+    )
+
+
+def daily_summary_from_row(row: Any) -> DailySummary:
+    next_attempt_at = from_iso(row["next_attempt_at"])
+    assert next_attempt_at is not None  # NOT NULL in the table
+    return DailySummary(
+        id=row["id"],
+        user_id=row["user_id"],
+        day=row["day"],
+        nonce=row["nonce"],
+        next_attempt_at=next_attempt_at,
+        status=row["status"],
+        attempts=row["attempts"],
+        attempt_started_at=from_iso(row["attempt_started_at"]),
+        message_id=row["message_id"],
+        last_error=row["last_error"],
+        created_at=from_iso(row["created_at"]),
+        sent_at=from_iso(row["sent_at"]),
     )
