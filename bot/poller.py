@@ -660,7 +660,7 @@ def _host_of(url: str) -> str:
 
 async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
     """`kpopnews poll --once`: one pass over every enabled source, stored, summarised. Posts nothing."""
-    store = await Store.open(config.storage.database)
+    store = await Store.open_configured(config.storage)
     try:
         await store.sources.sync_config(config.sources)
         configured = {s.url for s in config.sources}

@@ -119,7 +119,8 @@ class StoryTable:
             if source_id is not None and results:
                 linked = to_iso(now)
                 await self._db.executemany(
-                    "INSERT OR IGNORE INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)",
+                    "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?,?,?)"
+                    " ON CONFLICT DO NOTHING",
                     [(source_id, result.id, linked) for result in results],
                 )
         return results
@@ -129,7 +130,7 @@ class StoryTable:
         found: list[int | None] = []
         for start in range(0, len(stories), 300):
             chunk = stories[start : start + 300]
-            values = ",".join("(?,?,?)" for _ in chunk)
+            values = ",".join("(CAST(? AS INTEGER),?,?)" for _ in chunk)  # typed: PostgreSQL guesses text
             params: list[Any] = []
             for n, story in enumerate(chunk):
                 params += (n, story.key, story.canonical_url or story.key)
@@ -162,7 +163,8 @@ class StoryTable:
         ]
         if rows:
             await self._db.executemany(
-                "INSERT OR IGNORE INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)",
+                "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 rows,
             )
 
