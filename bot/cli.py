@@ -1,4 +1,4 @@
-"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending; plus retag)."""
+"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, copy-db; plus retag)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_positive_int, default=10, metavar="N", help="at most N clusters (default 10)"
     )
     command("retag", "tag every stored story again with the current artist data")
+    p = command("copy-db", "copy everything stored into another database (e.g. PostgreSQL), then exit")
+    p.add_argument("url", metavar="URL", help="postgresql://user@host:5432/db, or a SQLite file path")
     return parser
 
 
@@ -159,11 +161,15 @@ async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: 
         from bot.store import Store
 
         index = await asyncio.to_thread(ArtistIndex.load)
-        store = await Store.open(config.storage.database, artists=index)
+        store = await Store.open_configured(config.storage, artists=index)
         try:
             count = await retag_all(store, index)
         finally:
             await store.close()
         print(f"retagged {count} stories", file=out)
         return EXIT_OK
+    if args.command == "copy-db":
+        from bot.store.copy import run_copy_db
+
+        return await run_copy_db(config, args.url, out=out, err=err)
     raise AssertionError(args.command)
