@@ -35,7 +35,7 @@ class CopyError(StoreError):
 @dataclass(frozen=True)
 class TableCopy:
     table: str
-    copied: int  # rows written (new or updated)
+    copied: int  # the source's rows, now in the target (unchanged ones are not rewritten)
     removed: int  # target rows the source does not have
 
 
