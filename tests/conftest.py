@@ -1,9 +1,4 @@
-"""Store tests run on both engines: `store_url` is a fresh SQLite file or a fresh PostgreSQL database.
-
-PostgreSQL comes from KPOPNEWS_TEST_POSTGRES_URL (a maintenance database the tests may create databases from;
-default: the local server's `postgres` database as user postgres). The session creates a database of its own,
-kpopnews_test_<random>, and drops it at the end. Without a reachable server the PostgreSQL cases are skipped,
-with one reason; with KPOPNEWS_REQUIRE_POSTGRES=1 (CI) they fail instead."""
+"""Fixtures shared by the test modules, one section per part of the system they stand up."""
 
 from __future__ import annotations
 
@@ -18,6 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from bot.config import mask_url
+
+# --- Databases: the store's tests on both engines (a new SQLite file, or an empty PostgreSQL database) ---
+# PostgreSQL comes from KPOPNEWS_TEST_POSTGRES_URL (a maintenance database the tests create databases through;
+# default: the local server's `postgres` database, user postgres). The session makes a database of its own,
+# kpopnews_test_<random>, and drops it at the end. Without a reachable server the PostgreSQL cases are
+# skipped, with one reason; with KPOPNEWS_REQUIRE_POSTGRES=1 (CI) they fail instead.
 
 MAINTENANCE_URL = os.environ.get(
     "KPOPNEWS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -106,7 +107,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Every PostgreSQL case skipped for want of a server reports from here, so -ra folds them into one line."""
+    """PostgreSQL cases skipped for want of a server all report from here: -ra folds them into one line."""
     report = yield
     longrepr = report.longrepr
     if report.skipped and isinstance(longrepr, tuple) and NO_POSTGRES in str(longrepr[2]):
