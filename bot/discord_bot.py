@@ -184,7 +184,7 @@ class KpopNewsBot(commands.Bot):
         # a stop signal may arrive at any await below: each step checks, and starts nothing more
         self.http_session = make_session(self.config.polling)
         self.fetcher = Fetcher(self.http_session, self.config.polling)
-        self.store = await Store.open(self.config.storage.database)
+        self.store = await Store.open_configured(self.config.storage)
         await self.store.sources.sync_config(self.config.sources)
         if self._closing:
             return

@@ -84,7 +84,7 @@ def health_lines(source: Source, stories: int) -> list[str]:
 
 async def run_sources(config: Config, *, as_json: bool, out: TextIO) -> int:
     """`kpopnews sources`: every source with its health, as lines or one JSON object per source."""
-    store = await Store.open(config.storage.database)
+    store = await Store.open_configured(config.storage)
     try:
         await store.sources.sync_config(config.sources)
         sources = await store.sources.list()
@@ -102,7 +102,7 @@ async def run_sources(config: Config, *, as_json: bool, out: TextIO) -> int:
 
 async def enable_source(config: Config, name: str, *, out: TextIO, err: TextIO) -> int:
     """`kpopnews sources enable NAME`: switch a disabled source back on now (by name in any case, or by URL)."""
-    store = await Store.open(config.storage.database)
+    store = await Store.open_configured(config.storage)
     try:
         await store.sources.sync_config(config.sources)
         wanted = name.strip().casefold()

@@ -11,6 +11,7 @@ from typing import Any
 from bot.models import ArtistRef, Story
 from bot.store.database import IN_CHUNK, Database, marks
 from bot.store.rows import quotes_to_json, story_from_row
+from bot.store.text_search import text_matches
 from bot.timeutil import to_iso, utcnow
 
 # How the store names an artist id it has stored: the artist index's ref, or None for an id it does not know.
@@ -149,7 +150,7 @@ class StoryTable:
         found: list[int | None] = []
         for start in range(0, len(stories), 300):
             chunk = stories[start : start + 300]
-            values = ",".join("(?,?,?)" for _ in chunk)
+            values = ",".join("(CAST(? AS INTEGER),?,?)" for _ in chunk)  # typed: PostgreSQL guesses text
             params: list[Any] = []
             for n, story in enumerate(chunk):
                 params += (n, story.key, story.canonical_url or story.key)
@@ -264,20 +265,11 @@ class StoryTable:
         matches by id (FTS5 walks its doclists in id order), sorted by the stories' time."""
         if not words:
             return [], 0
-        match = fts5_match(words, any_word=any_word)
-        total = await self._db.fetchval(
-            "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
-            (match, count_up_to + 1),
+        found, total = await text_matches(
+            self._db, words, any_word=any_word, window=max(TEXT_WINDOW, offset + limit), cap=count_up_to
         )
-        if not total:
-            return [], 0
-        rows = await self._db.fetchall(
-            "SELECT s.id, COALESCE(s.published_at, s.first_seen_at) AS t FROM stories s WHERE s.id IN"
-            " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
-            (match, max(TEXT_WINDOW, offset + limit)),
-        )
-        rows.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
-        return [r[0] for r in rows[offset : offset + limit]], int(total)
+        found.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
+        return [story_id for story_id, _ in found[offset : offset + limit]], total
 
     async def texts_after(self, after_id: int, limit: int) -> list[StoryText]:
         """The next `limit` stories by id after `after_id`, with the text tagging reads."""

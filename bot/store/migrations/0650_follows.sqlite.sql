@@ -1,4 +1,5 @@
 -- Personal follows (/follow): who follows which artist, each member's DM state, and the DMs themselves.
+-- (PostgreSQL: 0650_follows.postgresql.sql, the same tables with BIGINT snowflakes and identity keys.)
 
 -- One row per member who ever followed: what the DMs need to know of them.
 CREATE TABLE followers (
