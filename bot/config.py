@@ -6,6 +6,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,10 @@ class Config:
     path: Path | None = None  # the file it was read from, if any
 
 
-def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Read `path` (or ./config.toml when it exists, else defaults); DISCORD_TOKEN and KPOPNEWS_DATABASE_URL
     from `env` win."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     raw: dict[str, Any] = {}
     used: Path | None = None
     if path is not None:
@@ -110,11 +111,11 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {used} is not valid TOML: {exc}") from None
     config = parse_config(raw, path=used)
-    database_url = env.get(DATABASE_URL_ENV, "").strip()
+    database_url = environ.get(DATABASE_URL_ENV, "").strip()
     if database_url:
         check_database_url(database_url, DATABASE_URL_ENV)
         config = _replace(config, storage=_replace(config.storage, url=database_url))
-    token = env.get("DISCORD_TOKEN")
+    token = environ.get("DISCORD_TOKEN")
     if token:
         config = _replace(config, discord=_replace(config.discord, token=token.strip()))
     return config
