@@ -21,6 +21,7 @@ from bot.discord_bot import (
     point_discord_at,
 )
 from bot.store import Store
+from tests.support import sql
 from tests.support.bot_harness import (
     BotHarness,
     bot_config,
@@ -187,7 +188,7 @@ async def test_services_run_restart_and_stop_with_the_bot(tmp_path: Path) -> Non
             assert {"flaky", "ticker"} <= set(bot.service_names())
         assert events[-1] == "ticker stopped" and bot.service_names() == []
         with pytest.raises(ValueError):  # the database is closed
-            await bot.store.db.execute("SELECT 1")
+            await sql.rows(bot.store, "SELECT 1")
         assert bot.http_session.closed
 
 

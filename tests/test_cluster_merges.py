@@ -18,6 +18,7 @@ from bot.store import Store
 from bot.store.clusters import ALSO_ON_EDITS, ALSO_ON_LIMIT
 from bot.subscriptions import add_subscription
 from bot.timeutil import utcnow
+from tests.support import sql
 from tests.support.feed_server import rss
 from tests.test_clustering import load_fixture
 from tests.test_e2e_delivery import embed_of, rfc822, world
@@ -134,15 +135,14 @@ async def test_trending_crossings_merge_into_one(store):
     soompi = await store_story(store, stories["jin-discharge-soompi"])
     koreaboo = await store_story(store, stories["jin-discharge-koreaboo"])
     # what notify_trending records when a cluster crosses (no store method writes it yet)
-    await store.db.execute(
+    await sql.write(
+        store,
         "INSERT INTO trending_crossings(cluster_id, crossed_at, points, last_story_id) VALUES (?,?,?,?)",
         (koreaboo.id, "2024-06-12T04:00:00+00:00", 3.0, koreaboo.id),
     )
-    await store.db.commit()
     scmp = await store_story(store, stories["jin-discharge-scmp"])
     assert scmp.cluster_id == soompi.id
-    async with store.db.execute("SELECT * FROM trending_crossings") as cursor:
-        rows = [dict(row) for row in await cursor.fetchall()]
+    rows = await sql.records(store, "SELECT * FROM trending_crossings")
     # one crossing, for the merged cluster; Soompi's story, never offered to trending channels, will be
     assert rows == [
         {

@@ -26,6 +26,7 @@ from bot.clustering import (
 )
 from bot.models import ArtistRef, Story
 from bot.store import Store
+from tests.support import sql
 
 PAIRS = Path(__file__).parent / "fixtures" / "story_pairs.json"
 
@@ -213,8 +214,7 @@ async def stored(store: Store, *stories: Story) -> list[Story]:
 
 
 async def cluster_column(store: Store) -> dict[int, int | None]:
-    async with store.db.execute("SELECT id, cluster_id FROM stories") as cursor:
-        return {row[0]: row[1] for row in await cursor.fetchall()}
+    return dict(await sql.rows(store, "SELECT id, cluster_id FROM stories"))
 
 
 async def test_three_outlets_make_one_cluster_named_by_the_first(store):
@@ -292,8 +292,7 @@ async def test_clustering_again_changes_nothing(store):
     again = replace(b, cluster_id=None, artists=[])  # already clustered: what it says now changes nothing
     assert await assign_clusters(store, [again]) == {b.id: first[b.id]}
     assert again.cluster_id == first[b.id]
-    async with store.db.execute("SELECT count(*) FROM cluster_features") as cursor:
-        assert (await cursor.fetchone())[0] == 2
+    assert await sql.rows(store, "SELECT count(*) FROM cluster_features") == [(2,)]
 
 
 async def test_the_whole_labelled_set_through_the_store(store):
@@ -326,12 +325,13 @@ async def test_candidates_come_from_the_index(store):
     keys = index_keys(features)
     assert "a:bts-v" in keys and "a:iu" in keys and any(k.startswith("t:") for k in keys)
     marks = ",".join("?" * len(keys))
-    async with store.db.execute(
+    found = await sql.rows(
+        store,
         f"EXPLAIN QUERY PLAN SELECT story_id FROM cluster_keys WHERE key IN ({marks}) AND at BETWEEN ? AND ?"
         " GROUP BY story_id",
         (*keys, 0, 1),
-    ) as cursor:
-        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+    )
+    plan = " ".join(str(row[-1]) for row in found)
     assert "PRIMARY KEY" in plan and "key=? AND at>? AND at<?" in plan.replace(">=", ">").replace("<=", "<")
 
 
@@ -343,8 +343,9 @@ async def test_a_story_without_dates_uses_now(store):
     (saved,) = await stored(store, story)
     saved.first_seen = None
     await assign_clusters(store, [saved], now=now)
-    async with store.db.execute("SELECT at FROM cluster_features WHERE story_id = ?", (saved.id,)) as cursor:
-        assert (await cursor.fetchone())[0] == int(now.timestamp())
+    assert await sql.rows(store, "SELECT at FROM cluster_features WHERE story_id = ?", (saved.id,)) == [
+        (int(now.timestamp()),)
+    ]
 
 
 async def test_unclustered_stories_are_clustered_later_and_deleting_cleans_up(store):
@@ -356,10 +357,8 @@ async def test_unclustered_stories_are_clustered_later_and_deleting_cleans_up(st
     assert await cluster_unclustered(store) == 0
     column = await cluster_column(store)
     assert column[a.id] == column[b.id] == a.id and column[c.id] == c.id
-    await store.db.execute("DELETE FROM stories WHERE id = ?", (a.id,))
-    await store.db.commit()
-    async with store.db.execute("SELECT count(*) FROM cluster_keys WHERE story_id = ?", (a.id,)) as cursor:
-        assert (await cursor.fetchone())[0] == 0
+    await sql.write(store, "DELETE FROM stories WHERE id = ?", (a.id,))
+    assert await sql.rows(store, "SELECT count(*) FROM cluster_keys WHERE story_id = ?", (a.id,)) == [(0,)]
 
 
 # --- the same stories in any order make the same clusters ----------------------------------------------------

@@ -17,6 +17,7 @@ from bot.models import ArtistRef, Story
 from bot.search import query_words, render_text, retag_all, run_search, search_stories
 from bot.store import Store
 from bot.store.stories import fts5_match
+from tests.support import sql
 
 T0 = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
 
@@ -74,11 +75,11 @@ async def store(tmp_path, index):
     ]
     await db.stories.add_many(stories, source_id=None)
     # story 5 was first seen 10 hours after T0
-    await db.db.execute(
+    await sql.write(
+        db,
         "UPDATE stories SET first_seen_at = ? WHERE story_key = 'guid-5'",
         ((T0 + timedelta(hours=10)).isoformat(),),
     )
-    await db.db.commit()
     yield db
     await db.close()
 
@@ -191,8 +192,7 @@ async def test_hostile_queries_never_break_the_search(store, index, query):
     result = await search_stories(store, index, query)
     assert result.mode in ("artist", "text", "none")
     assert isinstance(render_text(result), str)
-    async with store.db.execute("SELECT count(*) FROM stories") as cursor:
-        assert (await cursor.fetchone())[0] == 6
+    assert await sql.rows(store, "SELECT count(*) FROM stories") == [(6,)]
 
 
 async def test_words_inside_hostile_text_are_still_searched(store, index):
@@ -290,19 +290,19 @@ async def test_searches_read_the_read_connection_not_a_writers_transaction(store
 
 
 async def test_sort_time_follows_the_story(store, index):
-    await store.db.execute(
+    await sql.write(
+        store,
         "UPDATE stories SET published_at = ? WHERE story_key = 'guid-1'",
         ((T0 + timedelta(hours=20)).isoformat(),),
     )
-    await store.db.commit()
     result = await search_stories(store, index, "V")
     assert [s.key for s in result.stories] == ["guid-1", "guid-5"]
 
 
 async def test_retag_all_fixes_old_tags_in_batches(store, index):
-    async with store.db.execute("SELECT id FROM stories WHERE story_key = 'guid-4'") as cursor:
-        story_id = (await cursor.fetchone())[0]
-    await store.db.execute(
+    [(story_id,)] = await sql.rows(store, "SELECT id FROM stories WHERE story_key = 'guid-4'")
+    await sql.write(
+        store,
         "UPDATE stories SET content_html = ? WHERE id = ?",
         ("<p>Red Velvet's Joy will star in a new drama, SM Entertainment said.</p>", story_id),
     )

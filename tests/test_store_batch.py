@@ -4,6 +4,7 @@ from bot.config import SourceConfig
 from bot.models import ArtistRef, Story
 from bot.store import Store
 from bot.store.text_search import text_matches
+from tests.support import sql
 from tests.support.sql import rows
 
 
@@ -68,17 +69,21 @@ async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(sto
     await db.close()
 
 
-async def test_an_empty_batch_still_commits_what_the_caller_wrote_first(tmp_path):
-    """The poller links known stories on the same connection and lets add_stories commit them."""
+async def test_an_empty_batch_joins_the_callers_transaction_and_commits_with_it(tmp_path):
+    """The poller links known stories and stores new ones in one transaction; an empty batch is part of it."""
     db = await Store.open(tmp_path / "k.db")
     (source,) = await db.sources.sync_config([SourceConfig("Soompi", "https://www.soompi.com/feed")])
     (stored,) = await db.stories.add_many([story("k", "https://a/k")], source_id=None)
-    await db.db.execute(
-        "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?, ?, '2026-01-01T00:00:00Z')",
-        (source.id, stored.id),
-    )
-    assert await db.stories.add_many([], source_id=source.id) == []
-    assert not db.db.in_transaction
+    async with db.transaction():
+        await sql.write(
+            db,
+            "INSERT INTO source_stories(source_id, story_id, first_seen_at) VALUES (?, ?, '2026-01-01T00:00:00Z')",
+            (source.id, stored.id),
+        )
+        assert await db.stories.add_many([], source_id=source.id) == []
+        assert db._db.in_transaction()
+    assert not db._db.in_transaction()
+    assert await sql.rows(db, "SELECT source_id, story_id FROM source_stories") == [(source.id, stored.id)]
     await db.close()
 
 

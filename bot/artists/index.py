@@ -7,7 +7,7 @@ import asyncio
 import bisect
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from rapidfuzz import fuzz, process
@@ -87,7 +87,7 @@ class ArtistIndex:
     def __len__(self) -> int:
         return len(self.artists)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Artist]:
         return iter(self.artists.values())
 
     def expand(self, artist_id: str) -> list[str]:

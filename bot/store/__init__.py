@@ -104,34 +104,3 @@ class Store:
             return artist.ref() if artist is not None else None
 
         return name
-
-    # --- TRANSITIONAL: removed once every caller goes through the tables ----------------------------------
-
-    @property
-    def db(self):  # type: ignore[no-untyped-def]
-        return self._db.legacy_connection()
-
-    @property
-    def write_lock(self) -> _LegacyLock:
-        return _LegacyLock(self._db)
-
-    async def select_in(self, sql: str, values: list) -> list:  # type: ignore[type-arg]
-        return await self._db.select_in(sql, values)
-
-
-class _LegacyLock:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._cms: dict = {}  # type: ignore[type-arg]
-
-    async def __aenter__(self) -> None:
-        import asyncio
-
-        cm = self._db.transaction()
-        self._cms.setdefault(asyncio.current_task(), []).append(cm)
-        await cm.__aenter__()
-
-    async def __aexit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
-        import asyncio
-
-        await self._cms[asyncio.current_task()].pop().__aexit__(*exc)

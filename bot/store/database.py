@@ -253,13 +253,6 @@ class Database(ABC):
     async def after_copy(self, tables: list[TableInfo]) -> None:
         """After rows were written with their ids: what the engine needs to go on numbering after them."""
 
-    # --- TRANSITIONAL: `store.db` until every caller goes through the tables ------------------------------
-
-    def legacy_connection(self) -> Any:
-        raise RuntimeError(
-            f"store.db (a raw SQLite connection) is not available on {self.dialect}: move this SQL into bot/store"
-        )
-
 
 def marks(count: int) -> str:
     """`?,?,?` for an IN list of `count` values."""
@@ -398,9 +391,6 @@ class SQLiteDatabase(Database):
 
     async def after_copy(self, tables: list[TableInfo]) -> None:
         pass  # a new rowid is always the highest plus one
-
-    def legacy_connection(self) -> aiosqlite.Connection:
-        return self._writer
 
 
 def _sqlite_kind(declared: str) -> str:

@@ -11,6 +11,11 @@ async def rows(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[tup
     return [tuple(row) for row in await store._db.fetchall(sql, params)]
 
 
+async def records(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as {column: value}."""
+    return [dict(row) for row in await store._db.fetchall(sql, params)]
+
+
 async def write(store: Store, sql: str, params: tuple[Any, ...] = ()) -> int:
     async with store._db.transaction():
         return await store._db.execute(sql, params)
