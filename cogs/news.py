@@ -97,7 +97,8 @@ def header_text(result: SearchResult, position: int, shown: int) -> str:
         return f"Latest stories about **{who}**"
     # a story removed since the first page would leave "11–12 of 10"
     total = result.total_label if result.total_capped else str(max(result.total, position + shown))
-    return f"Stories about **{who}**: {position + 1}–{position + shown} of {total}"
+    shown_range = f"{position + 1}–{position + shown}" if shown > 1 else str(position + 1)
+    return f"Stories about **{who}**: {shown_range} of {total}"
 
 
 def clean_query(text: str) -> str:
