@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from bot.text import truncate
 
@@ -25,6 +27,7 @@ MAX_CHOICES = 25  # Discord: choices in one autocomplete answer
 DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 
 T = TypeVar("T")
+CogT = TypeVar("CogT", bound=commands.Cog)
 
 
 # --- answering ----------------------------------------------------------------------------------------------
@@ -84,20 +87,30 @@ CUSTOM_ID_UNITS = 100  # Discord: a component's custom_id, at most 100 character
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+class PageState(Protocol):
+    """What a page button's custom id reads as: which way it turns, and whose pages they are."""
+
+    @property
+    def forward(self) -> bool: ...
+
+    @property
+    def owner_id(self) -> int: ...
+
+
 class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"(?!)"):
     """A Previous or Next button whose custom id holds everything its click needs (what the page shows and who
     may turn it), so the click works for as long as the message exists, whichever process of the bot gets it.
 
     A subclass (one per command) gives a `template` that matches every custom id its command ever made, old
-    formats included, so that an unreadable one is answered too; `from_custom_id` (the custom id decoded, or
-    the button without an owner when it cannot be read); and `turn`. Its cog registers it with
-    `bot.add_dynamic_items`. This class itself is never registered: its template matches nothing."""
+    formats included, so that an unreadable one is answered too; `read` (the custom id decoded, None when it
+    cannot be); and `turn`. Its cog registers it with `bot.add_dynamic_items`. This class itself is never
+    registered: its template matches nothing."""
 
     command: ClassVar[str]  # the slash command, named in the answers
 
-    def __init__(
-        self, custom_id: str, *, forward: bool, owner_id: int | None, disabled: bool = False
-    ) -> None:
+    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
+        self.state = self.read(custom_id)  # None: the custom id could not be read
+        forward = self.state.forward if self.state is not None else True
         super().__init__(
             discord.ui.Button(
                 label="Next" if forward else "Previous",
@@ -106,14 +119,22 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
                 disabled=disabled,
             )
         )
-        self.forward = forward
-        self.owner_id = owner_id  # None: the custom id could not be read
+
+    @classmethod
+    def read(cls, custom_id: str) -> PageState | None:
+        raise NotImplementedError
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(match.string)
 
     async def turn(self, interaction: discord.Interaction) -> None:
         raise NotImplementedError
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if self.owner_id is None or interaction.user.id == self.owner_id:
+        if self.state is None or interaction.user.id == self.state.owner_id:
             return True
         await answer_error(
             interaction, f"These buttons belong to whoever asked. Run `/{self.command}` yourself to browse."
@@ -122,8 +143,8 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
 
     async def callback(self, interaction: discord.Interaction) -> None:
         # discord.py only logs what a dynamic item raises: the person clicking must hear of it here
-        if self.owner_id is None:
-            log.info("/%s button with an unreadable custom id %r", self.command, self.custom_id[:100])
+        if self.state is None:
+            log.info("/%s button with an unreadable custom id %r", self.command, self.custom_id)
             await answer_error(interaction, self.expired_text())
             return
         try:
@@ -135,6 +156,15 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
     @classmethod
     def expired_text(cls) -> str:
         return f"These buttons have expired. Run `/{cls.command}` again to browse."
+
+
+def loaded_cog(interaction: discord.Interaction, cog_type: type[CogT]) -> CogT:
+    """The bot's cog of this type, which a button's click goes to (raises when it is not loaded)."""
+    bot = interaction.client
+    cog = bot.get_cog(cog_type.__cog_name__) if isinstance(bot, commands.Bot) else None
+    if not isinstance(cog, cog_type):
+        raise RuntimeError(f"a button of the {cog_type.__cog_name__} cog was clicked while it is not loaded")
+    return cog
 
 
 def page_view(previous: PageButton, next_: PageButton) -> discord.ui.View:
@@ -168,7 +198,7 @@ async def show_page(interaction: discord.Interaction, **message: Any) -> None:
 
 
 def base36(number: int) -> str:
-    """A whole number in few characters, for custom ids: 1234567890123456789 -> "9ix5ai7ax3f9"."""
+    """A whole number in few characters, for custom ids: 1234567890123456789 -> "9do1sj396nf9"."""
     digits = ""
     rest = abs(number)
     while True:

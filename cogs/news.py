@@ -29,6 +29,7 @@ from cogs.common import (
     base36,
     cut_to_units,
     in_time,
+    loaded_cog,
     page_view,
     show_page,
     utf16_units,
@@ -188,28 +189,13 @@ class NewsPageButton(PageButton, template=re.compile(r"news:.*", re.DOTALL)):
 
     command = "news"
 
-    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
-        self.button = NewsButton.read(custom_id)
-        super().__init__(
-            custom_id,
-            forward=self.button.forward if self.button else True,
-            owner_id=self.button.owner_id if self.button else None,
-            disabled=disabled,
-        )
-
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> NewsPageButton:
-        return cls(match.string)
+    def read(cls, custom_id: str) -> NewsButton | None:
+        return NewsButton.read(custom_id)
 
     async def turn(self, interaction: discord.Interaction) -> None:
-        assert self.button is not None  # PageButton.callback answers an unreadable one
-        bot = interaction.client
-        cog = bot.get_cog(News.__cog_name__) if isinstance(bot, commands.Bot) else None
-        if not isinstance(cog, News):
-            raise RuntimeError("a /news button was clicked while the News cog is not loaded")
-        await cog.turn(interaction, self.button)
+        assert isinstance(self.state, NewsButton)  # PageButton.callback answers an unreadable one
+        await loaded_cog(interaction, News).turn(interaction, self.state)
 
 
 def news_message(

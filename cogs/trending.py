@@ -25,7 +25,7 @@ from bot.trending import (
     outlets_label,
     trending_clusters,
 )
-from cogs.common import PageButton, answer, answer_error, base36, in_time, page_view, show_page
+from cogs.common import PageButton, answer, answer_error, base36, in_time, loaded_cog, page_view, show_page
 
 log = logging.getLogger(__name__)
 
@@ -131,28 +131,13 @@ class TrendingPageButton(PageButton, template=re.compile(r"trending:.*", re.DOTA
 
     command = "trending"
 
-    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
-        self.button = TrendingButton.read(custom_id)
-        super().__init__(
-            custom_id,
-            forward=self.button.forward if self.button else True,
-            owner_id=self.button.owner_id if self.button else None,
-            disabled=disabled,
-        )
-
     @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> TrendingPageButton:
-        return cls(match.string)
+    def read(cls, custom_id: str) -> TrendingButton | None:
+        return TrendingButton.read(custom_id)
 
     async def turn(self, interaction: discord.Interaction) -> None:
-        assert self.button is not None  # PageButton.callback answers an unreadable one
-        bot = interaction.client
-        cog = bot.get_cog(Trending.__cog_name__) if isinstance(bot, commands.Bot) else None
-        if not isinstance(cog, Trending):
-            raise RuntimeError("a /trending button was clicked while the Trending cog is not loaded")
-        await cog.turn(interaction, self.button)
+        assert isinstance(self.state, TrendingButton)  # PageButton.callback answers an unreadable one
+        await loaded_cog(interaction, Trending).turn(interaction, self.state)
 
 
 def trending_message(
