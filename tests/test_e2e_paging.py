@@ -5,7 +5,6 @@ custom ids cannot be read (hand-made, from an older version) are answered "expir
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import discord
@@ -15,24 +14,14 @@ from bot.store import Store
 from cogs.news import NewsButton
 from tests.support.bot_harness import bot_config, bot_process, running_bot, write_config
 from tests.support.discord_server import FakeDiscord
+from tests.test_search import make_story
 from tests.test_trending_cog import fill
 
-T0 = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
 V = ArtistRef("bts-v", "V", "BTS")
 
 
 def story(n: int, hours: float) -> Story:
-    url = f"https://www.koreaboo.com/news/v-story-{n}/"
-    return Story(
-        key=f"guid-{n}",
-        title=f"BTS's V story number {n}",
-        url=url,
-        canonical_url=url,
-        source="Koreaboo",
-        published=T0 + timedelta(hours=hours),
-        summary=f"V in story {n}.",
-        artists=[V],
-    )
+    return make_story(n, f"BTS's V story number {n}", [V], hours=hours)
 
 
 def buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ The buttons over the wire, across a restart, are in tests/test_e2e_paging.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,24 +19,14 @@ from cogs.common import CUSTOM_ID_UNITS, base36, cut_to_units, utf16_units
 from cogs.news import MAX_COUNT, QUERY_UNITS, NewsButton, NewsPageButton, clean_query
 from cogs.trending import MAX_HOURS, TrendingButton, TrendingPageButton
 from tests.support.discord_server import text_length
+from tests.test_search import T0, make_story
 
-T0 = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
 V = ArtistRef("bts-v", "V", "BTS")
 JIMIN = ArtistRef("bts-jimin", "Jimin", "BTS")
 
 
 def story(n: int, hours: float, artists: list[ArtistRef], title: str = "") -> Story:
-    url = f"https://www.koreaboo.com/news/story-{n}/"
-    return Story(
-        key=f"guid-{n}",
-        title=title or f"Story number {n} about the comeback",
-        url=url,
-        canonical_url=url,
-        source="Koreaboo",
-        published=T0 + timedelta(hours=hours),
-        summary=f"Summary of story {n}.",
-        artists=artists,
-    )
+    return make_story(n, title or f"Story number {n} about the comeback", artists, hours=hours)
 
 
 @pytest.fixture
