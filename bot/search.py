@@ -16,11 +16,11 @@ from bot.artists import Artist, ArtistIndex
 from bot.embed import build_story_embed
 from bot.models import ArtistRef, Story
 from bot.store import Store, StoryText
+from bot.store.stories import StoryKey
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 50  # one page never holds more (Discord shows 10 embeds per message anyway)
-MAX_OFFSET = 10_000  # deeper paging is no search any more: refuse quietly rather than scan the table
 MAX_QUERY_CHARS = 200
 TOTAL_CAP = 1000  # counting further costs a sort of every match; "1000+" is as useful to a person
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -31,7 +31,11 @@ Mode = Literal["artist", "text", "none"]
 
 @dataclass
 class SearchResult:
-    """One page of a search: the artist it resolved to (if any), the stories, and what else was meant."""
+    """One page of a search: the artist it resolved to (if any), the stories, and what else was meant.
+
+    Pages are keyset pages: `keys[i]` is the place of `stories[i]` in the list (its time and id), and the next
+    page is asked with `before=` the last key, the previous one with `after=` the first, so a story stored
+    between two pages never shifts them."""
 
     query: str
     artist: Artist | None
@@ -39,85 +43,97 @@ class SearchResult:
     total: int
     suggestions: list[Artist] = field(default_factory=list)
     mode: Mode = "none"
-    offset: int = 0
     limit: int = 5
     total_capped: bool = False  # True: there are at least `total` (= TOTAL_CAP) stories, shown as "1000+"
+    keys: list[StoryKey] = field(default_factory=list)
+    has_more: bool = False  # more stories past this page: older ones, or newer ones for a page asked after=
 
     @property
     def total_label(self) -> str:
         return f"{self.total}+" if self.total_capped else str(self.total)
 
-    @property
-    def has_more(self) -> bool:
-        if not self.stories:
-            return False
-        return self.total_capped or self.offset + len(self.stories) < self.total
-
 
 async def search_stories(
-    store: Store, index: ArtistIndex, query: str, *, limit: int = 5, offset: int = 0
+    store: Store,
+    index: ArtistIndex,
+    query: str,
+    *,
+    limit: int = 5,
+    before: StoryKey | None = None,
+    after: StoryKey | None = None,
 ) -> SearchResult:
-    """The latest stories for a query, newest first (published, else first seen).
+    """A page of the stories for a query, newest first (published, else first seen): the newest, or those
+    just older than `before`, or just newer than `after`.
 
     Order of trust: an exact name of an artist; else full-text matches of the words; else an artist whose
     name is close to the query (a typo); else nothing, with suggestions of close names."""
     query = " ".join((query or "").split())[:MAX_QUERY_CHARS]
     limit = max(1, min(int(limit), MAX_LIMIT))
-    offset = max(0, min(int(offset), MAX_OFFSET))
-    empty = SearchResult(query, None, [], 0, [], "none", offset, limit)
+    empty = SearchResult(query, None, [], 0, [], "none", limit)
     if not query:
         return empty
 
     exact = index.resolve_exact(query)
     if exact:
-        return await _artist_page(store, index, query, exact[0], exact[1:], limit, offset)
-
-    ids, total = await _text_ids(store, query, limit, offset)
-    if total:
-        stories = await store.stories.get_many(ids)
-        return SearchResult(
-            query, None, stories, min(total, TOTAL_CAP), [], "text", offset, limit, total > TOTAL_CAP
+        return await artist_stories(
+            store, index, exact[0], query=query, others=exact[1:], limit=limit, before=before, after=after
         )
+
+    # one story more than the page shows: whether there are more
+    keys, total = await _text_keys(store, query, limit=limit + 1, before=before, after=after)
+    if total:
+        result = SearchResult(query, None, [], min(total, TOTAL_CAP), [], "text", limit, total > TOTAL_CAP)
+        return await _with_stories(store, result, keys, newer=after is not None)
 
     close = index.resolve(query)  # a typo of a name: "Taehyng"
     if close is not None:
-        return await _artist_page(store, index, query, close, [], limit, offset)
+        return await artist_stories(store, index, close, query=query, limit=limit, before=before, after=after)
 
     empty.suggestions = index.suggest(query, 5)
     return empty
 
 
-async def _artist_page(
+async def artist_stories(
     store: Store,
     index: ArtistIndex,
-    query: str,
     artist: Artist,
-    others: list[Artist],
-    limit: int,
-    offset: int,
+    *,
+    query: str | None = None,
+    others: list[Artist] | None = None,
+    limit: int = 5,
+    before: StoryKey | None = None,
+    after: StoryKey | None = None,
 ) -> SearchResult:
-    ids = index.expand(artist.id)
-    story_ids, total = await artist_story_ids(store, ids, limit=limit, offset=offset)
-    stories = await store.stories.get_many(story_ids)
-    return SearchResult(
-        query,
+    """A page of the stories about an artist (a group includes its members), paged as by `search_stories`.
+    `query` is what the person typed (default: the artist's id), `others` the other artists it names."""
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    keys, total = await store.stories.ids_by_artists(
+        index.expand(artist.id), limit=limit + 1, before=before, after=after, count_up_to=TOTAL_CAP
+    )
+    result = SearchResult(
+        query or artist.id,
         artist,
-        stories,
+        [],
         min(total, TOTAL_CAP),
-        list(others[:5]),
+        list((others or [])[:5]),
         "artist",
-        offset,
         limit,
         total > TOTAL_CAP,
     )
+    return await _with_stories(store, result, keys, newer=after is not None)
 
 
-async def artist_story_ids(
-    store: Store, artist_ids: list[str], *, limit: int, offset: int = 0
-) -> tuple[list[int], int]:
-    """Story ids tagged with any of the artists, newest first, and how many there are (counted up to
-    TOTAL_CAP + 1)."""
-    return await store.stories.ids_by_artists(artist_ids, limit=limit, offset=offset, count_up_to=TOTAL_CAP)
+async def _with_stories(
+    store: Store, result: SearchResult, keys: list[StoryKey], *, newer: bool
+) -> SearchResult:
+    """`result` with its page: of `keys` (newest first; one more than the page when there are more), the
+    `result.limit` next to the cursor, and their stories."""
+    result.has_more = len(keys) > result.limit
+    keys = keys[-result.limit :] if newer else keys[: result.limit]
+    stories = {s.id: s for s in await store.stories.get_many([story_id for _, story_id in keys])}
+    result.keys = [key for key in keys if key[1] in stories]  # a story deleted meanwhile is left out
+    result.stories = [stories[story_id] for _, story_id in result.keys]
+    return result
 
 
 def query_words(text: str, *, any_word: bool = False) -> list[str]:
@@ -131,17 +147,19 @@ def query_words(text: str, *, any_word: bool = False) -> list[str]:
     return words
 
 
-async def _text_ids(store: Store, text: str, limit: int, offset: int) -> tuple[list[int], int]:
+async def _text_keys(
+    store: Store, text: str, *, limit: int, before: StoryKey | None, after: StoryKey | None
+) -> tuple[list[StoryKey], int]:
     """Full-text matches, newest first. All words must match; failing that, any word may."""
     for any_word in (False, True):
         words = query_words(text, any_word=any_word)
         if not words:
             return [], 0
-        ids, total = await store.stories.search_text(
-            words, any_word=any_word, limit=limit, offset=offset, count_up_to=TOTAL_CAP
+        keys, total = await store.stories.search_text(
+            words, any_word=any_word, limit=limit, before=before, after=after, count_up_to=TOTAL_CAP
         )
         if total:
-            return ids, total
+            return keys, total
     return [], 0
 
 
@@ -165,7 +183,7 @@ async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out:
 
 
 def render_text(result: SearchResult) -> str:
-    """Readable shell output: what was searched, then one block per story."""
+    """Readable shell output of a first page: what was searched, then one block per story."""
     if result.mode == "none":
         if not result.query:
             return "Nothing to search for: give an artist's name or some words."
@@ -180,10 +198,8 @@ def render_text(result: SearchResult) -> str:
     if not result.stories:
         lines = [f"{head}: none stored yet."]
     else:
-        first = result.offset + 1
-        last = result.offset + len(result.stories)
-        lines = [f"{head}: {first}-{last} of {result.total_label}, newest first"]
-    for n, story in enumerate(result.stories, result.offset + 1):
+        lines = [f"{head}: 1-{len(result.stories)} of {result.total_label}, newest first"]
+    for n, story in enumerate(result.stories, 1):
         when = _when(story.published or story.first_seen)
         artists = ", ".join(a.name if not a.group else f"{a.name} ({a.group})" for a in story.artists)
         lines.append("")

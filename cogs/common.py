@@ -1,15 +1,20 @@
-"""What the cogs share: the one way to answer an interaction, artist autocomplete, and Previous/Next buttons.
+"""What the cogs share: the one way to answer an interaction, artist autocomplete, and Previous/Next buttons
+that survive restarts.
 
 Cogs import from here, never from each other; the bot's command error handler answers through `answer_error`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from bot.text import truncate
 
@@ -18,8 +23,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_TIMEOUT = 600.0  # buttons live 10 minutes (an interaction token lives 15)
 MAX_CHOICES = 25  # Discord: choices in one autocomplete answer
+DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
+
+T = TypeVar("T")
+CogT = TypeVar("CogT", bound=commands.Cog)
 
 
 # --- answering ----------------------------------------------------------------------------------------------
@@ -73,49 +81,145 @@ def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands
     return choices[:MAX_CHOICES]
 
 
-# --- paging -------------------------------------------------------------------------------------------------
+# --- paging ------------------------------------------------------------------------------------------------
+
+CUSTOM_ID_UNITS = 100  # Discord: a component's custom_id, at most 100 characters (here: UTF-16 units)
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-class OwnedPager(discord.ui.View):
-    """Previous/Next that only the person who asked may press; disabled when they time out.
-    Subclasses implement `turn`; the buttons' custom ids are `<command>:previous` and `<command>:next`."""
+class PageState(Protocol):
+    """What a page button's custom id reads as: which way it turns, and whose pages they are."""
 
-    def __init__(self, *, command: str, owner_id: int, timeout: float = PAGE_TIMEOUT) -> None:
-        super().__init__(timeout=timeout)
-        self.command = command
-        self.owner_id = owner_id
-        self.message_interaction: discord.Interaction | None = None  # the answer these buttons sit on
-        self.previous.custom_id = f"{command}:previous"
-        self.next.custom_id = f"{command}:next"
+    @property
+    def forward(self) -> bool: ...
 
-    async def turn(self, interaction: discord.Interaction, *, forward: bool) -> None:
+    @property
+    def owner_id(self) -> int: ...
+
+
+class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"(?!)"):
+    """A Previous or Next button whose custom id holds everything its click needs (what the page shows and who
+    may turn it), so the click works for as long as the message exists, whichever process of the bot gets it.
+
+    A subclass (one per command) gives a `template` that matches every custom id its command ever made, old
+    formats included, so that an unreadable one is answered too; `read` (the custom id decoded, None when it
+    cannot be); and `turn`. Its cog registers it with `bot.add_dynamic_items`. This class itself is never
+    registered: its template matches nothing."""
+
+    command: ClassVar[str]  # the slash command, named in the answers
+
+    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
+        self.state = self.read(custom_id)  # None: the custom id could not be read
+        forward = self.state.forward if self.state is not None else True
+        super().__init__(
+            discord.ui.Button(
+                label="Next" if forward else "Previous",
+                style=discord.ButtonStyle.primary if forward else discord.ButtonStyle.secondary,
+                custom_id=custom_id,
+                disabled=disabled,
+            )
+        )
+
+    @classmethod
+    def read(cls, custom_id: str) -> PageState | None:
         raise NotImplementedError
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id == self.owner_id:
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Self:
+        return cls(match.string)
+
+    async def turn(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if self.state is None or interaction.user.id == self.state.owner_id:
             return True
-        await answer(
-            interaction,
-            f"These buttons belong to whoever asked. Run `/{self.command}` yourself to browse.",
-            ephemeral=True,
+        await answer_error(
+            interaction, f"These buttons belong to whoever asked. Run `/{self.command}` yourself to browse."
         )
         return False
 
-    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
-    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self.turn(interaction, forward=False)
-
-    @discord.ui.button(label="Next", style=discord.ButtonStyle.primary)
-    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self.turn(interaction, forward=True)
-
-    async def on_timeout(self) -> None:
-        if self.message_interaction is None:
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # discord.py only logs what a dynamic item raises: the person clicking must hear of it here
+        if self.state is None:
+            log.info("/%s button with an unreadable custom id %r", self.command, self.custom_id)
+            await answer_error(interaction, self.expired_text())
             return
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
         try:
-            await self.message_interaction.edit_original_response(view=self)
-        except discord.HTTPException:
-            pass  # the message was deleted or the token ran out: nothing to tidy
+            await self.turn(interaction)
+        except Exception:
+            log.exception("/%s page button failed (custom id %r)", self.command, self.custom_id)
+            await answer_error(interaction, f"Sorry, I could not turn the page. Run `/{self.command}` again.")
+
+    @classmethod
+    def expired_text(cls) -> str:
+        return f"These buttons have expired. Run `/{cls.command}` again to browse."
+
+
+def loaded_cog(interaction: discord.Interaction, cog_type: type[CogT]) -> CogT:
+    """The bot's cog of this type, which a button's click goes to (raises when it is not loaded)."""
+    bot = interaction.client
+    cog = bot.get_cog(cog_type.__cog_name__) if isinstance(bot, commands.Bot) else None
+    if not isinstance(cog, cog_type):
+        raise RuntimeError(f"a button of the {cog_type.__cog_name__} cog was clicked while it is not loaded")
+    return cog
+
+
+def page_view(previous: PageButton, next_: PageButton) -> discord.ui.View:
+    """The Previous/Next row. No timeout: the buttons keep working (their cog handles every click)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(previous)
+    view.add_item(next_)
+    return view
+
+
+async def in_time(interaction: discord.Interaction, work: Awaitable[T]) -> T:
+    """The result of `work`; when it takes longer than DEFER_AFTER, the interaction is deferred meanwhile (a
+    command shows "thinking…", a button leaves its message as it is), so Discord's 3 s are never missed."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), DEFER_AFTER)
+    except TimeoutError:
+        await interaction.response.defer(
+            thinking=interaction.type is discord.InteractionType.application_command
+        )
+        return await task
+
+
+async def show_page(interaction: discord.Interaction, **message: Any) -> None:
+    """Replace the message a Previous/Next button sits on (content, embeds, view), mentioning no one."""
+    message.setdefault("allowed_mentions", discord.AllowedMentions.none())
+    if interaction.response.is_done():  # deferred by `in_time`
+        await interaction.edit_original_response(**message)
+    else:
+        await interaction.response.edit_message(**message)
+
+
+def base36(number: int) -> str:
+    """A whole number in few characters, for custom ids: 1234567890123456789 -> "9do1sj396nf9"."""
+    digits = ""
+    rest = abs(number)
+    while True:
+        rest, digit = divmod(rest, 36)
+        digits = _BASE36[digit] + digits
+        if not rest:
+            return ("-" if number < 0 else "") + digits
+
+
+def utf16_units(text: str) -> int:
+    """The length Discord counts: a character outside the BMP (most emoji) is two."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def cut_to_units(text: str, units: int) -> str:
+    """The longest start of `text` of at most `units` UTF-16 units; at a space when one is near the end, so
+    that no word is cut in half."""
+    used = 0
+    for end, ch in enumerate(text):
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > units:
+            space = text.rfind(" ", 0, end + 1)
+            return text[:space] if space > end // 2 else text[:end]
+    return text

@@ -1,9 +1,11 @@
-"""/trending [hours]: the story clusters spreading now (bot/trending.py's score), ten at most, with paging."""
+"""/trending [hours]: the story clusters spreading now (bot/trending.py's score), ten at most, with Previous/Next
+buttons that keep working after a restart (their state is in their custom ids)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,14 +25,13 @@ from bot.trending import (
     outlets_label,
     trending_clusters,
 )
-from cogs.common import OwnedPager, answer, answer_error
+from cogs.common import PageButton, answer, answer_error, base36, in_time, loaded_cog, page_view, show_page
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5  # clusters per page: two pages hold the top ten
 MAX_HOURS = 168  # a week; trending is about now
 DEFAULT_HOURS = 24
-DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 600  # a list entry stays short: ten of them must fit 6,000 characters with room to spare
 MAX_ARTISTS = 6
@@ -85,38 +86,81 @@ def page_embeds(clusters: list[TrendingCluster], offset: int, now: datetime) -> 
     return [discord.Embed.from_dict(cluster_embed(c, now)) for c in clusters[offset : offset + PAGE_SIZE]]
 
 
-class TrendingPager(OwnedPager):
-    """Previous/Next over one ranking (taken when the command ran, so pages do not shift under the reader);
-    only the person who asked turns the pages."""
+# --- the buttons' custom ids --------------------------------------------------------------------------------
 
-    def __init__(self, clusters: list[TrendingCluster], *, hours: int, owner_id: int) -> None:
-        super().__init__(command="trending", owner_id=owner_id)
-        self.clusters = clusters
-        self.hours = hours
-        self.offset = 0
-        self._sync_buttons()
+_TRENDING_ID = re.compile(
+    r"trending:(?P<way>[np]):(?P<owner>[0-9a-z]{1,13}):(?P<hours>[0-9a-z]{1,2}):(?P<page>[0-9a-z]{1,2})"
+)
 
-    def _sync_buttons(self) -> None:
-        self.previous.disabled = self.offset <= 0
-        self.next.disabled = self.offset + PAGE_SIZE >= len(self.clusters)
 
-    async def turn(self, interaction: discord.Interaction, *, forward: bool) -> None:
-        offset = self.offset + PAGE_SIZE if forward else max(0, self.offset - PAGE_SIZE)
-        self.offset = min(offset, max(0, len(self.clusters) - 1))
-        self._sync_buttons()
-        embeds = page_embeds(self.clusters, self.offset, utcnow())
-        await interaction.response.edit_message(
-            content=header_text(self.hours, self.offset, len(embeds), len(self.clusters)),
-            embeds=embeds,
-            view=self,
-            allowed_mentions=discord.AllowedMentions.none(),
+@dataclass(frozen=True)
+class TrendingButton:
+    """What a /trending Previous or Next button carries in its custom id:
+
+        trending:<n|p>:<owner>:<hours>:<page>
+
+    `n` (Next) or `p` (Previous); who ran the command (only they turn the pages); the window in hours; the page
+    shown (0: ranks 1–5). Numbers in base 36. The ranking is taken again at each click, as /trending is about
+    now: ranks 6–10 are those of the moment, and a story that climbed meanwhile is seen at its new rank (the
+    ranks are numbered). A custom id that does not read so (hand-made, or from an older version) is answered
+    "expired"."""
+
+    forward: bool
+    owner_id: int
+    hours: int
+    page: int
+
+    def custom_id(self) -> str:
+        way = "n" if self.forward else "p"
+        return f"trending:{way}:{base36(self.owner_id)}:{base36(self.hours)}:{base36(self.page)}"
+
+    @classmethod
+    def read(cls, custom_id: str) -> TrendingButton | None:
+        """The button a custom id describes; None when it does not read as one."""
+        found = _TRENDING_ID.fullmatch(custom_id)
+        if found is None:
+            return None
+        owner_id, hours = int(found["owner"], 36), int(found["hours"], 36)
+        if not (0 < owner_id < 2**64 and 1 <= hours <= MAX_HOURS):
+            return None
+        return cls(found["way"] == "n", owner_id, hours, int(found["page"], 36))
+
+
+class TrendingPageButton(PageButton, template=re.compile(r"trending:.*", re.DOTALL)):
+    """A /trending Previous or Next button; its template takes every /trending custom id (old formats too)."""
+
+    command = "trending"
+
+    @classmethod
+    def read(cls, custom_id: str) -> TrendingButton | None:
+        return TrendingButton.read(custom_id)
+
+    async def turn(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.state, TrendingButton)  # PageButton.callback answers an unreadable one
+        await loaded_cog(interaction, Trending).turn(interaction, self.state)
+
+
+def trending_message(
+    clusters: list[TrendingCluster], *, hours: int, page: int, owner_id: int
+) -> dict[str, Any]:
+    """The message for a page of the ranking: header, embeds, and Previous/Next when it has more than a page."""
+    last_page = (len(clusters) - 1) // PAGE_SIZE
+    page = min(max(page, 0), last_page)
+    offset = page * PAGE_SIZE
+    embeds = page_embeds(clusters, offset, utcnow())
+    message: dict[str, Any] = {
+        "content": header_text(hours, offset, len(embeds), len(clusters)),
+        "embeds": embeds,
+        "view": None,
+    }
+    if last_page > 0:
+        previous = TrendingButton(False, owner_id, hours, page)
+        next_ = TrendingButton(True, owner_id, hours, page)
+        message["view"] = page_view(
+            TrendingPageButton(previous.custom_id(), disabled=page == 0),
+            TrendingPageButton(next_.custom_id(), disabled=page == last_page),
         )
-
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
-    ) -> None:
-        log.exception("/trending page button failed (offset %d)", self.offset, exc_info=error)
-        await answer_error(interaction, "Sorry, I could not turn the page. Run `/trending` again.")
+    return message
 
 
 class Trending(commands.Cog):
@@ -126,6 +170,16 @@ class Trending(commands.Cog):
     async def ranking(self, hours: int) -> list[TrendingCluster]:
         return await trending_clusters(self.bot.store, hours=hours, limit=DEFAULT_LIMIT)
 
+    async def turn(self, interaction: discord.Interaction, button: TrendingButton) -> None:
+        """A Previous or Next click: the next page of the ranking as it is now, in place of the message's."""
+        clusters = await in_time(interaction, self.ranking(button.hours))
+        if not clusters:
+            await answer_error(interaction, empty_text(button.hours))
+            return
+        page = button.page + 1 if button.forward else button.page - 1
+        message = trending_message(clusters, hours=button.hours, page=page, owner_id=button.owner_id)
+        await show_page(interaction, **message)
+
     @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")
     @app_commands.describe(hours=f"How far back to look, in hours (1-{MAX_HOURS}, default {DEFAULT_HOURS})")
     async def trending(
@@ -133,28 +187,19 @@ class Trending(commands.Cog):
         interaction: discord.Interaction,
         hours: app_commands.Range[int, 1, MAX_HOURS] = DEFAULT_HOURS,
     ) -> None:
-        work = asyncio.ensure_future(self.ranking(hours))
-        try:
-            # usually milliseconds; if the store is busy, defer rather than miss Discord's 3 s
-            clusters = await asyncio.wait_for(asyncio.shield(work), DEFER_AFTER)
-        except TimeoutError:
-            await interaction.response.defer(thinking=True)
-            clusters = await work
+        clusters = await in_time(interaction, self.ranking(hours))
         if not clusters:
             await answer(interaction, content=empty_text(hours), ephemeral=True)
             return
-        view: TrendingPager | None = None
-        if len(clusters) > PAGE_SIZE:
-            view = TrendingPager(clusters, hours=hours, owner_id=interaction.user.id)
-            view.message_interaction = interaction
-        embeds = page_embeds(clusters, 0, utcnow())
         await answer(
-            interaction,
-            content=header_text(hours, 0, len(embeds), len(clusters)),
-            embeds=embeds,
-            view=view,
+            interaction, **trending_message(clusters, hours=hours, page=0, owner_id=interaction.user.id)
         )
 
 
 async def setup(bot: KpopNewsBot) -> None:
     await bot.add_cog(Trending(bot))
+    bot.add_dynamic_items(TrendingPageButton)  # clicks on any /trending message ever sent, across restarts
+
+
+async def teardown(bot: KpopNewsBot) -> None:
+    bot.remove_dynamic_items(TrendingPageButton)

@@ -8,6 +8,11 @@ from bot.timeutil import utcnow
 from tests.test_e2e_delivery import V_IU_LINK, v_iu_feed, world
 
 
+def buttons(message: dict) -> dict[str, dict]:
+    """A message's buttons by label ("Previous", "Next"): their custom ids carry the page's state."""
+    return {c["label"]: c for row in message.get("components", []) for c in row["components"]}
+
+
 async def test_news_answers_with_embeds_newest_first_and_pages(tmp_path):
     async with world(tmp_path) as w:
         # the start-up feed (3 stories about V and IU) plus Koreaboo's V and IU story, the newest
@@ -25,23 +30,22 @@ async def test_news_answers_with_embeds_newest_first_and_pages(tmp_path):
         assert first_page[0]["url"] == V_IU_LINK  # newest first
         assert all(e["title"] and e["url"].startswith("https://") and e.get("author") for e in first_page)
         assert first_page[0]["image"]["url"].startswith("https://")
-        buttons = {c["custom_id"]: c for row in reply["components"] for c in row["components"]}
-        assert buttons["news:previous"]["disabled"] and not buttons["news:next"].get("disabled")
+        assert buttons(reply)["Previous"]["disabled"] and not buttons(reply)["Next"].get("disabled")
+        assert all(b["custom_id"].startswith("news:") for b in buttons(reply).values())
 
         # someone else's click is refused, politely, and changes nothing
         other = w.server.member(w.h.guild.id, "other fan")
-        refused = await w.server.click(reply, "news:next", user_id=other.id)
+        refused = await w.server.click(reply, buttons(reply)["Next"]["custom_id"], user_id=other.id)
         answer = await refused.reply(timeout=10)
         assert refused.ephemeral and "/news" in answer["content"]
 
-        page = await w.server.click(reply, "news:next")
+        page = await w.server.click(reply, buttons(reply)["Next"]["custom_id"])
         await page.response(timeout=10)
         shown = w.server.message(int(reply["id"]))
         assert "3–4 of 4" in shown["content"]
         urls = [e["url"] for e in shown["embeds"]]
         assert len(urls) == 2 and not set(urls) & {e["url"] for e in first_page}
-        buttons = {c["custom_id"]: c for row in shown["components"] for c in row["components"]}
-        assert buttons["news:next"]["disabled"] and not buttons["news:previous"].get("disabled")
+        assert buttons(shown)["Next"]["disabled"] and not buttons(shown)["Previous"].get("disabled")
 
         # by another of his names, in Hangul: the same stories
         reply = await (await w.server.invoke("news", {"artist": "뷔"})).reply(timeout=10)

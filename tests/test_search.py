@@ -104,12 +104,15 @@ async def test_a_group_includes_its_members_stories(store, index):
     assert result.stories[-1].artists[0].id == "bts-v"  # stories come back with their artists
 
 
-async def test_paging_with_offset_and_limit(store, index):
+async def test_paging_by_cursor_and_limit(store, index):
     first = await search_stories(store, index, "방탄소년단", limit=2)
-    second = await search_stories(store, index, "방탄소년단", limit=2, offset=2)
+    second = await search_stories(store, index, "방탄소년단", limit=2, before=first.keys[-1])
     assert [s.key for s in first.stories] == ["guid-5", "guid-2"] and first.has_more
     assert [s.key for s in second.stories] == ["guid-3", "guid-1"] and not second.has_more
     assert first.total == second.total == 4
+    back = await search_stories(store, index, "방탄소년단", limit=2, after=second.keys[0])
+    assert [s.key for s in back.stories] == ["guid-5", "guid-2"] and not back.has_more  # nothing newer
+    assert [k[1] for k in first.keys] == [s.id for s in first.stories]
 
 
 async def test_big_totals_are_capped_not_counted_to_the_end(store, index, monkeypatch):
@@ -117,9 +120,12 @@ async def test_big_totals_are_capped_not_counted_to_the_end(store, index, monkey
     result = await search_stories(store, index, "BTS", limit=1)
     assert result.total == 2 and result.total_capped and result.total_label == "2+"
     assert result.has_more
-    deep = await search_stories(store, index, "BTS", limit=1, offset=3)
-    assert [s.key for s in deep.stories] == ["guid-1"] and deep.has_more  # the cap never hides stories
-    beyond = await search_stories(store, index, "BTS", limit=1, offset=4)
+    pages = [result]
+    while pages[-1].has_more:
+        pages.append(await search_stories(store, index, "BTS", limit=1, before=pages[-1].keys[-1]))
+    # the cap never hides stories: paging goes on to the last one
+    assert [p.stories[0].key for p in pages] == ["guid-5", "guid-2", "guid-3", "guid-1"]
+    beyond = await search_stories(store, index, "BTS", limit=1, before=pages[-1].keys[-1])
     assert beyond.stories == [] and not beyond.has_more
     text = await search_stories(store, index, "Koreaboo story summary")
     assert text.mode == "text" and text.total_capped

@@ -48,7 +48,8 @@ async def fill(store: Store) -> None:
 
 
 def buttons(message: dict) -> dict[str, dict]:
-    return {c["custom_id"]: c for row in message.get("components", []) for c in row["components"]}
+    """A message's buttons by label ("Previous", "Next"): their custom ids carry the page's state."""
+    return {c["label"]: c for row in message.get("components", []) for c in row["components"]}
 
 
 async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness: BotHarness):
@@ -71,17 +72,15 @@ async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness
     assert "On Koreaboo, Soompi, SCMP" in top["description"]
     assert [e["title"].split(".")[0] for e in first] == ["1", "2", "3", "4", "5"]
     assert all("1 outlet · " in e["description"] for e in first[1:])
-    assert buttons(reply)["trending:previous"]["disabled"] and not buttons(reply)["trending:next"].get(
-        "disabled"
-    )
+    assert buttons(reply)["Previous"]["disabled"] and not buttons(reply)["Next"].get("disabled")
 
     # someone else's click is refused and changes nothing
     other = h.server.member(h.guild.id, "another fan")
-    refused = await h.server.click(reply, "trending:next", user_id=other.id)
+    refused = await h.server.click(reply, buttons(reply)["Next"]["custom_id"], user_id=other.id)
     answer = await refused.reply(timeout=10)
     assert refused.ephemeral and "/trending" in answer["content"]
 
-    page = await h.server.click(reply, "trending:next")
+    page = await h.server.click(reply, buttons(reply)["Next"]["custom_id"])
     await page.response(timeout=10)
     shown = h.server.message(int(reply["id"]))
     assert shown["content"] == "**Trending in the last 24 h** · 6–7 of 7"
@@ -90,11 +89,9 @@ async def test_trending_lists_ranks_with_pages_and_escapes_feed_text(bot_harness
     hostile = next(e for e in shown["embeds"] if "Music Bank" in e["title"])
     assert "@everyone" not in hostile["title"].replace("@\u200beveryone", "")
     assert "<@123>" not in hostile["title"] and "\\*\\*FREE\\*\\*" in hostile["title"]
-    assert buttons(shown)["trending:next"]["disabled"] and not buttons(shown)["trending:previous"].get(
-        "disabled"
-    )
+    assert buttons(shown)["Next"]["disabled"] and not buttons(shown)["Previous"].get("disabled")
 
-    back = await h.server.click(shown, "trending:previous")
+    back = await h.server.click(shown, buttons(shown)["Previous"]["custom_id"])
     await back.response(timeout=10)
     assert h.server.message(int(reply["id"]))["embeds"][0]["title"] == top["title"]
 

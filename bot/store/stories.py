@@ -11,14 +11,19 @@ from typing import Any
 from bot.models import ArtistRef, Story
 from bot.store.database import IN_CHUNK, Database, marks
 from bot.store.rows import quotes_to_json, story_from_row
-from bot.store.text_search import text_matches
+from bot.store.text_search import fts5_match, postgresql_match, postgresql_query, text_matches
 from bot.timeutil import to_iso, utcnow
 
 # How the store names an artist id it has stored: the artist index's ref, or None for an id it does not know.
 ArtistNamer = Callable[[str], ArtistRef | None]
 
 ARTISTS_PER_STATEMENT = 200  # artist search: SQLite caps a compound SELECT at 500 terms
-TEXT_WINDOW = 200  # text search: the newest matches by id, then sorted by time
+TEXT_WINDOW = 200  # text search's first page: the newest matches by id, then sorted by time
+SORT_TIME = "COALESCE(published_at, first_seen_at)"  # a story's time, as the stories_sort_time index has it
+
+# A story's place in "newest first", the cursor of keyset paging: its time as stored (published, else first
+# seen: ISO 8601 UTC, whose text order is time order) and its id, which breaks ties.
+StoryKey = tuple[str, int]
 
 
 @dataclass
@@ -223,53 +228,129 @@ class StoryTable:
     # --- reads for search and retagging ------------------------------------------------------------------
 
     async def ids_by_artists(
-        self, artist_ids: list[str], *, limit: int, offset: int = 0, count_up_to: int
-    ) -> tuple[list[int], int]:
-        """Ids of the stories tagged with any of these artists, newest first (published, else first seen), one
-        page of them, and how many there are, counted up to `count_up_to` + 1.
+        self,
+        artist_ids: list[str],
+        *,
+        limit: int,
+        before: StoryKey | None = None,
+        after: StoryKey | None = None,
+        count_up_to: int,
+    ) -> tuple[list[StoryKey], int]:
+        """The stories tagged with any of these artists, as keys (time, id), newest first: the `limit` newest,
+        or the `limit` just older than `before`, or the `limit` just newer than `after`; and how many stories
+        are tagged, counted up to `count_up_to` + 1.
 
-        Each artist's stories come newest first from the (artist_id, sort_at) index, so a big group costs
-        (offset + limit) rows per artist instead of a sort of all its stories."""
+        Each artist's stories come in order from the (artist_id, sort_at, story_id) index, starting at the
+        cursor, so a page costs `limit` rows per artist however deep it is, and a story stored meanwhile never
+        shifts it."""
         if not artist_ids:
             return [], 0
-        want = offset + limit
-        # one round trip: each artist's newest `want` rows from the index, glued with UNION ALL
+        newer, where, cursor = _keyset("sort_at", "story_id", before, after)
+        order = "ASC" if newer else "DESC"
+        # one round trip: each artist's `limit` rows next to the cursor, glued with UNION ALL
         branch = (
-            "SELECT * FROM (SELECT COALESCE(sort_at, '') AS t, story_id FROM story_artists WHERE artist_id = ?"
-            " ORDER BY sort_at DESC, story_id DESC LIMIT ?) AS newest"
+            "SELECT * FROM (SELECT COALESCE(sort_at, '') AS t, story_id FROM story_artists"
+            f" WHERE artist_id = ?{where} ORDER BY sort_at {order}, story_id {order} LIMIT ?) AS page"
         )
         rows: list[Any] = []
         for start in range(0, len(artist_ids), ARTISTS_PER_STATEMENT):
             chunk = artist_ids[start : start + ARTISTS_PER_STATEMENT]
             params: list[Any] = []
             for artist_id in chunk:
-                params += [artist_id, want]  # a story in the overall top `want` is in its artist's top `want`
+                params += [artist_id, *cursor, limit]  # the overall page is within each artist's own page
             rows.extend(await self._db.fetchall(" UNION ALL ".join([branch] * len(chunk)), params))
-        rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-        page = list(dict.fromkeys(story_id for _, story_id in rows))[:want]
+        keys = sorted({(t, story_id) for t, story_id in rows}, reverse=not newer)[:limit]
         total = await self._db.fetchval(
             "SELECT count(*) FROM (SELECT DISTINCT story_id FROM story_artists"
             f" WHERE artist_id IN ({marks(len(artist_ids))}) LIMIT ?) AS tagged",
             [*artist_ids, count_up_to + 1],
         )
-        return page[offset:want], int(total)
+        return keys[::-1] if newer else keys, int(total)
 
     async def search_text(
-        self, words: list[str], *, any_word: bool, limit: int, offset: int = 0, count_up_to: int
-    ) -> tuple[list[int], int]:
-        """Ids of the stories whose title or summary has all of these words (or, `any_word`, any of them),
-        newest first, one page of them, and how many there are, counted up to `count_up_to` + 1.
+        self,
+        words: list[str],
+        *,
+        any_word: bool,
+        limit: int,
+        before: StoryKey | None = None,
+        after: StoryKey | None = None,
+        count_up_to: int,
+    ) -> tuple[list[StoryKey], int]:
+        """The stories whose title or summary has all of these words (or, `any_word`, any of them), as keys
+        (time, id), newest first: the first page, or the `limit` just older than `before` or just newer than
+        `after`; and how many match, counted up to `count_up_to` + 1.
 
         SQLite's FTS5 (table stories_fts): the one statement of the store written for one engine; another
-        engine brings its own full-text search in its place. The page is taken from the TEXT_WINDOW newest
-        matches by id (FTS5 walks its doclists in id order), sorted by the stories' time."""
+        engine brings its own full-text search in its place. The first page is taken from the TEXT_WINDOW
+        newest matches by id (FTS5 walks its doclists in id order; ids follow arrival, so in practice these
+        are the newest by time too), sorted by time: cheap however common the words. A page after a cursor is
+        exact: up to `count_up_to` matches, every match is looked up and sorted; past that, the time index
+        (stories_sort_time) is walked from the cursor, each story checked against the set of matches."""
         if not words:
             return [], 0
-        found, total = await text_matches(
-            self._db, words, any_word=any_word, window=max(TEXT_WINDOW, offset + limit), cap=count_up_to
+        if self._db.dialect == "postgresql":
+            return await self._search_text_postgresql(
+                words, any_word=any_word, limit=limit, before=before, after=after, count_up_to=count_up_to
+            )
+        match = fts5_match(words, any_word=any_word)
+        total = await self._db.fetchval(
+            "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
+            (match, count_up_to + 1),
         )
-        found.sort(key=lambda r: (r[1] or "", r[0]), reverse=True)
-        return [story_id for story_id, _ in found[offset : offset + limit]], total
+        if not total:
+            return [], 0
+        if before is None and after is None:
+            rows = await self._db.fetchall(
+                f"SELECT id, {SORT_TIME} AS t FROM stories WHERE id IN"
+                " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
+                (match, max(TEXT_WINDOW, limit)),
+            )
+            keys = sorted(((t or "", story_id) for story_id, t in rows), reverse=True)
+            return keys[:limit], int(total)
+        newer, where, cursor = _keyset(SORT_TIME, "id", before, after, range_start=True)
+        order = "ASC" if newer else "DESC"
+        # few matches: look each up by id (NOT INDEXED); many: walk the time index from the cursor, where the
+        # first term of `where` is the range it starts at
+        access = "INDEXED BY stories_sort_time" if total > count_up_to else "NOT INDEXED"
+        rows = await self._db.fetchall(
+            f"SELECT id, {SORT_TIME} AS t FROM stories {access}"
+            f" WHERE id IN (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ?){where}"
+            f" ORDER BY {SORT_TIME} {order}, id {order} LIMIT ?",
+            (match, *cursor, limit),
+        )
+        keys = [(t or "", story_id) for story_id, t in rows]
+        return keys[::-1] if newer else keys, int(total)
+
+    async def _search_text_postgresql(
+        self,
+        words: list[str],
+        *,
+        any_word: bool,
+        limit: int,
+        before: StoryKey | None,
+        after: StoryKey | None,
+        count_up_to: int,
+    ) -> tuple[list[StoryKey], int]:
+        """`search_text` on PostgreSQL: the tsvector column and its GIN index (bot/store/text_search.py), the same
+        first-page window and the same exact pages after a cursor."""
+        found, total = await text_matches(
+            self._db, words, any_word=any_word, window=max(TEXT_WINDOW, limit), cap=count_up_to
+        )
+        if not total:
+            return [], 0
+        if before is None and after is None:
+            keys = sorted(((t or "", story_id) for story_id, t in found), reverse=True)
+            return keys[:limit], total
+        newer, where, cursor = _keyset(SORT_TIME, "id", before, after)
+        order = "ASC" if newer else "DESC"
+        rows = await self._db.fetchall(
+            f"SELECT id, {SORT_TIME} AS t FROM stories WHERE {postgresql_match()}{where}"
+            f" ORDER BY {SORT_TIME} {order}, id {order} LIMIT ?",
+            (postgresql_query(words, any_word=any_word), *cursor, limit),
+        )
+        keys = [(t or "", story_id) for story_id, t in rows]
+        return keys[::-1] if newer else keys, total
 
     async def texts_after(self, after_id: int, limit: int) -> list[StoryText]:
         """The next `limit` stories by id after `after_id`, with the text tagging reads."""
@@ -283,10 +364,24 @@ class StoryTable:
         ]
 
 
-def fts5_match(words: list[str], *, any_word: bool) -> str:
-    """Words as an FTS5 query: each a quoted string, so that no word is ever an operator or a column filter."""
-    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
-    return (" OR " if any_word else " ").join(quoted)
+def _keyset(
+    time: str, story_id: str, before: StoryKey | None, after: StoryKey | None, *, range_start: bool = False
+) -> tuple[bool, str, tuple[Any, ...]]:
+    """Whether a page goes towards newer stories, its WHERE terms (to append) and their parameters: a row-value
+    comparison, plain SQL in SQLite >= 3.15 and PostgreSQL. `range_start` adds `time <= ?` (or `>=`) in
+    front, which SQLite needs to start a walk of an index on an expression at the cursor."""
+    if before is not None and after is not None:
+        raise ValueError("a page is either before or after a story, not both")
+    if after is not None:
+        newer, key, sign = True, after, ">"
+    elif before is not None:
+        newer, key, sign = False, before, "<"
+    else:
+        return False, "", ()
+    where = f" AND ({time}, {story_id}) {sign} (?, ?)"
+    if range_start:
+        return newer, f" AND {time} {sign}= ?" + where, (key[0], *key)
+    return newer, where, key
 
 
 def _categories(text: str | None) -> list[str]:

@@ -16,16 +16,12 @@ async def text_matches(
     if not words:
         return [], 0
     if db.dialect == "postgresql":
-        # every word a quoted lexeme: whatever it holds, it is searched for, never obeyed
-        quoted = ["'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words]
-        query = (" | " if any_word else " & ").join(quoted)
-        match = "search_vector @@ to_tsquery('simple', kpopnews_search_text(?))"
+        query = postgresql_query(words, any_word=any_word)
+        match = postgresql_match()
         count_sql = f"SELECT count(*) FROM (SELECT 1 FROM stories WHERE {match} LIMIT ?) AS matches"
         newest_sql = f"SELECT id, COALESCE(published_at, first_seen_at) FROM stories WHERE {match} ORDER BY id DESC LIMIT ?"
     else:
-        # each word an FTS5 string: quotes, stars, AND/OR/NOT/NEAR and column filters are only ever words
-        quoted = ['"' + w.replace('"', '""') + '"' for w in words]
-        query = (" OR " if any_word else " ").join(quoted)
+        query = fts5_match(words, any_word=any_word)
         count_sql = "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)"
         # FTS5 walks its doclists in rowid order: the newest ids first
         newest_sql = (
@@ -37,3 +33,20 @@ async def text_matches(
         return [], 0
     rows = await db.fetchall(newest_sql, (query, window))
     return [(row[0], row[1]) for row in rows], total
+
+
+def postgresql_query(words: list[str], *, any_word: bool) -> str:
+    """Words as a tsquery: every word a quoted lexeme, so whatever it holds is searched for, never obeyed."""
+    quoted = ["'" + w.replace("\\", "\\\\").replace("'", "''") + "'" for w in words]
+    return (" | " if any_word else " & ").join(quoted)
+
+
+def postgresql_match() -> str:
+    """The WHERE term that matches `postgresql_query`'s text (one parameter)."""
+    return "search_vector @@ to_tsquery('simple', kpopnews_search_text(?))"
+
+
+def fts5_match(words: list[str], *, any_word: bool) -> str:
+    """Words as an FTS5 query: each a quoted string, so that no word is ever an operator or a column filter."""
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    return (" OR " if any_word else " ").join(quoted)
