@@ -13,9 +13,29 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from bot.config import mask_url
+from bot.config import SourceConfig, mask_url
+from bot.models import Source
+from bot.store import Store
 from tests.support.bot_harness import BotHarness, fake_discord_with_bot
 from tests.support.discord_server import FakeDiscord
+
+# --- The store on a SQLite file (the default engine); tests/test_store*.py run on both engines below ----------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store without artist data (stored artists named by their ids); a module needing names overrides
+    this fixture with one that passes `artists=`."""
+    db = await Store.open(tmp_path / "k.db")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def koreaboo(store: Store) -> Source:
+    [source] = await store.sources.sync_config([SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/")])
+    return source
+
 
 # --- Discord: FakeDiscord and the real bot against it (tests/support/bot_harness.py) ----------------------
 

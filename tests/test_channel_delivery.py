@@ -65,19 +65,6 @@ def make_story(n: int, *, artists=(), title: str | None = None, summary: str = "
     )
 
 
-@pytest.fixture
-async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def koreaboo(store):
-    [source] = await store.sources.sync_config([SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/")])
-    return source
-
-
 async def add(store, source, *stories) -> list[int]:
     return [r.id for r in await store.stories.add_many(list(stories), source_id=source.id)]
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
-
 from bot import delivery_queue
 from bot.clustering import assign_clusters, cluster_unclustered
 from bot.config import DeliveryConfig
@@ -24,13 +22,6 @@ from tests.test_clustering import load_fixture
 from tests.test_e2e_delivery import embed_of, rfc822, world
 
 DELIVERY = DeliveryConfig(max_age_hours=24)
-
-
-@pytest.fixture
-async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
-    yield db
-    await db.close()
 
 
 async def store_story(store: Store, story: Story, *, cluster: bool = True) -> Story:

@@ -198,13 +198,6 @@ def test_hostile_text_gives_a_safe_answer():
 # --- the store ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
-    yield db
-    await db.close()
-
-
 async def stored(store: Store, *stories: Story) -> list[Story]:
     copies = [replace(s, artists=list(s.artists), id=None, cluster_id=None) for s in stories]
     results = await store.stories.add_many(copies, source_id=None)

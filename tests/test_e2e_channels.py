@@ -382,11 +382,7 @@ async def test_kill_9_mid_forum_post_publish_and_ping_then_restart_does_each_exa
             database,
             sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
             interval_seconds=1,
-        )
-        config.write_text(
-            config.read_text().replace(
-                "interval_seconds = 1.0", "interval_seconds = 1.0\nfetch_article_pages = false"
-            )
+            fetch_article_pages=False,
         )
         async with bot_process(config) as first:
             await first.wait_for_log("ready:")

@@ -68,11 +68,7 @@ async def test_kill_9_during_delivery_then_restart_posts_exactly_once(tmp_path):
             database,
             sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
             interval_seconds=1,
-        )
-        config.write_text(
-            config.read_text().replace(
-                "interval_seconds = 1.0", "interval_seconds = 1.0\nfetch_article_pages = false"
-            )
+            fetch_article_pages=False,
         )
         async with bot_process(config) as first:
             await first.wait_for_log("ready:")

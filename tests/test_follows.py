@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.config import ConfigError, DeliveryConfig, SourceConfig, parse_config
+from bot.config import ConfigError, DeliveryConfig, parse_config
 from bot.delivery_queue import MAX_SEND_ATTEMPTS
 from bot.embed import DESCRIPTION_LIMIT, build_headlines_embed
 from bot.follows import (
@@ -32,26 +32,13 @@ from bot.follows import (
     utc_day,
 )
 from bot.models import DM_MESSAGE, DM_SUMMARY, DailySummary, DirectMessage, Story
-from bot.store import Store, load_migrations
+from bot.store import load_migrations
 from bot.text import discord_len
 from tests.test_subscriptions import add, cluster, expand, make_story
 
 ANNA, BORA, CHUL = 7001, 7002, 7003  # members
 CONFIG = DeliveryConfig(max_age_hours=24.0, max_dms_per_day=3)
 NOON = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def koreaboo(store):
-    [source] = await store.sources.sync_config([SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/")])
-    return source
 
 
 async def follow(store, user_id: int, *artists: str, locale: str | None = "en") -> None:

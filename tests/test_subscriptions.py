@@ -21,7 +21,6 @@ from bot.delivery_queue import (
     record_transient_failure,
 )
 from bot.models import STATUS_OK, STATUS_PAUSED, STATUS_UNHEALTHY, ArtistRef, Story
-from bot.store import Store
 from bot.subscriptions import (
     SubscriptionError,
     add_subscription,
@@ -56,13 +55,6 @@ def make_story(n: int, *, artists=(), source="Koreaboo", published=None, cluster
         artists=[ArtistRef(a, a, None) for a in artists],
         cluster_id=cluster,
     )
-
-
-@pytest.fixture
-async def store(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
-    yield db
-    await db.close()
 
 
 @pytest.fixture

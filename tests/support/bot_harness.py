@@ -131,6 +131,7 @@ def write_config(
     sources: Iterable[SourceConfig] = (),
     token: str | None = None,
     interval_seconds: float = 300,
+    fetch_article_pages: bool = True,
 ) -> Path:
     """A TOML configuration file for `kpopnews run --config path` against `server`. token=None: the server's;
     token="": none in the file (give DISCORD_TOKEN instead)."""
@@ -146,6 +147,7 @@ def write_config(
         "",
         "[polling]",
         f"interval_seconds = {float(interval_seconds)}",
+        f"fetch_article_pages = {'true' if fetch_article_pages else 'false'}",
     ]
     sources = list(sources)
     for source in sources:
