@@ -45,13 +45,6 @@ async def test_in_lists_of_any_length(postgres_url):
     await store.close()
 
 
-async def test_raw_sqlite_connection_is_refused_with_a_reason(postgres_url):
-    store = await Store.open(postgres_url)
-    with pytest.raises(RuntimeError, match="not available on postgresql: move this SQL into bot/store"):
-        store.db  # noqa: B018
-    await store.close()
-
-
 async def test_a_missing_database_is_a_clear_error_without_the_password(postgres_url):
     missing = (
         postgres_url.rsplit("/", 1)[0].replace("postgres@", "postgres:hunter2@") + "/kpopnews_no_such_db"
