@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.i18n import text
 from bot.text import truncate
+from cogs.translator import command_name
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -78,15 +80,20 @@ def artist_choices(index: ArtistIndex | None, current: str) -> list[app_commands
 
 class OwnedPager(discord.ui.View):
     """Previous/Next that only the person who asked may press; disabled when they time out.
-    Subclasses implement `turn`; the buttons' custom ids are `<command>:previous` and `<command>:next`."""
+    Subclasses implement `turn`; the buttons' custom ids are `<command>:previous` and `<command>:next`; their
+    labels are in the asker's `locale`."""
 
-    def __init__(self, *, command: str, owner_id: int, timeout: float = PAGE_TIMEOUT) -> None:
+    def __init__(
+        self, *, command: str, owner_id: int, locale: object = None, timeout: float = PAGE_TIMEOUT
+    ) -> None:
         super().__init__(timeout=timeout)
         self.command = command
         self.owner_id = owner_id
         self.message_interaction: discord.Interaction | None = None  # the answer these buttons sit on
         self.previous.custom_id = f"{command}:previous"
         self.next.custom_id = f"{command}:next"
+        self.previous.label = text("common.previous", locale)
+        self.next.label = text("common.next", locale)
 
     async def turn(self, interaction: discord.Interaction, *, forward: bool) -> None:
         raise NotImplementedError
@@ -94,9 +101,10 @@ class OwnedPager(discord.ui.View):
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id == self.owner_id:
             return True
+        locale = interaction.locale  # the one who pressed, in their language
         await answer(
             interaction,
-            f"These buttons belong to whoever asked. Run `/{self.command}` yourself to browse.",
+            text("common.not_your_buttons", locale, command=command_name(self.command, locale)),
             ephemeral=True,
         )
         return False

@@ -12,9 +12,11 @@ from discord.ext import commands
 
 from bot.discord_bot import KpopNewsBot, UserFacingError
 from bot.embed import build_story_embed, embed_length
+from bot.i18n import text
 from bot.search import SearchResult, search_stories
 from bot.text import escape_discord, truncate
 from cogs.common import OwnedPager, answer, answer_error, artist_choices
+from cogs.translator import catalog_str, command_name
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -28,9 +30,9 @@ LIST_DESCRIPTION = 300  # a story in a list shows a short summary, so that sever
 DEFER_AFTER = 1.5  # seconds: slower than this and the answer is deferred, well inside Discord's 3 s
 
 
-def list_embed(story: Any) -> dict[str, Any]:
+def list_embed(story: Any, locale: object = None) -> dict[str, Any]:
     """A story as one of several in a message: headline, link, image, source and time, a short summary."""
-    embed = build_story_embed(story)
+    embed = build_story_embed(story, locale=locale)
     embed.pop("fields", None)  # fan quotes are for the channel post; a list keeps to the essentials
     if embed.get("description"):
         embed["description"] = truncate(embed["description"], LIST_DESCRIPTION)
@@ -53,36 +55,42 @@ def fit_embeds(embeds: list[dict[str, Any]], budget: int = MESSAGE_EMBED_BUDGET)
     return kept
 
 
-def no_result_text(result: SearchResult) -> str:
+def no_result_text(result: SearchResult, locale: object = None) -> str:
     query = escape_discord(truncate(result.query, 80))
     if result.artist is not None:
-        text = f"No stories about **{escape_discord(result.artist.label)}** yet. New ones show up here as they come."
+        reply = text("news.no_stories", locale, artist=escape_discord(result.artist.label))
     else:
-        text = f"I found nothing for **{query}**."
-    suggestions = [escape_discord(a.label) for a in (result.suggestions or [])[:5]]
+        reply = text("news.nothing_found", locale, query=query)
+    suggestions = [f"**{escape_discord(a.label)}**" for a in (result.suggestions or [])[:5]]
     if suggestions:
-        text += " Did you mean: " + ", ".join(f"**{s}**" for s in suggestions) + "?"
+        names = text("list.separator", locale).join(suggestions)
+        reply += " " + text("news.did_you_mean", locale, names=names)
     elif result.artist is None:
-        text += " Try a stage name, a real name, a Hangul name or a group, e.g. `/news V` or `/news 뷔`."
-    return text
+        reply += " " + text("news.try_names", locale)
+    return reply
 
 
-def header_text(result: SearchResult, offset: int, shown: int) -> str:
+def header_text(result: SearchResult, offset: int, shown: int, locale: object = None) -> str:
     who = (
         escape_discord(result.artist.label)
         if result.artist
-        else f"“{escape_discord(truncate(result.query, 80))}”"
+        else text("common.quoted", locale, text=escape_discord(truncate(result.query, 80)))
     )
     if result.total <= shown and offset == 0 and not result.total_capped:
-        return f"Latest stories about **{who}**"
-    return f"Stories about **{who}**: {offset + 1}–{offset + shown} of {result.total_label}"
+        return text("news.header", locale, who=who)
+    shown_range = text(
+        "common.range", locale, first=offset + 1, last=offset + shown, total=result.total_label
+    )
+    return text("news.header_page", locale, who=who, range=shown_range)
 
 
 class NewsPager(OwnedPager):
     """Previous/Next over a search's results; only the person who asked turns the pages."""
 
-    def __init__(self, cog: News, *, query: str, count: int, shown: int, more: bool, owner_id: int) -> None:
-        super().__init__(command="news", owner_id=owner_id)
+    def __init__(
+        self, cog: News, *, query: str, count: int, shown: int, more: bool, owner_id: int, locale: object
+    ) -> None:
+        super().__init__(command="news", owner_id=owner_id, locale=locale)
         self.cog = cog
         self.query = query
         self.count = count  # stories asked per page
@@ -101,12 +109,12 @@ class NewsPager(OwnedPager):
         if not result.stories:  # the store changed under us; show the first page again
             offset = 0
             result = await self.cog.search(self.query, limit=self.count, offset=0)
-        embeds = fit_embeds([list_embed(s) for s in result.stories])
+        embeds = fit_embeds([list_embed(s, interaction.locale) for s in result.stories])
         self.offset, self.shown = offset, len(embeds)
         self.more = result.total_capped or offset + self.shown < result.total
         self._sync_buttons()
         await interaction.response.edit_message(
-            content=header_text(result, offset, len(embeds)),
+            content=header_text(result, offset, len(embeds), interaction.locale),
             embeds=[discord.Embed.from_dict(e) for e in embeds],
             view=self,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -118,7 +126,10 @@ class NewsPager(OwnedPager):
         log.exception(
             "/news page button failed (query %r, offset %d)", self.query, self.offset, exc_info=error
         )
-        await answer_error(interaction, "Sorry, I could not turn the page. Run `/news` again.")
+        locale = interaction.locale
+        await answer_error(
+            interaction, text("common.page_failed", locale, command=command_name("news", locale))
+        )
 
 
 class News(commands.Cog):
@@ -137,7 +148,7 @@ class News(commands.Cog):
     @app_commands.command(name="news", description="The latest K-pop stories about an artist or group")
     @app_commands.describe(
         artist="Stage name, real name, Hangul name or group, e.g. V, Taehyung, 뷔, BTS",
-        count=f"How many stories to show (1-{MAX_COUNT}, default {DEFAULT_COUNT})",
+        count=catalog_str("cmd.news.count.description", max=MAX_COUNT, default=DEFAULT_COUNT),
     )
     async def news(
         self,
@@ -145,8 +156,9 @@ class News(commands.Cog):
         artist: app_commands.Range[str, 1, 100],
         count: app_commands.Range[int, 1, MAX_COUNT] = DEFAULT_COUNT,
     ) -> None:
+        locale = interaction.locale  # replies follow the member's language
         if self.index is None:
-            raise UserFacingError("The artist list is still loading; try again in a minute.")
+            raise UserFacingError(text("common.artists_loading", locale))
         query = artist.strip()  # a name as typed, or an artist id when picked from the autocomplete list
         search = asyncio.ensure_future(self.search(query, limit=count, offset=0))
         try:
@@ -156,20 +168,26 @@ class News(commands.Cog):
             await interaction.response.defer(thinking=True)
             result = await search
         if not result.stories:
-            await answer(interaction, content=no_result_text(result), ephemeral=True)
+            await answer(interaction, content=no_result_text(result, locale), ephemeral=True)
             return
-        embeds = fit_embeds([list_embed(s) for s in result.stories])
+        embeds = fit_embeds([list_embed(s, locale) for s in result.stories])
         shown = len(embeds)
         view: NewsPager | None = None
         more = result.total_capped or shown < result.total  # shown may be under count: the 6,000 budget
         if more:
             view = NewsPager(
-                self, query=query, count=count, shown=shown, more=more, owner_id=interaction.user.id
+                self,
+                query=query,
+                count=count,
+                shown=shown,
+                more=more,
+                owner_id=interaction.user.id,
+                locale=locale,
             )
             view.message_interaction = interaction
         await answer(
             interaction,
-            content=header_text(result, 0, shown),
+            content=header_text(result, 0, shown, locale),
             embeds=[discord.Embed.from_dict(e) for e in embeds],
             view=view,
         )

@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.discord_bot import KpopNewsBot
 from bot.embed import safe_url, source_color
+from bot.i18n import text
 from bot.text import escape_discord, one_line, truncate
 from bot.timeutil import to_iso, utcnow
 from bot.trending import (
@@ -24,6 +25,7 @@ from bot.trending import (
     trending_clusters,
 )
 from cogs.common import OwnedPager, answer, answer_error
+from cogs.translator import catalog_str, command_name
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,9 @@ MAX_ARTISTS = 6
 MAX_OUTLETS = 8
 
 
-def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
+def cluster_embed(cluster: TrendingCluster, now: datetime, locale: object = None) -> dict[str, Any]:
     """One trending cluster: rank and headline (linked), its artists, "3 outlets · 2 h ago", the outlets."""
-    headline = escape_discord(one_line(cluster.title)) or "Untitled story"
+    headline = escape_discord(one_line(cluster.title)) or text("embed.untitled", locale)
     embed: dict[str, Any] = {
         "type": "rich",
         "title": truncate(f"{cluster.rank}. {headline}", TITLE_LIMIT),
@@ -52,14 +54,15 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
     lines: list[str] = []
     artists = [escape_discord(one_line(artist_label(a))) for a in cluster.artists[:MAX_ARTISTS]]
     if len(cluster.artists) > MAX_ARTISTS:
-        artists.append(f"+{len(cluster.artists) - MAX_ARTISTS} more")
+        artists.append(text("common.plus_more", locale, count=len(cluster.artists) - MAX_ARTISTS))
+    separator = text("list.separator", locale)
     if artists:
-        lines.append("**" + ", ".join(artists) + "**")
-    lines.append(f"{outlets_label(len(cluster.outlets))} · {ago(cluster.first_seen, now)}")
+        lines.append("**" + separator.join(artists) + "**")
+    lines.append(f"{outlets_label(len(cluster.outlets), locale)} · {ago(cluster.first_seen, now, locale)}")
     outlets = [escape_discord(one_line(o)) for o in cluster.outlets[:MAX_OUTLETS]]
     if len(cluster.outlets) > MAX_OUTLETS:
-        outlets.append(f"+{len(cluster.outlets) - MAX_OUTLETS} more")
-    lines.append("On " + ", ".join(outlets))
+        outlets.append(text("common.plus_more", locale, count=len(cluster.outlets) - MAX_OUTLETS))
+    lines.append(text("trending.on_outlets", locale, outlets=separator.join(outlets)))
     embed["description"] = truncate("\n".join(lines), DESCRIPTION_LIMIT)
     image = safe_url(cluster.image)
     if image:
@@ -67,30 +70,31 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
     return embed
 
 
-def header_text(hours: int, offset: int, shown: int, total: int) -> str:
-    head = f"**Trending in the last {hours} h**"
+def header_text(hours: int, offset: int, shown: int, total: int, locale: object = None) -> str:
     if total <= PAGE_SIZE:
-        return head
-    return f"{head} · {offset + 1}–{offset + shown} of {total}"
+        return text("trending.header", locale, hours=hours)
+    shown_range = text("common.range", locale, first=offset + 1, last=offset + shown, total=total)
+    return text("trending.header_page", locale, hours=hours, range=shown_range)
 
 
-def empty_text(hours: int) -> str:
-    return (
-        f"Nothing has been trending in the last {hours} h: no stories came in from the sources in that time."
-        " Try a longer window, e.g. `/trending hours:72`."
-    )
+def empty_text(hours: int, locale: object = None) -> str:
+    return text("trending.empty", locale, hours=hours)
 
 
-def page_embeds(clusters: list[TrendingCluster], offset: int, now: datetime) -> list[discord.Embed]:
-    return [discord.Embed.from_dict(cluster_embed(c, now)) for c in clusters[offset : offset + PAGE_SIZE]]
+def page_embeds(
+    clusters: list[TrendingCluster], offset: int, now: datetime, locale: object = None
+) -> list[discord.Embed]:
+    return [
+        discord.Embed.from_dict(cluster_embed(c, now, locale)) for c in clusters[offset : offset + PAGE_SIZE]
+    ]
 
 
 class TrendingPager(OwnedPager):
     """Previous/Next over one ranking (taken when the command ran, so pages do not shift under the reader);
     only the person who asked turns the pages."""
 
-    def __init__(self, clusters: list[TrendingCluster], *, hours: int, owner_id: int) -> None:
-        super().__init__(command="trending", owner_id=owner_id)
+    def __init__(self, clusters: list[TrendingCluster], *, hours: int, owner_id: int, locale: object) -> None:
+        super().__init__(command="trending", owner_id=owner_id, locale=locale)
         self.clusters = clusters
         self.hours = hours
         self.offset = 0
@@ -104,9 +108,10 @@ class TrendingPager(OwnedPager):
         offset = self.offset + PAGE_SIZE if forward else max(0, self.offset - PAGE_SIZE)
         self.offset = min(offset, max(0, len(self.clusters) - 1))
         self._sync_buttons()
-        embeds = page_embeds(self.clusters, self.offset, utcnow())
+        locale = interaction.locale
+        embeds = page_embeds(self.clusters, self.offset, utcnow(), locale)
         await interaction.response.edit_message(
-            content=header_text(self.hours, self.offset, len(embeds), len(self.clusters)),
+            content=header_text(self.hours, self.offset, len(embeds), len(self.clusters), locale),
             embeds=embeds,
             view=self,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -116,7 +121,10 @@ class TrendingPager(OwnedPager):
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
     ) -> None:
         log.exception("/trending page button failed (offset %d)", self.offset, exc_info=error)
-        await answer_error(interaction, "Sorry, I could not turn the page. Run `/trending` again.")
+        locale = interaction.locale
+        await answer_error(
+            interaction, text("common.page_failed", locale, command=command_name("trending", locale))
+        )
 
 
 class Trending(commands.Cog):
@@ -127,12 +135,15 @@ class Trending(commands.Cog):
         return await trending_clusters(self.bot.store, hours=hours, limit=DEFAULT_LIMIT)
 
     @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")
-    @app_commands.describe(hours=f"How far back to look, in hours (1-{MAX_HOURS}, default {DEFAULT_HOURS})")
+    @app_commands.describe(
+        hours=catalog_str("cmd.trending.hours.description", max=MAX_HOURS, default=DEFAULT_HOURS)
+    )
     async def trending(
         self,
         interaction: discord.Interaction,
         hours: app_commands.Range[int, 1, MAX_HOURS] = DEFAULT_HOURS,
     ) -> None:
+        locale = interaction.locale  # replies follow the member's language
         work = asyncio.ensure_future(self.ranking(hours))
         try:
             # usually milliseconds; if the store is busy, defer rather than miss Discord's 3 s
@@ -141,16 +152,16 @@ class Trending(commands.Cog):
             await interaction.response.defer(thinking=True)
             clusters = await work
         if not clusters:
-            await answer(interaction, content=empty_text(hours), ephemeral=True)
+            await answer(interaction, content=empty_text(hours, locale), ephemeral=True)
             return
         view: TrendingPager | None = None
         if len(clusters) > PAGE_SIZE:
-            view = TrendingPager(clusters, hours=hours, owner_id=interaction.user.id)
+            view = TrendingPager(clusters, hours=hours, owner_id=interaction.user.id, locale=locale)
             view.message_interaction = interaction
-        embeds = page_embeds(clusters, 0, utcnow())
+        embeds = page_embeds(clusters, 0, utcnow(), locale)
         await answer(
             interaction,
-            content=header_text(hours, 0, len(embeds), len(clusters)),
+            content=header_text(hours, 0, len(embeds), len(clusters), locale),
             embeds=embeds,
             view=view,
         )
