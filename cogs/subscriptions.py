@@ -502,6 +502,9 @@ def _describe_posting(options: PostOptions, locale: object) -> str:
 # delivery code stores on a subscription (bot/locales/en.toml says exactly what each writes)
 WRITTEN_IN_ENGLISH = (*CATALOGS.keys("feed."), *CATALOGS.keys("keywords."), *CATALOGS.keys("delivery_error."))
 NESTED = frozenset({"error", "todo"})  # values that are such sentences themselves
+PERMISSION_KEYS = CATALOGS.keys("permission.")
+# Discord's English permission names, longest first (one may hold another and a list's ", ")
+PERMISSION_LABELS = sorted((text(key) for key in PERMISSION_KEYS), key=len, reverse=True)
 
 
 def in_locale(english: str, locale: object) -> str:
@@ -526,15 +529,14 @@ def _value_in_locale(name: str, value: str, locale: object) -> str:
 
 def permission_text(label: str, locale: object) -> str:
     """A permission as Discord shows it in `locale`, from its English name (`Send Messages`); unknown: as is."""
-    return reread(label, CATALOGS.keys("permission."), locale) or label
+    return reread(label, PERMISSION_KEYS, locale) or label
 
 
 def _permission_labels(names: str) -> list[str] | None:
     """ "View Channel, Send Messages and Embed Links" as its permission names; None unless all are known."""
-    known = sorted((text(key) for key in CATALOGS.keys("permission.")), key=len, reverse=True)
-    if names in known:
+    if names in PERMISSION_LABELS:
         return [names]
-    for label in known:
+    for label in PERMISSION_LABELS:
         for separator in (", ", " and "):
             if names.startswith(label + separator):
                 rest = _permission_labels(names[len(label + separator) :])

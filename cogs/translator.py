@@ -26,8 +26,8 @@ Command and option names are localized too, deliberately: Discord shows a member
 the command list, so a Korean member finds `/뉴스` by typing Hangul, a Japanese one `/ニュース`. Each name is the
 word that language's fans would type (Indonesian keeps `trending`, as Indonesian fans say it). The price is that
 members of different languages call a command differently, so a reply names a command in the reader's locale
-(`/구독`, checked by tests/test_i18n.py); the interaction always arrives under the English name, so dispatch is
-unchanged.
+(`/구독`, checked by tests/test_i18n.py; `command_name("subscribe", locale)` for a name the code fills in); the
+interaction always arrives under the English name, so dispatch is unchanged.
 
 A text is localized only when the catalog's English for its key is exactly the English the command
 declares: an edited English description is never shown beside a translation of the old one; it stays
