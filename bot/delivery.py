@@ -65,6 +65,7 @@ from bot.follows import (
     story_dm_text,
     summary_dm,
 )
+from bot.i18n import DEFAULT_LOCALE
 from bot.models import (
     CHANNEL_FORUM,
     FOLLOW_UP_ATTEMPTED,
@@ -236,7 +237,8 @@ class DeliveryWorker:
             await record_failed(self.store, delivery, "the story is no longer stored")
             return True
         try:
-            embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
+            locale = self._guild_locale(delivery.guild_id)
+            embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on, locale))
         except Exception as exc:  # a story the embed builder cannot render is a defect to log, not to retry
             log.exception("cannot build the embed of story %d", story.id)
             await record_failed(self.store, delivery, f"the post could not be built: {exc}")
@@ -484,14 +486,20 @@ class DeliveryWorker:
             log.info("cannot read channel %s to check an earlier send (%s); sending again", channel.id, exc)
         return None
 
-    async def _embed(self, story: Story, also_on: list[str]) -> dict[str, Any]:
+    def _guild_locale(self, guild_id: int | None) -> str:
+        """The server's preferred locale (a Community server's primary language) from the gateway's cache, for
+        a post's fixed words; English when the server is not cached."""
+        guild = self.bot.get_guild(guild_id) if guild_id is not None else None
+        return str(guild.preferred_locale) if guild is not None else DEFAULT_LOCALE
+
+    async def _embed(self, story: Story, also_on: list[str], locale: object) -> dict[str, Any]:
         color = None
         if story.source_id is not None:
             if story.source_id not in self._colors:
                 source = await self.store.sources.get(story.source_id)
                 self._colors[story.source_id] = source.color if source else None
             color = self._colors[story.source_id]
-        return build_story_embed(story, color=color, also_on=tuple(also_on))
+        return build_story_embed(story, color=color, also_on=tuple(also_on), locale=locale)
 
     # --- "Also on" edits --------------------------------------------------------------------------------
 
@@ -507,7 +515,8 @@ class DeliveryWorker:
                 where or delivery.channel_id, guild_id=delivery.guild_id
             )
             try:
-                embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on))
+                locale = self._guild_locale(delivery.guild_id)
+                embed = discord.Embed.from_dict(await self._embed(story, delivery.also_on, locale))
                 await self.limiter.acquire()
                 await channel.get_partial_message(delivery.message_id).edit(
                     embed=embed, allowed_mentions=discord.AllowedMentions.none()
@@ -744,7 +753,7 @@ class DirectMessageWorker:
         index = getattr(self.bot, "artists", None)
         artist = index.get(item.artist_id) if index is not None else None
         content = story_dm_text(artist.label if artist is not None else item.artist_id, follower.locale)
-        embed = await self.posts._embed(story, [])
+        embed = await self.posts._embed(story, [], follower.locale)  # the member's words, as the intro
         url = embed.get("url")
         return _DirectMessageBody(
             content, embed, lambda m: url is not None and any(e.url == url for e in m.embeds)

@@ -1,7 +1,9 @@
 """The Discord edge: the bot (one `commands.Bot`), its background services, and `kpopnews run`.
 
 `KpopNewsBot.setup_hook` opens what the whole bot shares (one aiohttp session, the database, the artist index),
-loads the cogs, syncs the slash commands only when their definitions changed, then starts the background
+loads the cogs, sets the command translator (cogs/translator.py: names, descriptions and options in every
+locale of bot/locales), syncs the slash commands only when their translated definitions changed, then starts the
+background
 services that cogs and modules registered with `add_service` (the poller, the delivery worker). `close` stops the
 services first, then Discord, then the session and the database.
 """
@@ -28,6 +30,7 @@ from bot.artists import load_artist_index
 from bot.config import Config
 from bot.delivery import DeliveryWorker, DirectMessageWorker
 from bot.fetch import Fetcher, make_session
+from bot.i18n import CATALOGS, join_list, text
 from bot.models import Source, Story
 from bot.onboarding import FeedOnboarding
 from bot.pipeline import after_store
@@ -35,6 +38,7 @@ from bot.poller import Poller
 from bot.store import Store, StoreError
 from bot.workers import Workers
 from cogs.common import answer_error
+from cogs.translator import CatalogTranslator, command_name
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -76,34 +80,41 @@ def commands_hash(application_id: int, payload: list[dict[str, Any]], api_base: 
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def permission_names(names: list[str]) -> str:
-    """discord.py permission names as Discord shows them: manage_guild -> Manage Server."""
-    shown = {"manage_guild": "Manage Server", "administrator": "Administrator", "embed_links": "Embed Links"}
-    words = [shown.get(n, n.replace("_", " ").title().replace("Guild", "Server")) for n in names]
-    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+def permission_names(names: list[str], locale: object = None) -> str:
+    """discord.py permission names as Discord shows them in `locale`: manage_guild -> Manage Server."""
+    known = set(CATALOGS.keys("permission."))
+    words = [
+        text(f"permission.{name}", locale)
+        if f"permission.{name}" in known
+        else name.replace("_", " ").title().replace("Guild", "Server")  # one the catalog lacks: in English
+        for name in names
+    ]
+    return join_list(words, locale)
 
 
-def error_text(error: app_commands.AppCommandError, command: str) -> str | None:
-    """What to tell the user about a failed command; None when it is our fault (a bug, logged loudly)."""
+def error_text(error: app_commands.AppCommandError, command: str, locale: object = None) -> str | None:
+    """What to tell the user about a failed command, in their `locale`; None when it is our fault (a bug,
+    logged loudly)."""
     if isinstance(error, UserFacingError):
         return str(error)
+    shown = command_name(command, locale)
     if isinstance(error, app_commands.MissingPermissions):
-        return f"You need the {permission_names(error.missing_permissions)} permission to use /{command}."
+        names = permission_names(error.missing_permissions, locale)
+        return text("error.missing_permissions", locale, permissions=names, command=shown)
     if isinstance(error, app_commands.BotMissingPermissions):
-        return (
-            f"I need the {permission_names(error.missing_permissions)} permission here to do that."
-            " A server admin can grant it in the channel or role settings."
-        )
+        names = permission_names(error.missing_permissions, locale)
+        return text("error.bot_missing_permissions", locale, permissions=names)
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command works in a server, not in direct messages."
+        return text("error.no_private_message", locale)
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down a little: try /{command} again in {max(1, round(error.retry_after))} s."
+        seconds = max(1, round(error.retry_after))
+        return text("error.cooldown", locale, command=shown, seconds=seconds)
     if isinstance(error, app_commands.CheckFailure):
-        return f"You can't use /{command} here."
+        return text("error.check_failed", locale, command=shown)
     if isinstance(error, app_commands.TransformerError):
-        return f"I could not understand {str(error.value)[:100]!r} for that option. Pick one from the list."
+        return text("error.bad_value", locale, value=repr(str(error.value)[:100]))
     if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
-        return "This command changed since Discord last loaded it. Try again in a minute."
+        return text("error.command_changed", locale)
     return None
 
 
@@ -116,7 +127,8 @@ class KpopNewsTree(app_commands.CommandTree):
             return  # the command's or its cog's handler has answered the user and logged
         data: Mapping[str, Any] = interaction.data or {}
         name = command.qualified_name if command is not None else str(data.get("name", "?"))
-        text = error_text(error, name)
+        locale = interaction.locale  # the member's language
+        reply = error_text(error, name, locale)
         context = (
             name,
             interaction.user.id if interaction.user else None,
@@ -124,13 +136,13 @@ class KpopNewsTree(app_commands.CommandTree):
             interaction.channel_id,
             data.get("options"),
         )
-        if text is None:
+        if reply is None:
             cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
             log.error("/%s failed (user %s, guild %s, channel %s, options %r)", *context, exc_info=cause)
-            text = f"Sorry, something went wrong on my side while running /{name}. It has been logged; please try again in a minute."
+            reply = text("error.internal", locale, command=command_name(name, locale))
         else:
-            log.info("/%s refused (user %s, guild %s, channel %s, options %r): %s", *context, text)
-        await answer_error(interaction, text)
+            log.info("/%s refused (user %s, guild %s, channel %s, options %r): %s", *context, reply)
+        await answer_error(interaction, reply)
 
 
 class KpopNewsBot(commands.Bot):
@@ -162,6 +174,8 @@ class KpopNewsBot(commands.Bot):
         super().__init__(**kwargs)
         self.config = config
         self.artists = None
+        # command names, descriptions and options in every locale of bot/locales (set in setup_hook)
+        self.command_translator: app_commands.Translator = CatalogTranslator()
         self.commands_synced = False  # whether this start sent the command definitions to Discord
         self.stopping = asyncio.Event()  # set when close() begins; services may watch it
         self._services: dict[str, ServiceRun] = {}
@@ -197,6 +211,9 @@ class KpopNewsBot(commands.Bot):
             await self._load_extension(name)
         if self._closing:
             return
+        await self.tree.set_translator(
+            self.command_translator
+        )  # a malformed locale file stops the start here
         await self.sync_commands_if_changed()
         if self._closing:
             return
@@ -261,14 +278,21 @@ class KpopNewsBot(commands.Bot):
         except commands.ExtensionError as exc:
             log.error("cog %s failed to load: %s: its commands are left out", name, exc)
 
-    def command_payload(self) -> list[dict[str, Any]]:
-        """The global command definitions as `tree.sync()` would send them."""
-        return [command.to_dict(self.tree) for command in self.tree.get_commands()]
+    async def command_payload(self) -> list[dict[str, Any]]:
+        """The global command definitions as `tree.sync()` sends them: translated, localizations included
+        (`to_dict()` leaves them out, so an edited translation would never be synced)."""
+        commands = self.tree.get_commands()
+        translator = self.tree.translator
+        if translator is None:
+            return [command.to_dict(self.tree) for command in commands]
+        return [await command.get_translated_payload(self.tree, translator) for command in commands]
 
     async def sync_commands_if_changed(self) -> bool:
-        """Sync the slash commands when their definitions differ from the last sync Discord accepted."""
+        """Sync the slash commands when their translated definitions differ from the last sync Discord
+        accepted."""
         assert self.application_id is not None  # known after login, which runs before setup_hook
-        digest = commands_hash(self.application_id, self.command_payload(), self.config.discord.api_base)
+        payload = await self.command_payload()
+        digest = commands_hash(self.application_id, payload, self.config.discord.api_base)
         if await self.store.meta.get(COMMANDS_HASH_KEY) == digest:
             log.info("slash commands unchanged since the last sync: not syncing")
             return False

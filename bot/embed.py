@@ -7,6 +7,10 @@ markdown (title, description, field names and values); where it does not (author
 defused, so no stray backslashes show. Limits (../shared/docs/discord-wire.md) are met by cutting text cleanly
 (truncate), never by failing: title 256, description 4096, 25 fields, field name 256, value 1024, footer 2048,
 author name 256, everything together 6000.
+
+The fixed words ("What fans are saying", "Also on", "+3 more", "Untitled story", "on X") follow `locale`: a channel
+post takes its server's preferred locale, a DM its member's, and the CLI English (the default); the story's own
+text stays as the outlet wrote it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bot.i18n import DEFAULT_LOCALE, text
 from bot.images import absolute_http_url
 from bot.models import Quote, Story
 from bot.text import discord_len, escape_discord, one_line, truncate
@@ -33,7 +38,7 @@ URL_LIMIT = 2048  # longer URLs are refused by Discord as "not well formed"
 
 _URL_IN_TEXT = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
-QUOTES_HEADING = "What fans are saying"
+QUOTES_HEADING = text("embed.quotes_heading", DEFAULT_LOCALE)  # as the CLI shows it
 BLANK_NAME = "\u200b"  # Discord requires a field name; a zero-width space shows none
 MAX_FOOTER_ARTISTS = 8
 PLATFORM_NAMES = {
@@ -48,11 +53,14 @@ PLATFORM_NAMES = {
 
 
 def build_story_embed(
-    story: Story, *, color: int | None = None, also_on: Sequence[str] = ()
+    story: Story, *, color: int | None = None, also_on: Sequence[str] = (), locale: object = DEFAULT_LOCALE
 ) -> dict[str, Any]:
-    """The embed for one story (see the module docstring). Never raises on hostile or absurd text."""
+    """The embed for one story (see the module docstring), its fixed words in `locale`. Never raises on hostile
+    or absurd text."""
     embed: dict[str, Any] = {"type": "rich"}
-    embed["title"] = truncate(escape_discord(one_line(story.title)), TITLE_LIMIT) or "Untitled story"
+    embed["title"] = truncate(escape_discord(one_line(story.title)), TITLE_LIMIT) or text(
+        "embed.untitled", locale
+    )
     url = safe_url(story.url)
     if url:
         embed["url"] = url
@@ -61,7 +69,8 @@ def build_story_embed(
         one_line(name) for name in also_on if one_line(name) and one_line(name) != one_line(story.source)
     ]
     if others:
-        also = "*Also on: " + escape_discord(", ".join(dict.fromkeys(others))) + "*"
+        outlets = escape_discord(text("list.separator", locale).join(dict.fromkeys(others)))
+        also = "*" + text("embed.also_on", locale, outlets=outlets) + "*"
         description = f"{description}\n\n{also}" if description else also
     if description:
         embed["description"] = truncate(description, DESCRIPTION_LIMIT)
@@ -76,10 +85,12 @@ def build_story_embed(
     image = safe_url(story.image)
     if image:
         embed["image"] = {"url": image}
-    fields = [quote_field(quote, first=i == 0) for i, quote in enumerate(story.quotes[:FIELDS_LIMIT])]
+    fields = [
+        quote_field(quote, first=i == 0, locale=locale) for i, quote in enumerate(story.quotes[:FIELDS_LIMIT])
+    ]
     if fields:
         embed["fields"] = fields
-    footer = _artists_line(story)
+    footer = _artists_line(story, locale)
     if footer:
         embed["footer"] = {"text": truncate(footer, FOOTER_LIMIT)}
     if story.published is not None:
@@ -87,7 +98,7 @@ def build_story_embed(
     return _fit_total(embed)
 
 
-def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
+def quote_field(quote: Quote, *, first: bool, locale: object = DEFAULT_LOCALE) -> dict[str, Any]:
     """One fan quote as an embed field: “text” then — [Name (@handle)](link) on Platform."""
     who = _plain(quote.author) or _plain(quote.handle)
     handle = _plain(quote.handle)
@@ -97,15 +108,18 @@ def quote_field(quote: Quote, *, first: bool) -> dict[str, Any]:
         who = f"@{handle}"
     # Inside a masked link's text: no URLs (Discord refuses links whose text looks like one) and no brackets.
     who = " ".join(_URL_IN_TEXT.sub("", who).replace("[", "(").replace("]", ")").split())
-    who = escape_discord(truncate(who, 120)) or "a fan"
+    who = escape_discord(truncate(who, 120)) or text("embed.a_fan", locale)
     link = safe_url(quote.url)
     credit = f"[{who}]({_link_target(link)})" if link else who
     platform = PLATFORM_NAMES.get(quote.platform, _plain(quote.platform).title())
-    signature = f"\n— {credit}" + (f" on {platform}" if platform else "")
+    signature = "\n— " + (
+        text("embed.quote_credit", locale, credit=credit, platform=platform) if platform else credit
+    )
     room = FIELD_VALUE_LIMIT - discord_len(signature) - 2  # the two quotation marks
-    text = truncate(escape_discord(quote.text), max(room, 20))
-    value = truncate(f"“{text}”{signature}", FIELD_VALUE_LIMIT)
-    return {"name": QUOTES_HEADING if first else BLANK_NAME, "value": value or "…", "inline": False}
+    said = truncate(escape_discord(quote.text), max(room, 20))
+    value = truncate(f"“{said}”{signature}", FIELD_VALUE_LIMIT)
+    heading = text("embed.quotes_heading", locale) if first else BLANK_NAME
+    return {"name": heading, "value": value or "…", "inline": False}
 
 
 def message_payload(embed: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +132,7 @@ HEADLINE_LIMIT = 150  # a headline in a list of them: long ones are cut so that 
 
 
 def build_headlines_embed(
-    title: str, stories: Sequence[Story], *, more: Callable[[int], str]
+    title: str, stories: Sequence[Story], *, more: Callable[[int], str], locale: object = DEFAULT_LOCALE
 ) -> dict[str, Any]:
     """Stories as one list embed (a follower's daily summary): a line each, "• [headline](link) · outlet", as many
     as the description holds, then `more(n)` for the n that did not fit."""
@@ -129,7 +143,7 @@ def build_headlines_embed(
         headline = " ".join(
             _URL_IN_TEXT.sub("", one_line(story.title)).replace("[", "(").replace("]", ")").split()
         )
-        headline = escape_discord(truncate(headline, HEADLINE_LIMIT)) or "Untitled story"
+        headline = escape_discord(truncate(headline, HEADLINE_LIMIT)) or text("embed.untitled", locale)
         link = safe_url(story.url)
         line = f"• [{headline}]({_link_target(link)})" if link else f"• {headline}"
         source = escape_discord(one_line(story.source))
@@ -221,7 +235,7 @@ def _shrink_quote_value(value: str, target: int) -> str | None:
     return f"{text}”{sep}{signature}" if sep else text
 
 
-def _artists_line(story: Story) -> str:
+def _artists_line(story: Story, locale: object) -> str:
     names: list[str] = []
     for ref in story.artists[:MAX_FOOTER_ARTISTS]:
         name = _plain(ref.name)
@@ -229,7 +243,7 @@ def _artists_line(story: Story) -> str:
         if name:
             names.append(f"{name} ({group})" if group and group.lower() != name.lower() else name)
     if len(story.artists) > MAX_FOOTER_ARTISTS:
-        names.append(f"+{len(story.artists) - MAX_FOOTER_ARTISTS} more")
+        names.append(text("common.plus_more", locale, count=len(story.artists) - MAX_FOOTER_ARTISTS))
     return " · ".join(names)
 
 

@@ -275,7 +275,7 @@ async def give_back_pause_notice(store: Store, user_id: int) -> None:
 
 
 def story_dm_text(artist_label: str, locale: object) -> str:
-    """The words above a story DM's embed (the embed is the channel post's)."""
+    """The words above a story DM's embed (the embed is the channel post's, its words in the member's locale)."""
     return text("follow.dm_intro", locale, artist=escape_discord(one_line(artist_label)))
 
 
@@ -285,6 +285,7 @@ def summary_dm(stories: Sequence[Story], locale: object, *, most_per_day: int) -
         text("follow.summary_title", locale),
         stories,
         more=lambda count: text("common.and_more", locale, count=count),
+        locale=locale,
     )
     return text("follow.summary", locale, max=most_per_day), embed
 

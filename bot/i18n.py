@@ -10,6 +10,9 @@ Placeholders are `{name}` (an identifier; `{{` and `}}` are literal braces). Val
 never read as templates, so feed and user text may contain braces. Where a count changes the words, a key
 comes as `<key>_one` and `<key>_other` and `plural()` picks one.
 
+Code below the edge that has no locale (an error it raises, a health sentence it stores) writes English, exactly
+as en.toml says it; `reread` turns such a text back into its key and values, and so into the member's locale.
+
 Locales are Discord's codes (`interaction.locale`, `guild.preferred_locale`, `discord.Locale` itself):
 es-ES and es read es-419; en-US, en-GB and any locale without a file read English (pt-PT too: no file is
 close enough). No Discord import here: the edge passes its locale in and gets plain text back.
@@ -17,11 +20,13 @@ close enough). No Discord import here: the edge passes its locale in and gets pl
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from bot.text import discord_len
@@ -58,6 +63,23 @@ class Template:
     def fixed_text(self) -> str:
         """The words without the placeholders: what a translation adds to the values' length."""
         return "".join(literal for literal, _ in self.parts)
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """What this template renders to, each placeholder a named group (a repeated one must repeat)."""
+        out: list[str] = []
+        seen: set[str] = set()
+        for literal, field in self.parts:
+            out.append(re.escape(literal))
+            if field is not None:
+                out.append(f"(?P={field})" if field in seen else f"(?P<{field}>.*?)")
+                seen.add(field)
+        return re.compile("".join(out), re.DOTALL)
+
+    def match(self, rendered: str) -> dict[str, str] | None:
+        """The values that render this template as `rendered`, or None when it is not this template's text."""
+        found = self.pattern.fullmatch(rendered)
+        return found.groupdict() if found is not None else None
 
     def render(self, values: Mapping[str, object], *, where: str = "") -> str:
         out: list[str] = []
@@ -218,6 +240,40 @@ class Catalogs:
         rest = self.text("list.separator", locale).join(words[:-1])
         return self.text("list.last", locale, rest=rest, last=words[-1])
 
+    def reread(
+        self,
+        rendered: str,
+        keys: Iterable[str],
+        locale: object,
+        /,
+        value: Callable[[str, str], object] | None = None,
+    ) -> str | None:
+        """`rendered`, a text one of `keys` gave in English, in `locale` with the same values (each passed
+        through `value(name, text)` first); None when no key's English reads it. The key whose English explains
+        most of the text wins; an English locale gets `rendered` back as it is."""
+        english = self.catalog(DEFAULT_LOCALE)
+        templates: list[tuple[str, Template]] = []
+        for key in keys:
+            if key not in english:
+                raise I18nError(f"no text {key!r} in {DEFAULT_LOCALE}.toml")
+            templates.append((key, english[key]))
+        templates.sort(key=lambda found: -len(found[1].fixed_text))
+        for key, template in templates:
+            found = template.match(rendered)
+            if found is None:
+                continue
+            if resolve_locale(locale, self.locales) == DEFAULT_LOCALE:
+                return rendered
+            values: dict[str, object] = dict(found)
+            if value is not None:
+                values = {name: value(name, text) for name, text in found.items()}
+            return self.text(key, locale, **values)
+        return None
+
+    def keys(self, prefix: str) -> list[str]:
+        """The English catalog's keys that start with `prefix` (`"health."`), in file order."""
+        return [key for key in self.catalog(DEFAULT_LOCALE) if key.startswith(prefix)]
+
     def localized(self, key: str, locale: object, /, **values: object) -> str | None:
         """The locale's own text for `key`, or None where it would be English (an English locale, a locale
         without a file, a key the file lacks): for Discord's localizations, which fall back by themselves."""
@@ -235,4 +291,5 @@ text = CATALOGS.text
 plural = CATALOGS.plural
 join_list = CATALOGS.join_list
 localized = CATALOGS.localized
+reread = CATALOGS.reread
 load_all = CATALOGS.load_all

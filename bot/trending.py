@@ -35,6 +35,7 @@ from yarl import URL
 
 from bot.artists import load_artist_index
 from bot.clustering import cluster_unclustered
+from bot.i18n import DEFAULT_LOCALE, plural, text
 from bot.models import ArtistRef, Quote, TrendingOffer
 from bot.store import Store
 from bot.timeutil import to_iso, utcnow
@@ -298,20 +299,20 @@ async def trending_offers(
 # --- shell output ------------------------------------------------------------------------------------------
 
 
-def ago(moment: datetime, now: datetime) -> str:
-    """ "just now", "12 min ago", "2 h ago", "3 d ago"."""
+def ago(moment: datetime, now: datetime, locale: object = DEFAULT_LOCALE) -> str:
+    """ "just now", "12 min ago", "2 h ago", "3 d ago" (in English for the CLI, in `locale` for /trending)."""
     seconds = (now - moment).total_seconds()
     if seconds < 60:
-        return "just now"
+        return text("time.just_now", locale)
     if seconds < 3600:
-        return f"{int(seconds // 60)} min ago"
+        return text("time.minutes_ago", locale, count=int(seconds // 60))
     if seconds < 48 * 3600:
-        return f"{int(seconds // 3600)} h ago"
-    return f"{int(seconds // 86400)} d ago"
+        return text("time.hours_ago", locale, count=int(seconds // 3600))
+    return text("time.days_ago", locale, count=int(seconds // 86400))
 
 
-def outlets_label(count: int) -> str:
-    return f"{count} outlet" if count == 1 else f"{count} outlets"
+def outlets_label(count: int, locale: object = DEFAULT_LOCALE) -> str:
+    return plural("trending.outlets", count, locale)
 
 
 def artist_label(ref: ArtistRef) -> str:

@@ -16,7 +16,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.i18n import text
 from bot.text import truncate
+from cogs.translator import command_name
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -108,12 +110,13 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
 
     command: ClassVar[str]  # the slash command, named in the answers
 
-    def __init__(self, custom_id: str, *, disabled: bool = False) -> None:
+    def __init__(self, custom_id: str, *, disabled: bool = False, locale: object = None) -> None:
+        """`locale`: the language of the label (the asker's, or the clicker's when a click rebuilds it)."""
         self.state = self.read(custom_id)  # None: the custom id could not be read
         forward = self.state.forward if self.state is not None else True
         super().__init__(
             discord.ui.Button(
-                label="Next" if forward else "Previous",
+                label=text("common.next" if forward else "common.previous", locale),
                 style=discord.ButtonStyle.primary if forward else discord.ButtonStyle.secondary,
                 custom_id=custom_id,
                 disabled=disabled,
@@ -128,7 +131,7 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Self:
-        return cls(match.string)
+        return cls(match.string, locale=interaction.locale)
 
     async def turn(self, interaction: discord.Interaction) -> None:
         raise NotImplementedError
@@ -136,8 +139,9 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         if self.state is None or interaction.user.id == self.state.owner_id:
             return True
+        locale = interaction.locale  # the one who pressed, in their language
         await answer_error(
-            interaction, f"These buttons belong to whoever asked. Run `/{self.command}` yourself to browse."
+            interaction, text("common.not_your_buttons", locale, command=command_name(self.command, locale))
         )
         return False
 
@@ -145,17 +149,20 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
         # discord.py only logs what a dynamic item raises: the person clicking must hear of it here
         if self.state is None:
             log.info("/%s button with an unreadable custom id %r", self.command, self.custom_id)
-            await answer_error(interaction, self.expired_text())
+            await answer_error(interaction, self.expired_text(interaction.locale))
             return
         try:
             await self.turn(interaction)
         except Exception:
             log.exception("/%s page button failed (custom id %r)", self.command, self.custom_id)
-            await answer_error(interaction, f"Sorry, I could not turn the page. Run `/{self.command}` again.")
+            locale = interaction.locale
+            await answer_error(
+                interaction, text("common.page_failed", locale, command=command_name(self.command, locale))
+            )
 
     @classmethod
-    def expired_text(cls) -> str:
-        return f"These buttons have expired. Run `/{cls.command}` again to browse."
+    def expired_text(cls, locale: object = None) -> str:
+        return text("common.expired", locale, command=command_name(cls.command, locale))
 
 
 def loaded_cog(interaction: discord.Interaction, cog_type: type[CogT]) -> CogT:

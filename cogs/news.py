@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from bot.discord_bot import KpopNewsBot, UserFacingError
 from bot.embed import build_story_embed, embed_length
+from bot.i18n import text
 from bot.search import SearchResult, artist_stories, search_stories
 from bot.store.stories import StoryKey
 from bot.text import escape_discord, truncate
@@ -34,6 +35,7 @@ from cogs.common import (
     show_page,
     utf16_units,
 )
+from cogs.translator import catalog_str
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
@@ -42,14 +44,13 @@ log = logging.getLogger(__name__)
 
 MAX_COUNT = 10  # a message holds 10 embeds
 DEFAULT_COUNT = 5
-ARTISTS_LOADING = "The artist list is still loading; try again in a minute."
 MESSAGE_EMBED_BUDGET = 6000  # Discord: all embeds of one message together
 LIST_DESCRIPTION = 300  # a story in a list shows a short summary, so that several fit the budget
 
 
-def list_embed(story: Any) -> dict[str, Any]:
+def list_embed(story: Any, locale: object = None) -> dict[str, Any]:
     """A story as one of several in a message: headline, link, image, source and time, a short summary."""
-    embed = build_story_embed(story)
+    embed = build_story_embed(story, locale=locale)
     embed.pop("fields", None)  # fan quotes are for the channel post; a list keeps to the essentials
     if embed.get("description"):
         embed["description"] = truncate(embed["description"], LIST_DESCRIPTION)
@@ -72,34 +73,38 @@ def fit_embeds(embeds: list[dict[str, Any]], budget: int = MESSAGE_EMBED_BUDGET)
     return kept
 
 
-def no_result_text(result: SearchResult) -> str:
+def no_result_text(result: SearchResult, locale: object = None) -> str:
     query = escape_discord(truncate(result.query, 80))
     if result.artist is not None:
-        text = f"No stories about **{escape_discord(result.artist.label)}** yet. New ones show up here as they come."
+        reply = text("news.no_stories", locale, artist=escape_discord(result.artist.label))
     else:
-        text = f"I found nothing for **{query}**."
-    suggestions = [escape_discord(a.label) for a in (result.suggestions or [])[:5]]
+        reply = text("news.nothing_found", locale, query=query)
+    suggestions = [f"**{escape_discord(a.label)}**" for a in (result.suggestions or [])[:5]]
     if suggestions:
-        text += " Did you mean: " + ", ".join(f"**{s}**" for s in suggestions) + "?"
+        names = text("list.separator", locale).join(suggestions)
+        reply += " " + text("news.did_you_mean", locale, names=names)
     elif result.artist is None:
-        text += " Try a stage name, a real name, a Hangul name or a group, e.g. `/news V` or `/news 뷔`."
-    return text
+        reply += " " + text("news.try_names", locale)
+    return reply
 
 
-def header_text(result: SearchResult, position: int, shown: int) -> str:
+def header_text(result: SearchResult, position: int, shown: int, locale: object = None) -> str:
     """The line above the stories: "Latest stories about X" when they all fit, else "Stories about X: 6–10 of
     24"."""
     who = (
         escape_discord(result.artist.label)
         if result.artist
-        else f"“{escape_discord(truncate(result.query, 80))}”"
+        else text("common.quoted", locale, text=escape_discord(truncate(result.query, 80)))
     )
     if result.total <= shown and position == 0 and not result.total_capped:
-        return f"Latest stories about **{who}**"
+        return text("news.header", locale, who=who)
     # a story removed since the first page would leave "11–12 of 10"
     total = result.total_label if result.total_capped else str(max(result.total, position + shown))
-    shown_range = f"{position + 1}–{position + shown}" if shown > 1 else str(position + 1)
-    return f"Stories about **{who}**: {shown_range} of {total}"
+    if shown > 1:
+        shown_range = text("common.range", locale, first=position + 1, last=position + shown, total=total)
+    else:
+        shown_range = text("common.position", locale, first=position + 1, total=total)
+    return text("news.header_page", locale, who=who, range=shown_range)
 
 
 def clean_query(text: str) -> str:
@@ -199,13 +204,21 @@ class NewsPageButton(PageButton, template=re.compile(r"news:.*", re.DOTALL)):
 
 
 def news_message(
-    result: SearchResult, *, owner_id: int, count: int, position: int, backward: bool, newer: bool
+    result: SearchResult,
+    *,
+    owner_id: int,
+    count: int,
+    position: int,
+    backward: bool,
+    newer: bool,
+    locale: object = None,
 ) -> dict[str, Any]:
-    """The message for a page of `result`: header, embeds, and Previous/Next when there is more either way.
+    """The message for a page of `result`: header, embeds, and Previous/Next when there is more either way,
+    its fixed words in `locale` (the member's).
 
     `position` is the place in the list of the first story of the page (backward: of the story just after
     it), `newer` whether there are stories before the page (backward: ignored, `result.has_more` says it)."""
-    embeds = [list_embed(s) for s in result.stories]
+    embeds = [list_embed(s, locale) for s in result.stories]
     if backward:  # a page of newer stories fills up from its oldest, next to where the reader was
         kept = fit_embeds(embeds[::-1])[::-1]
         keys = result.keys[len(embeds) - len(kept) :]
@@ -217,19 +230,19 @@ def news_message(
         keys = result.keys[: len(kept)]
         older = result.has_more or len(kept) < len(embeds)
     message: dict[str, Any] = {
-        "content": header_text(result, position, len(kept)),
+        "content": header_text(result, position, len(kept), locale),
         "embeds": [discord.Embed.from_dict(e) for e in kept],
         "view": None,
     }
     if newer or older:
         artist_id = result.artist.id if result.artist else None
-        text = "" if result.artist else result.query
+        query = "" if result.artist else result.query
         last = position + len(kept) - 1
-        previous = NewsButton(False, owner_id, count, position, keys[0], artist_id, text)
-        next_ = NewsButton(True, owner_id, count, last, keys[-1], artist_id, text)
+        previous = NewsButton(False, owner_id, count, position, keys[0], artist_id, query)
+        next_ = NewsButton(True, owner_id, count, last, keys[-1], artist_id, query)
         message["view"] = page_view(
-            NewsPageButton(previous.custom_id(), disabled=not newer),
-            NewsPageButton(next_.custom_id(), disabled=not older),
+            NewsPageButton(previous.custom_id(), disabled=not newer, locale=locale),
+            NewsPageButton(next_.custom_id(), disabled=not older, locale=locale),
         )
     return message
 
@@ -250,12 +263,13 @@ class News(commands.Cog):
         artist_id: str | None = None,
         before: StoryKey | None = None,
         after: StoryKey | None = None,
+        locale: object = None,
     ) -> SearchResult | None:
         """A page of stories for what was typed, or about the artist it resolved to when `artist_id` is given;
         None when that artist is no longer in the artist data."""
         index = self.index
         if index is None:
-            raise UserFacingError(ARTISTS_LOADING)
+            raise UserFacingError(text("common.artists_loading", locale))
         if artist_id is None:
             return await search_stories(self.bot.store, index, query, limit=limit, before=before, after=after)
         artist = index.get(artist_id)
@@ -265,8 +279,9 @@ class News(commands.Cog):
 
     async def turn(self, interaction: discord.Interaction, button: NewsButton) -> None:
         """A Previous or Next click: the page next to the button's cursor story, in place of the message's."""
+        locale = interaction.locale  # the one who clicked, in their language
         if self.index is None:
-            await answer_error(interaction, ARTISTS_LOADING)
+            await answer_error(interaction, text("common.artists_loading", locale))
             return
         way = {"before": button.cursor} if button.forward else {"after": button.cursor}
         page = self.search(button.text, limit=button.count, artist_id=button.artist_id, **way)
@@ -278,10 +293,10 @@ class News(commands.Cog):
             result = await self.search(button.text, limit=button.count, artist_id=button.artist_id)
             position, backward, newer = 0, False, False
         if result is None:
-            await answer_error(interaction, NewsPageButton.expired_text())
+            await answer_error(interaction, NewsPageButton.expired_text(locale))
             return
         if not result.stories:
-            await answer_error(interaction, no_result_text(result))
+            await answer_error(interaction, no_result_text(result, locale))
             return
         message = news_message(
             result,
@@ -290,13 +305,14 @@ class News(commands.Cog):
             position=position,
             backward=backward,
             newer=newer,
+            locale=locale,
         )
         await show_page(interaction, **message)
 
     @app_commands.command(name="news", description="The latest K-pop stories about an artist or group")
     @app_commands.describe(
         artist="Stage name, real name, Hangul name or group, e.g. V, Taehyung, 뷔, BTS",
-        count=f"How many stories to show (1-{MAX_COUNT}, default {DEFAULT_COUNT})",
+        count=catalog_str("cmd.news.count.description", max=MAX_COUNT, default=DEFAULT_COUNT),
     )
     async def news(
         self,
@@ -304,14 +320,21 @@ class News(commands.Cog):
         artist: app_commands.Range[str, 1, 100],
         count: app_commands.Range[int, 1, MAX_COUNT] = DEFAULT_COUNT,
     ) -> None:
+        locale = interaction.locale  # replies follow the member's language
         # a name as typed, or an artist id when picked from the autocomplete list
-        result = await in_time(interaction, self.search(clean_query(artist), limit=count))
+        result = await in_time(interaction, self.search(clean_query(artist), limit=count, locale=locale))
         assert result is not None  # only an artist id from a button can have left the artist data
         if not result.stories:
-            await answer(interaction, content=no_result_text(result), ephemeral=True)
+            await answer(interaction, content=no_result_text(result, locale), ephemeral=True)
             return
         message = news_message(
-            result, owner_id=interaction.user.id, count=count, position=0, backward=False, newer=False
+            result,
+            owner_id=interaction.user.id,
+            count=count,
+            position=0,
+            backward=False,
+            newer=False,
+            locale=locale,
         )
         await answer(interaction, **message)
 

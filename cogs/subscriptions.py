@@ -1,4 +1,9 @@
-"""/subscribe, /unsubscribe, /subscriptions: which channels get new stories, for server managers only."""
+"""/subscribe, /unsubscribe, /subscriptions: which channels get new stories, for server managers only.
+
+Every reply is in the member's locale. What the modules below write in English (a SubscriptionError or
+KeywordError they raise, the health sentences the delivery code stores) is read back into its catalog key by
+`in_locale` and shown in the member's locale; a text the catalog does not know is shown as it is.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from discord.ext import commands
 
 from bot.channel_posts import needed_permissions
 from bot.discord_bot import KpopNewsBot, UserFacingError
+from bot.i18n import CATALOGS, join_list, plural, reread, text
 from bot.keywords import MAX_OPTION_LENGTH, KeywordError, parse_keywords
 from bot.models import (
     CHANNEL_ANNOUNCEMENT,
@@ -20,6 +26,7 @@ from bot.models import (
     CHANNEL_TEXT,
     STATUS_OK,
     STATUS_PAUSED,
+    STATUS_UNHEALTHY,
     PostOptions,
     Source,
     Subscription,
@@ -36,6 +43,7 @@ from bot.subscriptions import (
 from bot.text import escape_discord, truncate
 from bot.timeutil import utcnow
 from cogs.common import answer, artist_choices
+from cogs.translator import declared_text
 
 if TYPE_CHECKING:
     from bot.artists import Artist, ArtistIndex
@@ -44,6 +52,12 @@ log = logging.getLogger(__name__)
 
 LIST_EMBED_BUDGET = 5500  # /subscriptions: characters in the list embeds (Discord allows 6,000 in all)
 PUBLISH_LIMIT_SHOWN = timedelta(days=1)  # /subscriptions tells of a publish limit reached this recently
+KIND_KEYS = {
+    CHANNEL_TEXT: "health.kind_text",
+    CHANNEL_ANNOUNCEMENT: "health.kind_announcement",
+    CHANNEL_FORUM: "health.kind_forum",
+}
+STATUS_KEYS = {STATUS_OK: "health.ok", STATUS_UNHEALTHY: "health.unhealthy", STATUS_PAUSED: "health.paused"}
 
 
 def missing_permissions(
@@ -107,14 +121,15 @@ class Subscriptions(commands.Cog):
         threads: bool = False,
     ) -> None:
         assert interaction.guild_id is not None
+        locale = interaction.locale  # replies follow the member's language
         options = self._post_options(interaction, channel, ping, keywords, exclude, threads)
         missing = self._bot_missing_in(interaction, channel, options)
         if missing:
+            names = text("list.separator", locale).join(f"**{permission_text(m, locale)}**" for m in missing)
             raise UserFacingError(
-                f"I cannot post in {channel.mention}: I am missing {', '.join(f'**{m}**' for m in missing)} there."
-                " Give me those permissions in the channel's settings, then run `/subscribe` again."
+                text("subscribe.bot_missing", locale, channel=channel.mention, permissions=names)
             )
-        who = self._resolve_artist(artist) if artist else None
+        who = self._resolve_artist(artist, locale) if artist else None
         feed = await self._resolve_source(interaction, source, adding=True) if source else None
         try:
             result = await add_subscription(
@@ -128,28 +143,28 @@ class Subscriptions(commands.Cog):
                 options=options,
             )
         except SubscriptionError as exc:
+            error = escape_discord(in_locale(str(exc), locale))
             raise UserFacingError(
-                f"I cannot subscribe {channel.mention}: {escape_discord(str(exc))}."
+                text("subscribe.cannot_subscribe", locale, channel=channel.mention, error=error)
             ) from None
         what = _describe_filter(
+            locale,
             who.label if who else None,
             feed.name if feed else None,
             only_trending,
             options.keywords,
             options.exclude,
         )
-        how = _describe_posting(options)
+        how = _describe_posting(options, locale)
         if result.created:
-            text = (
-                f"Done: {channel.mention} gets {what}.{how} Stories already out are not posted;"
-                " new ones arrive as they are published."
-            )
+            key = "subscribe.created"
         elif result.changed:
-            text = f"Updated: {channel.mention} gets {what}.{how} Posting is back on."
+            key = "subscribe.updated"
             self.bot.delivery.wake()  # stories held back by a refusal may go now
         else:
-            text = f"{channel.mention} already gets {what}.{how}"
-        await answer(interaction, text, ephemeral=True)
+            key = "subscribe.unchanged"
+        reply = text(key, locale, channel=channel.mention, what=what, how=how)
+        await answer(interaction, reply, ephemeral=True)
 
     # --- /unsubscribe -------------------------------------------------------------------------------------
 
@@ -171,7 +186,8 @@ class Subscriptions(commands.Cog):
         source: app_commands.Range[str, 1, 2000] | None = None,
     ) -> None:
         assert interaction.guild_id is not None
-        who = self._resolve_artist(artist) if artist else None
+        locale = interaction.locale
+        who = self._resolve_artist(artist, locale) if artist else None
         feed = await self._resolve_source(interaction, source, adding=False) if source else None
         removed = await remove_subscriptions(
             self.bot.store,
@@ -182,17 +198,15 @@ class Subscriptions(commands.Cog):
             expand=self.index.expand if self.index is not None else None,
         )
         if not removed:
-            what = _describe_filter(who.label if who else None, feed.name if feed else None, False)
-            raise UserFacingError(
-                f"{channel.mention} has no subscription to {what}. `/subscriptions` lists what this server has."
-            )
-        lines = [f"Stopped for {channel.mention}:"]
-        lines += [f"• {self._subscription_text(s)}" for s in removed]
+            what = _describe_filter(locale, who.label if who else None, feed.name if feed else None, False)
+            raise UserFacingError(text("unsubscribe.nothing", locale, channel=channel.mention, what=what))
+        lines = [text("unsubscribe.stopped", locale, channel=channel.mention)]
+        lines += [f"• {self._subscription_text(s, locale)}" for s in removed]
         remaining = await self.bot.store.subscriptions.list(
             guild_id=interaction.guild_id, channel_id=channel.id
         )
         if remaining:
-            lines.append(f"Still on there: {len(remaining)} subscription(s) (see `/subscriptions`).")
+            lines.append(plural("unsubscribe.remaining", len(remaining), locale))
         await answer(interaction, "\n".join(lines), ephemeral=True)
 
     # --- /subscriptions -----------------------------------------------------------------------------------
@@ -204,15 +218,12 @@ class Subscriptions(commands.Cog):
     @app_commands.checks.has_permissions(manage_guild=True)
     async def subscriptions(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        locale = interaction.locale
         found = await self.bot.store.subscriptions.list(guild_id=interaction.guild_id)
         if not found:
-            await answer(
-                interaction,
-                "This server has no subscriptions yet. `/subscribe` posts new stories to a channel.",
-                ephemeral=True,
-            )
+            await answer(interaction, text("subscriptions.none", locale), ephemeral=True)
             return
-        blocks = [await self._health_block(s) for s in found]
+        blocks = [await self._health_block(s, locale) for s in found]
         embeds: list[discord.Embed] = []
         current: list[str] = []
         used = 0
@@ -228,11 +239,11 @@ class Subscriptions(commands.Cog):
             shown += 1
         if current:
             embeds.append(self._list_embed(current))
-        server = interaction.guild.name if interaction.guild else "this server"
-        embeds[0].title = f"Subscriptions in {truncate(server, 200)}"
+        server = interaction.guild.name if interaction.guild else text("subscriptions.this_server", locale)
+        embeds[0].title = text("subscriptions.title", locale, server=truncate(server, 200))
         content = None
         if shown < len(blocks):
-            content = f"Showing {shown} of {len(blocks)} subscriptions (the first ones by channel)."
+            content = text("subscriptions.showing", locale, shown=shown, total=len(blocks))
         await answer(interaction, content, embeds=embeds[:10], ephemeral=True)
 
     # --- autocomplete -------------------------------------------------------------------------------------
@@ -252,11 +263,12 @@ class Subscriptions(commands.Cog):
         try:
             if interaction.guild_id is None:
                 return []
-            text = current.strip()
+            typed = current.strip()
             choices: list[app_commands.Choice[str]] = []
-            if looks_like_url(text):  # a feed URL being typed: offer it as it is
-                choices.append(app_commands.Choice(name=truncate(f"Add feed: {text}", 100), value=text[:100]))
-            for source in await suggest_sources(self.bot.store, interaction.guild_id, text):
+            if looks_like_url(typed):  # a feed URL being typed: offer it as it is
+                name = truncate(text("subscribe.add_feed", interaction.locale, url=typed), 100)
+                choices.append(app_commands.Choice(name=name, value=typed[:100]))
+            for source in await suggest_sources(self.bot.store, interaction.guild_id, typed):
                 choices.append(app_commands.Choice(name=truncate(source.name, 100), value=str(source.id)))
             return choices[:25]
         except Exception:
@@ -275,29 +287,21 @@ class Subscriptions(commands.Cog):
         threads: bool,
     ) -> PostOptions:
         """The options of /subscribe, checked: refused with the reason an admin can act on."""
+        locale = interaction.locale
         if isinstance(channel, discord.ForumChannel) and channel.is_media():
-            raise UserFacingError(
-                f"{channel.mention} is a media channel, whose posts need an image or video of their own:"
-                " pick a forum, announcement or text channel."
-            )
+            raise UserFacingError(text("subscribe.media_channel", locale, channel=channel.mention))
         kind = channel_kind(channel)
         if threads and kind == CHANNEL_FORUM:
-            raise UserFacingError(
-                f"{channel.mention} is a forum: each story is already a post with its own thread there."
-                " Leave `threads` off for forums."
-            )
+            raise UserFacingError(text("subscribe.threads_forum", locale, channel=channel.mention))
         if threads and kind != CHANNEL_TEXT:
-            raise UserFacingError(
-                f"Discussion threads are opened in text channels, and {channel.mention} is an announcement"
-                " channel. Leave `threads` off for it."
-            )
+            raise UserFacingError(text("subscribe.threads_text_only", locale, channel=channel.mention))
         if ping is not None:
             self._check_ping(interaction, channel, ping)
         try:
             required = parse_keywords(keywords, option="keywords")
             excluded = parse_keywords(exclude, option="exclude")
         except KeywordError as exc:
-            raise UserFacingError(f"{exc}.") from None
+            raise UserFacingError(text("common.sentence", locale, text=in_locale(str(exc), locale))) from None
         return PostOptions(
             kind=kind,
             ping_role_id=ping.id if ping is not None else None,
@@ -308,19 +312,22 @@ class Subscriptions(commands.Cog):
 
     def _check_ping(self, interaction: discord.Interaction, channel: PostChannel, role: discord.Role) -> None:
         """A role the bot may mention there: mentionable, or the bot may Mention @everyone in the channel."""
+        locale = interaction.locale
         if role.is_default():
-            raise UserFacingError(
-                "I never ping @everyone or @here: make a role for news pings (members can pick it) and use that."
-            )
+            raise UserFacingError(text("subscribe.ping_everyone", locale))
         if role.mentionable:
             return
         permissions = self._bot_permissions_in(interaction, channel)
         if permissions is not None and permissions.mention_everyone:
             return
         raise UserFacingError(
-            f"I cannot ping {role.mention} in {channel.mention}: the role is not mentionable and I lack"
-            " **Mention @everyone, @here, and All Roles** there. Turn on “Allow anyone to @mention this role”"
-            " in the role's settings (or give me that permission in the channel), then run `/subscribe` again."
+            text(
+                "subscribe.ping_unmentionable",
+                locale,
+                role=role.mention,
+                channel=channel.mention,
+                permission=text("permission.mention_everyone", locale),
+            )
         )
 
     def _bot_permissions_in(
@@ -343,86 +350,94 @@ class Subscriptions(commands.Cog):
             return []
         return missing_permissions(permissions, options.kind, threads=options.threads)
 
-    def _resolve_artist(self, text: str) -> Artist:
+    def _resolve_artist(self, typed: str, locale: object) -> Artist:
         index = self.index
         if index is None:
-            raise UserFacingError("The artist list is not loaded yet; try again in a minute.")
-        text = text.strip()
-        artist = index.get(text) or index.resolve(text)  # an autocomplete choice carries the id
+            raise UserFacingError(text("common.artists_not_loaded", locale))
+        typed = typed.strip()
+        artist = index.get(typed) or index.resolve(typed)  # an autocomplete choice carries the id
         if artist is None:
-            close = [a.label for a in index.suggest(text, limit=5)]
-            hint = f" Did you mean {', '.join(f'**{escape_discord(c)}**' for c in close)}?" if close else ""
-            raise UserFacingError(
-                f"I don't know an artist called **{escape_discord(truncate(text, 80))}**.{hint}"
-            )
+            reply = text("common.unknown_artist", locale, name=escape_discord(truncate(typed, 80)))
+            close = [f"**{escape_discord(a.label)}**" for a in index.suggest(typed, limit=5)]
+            if close:
+                names = text("list.separator", locale).join(close)
+                reply += " " + text("common.did_you_mean", locale, names=names)
+            raise UserFacingError(reply)
         return artist
 
-    async def _resolve_source(self, interaction: discord.Interaction, text: str, *, adding: bool) -> Source:
+    async def _resolve_source(self, interaction: discord.Interaction, typed: str, *, adding: bool) -> Source:
         assert interaction.guild_id is not None
-        text = text.strip()
-        source = await find_guild_source(self.bot.store, interaction.guild_id, text)
+        locale = interaction.locale
+        typed = typed.strip()
+        source = await find_guild_source(self.bot.store, interaction.guild_id, typed)
         if source is not None:
             return source  # one switched off is refused by add_subscription
-        if not looks_like_url(text):
+        if not looks_like_url(typed):
             known = await sources_for_guild(self.bot.store, interaction.guild_id)
-            names = ", ".join(f"**{escape_discord(s.name)}**" for s in known)
-            raise UserFacingError(
-                f"I don't know a source called **{escape_discord(truncate(text, 80))}**. Pick one of {names},"
-                " or give a feed URL (https://…)."
-            )
+            names = text("list.separator", locale).join(f"**{escape_discord(s.name)}**" for s in known)
+            name = escape_discord(truncate(typed, 80))
+            raise UserFacingError(text("subscribe.unknown_source", locale, name=name, names=names))
         if not adding:
-            raise UserFacingError("This server has no subscription with that feed URL.")
+            raise UserFacingError(text("unsubscribe.no_feed_url", locale))
         # fetching and checking a feed can take seconds: tell Discord we are on it
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            return await self.bot.onboarding.add_feed_source(text, guild_id=interaction.guild_id)
+            return await self.bot.onboarding.add_feed_source(typed, guild_id=interaction.guild_id)
         except SubscriptionError as exc:
-            raise UserFacingError(str(exc)) from None
+            raise UserFacingError(in_locale(str(exc), locale)) from None
 
-    def _subscription_text(self, sub: Subscription) -> str:
+    def _subscription_text(self, sub: Subscription, locale: object) -> str:
         artist = None
         if sub.artist_id:
             found = self.index.get(sub.artist_id) if self.index is not None else None
             artist = found.label if found is not None else sub.artist_id
-        return _describe_filter(artist, sub.source_name, sub.only_trending, sub.keywords, sub.exclude)
+        return _describe_filter(locale, artist, sub.source_name, sub.only_trending, sub.keywords, sub.exclude)
 
-    async def _health_block(self, sub: Subscription) -> str:
-        lines = [
-            f"<#{sub.channel_id}> ({KIND_NAMES.get(sub.kind, sub.kind)}): {self._subscription_text(sub)}"
-        ]
+    async def _health_block(self, sub: Subscription, locale: object) -> str:
+        kind = text(KIND_KEYS[sub.kind], locale) if sub.kind in KIND_KEYS else sub.kind
+        what = self._subscription_text(sub, locale)
+        lines = [text("health.heading", locale, channel=f"<#{sub.channel_id}>", kind=kind, what=what)]
         extras = []
         if sub.ping_role_id is not None:
-            extras.append(f"pings <@&{sub.ping_role_id}>")
+            extras.append(text("health.pings", locale, role=f"<@&{sub.ping_role_id}>"))
         if sub.threads:
-            extras.append("a discussion thread on each post")
+            extras.append(text("health.threads", locale))
         if extras:
             line = " · ".join(extras)
             lines.append(line[0].upper() + line[1:])
         icon = {STATUS_OK: "🟢", STATUS_PAUSED: "⏸️"}.get(sub.status, "🟠")
-        last = f"last post <t:{int(sub.last_post_at.timestamp())}:R>" if sub.last_post_at else "no post yet"
+        status = text(STATUS_KEYS[sub.status], locale) if sub.status in STATUS_KEYS else sub.status
+        if sub.last_post_at:
+            last = text("health.last_post", locale, when=f"<t:{int(sub.last_post_at.timestamp())}:R>")
+        else:
+            last = text("health.no_post", locale)
         if sub.status != STATUS_OK and sub.retry_at:
-            last += f" · next try <t:{int(sub.retry_at.timestamp())}:R>"
-        lines.append(f"{icon} {sub.status} · {last}")
+            last += " · " + text("health.next_try", locale, when=f"<t:{int(sub.retry_at.timestamp())}:R>")
+        lines.append(f"{icon} {status} · {last}")
         if sub.kind == CHANNEL_ANNOUNCEMENT and sub.publish_limited_at is not None:
-            lines += await self._publish_limit_lines(sub)
+            lines += await self._publish_limit_lines(sub, locale)
         if sub.last_error and (sub.status != STATUS_OK or not sub.last_post_at or _error_is_recent(sub)):
-            when = f" (<t:{int(sub.last_error_at.timestamp())}:R>)" if sub.last_error_at else ""
-            lines.append(f"Last error{when}: {escape_discord(truncate(sub.last_error, 600))}")
+            error = escape_discord(truncate(in_locale(sub.last_error, locale), 600))
+            if sub.last_error_at:
+                when = f"<t:{int(sub.last_error_at.timestamp())}:R>"
+                lines.append(text("health.last_error_when", locale, when=when, error=error))
+            else:
+                lines.append(text("health.last_error", locale, error=error))
         return "\n".join(lines)
 
-    async def _publish_limit_lines(self, sub: Subscription) -> list[str]:
+    async def _publish_limit_lines(self, sub: Subscription, locale: object) -> list[str]:
         """The publish limit reached within the last day: when, and how many posts it left unpublished."""
         limited = sub.publish_limited_at
         if limited is None or utcnow() - limited > PUBLISH_LIMIT_SHOWN:
             return []
         left = await self.bot.store.deliveries.unpublished_since(sub.channel_id, limited)
-        line = (
-            f"📣 Publish limit reached at <t:{int(limited.timestamp())}:t>: {left} post{'s' if left != 1 else ''}"
-            " left unpublished (Discord allows about 10 publishes an hour per channel)"
-        )
+        when = f"<t:{int(limited.timestamp())}:t>"
         if sub.publish_resumes_at is not None and sub.publish_resumes_at > utcnow():
-            line += f"; publishing again <t:{int(sub.publish_resumes_at.timestamp())}:R>"
-        return [line]
+            resumes = f"<t:{int(sub.publish_resumes_at.timestamp())}:R>"
+            line = plural("health.publish_limited_resumes", left, locale, when=when, resumes=resumes)
+        else:
+            line = plural("health.publish_limited", left, locale, when=when)
+        return ["📣 " + line]
 
     @staticmethod
     def _list_embed(blocks: list[str]) -> discord.Embed:
@@ -433,55 +448,101 @@ def _error_is_recent(sub: Subscription) -> bool:
     return bool(sub.last_error_at and sub.last_post_at and sub.last_error_at >= sub.last_post_at)
 
 
-KIND_NAMES = {
-    CHANNEL_TEXT: "text channel",
-    CHANNEL_ANNOUNCEMENT: "announcement channel",
-    CHANNEL_FORUM: "forum",
-}
-
-
 def _describe_filter(
+    locale: object,
     artist: str | None,
     source: str | None,
     only_trending: bool,
     keywords: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> str:
-    what = "trending stories" if only_trending else "new stories"
-    if artist:
-        what += f" about **{escape_discord(artist)}**"
-    if source:
-        what += f" from **{escape_discord(source)}**"
-    if not artist and not source:
-        what = ("every trending story" if only_trending else "every new story") + " from every source"
+    """What a subscription sends, as one phrase of the catalog's [filter] table."""
+    which = "trending" if only_trending else "new"
+    about = "_artist" if artist else ""
+    origin = "_source" if source else ""
+    what = text(
+        f"filter.{which}{about}{origin}" if artist or source else f"filter.{which}_all",
+        locale,
+        artist=escape_discord(artist or ""),
+        source=escape_discord(source or ""),
+    )
+    if keywords and exclude:
+        words, excluded = _alternatives(keywords, locale), _alternatives(exclude, locale)
+        return text("filter.keywords_exclude", locale, what=what, words=words, excluded=excluded)
     if keywords:
-        what += " mentioning " + " or ".join(_quoted(k) for k in keywords)
+        return text("filter.keywords", locale, what=what, words=_alternatives(keywords, locale))
     if exclude:
-        what += (", " if keywords else " ") + "not mentioning " + " or ".join(_quoted(k) for k in exclude)
+        return text("filter.exclude", locale, what=what, words=_alternatives(exclude, locale))
     return what
 
 
-def _quoted(phrase: str) -> str:
-    return f"“{escape_discord(phrase)}”"
+def _alternatives(phrases: Sequence[str], locale: object) -> str:
+    """“live” or “duet”: the phrases quoted, any of which will do."""
+    quoted = [text("common.quoted", locale, text=escape_discord(phrase)) for phrase in phrases]
+    return text("list.or_separator", locale).join(quoted)
 
 
-def _describe_posting(options: PostOptions) -> str:
+def _describe_posting(options: PostOptions, locale: object) -> str:
     """How the posts land, in sentences after the subscription's description (empty for a plain channel)."""
     parts: list[str] = []
     if options.kind == CHANNEL_FORUM:
-        parts.append(
-            " Each story is a forum post of its own, tagged with the forum's tags that name its artists."
-        )
+        parts.append(text("subscribe.how_forum", locale))
     elif options.kind == CHANNEL_ANNOUNCEMENT:
-        parts.append(
-            " Each post is published to the servers that follow the channel (Discord allows about 10 an hour;"
-            " past that, posts stay unpublished and `/subscriptions` says so)."
-        )
+        parts.append(text("subscribe.how_announcement", locale))
     if options.ping_role_id is not None:
-        parts.append(f" Each post pings <@&{options.ping_role_id}>.")
+        parts.append(text("subscribe.how_ping", locale, role=f"<@&{options.ping_role_id}>"))
     if options.threads:
-        parts.append(" A discussion thread opens on each post.")
+        parts.append(text("subscribe.how_thread", locale))
     return "".join(parts)
+
+
+# --- what the modules below write in English, in the member's locale ------------------------------------------
+
+# the catalog keys of the sentences bot/onboarding.py, bot/subscriptions.py and bot/keywords.py raise, and the
+# delivery code stores on a subscription (bot/locales/en.toml says exactly what each writes)
+WRITTEN_IN_ENGLISH = (*CATALOGS.keys("feed."), *CATALOGS.keys("keywords."), *CATALOGS.keys("delivery_error."))
+NESTED = frozenset({"error", "todo"})  # values that are such sentences themselves
+PERMISSION_KEYS = CATALOGS.keys("permission.")
+# Discord's English permission names, longest first (one may hold another and a list's ", ")
+PERMISSION_LABELS = sorted((text(key) for key in PERMISSION_KEYS), key=len, reverse=True)
+
+
+def in_locale(english: str, locale: object) -> str:
+    """A sentence a module wrote in English, in `locale` when the catalog knows it (its values too: a nested
+    sentence, permission names, an option's name); anything else as it is."""
+    return (
+        reread(english, WRITTEN_IN_ENGLISH, locale, lambda name, value: _value_in_locale(name, value, locale))
+        or english
+    )
+
+
+def _value_in_locale(name: str, value: str, locale: object) -> str:
+    if name in NESTED:
+        return in_locale(value, locale)
+    if name == "permissions":
+        labels = _permission_labels(value)
+        return join_list([permission_text(label, locale) for label in labels], locale) if labels else value
+    if name == "option":
+        return declared_text(f"cmd.subscribe.{value}.name", value, locale)  # as the member's client shows it
+    return value
+
+
+def permission_text(label: str, locale: object) -> str:
+    """A permission as Discord shows it in `locale`, from its English name (`Send Messages`); unknown: as is."""
+    return reread(label, PERMISSION_KEYS, locale) or label
+
+
+def _permission_labels(names: str) -> list[str] | None:
+    """ "View Channel, Send Messages and Embed Links" as its permission names; None unless all are known."""
+    if names in PERMISSION_LABELS:
+        return [names]
+    for label in PERMISSION_LABELS:
+        for separator in (", ", " and "):
+            if names.startswith(label + separator):
+                rest = _permission_labels(names[len(label + separator) :])
+                if rest is not None:
+                    return [label, *rest]
+    return None
 
 
 async def setup(bot: KpopNewsBot) -> None:

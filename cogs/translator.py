@@ -26,8 +26,8 @@ Command and option names are localized too, deliberately: Discord shows a member
 the command list, so a Korean member finds `/뉴스` by typing Hangul, a Japanese one `/ニュース`. Each name is the
 word that language's fans would type (Indonesian keeps `trending`, as Indonesian fans say it). The price is that
 members of different languages call a command differently, so a reply names a command in the reader's locale
-(`/구독`, checked by tests/test_i18n.py); the interaction always arrives under the English name, so dispatch is
-unchanged.
+(`/구독`, checked by tests/test_i18n.py; `command_name("subscribe", locale)` for a name the code fills in); the
+interaction always arrives under the English name, so dispatch is unchanged.
 
 A text is localized only when the catalog's English for its key is exactly the English the command
 declares: an edited English description is never shown beside a translation of the old one; it stays
@@ -40,7 +40,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import TranslationContextLocation as Location
 
-from bot.i18n import CATALOGS, Catalogs, I18nError
+from bot.i18n import CATALOGS, DEFAULT_LOCALE, Catalogs, I18nError
 
 KEY = "key"  # the locale_str extra naming a catalog key; every other extra is a value for its placeholders
 
@@ -49,6 +49,25 @@ def catalog_str(key: str, /, **values: object) -> app_commands.locale_str:
     """A command text declared by its catalog key: the English from en.toml (Discord's default), the key and
     the values as extras for the translator."""
     return app_commands.locale_str(CATALOGS.text(key, "en", **values), **{KEY: key}, **values)
+
+
+def catalog_says(key: str, english: str, catalogs: Catalogs = CATALOGS, /, **values: object) -> bool:
+    """Whether the catalog's English for `key` is exactly `english` (what the command declares): only then
+    are its translations of this text."""
+    try:
+        return catalogs.text(key, DEFAULT_LOCALE, **values) == english
+    except I18nError:  # no such key, or it needs values this text was declared without
+        return False
+
+
+def declared_text(key: str, english: str, locale: object, /, **values: object) -> str:
+    """A command text in `locale` where the catalog says it (catalog_says), else `english` as declared."""
+    return CATALOGS.text(key, locale, **values) if catalog_says(key, english, **values) else english
+
+
+def command_name(name: str, locale: object) -> str:
+    """A command as `locale`'s command list shows it (`news` -> `뉴스`), for replies that name one."""
+    return declared_text(f"cmd.{name.replace(' ', '.')}.name", name, locale)
 
 
 def context_key(context: app_commands.TranslationContextTypes) -> str | None:
@@ -93,10 +112,6 @@ class CatalogTranslator(app_commands.Translator):
             key = context_key(context)
             if key is None:
                 return None
-        try:
-            english = self.catalogs.text(key, "en", **extras)
-        except I18nError:  # no such key, or it needs values this text was declared without
-            return None
-        if english != string.message:
+        if not catalog_says(key, string.message, self.catalogs, **extras):
             return None  # the command says something else than the catalog: never a stale translation
         return self.catalogs.localized(key, locale.value, **extras)

@@ -15,6 +15,7 @@ from discord.ext import commands
 
 from bot.discord_bot import KpopNewsBot
 from bot.embed import safe_url, source_color
+from bot.i18n import text
 from bot.text import escape_discord, one_line, truncate
 from bot.timeutil import to_iso, utcnow
 from bot.trending import (
@@ -26,6 +27,7 @@ from bot.trending import (
     trending_clusters,
 )
 from cogs.common import PageButton, answer, answer_error, base36, in_time, loaded_cog, page_view, show_page
+from cogs.translator import catalog_str
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +40,9 @@ MAX_ARTISTS = 6
 MAX_OUTLETS = 8
 
 
-def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
+def cluster_embed(cluster: TrendingCluster, now: datetime, locale: object = None) -> dict[str, Any]:
     """One trending cluster: rank and headline (linked), its artists, "3 outlets · 2 h ago", the outlets."""
-    headline = escape_discord(one_line(cluster.title)) or "Untitled story"
+    headline = escape_discord(one_line(cluster.title)) or text("embed.untitled", locale)
     embed: dict[str, Any] = {
         "type": "rich",
         "title": truncate(f"{cluster.rank}. {headline}", TITLE_LIMIT),
@@ -53,14 +55,15 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
     lines: list[str] = []
     artists = [escape_discord(one_line(artist_label(a))) for a in cluster.artists[:MAX_ARTISTS]]
     if len(cluster.artists) > MAX_ARTISTS:
-        artists.append(f"+{len(cluster.artists) - MAX_ARTISTS} more")
+        artists.append(text("common.plus_more", locale, count=len(cluster.artists) - MAX_ARTISTS))
+    separator = text("list.separator", locale)
     if artists:
-        lines.append("**" + ", ".join(artists) + "**")
-    lines.append(f"{outlets_label(len(cluster.outlets))} · {ago(cluster.first_seen, now)}")
+        lines.append("**" + separator.join(artists) + "**")
+    lines.append(f"{outlets_label(len(cluster.outlets), locale)} · {ago(cluster.first_seen, now, locale)}")
     outlets = [escape_discord(one_line(o)) for o in cluster.outlets[:MAX_OUTLETS]]
     if len(cluster.outlets) > MAX_OUTLETS:
-        outlets.append(f"+{len(cluster.outlets) - MAX_OUTLETS} more")
-    lines.append("On " + ", ".join(outlets))
+        outlets.append(text("common.plus_more", locale, count=len(cluster.outlets) - MAX_OUTLETS))
+    lines.append(text("trending.on_outlets", locale, outlets=separator.join(outlets)))
     embed["description"] = truncate("\n".join(lines), DESCRIPTION_LIMIT)
     image = safe_url(cluster.image)
     if image:
@@ -68,22 +71,23 @@ def cluster_embed(cluster: TrendingCluster, now: datetime) -> dict[str, Any]:
     return embed
 
 
-def header_text(hours: int, offset: int, shown: int, total: int) -> str:
-    head = f"**Trending in the last {hours} h**"
+def header_text(hours: int, offset: int, shown: int, total: int, locale: object = None) -> str:
     if total <= PAGE_SIZE:
-        return head
-    return f"{head} · {offset + 1}–{offset + shown} of {total}"
+        return text("trending.header", locale, hours=hours)
+    shown_range = text("common.range", locale, first=offset + 1, last=offset + shown, total=total)
+    return text("trending.header_page", locale, hours=hours, range=shown_range)
 
 
-def empty_text(hours: int) -> str:
-    return (
-        f"Nothing has been trending in the last {hours} h: no stories came in from the sources in that time."
-        " Try a longer window, e.g. `/trending hours:72`."
-    )
+def empty_text(hours: int, locale: object = None) -> str:
+    return text("trending.empty", locale, hours=hours)
 
 
-def page_embeds(clusters: list[TrendingCluster], offset: int, now: datetime) -> list[discord.Embed]:
-    return [discord.Embed.from_dict(cluster_embed(c, now)) for c in clusters[offset : offset + PAGE_SIZE]]
+def page_embeds(
+    clusters: list[TrendingCluster], offset: int, now: datetime, locale: object = None
+) -> list[discord.Embed]:
+    return [
+        discord.Embed.from_dict(cluster_embed(c, now, locale)) for c in clusters[offset : offset + PAGE_SIZE]
+    ]
 
 
 # --- the buttons' custom ids --------------------------------------------------------------------------------
@@ -141,15 +145,16 @@ class TrendingPageButton(PageButton, template=re.compile(r"trending:.*", re.DOTA
 
 
 def trending_message(
-    clusters: list[TrendingCluster], *, hours: int, page: int, owner_id: int
+    clusters: list[TrendingCluster], *, hours: int, page: int, owner_id: int, locale: object = None
 ) -> dict[str, Any]:
-    """The message for a page of the ranking: header, embeds, and Previous/Next when it has more than a page."""
+    """The message for a page of the ranking: header, embeds, and Previous/Next when it has more than a page;
+    its words in `locale` (the member's)."""
     last_page = (len(clusters) - 1) // PAGE_SIZE
     page = min(max(page, 0), last_page)
     offset = page * PAGE_SIZE
-    embeds = page_embeds(clusters, offset, utcnow())
+    embeds = page_embeds(clusters, offset, utcnow(), locale)
     message: dict[str, Any] = {
-        "content": header_text(hours, offset, len(embeds), len(clusters)),
+        "content": header_text(hours, offset, len(embeds), len(clusters), locale),
         "embeds": embeds,
         "view": None,
     }
@@ -157,8 +162,8 @@ def trending_message(
         previous = TrendingButton(False, owner_id, hours, page)
         next_ = TrendingButton(True, owner_id, hours, page)
         message["view"] = page_view(
-            TrendingPageButton(previous.custom_id(), disabled=page == 0),
-            TrendingPageButton(next_.custom_id(), disabled=page == last_page),
+            TrendingPageButton(previous.custom_id(), disabled=page == 0, locale=locale),
+            TrendingPageButton(next_.custom_id(), disabled=page == last_page, locale=locale),
         )
     return message
 
@@ -172,28 +177,33 @@ class Trending(commands.Cog):
 
     async def turn(self, interaction: discord.Interaction, button: TrendingButton) -> None:
         """A Previous or Next click: the next page of the ranking as it is now, in place of the message's."""
+        locale = interaction.locale  # the one who clicked, in their language
         clusters = await in_time(interaction, self.ranking(button.hours))
         if not clusters:
-            await answer_error(interaction, empty_text(button.hours))
+            await answer_error(interaction, empty_text(button.hours, locale))
             return
         page = button.page + 1 if button.forward else button.page - 1
-        message = trending_message(clusters, hours=button.hours, page=page, owner_id=button.owner_id)
+        message = trending_message(
+            clusters, hours=button.hours, page=page, owner_id=button.owner_id, locale=locale
+        )
         await show_page(interaction, **message)
 
     @app_commands.command(name="trending", description="The K-pop stories spreading across outlets right now")
-    @app_commands.describe(hours=f"How far back to look, in hours (1-{MAX_HOURS}, default {DEFAULT_HOURS})")
+    @app_commands.describe(
+        hours=catalog_str("cmd.trending.hours.description", max=MAX_HOURS, default=DEFAULT_HOURS)
+    )
     async def trending(
         self,
         interaction: discord.Interaction,
         hours: app_commands.Range[int, 1, MAX_HOURS] = DEFAULT_HOURS,
     ) -> None:
+        locale = interaction.locale  # replies follow the member's language
         clusters = await in_time(interaction, self.ranking(hours))
         if not clusters:
-            await answer(interaction, content=empty_text(hours), ephemeral=True)
+            await answer(interaction, content=empty_text(hours, locale), ephemeral=True)
             return
-        await answer(
-            interaction, **trending_message(clusters, hours=hours, page=0, owner_id=interaction.user.id)
-        )
+        message = trending_message(clusters, hours=hours, page=0, owner_id=interaction.user.id, locale=locale)
+        await answer(interaction, **message)
 
 
 async def setup(bot: KpopNewsBot) -> None:

@@ -99,7 +99,17 @@ async def test_a_follower_gets_one_dm_per_story_in_their_language_with_the_chann
         assert to_anna["content"].startswith("**V (BTS)** 새 소식") and "/언팔로우" in to_anna["content"]
         assert to_bora["content"].startswith("New story about **V (BTS)**")
         [post] = w.server.messages(w.channel("news").id)
-        assert embed_of(to_anna) == embed_of(post) and embed_of(to_anna)["url"] == V_IU_LINK
+        # the channel post's embed, its fixed words in the member's language; the story's own text as written
+        assert embed_of(to_bora) == embed_of(post) and embed_of(to_anna)["url"] == V_IU_LINK
+        korean, english = embed_of(to_anna), embed_of(post)
+        assert (
+            korean["fields"][0]["name"] == "팬들의 반응"
+            and english["fields"][0]["name"] == "What fans are saying"
+        )
+        assert korean["fields"][0]["value"].endswith(" · Twitter")
+        assert {k: v for k, v in korean.items() if k != "fields"} == {
+            k: v for k, v in english.items() if k != "fields"
+        }
         for message in (to_anna, to_bora):
             payload = w.server.create_payload(int(message["id"]))
             assert payload["enforce_nonce"] is True and 0 < len(payload["nonce"]) <= 25

@@ -156,3 +156,86 @@ def test_minimal_story() -> None:
     assert embed["title"] == "Untitled story" and "fields" not in embed and "footer" not in embed
     assert "timestamp" not in embed and "author" not in embed and "description" not in embed
     assert_within_discord_limits(embed)
+
+
+# --- the fixed words in the server's (or member's) language -------------------------------------------------
+
+# what each locale's post says around the story: quotes heading, the "Also on" line, the credit's "on X",
+# the footer's "+N more", the title of an untitled story
+WORDS = {
+    "en": ("What fans are saying", "*Also on: Soompi, SCMP*", ") on Twitter", "+2 more", "Untitled story"),
+    "ko": ("팬들의 반응", "*함께 보도한 매체: Soompi, SCMP*", ") · Twitter", "외 2", "제목 없는 기사"),
+    "ja": (
+        "ファンの反応",
+        "*ほかの掲載メディア: Soompi、SCMP*",
+        ")（Twitter）",
+        "ほか2",
+        "タイトルなしのニュース",
+    ),
+    "es-419": (
+        "Lo que dicen los fans",
+        "*También en: Soompi, SCMP*",
+        ") en Twitter",
+        "+2 más",
+        "Noticia sin título",
+    ),
+    "pt-BR": (
+        "O que os fãs estão dizendo",
+        "*Também em: Soompi, SCMP*",
+        ") no Twitter",
+        "+2",
+        "Notícia sem título",
+    ),
+    "id": ("Apa kata fans", "*Juga di: Soompi, SCMP*", ") di Twitter", "+2 lainnya", "Berita tanpa judul"),
+}
+
+
+@pytest.mark.parametrize("locale", sorted(WORDS))
+def test_the_fixed_words_follow_the_locale_and_the_story_stays_as_written(locale: str) -> None:
+    heading, also_on, credit, more, untitled = WORDS[locale]
+    story = koreaboo_story()
+    story.artists = [ArtistRef(f"a{i}", f"Artist {i}", None) for i in range(10)]  # 8 shown, +2 more
+    embed = build_story_embed(story, also_on=["Soompi", "SCMP"], locale=locale)
+    english = build_story_embed(story, also_on=["Soompi", "SCMP"])
+    assert embed["fields"][0]["name"] == heading
+    assert embed["description"] == f"{story.summary}\n\n{also_on}"
+    assert all(f["value"].endswith(credit) for f in embed["fields"])
+    assert embed["footer"]["text"].endswith(" · " + more)
+    # the story's own text is not translated: headline, link, summary, outlet, image, the quotes themselves
+    for key in ("title", "url", "author", "image", "timestamp", "color"):
+        assert embed[key] == english[key], key
+    for field, original in zip(embed["fields"], english["fields"], strict=True):
+        assert field["value"].split("\n— ")[0] == original["value"].split("\n— ")[0]
+    assert_within_discord_limits(embed)
+    assert (
+        build_story_embed(Story(key="k", title="", url="https://e.example/a", source=""), locale=locale)[
+            "title"
+        ]
+        == untitled
+    )
+
+
+@pytest.mark.parametrize("locale", sorted(WORDS))
+def test_absurd_inputs_fit_discord_in_every_locale(locale: str) -> None:
+    quotes = [
+        Quote(("quote " * 2000) + str(i), "A" * 500, "h" * 300, "bluesky", f"https://bsky.app/p/{i}")
+        for i in range(40)
+    ]
+    story = Story(
+        key="k",
+        title="Title " * 5000,
+        url="https://e.example/" + "a" * 100,
+        source="Source " * 200,
+        summary="Sentence. " * 20000,
+        quotes=quotes,
+        artists=[ArtistRef(f"a{i}", "Name" * 50, "Group" * 50) for i in range(500)],
+    )
+    embed = build_story_embed(story, also_on=["Other " * 500] * 50, locale=locale)
+    assert_within_discord_limits(embed)
+    assert embed["fields"][0]["name"] == WORDS[locale][0]
+
+
+def test_a_locale_without_a_file_gets_english_words() -> None:
+    story = koreaboo_story()
+    assert build_story_embed(story, locale="fr") == build_story_embed(story)
+    assert build_story_embed(story, locale="es-ES")["fields"][0]["name"] == "Lo que dicen los fans"

@@ -3,6 +3,7 @@ limits, lookups fall back sensibly, values are inert, and discord.py's command p
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 import tomllib
@@ -459,3 +460,195 @@ async def test_the_bots_own_commands_are_localized_in_every_locale() -> None:
     validate_commands(payloads)
     assert {p["name"] for p in payloads} >= {"news", "trending", "subscribe", "unsubscribe", "subscriptions"}
     assert {p["name"] for p in payloads} >= {"follow", "unfollow", "following"}
+
+
+# --- texts written in English below the edge, read back into the member's locale ------------------------------
+
+
+def test_a_template_reads_its_own_text_back(small: Catalogs) -> None:
+    template = CATALOGS.catalog("en")["delivery_error.refused_retrying"]
+    text = template.render({"reason": "403 Forbidden: no. really", "todo": "do {this}"})
+    assert template.match(text) == {"reason": "403 Forbidden: no. really", "todo": "do {this}"}
+    assert template.match(text + " and more") is None and template.match("Discord") is None
+    assert small.reread("Hello V", ["greet.hello", "greet.bye"], "ko") == "안녕 V"
+    assert small.reread("Hello V", ["greet.hello"], "en-US") == "Hello V"  # English: the text as it is
+    assert small.reread("Bye", ["greet.hello", "greet.bye"], "es-419") == "Chau"
+    assert small.reread("Hi V", ["greet.hello", "greet.bye"], "ko") is None  # not a text of these keys
+    assert small.reread("Hello V", ["greet.hello"], "ko", lambda name, value: value.lower()) == "안녕 v"
+    with pytest.raises(I18nError, match="greet.nope"):
+        small.reread("Hello V", ["greet.nope"], "ko")
+
+
+def test_the_key_that_explains_most_of_a_text_wins() -> None:
+    keys = ["delivery_error.not_published", "delivery_error.not_published_todo"]
+    english = (
+        "a post could not be published: 403 Forbidden; it stays posted, unpublished; give the bot Send Messages"
+        " in that channel"
+    )
+    assert CATALOGS.reread(english, keys, "ko") == (
+        "게시물을 발행하지 못했어요: 403 Forbidden. 게시물은 발행되지 않은 채로 남아 있어요. "
+        "해결 방법: give the bot Send Messages in that channel"
+    )
+
+
+WRITERS = ("onboarding", "subscriptions", "keywords", "delivery", "delivery_queue", "channel_posts")
+
+
+def string_literals(module: str) -> list[str]:
+    """Every string literal of bot/<module>.py, an f-string's literal runs each on their own."""
+    tree = ast.parse((ROOT / "bot" / f"{module}.py").read_text(encoding="utf-8"))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+async def english_texts_the_writers_write(tmp_path: Path) -> dict[str, str]:
+    """What the modules below the edge raise and store, by the key whose English it should be."""
+    from bot.channel_posts import forum_requires_tag_error
+    from bot.config import DeliveryConfig, SourceConfig
+    from bot.delivery import _publish_error
+    from bot.delivery_queue import (
+        MAX_FORBIDDEN_FAILURES,
+        MAX_SEND_ATTEMPTS,
+        queue_deliveries,
+        record_failed,
+        record_forbidden,
+        record_transient_failure,
+    )
+    from bot.keywords import KeywordError, parse_keywords
+    from bot.models import ArtistRef, Story
+    from bot.onboarding import FeedOnboarding
+    from bot.store import Store
+    from bot.subscriptions import SubscriptionError, add_subscription
+    from bot.timeutil import utcnow
+
+    written: dict[str, str] = {}
+
+    def raised(key: str, error: type[Exception], call: object) -> None:
+        with pytest.raises(error) as caught:
+            call()  # type: ignore[operator]
+        written[key] = str(caught.value)
+
+    raised("keywords.too_long", KeywordError, lambda: parse_keywords("x" * 5000))
+    raised("keywords.phrase_too_long", KeywordError, lambda: parse_keywords("x" * 200, option="exclude"))
+    raised("keywords.no_letters", KeywordError, lambda: parse_keywords(".*"))
+    raised("keywords.too_many_words", KeywordError, lambda: parse_keywords("a b c d e f g h i j k"))
+    raised("keywords.too_many", KeywordError, lambda: parse_keywords(",".join(f"w{i}" for i in range(40))))
+    forbidden = discord.Forbidden(
+        _Response(403, "Forbidden"), {"code": 50013, "message": "Missing Permissions"}
+    )
+    written["delivery_error.not_published_todo"] = _publish_error("403 Forbidden", forbidden)
+    server_error = discord.HTTPException(_Response(500, "Internal Server Error"), "oops")
+    written["delivery_error.not_published"] = _publish_error("500 Internal Server Error", server_error)
+    written["delivery_error.forum_tag_required"] = forum_requires_tag_error([ArtistRef("bts-v", "V", "BTS")])
+
+    store = await Store.open(tmp_path / "writers.db")
+    try:
+        [source] = await store.sources.sync_config(
+            [SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/")]
+        )
+        onboarding = FeedOnboarding(
+            store,
+            None,
+            None,
+            first_poll=None,
+            max_guild_sources=0,
+            max_feed_bytes=1,  # type: ignore[arg-type]
+        )
+        for key, url in (
+            ("feed.not_a_url", "ftp://example.com/feed"),
+            ("feed.too_many", "https://e.example/f"),
+        ):
+            with pytest.raises(SubscriptionError) as caught:
+                await onboarding.add_feed_source(url, guild_id=1)
+            written[key] = str(caught.value)
+        with pytest.raises(SubscriptionError) as caught:
+            await add_subscription(store, guild_id=1, channel_id=10, source_id=9999)
+        written["feed.source_gone"] = str(caught.value)
+        await add_subscription(store, guild_id=1, channel_id=10)
+        with pytest.raises(SubscriptionError) as caught:
+            await add_subscription(store, guild_id=2, channel_id=10)
+        written["feed.other_server"] = str(caught.value)
+        await store.sources.disable(source.id, "the operator switched it off")
+        with pytest.raises(SubscriptionError) as caught:
+            await add_subscription(store, guild_id=1, channel_id=11, source_id=source.id)
+        written["feed.source_off"] = str(caught.value)
+
+        async def delivery(n: int):
+            story = Story(key=f"k{n}", title=f"T{n}", url=f"https://e.example/{n}", source="Koreaboo")
+            story.published = utcnow()
+            [added] = await store.stories.add_many([story], source_id=source.id)
+            await queue_deliveries(store, [added.id], config=DeliveryConfig(), expand=None)
+            return next(d for d in await store.deliveries.list() if d.story_id == added.id)
+
+        first = await delivery(1)
+        reason = "403 Forbidden (error code: 50013): Missing Permissions"
+        written["delivery_error.refused_retrying"] = (await record_forbidden(store, first, reason)).last_error
+        for _ in range(MAX_FORBIDDEN_FAILURES - 1):
+            paused = await record_forbidden(store, first, reason)
+        written["delivery_error.refused_paused"] = paused.last_error
+        await add_subscription(store, guild_id=1, channel_id=10)  # resumed
+        second = await delivery(2)
+        await record_failed(store, second, "400 Bad Request (error code: 50035): Invalid Form Body")
+        written["delivery_error.not_posted"] = (
+            await store.subscriptions.get(second.subscription_id)
+        ).last_error
+        third = await delivery(3)
+        third.attempts = MAX_SEND_ATTEMPTS
+        await record_transient_failure(store, third, "503 Service Unavailable")
+        gave_up = (await store.subscriptions.get(third.subscription_id)).last_error
+        written["delivery_error.gave_up"] = gave_up.removeprefix("a story could not be posted: ")
+    finally:
+        await store.close()
+    return written
+
+
+class _Response:
+    """What discord.HTTPException reads of an aiohttp response: its status and reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status, self.reason = status, reason
+
+
+async def test_every_sentence_written_in_english_is_the_catalogs_english(tmp_path: Path) -> None:
+    """The writers below the edge write exactly en.toml's English, so that /subscriptions and the refusals can
+    show it in the member's locale: each writer's text is read back by its key, or (where a writer cannot be
+    run alone) the key's English words are literally in its source."""
+    from cogs.subscriptions import WRITTEN_IN_ENGLISH, in_locale
+
+    written = await english_texts_the_writers_write(tmp_path)
+    for key, english in written.items():
+        assert CATALOGS.reread(english, [key], "ko") is not None, f"{key}: en.toml does not read {english!r}"
+        assert in_locale(english, "en-US") == english
+        assert in_locale(english, "ja") != english, key
+    literals = [literal for module in WRITERS for literal in string_literals(module)]
+    checked = set(written) | {"delivery_error.todo_permissions", "delivery_error.todo_resume"}  # nested above
+    for key in sorted(set(WRITTEN_IN_ENGLISH) - checked):
+        words = [part for part, _ in CATALOGS.catalog("en")[key].parts if part.strip()]
+        for part in words:
+            assert any(part in literal for literal in literals), f"{key}: {part!r} is in no writer's text"
+
+
+def test_stored_health_reads_in_every_locale_with_its_values() -> None:
+    from cogs.subscriptions import in_locale
+
+    stored = "a story could not be posted: gave up after 8 attempts: 503 Service Unavailable"
+    assert in_locale(stored, "ko") == "소식을 올리지 못함: 8번 시도한 끝에 포기: 503 Service Unavailable"
+    refused = (
+        "Discord refused the post: 403 Forbidden (error code: 50013): Missing Permissions. Paused after 4 refusals:"
+        " give the bot View Channel, Create Posts, Send Messages in Threads and Embed Links in that channel, then"
+        " run /subscribe again with the same options to resume."
+    )
+    assert in_locale(refused, "pt-BR") == (
+        "O Discord recusou o post: 403 Forbidden (error code: 50013): Missing Permissions. Pausada após 4 recusas"
+        " seguidas: dê ao bot Ver canal, Criar postagens, Enviar mensagens em tópicos e Inserir links nesse canal"
+        " e depois use `/assinar` de novo com as mesmas opções para retomar."
+    )
+    keyword = "`exclude`: “.*” has no letters or digits to look for; keywords are plain words or phrases (not patterns), separated by commas"
+    assert in_locale(keyword, "es-419").startswith("`excluir`: “.*” no tiene letras")
+    assert in_locale("something new nobody wrote a key for", "ko") == "something new nobody wrote a key for"
+    assert in_locale("give the bot Admin Powers in that channel", "ko") == (
+        "그 채널에서 봇에게 Admin Powers 권한을 주세요"  # an unknown permission name stays as it is
+    )
