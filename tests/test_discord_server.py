@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import discord
 import pytest
 import yarl
 from discord import app_commands
 
-from tests.support.discord_server import FakeDiscord, InvocationRefused, Permission
+from tests.support.discord_server import (
+    ChannelType,
+    FakeDiscord,
+    InvocationRefused,
+    MessageFlag,
+    Permission,
+    shard_for,
+)
 
 
 @pytest.fixture
@@ -246,7 +257,6 @@ async def test_global_limit_answers_429_global(server: FakeDiscord) -> None:
     guild = server.add_guild()
     channel = guild.channel("general")
     async with running(plain_client(), server.token) as client:
-        server.global_limit = 3  # a full bucket for this burst
         target = client.get_channel(channel.id)
         assert isinstance(target, discord.TextChannel)
         server.channel_message_limit = None
@@ -254,6 +264,7 @@ async def test_global_limit_answers_429_global(server: FakeDiscord) -> None:
     assert len(server.messages(channel.id)) == 6  # retried after the global 429s
     assert server.stats.global_ratelimited >= 1
     assert server.stats.ratelimited == server.stats.global_ratelimited
+    assert server.ledger.peak(server.token) <= 3  # never more than the limit in one second
 
 
 async def test_channel_permissions_and_unknown_channel(server: FakeDiscord) -> None:
@@ -434,8 +445,6 @@ async def test_wrong_token_is_a_login_failure(server: FakeDiscord) -> None:
 
 
 async def test_gateway_refuses_wrong_token_and_privileged_intents(server: FakeDiscord) -> None:
-    import aiohttp
-
     async with aiohttp.ClientSession() as session:
         for token, intents, code in (("wrong", 1, 4004), (server.token, 1 | 1 << 15, 4014)):
             async with session.ws_connect(server.gateway_url + "?v=10&encoding=json") as ws:
@@ -445,3 +454,542 @@ async def test_gateway_refuses_wrong_token_and_privileged_intents(server: FakeDi
                 msg = await ws.receive()
                 assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == code
     assert server.stats.identifies == 0
+
+
+# --- channel kinds: forums, threads, announcements -------------------------------------------------------
+
+NO_PINGS = discord.AllowedMentions.none()
+
+
+async def test_forum_post_answers_a_thread_with_its_first_message_and_tags(server: FakeDiscord) -> None:
+    server.channel_message_limit = None  # discord.py would sleep 5 s after the 5th post to the forum
+    guild = server.add_guild()
+    forum = server.add_channel(
+        guild.id, "comebacks", type=ChannelType.FORUM, tags=["News", ("Comeback", "🔥")], require_tag=True
+    )
+    async with running(plain_client(), server.token) as client:
+        seen = client.get_channel(forum.id)
+        assert isinstance(seen, discord.ForumChannel)
+        assert [t.name for t in seen.available_tags] == ["News", "Comeback"]
+        assert seen.flags.require_tag
+        comeback = seen.get_tag(forum.tag_id("Comeback"))
+        assert comeback is not None and str(comeback.emoji) == "🔥"
+        post = await seen.create_thread(
+            name="BTS's V announces a solo comeback",
+            content="The story",
+            embed=discord.Embed(title="V comeback", url="https://example.com/v"),
+            applied_tags=[comeback],
+            allowed_mentions=NO_PINGS,
+        )
+        assert post.thread.type is discord.ChannelType.public_thread
+        assert post.thread.parent_id == forum.id and post.thread.id == post.message.id
+        assert post.thread.applied_tags == [comeback]
+        assert post.message.channel.id == post.thread.id and post.message.embeds[0].title == "V comeback"
+        await server.wait_for(lambda: client.get_channel(post.thread.id), what="THREAD_CREATE")
+        # the first message lives in the thread's own list, so editing it works as for any message
+        await post.message.edit(content="The story (updated)")
+        await post.thread.send("a follow-up", allowed_mentions=NO_PINGS)
+        with pytest.raises(discord.HTTPException) as caught:
+            await seen.create_thread(name="untagged", content="no tag", allowed_mentions=NO_PINGS)
+        assert caught.value.status == 400 and caught.value.code == 40067
+        with pytest.raises(discord.HTTPException) as caught:
+            await seen.create_thread(name="n" * 101, content="x", applied_tags=[comeback])
+        assert caught.value.code == 50035 and "name" in caught.value.text
+        with pytest.raises(discord.HTTPException) as caught:  # a tag of another forum
+            await seen.create_thread(name="t", content="x", applied_tags=[discord.Object(id=1234567)])  # type: ignore[list-item]
+        assert caught.value.code == 50035 and "applied_tags" in caught.value.text
+        with pytest.raises(discord.HTTPException) as caught:
+            await seen.create_thread(name="empty", applied_tags=[comeback])
+        assert caught.value.code == 50006
+        with pytest.raises(discord.HTTPException) as caught:  # a forum takes posts, not messages
+            await client.http.send_message(forum.id, params=_params("hello"))
+        assert caught.value.code == 40058
+    [thread] = server.threads(forum.id)
+    assert thread.applied_tags == [forum.tag_id("Comeback")] and thread.owner_id == server.bot_user_id
+    assert [m["content"] for m in server.messages(thread.id)] == ["The story (updated)", "a follow-up"]
+    assert server.create_payload(post.message.id)["allowed_mentions"] == {"parse": []}
+    assert thread.message_count == 1  # Discord leaves the first message out of the count
+
+
+async def test_forum_limits_and_permissions(server: FakeDiscord) -> None:
+    guild = server.add_guild()
+    forum = server.add_channel(guild.id, "news", type=ChannelType.FORUM, tags=[f"t{i}" for i in range(6)])
+    with pytest.raises(ValueError):
+        server.add_channel(guild.id, "too many", type=ChannelType.FORUM, tags=[f"t{i}" for i in range(21)])
+    async with running(plain_client(), server.token) as client:
+        seen = client.get_channel(forum.id)
+        assert isinstance(seen, discord.ForumChannel)
+        with pytest.raises(discord.HTTPException) as caught:
+            await seen.create_thread(name="six", content="x", applied_tags=list(seen.available_tags))
+        assert caught.value.code == 50035 and "5 or fewer" in caught.value.text
+        post = await seen.create_thread(name="untagged is fine here", content="x")
+        # "Create Posts" is SEND_MESSAGES on the forum; posting inside a post is SEND_MESSAGES_IN_THREADS
+        server.set_channel_overwrite(forum.id, server.bot_user_id, deny=Permission.SEND_MESSAGES_IN_THREADS)
+        with pytest.raises(discord.Forbidden) as caught:
+            await post.thread.send("in the thread")
+        assert caught.value.code == 50013
+        server.set_channel_overwrite(forum.id, guild.bot_role_id, deny=Permission.SEND_MESSAGES)
+        with pytest.raises(discord.Forbidden) as caught:
+            await seen.create_thread(name="no", content="x")
+        assert caught.value.code == 50013
+        server.set_channel_overwrite(forum.id, server.bot_user_id)  # removed: threads may be posted in again
+        await post.thread.send("in the thread")
+        server.set_channel_overwrite(forum.id, guild.bot_role_id, deny=Permission.EMBED_LINKS)
+        with pytest.raises(discord.Forbidden):
+            await post.thread.send(embed=discord.Embed(title="no embeds"))
+        server.set_channel_overwrite(forum.id, guild.everyone_role_id, deny=Permission.VIEW_CHANNEL)
+        with pytest.raises(discord.Forbidden) as caught:
+            await post.thread.send("hidden")
+        assert caught.value.code == 50001
+    assert [m["content"] for m in server.messages(post.thread.id)] == ["x", "in the thread"]
+
+
+async def test_thread_on_a_message(server: FakeDiscord) -> None:
+    guild = server.add_guild(channels=("general", "news"))
+    general, news = guild.channel("general"), guild.channel("news")
+    async with running(plain_client(), server.token) as client:
+        channel = client.get_channel(general.id)
+        assert isinstance(channel, discord.TextChannel)
+        story = await channel.send("A story", allowed_mentions=NO_PINGS)
+        thread = await story.create_thread(name="Talk about it", auto_archive_duration=60)
+        assert thread.id == story.id and thread.parent_id == general.id
+        assert thread.type is discord.ChannelType.public_thread and thread.auto_archive_duration == 60
+        stored = server.message(story.id)
+        assert stored["thread"]["id"] == str(thread.id) and stored["flags"] & MessageFlag.HAS_THREAD
+        await thread.send("first reply", allowed_mentions=NO_PINGS)
+        with pytest.raises(discord.HTTPException) as caught:
+            await story.create_thread(name="again")
+        assert caught.value.code == 160004
+        other = await channel.send("Another", allowed_mentions=NO_PINGS)
+        with pytest.raises(discord.HTTPException) as caught:
+            await client.http.start_thread_with_message(
+                general.id,
+                other.id,
+                name="x",
+                auto_archive_duration=30,  # type: ignore[arg-type]
+            )
+        assert caught.value.code == 50035 and "auto_archive_duration" in caught.value.text
+        with pytest.raises(discord.HTTPException) as caught:
+            await other.create_thread(name="n" * 101)
+        assert caught.value.code == 50035
+        server.set_channel_overwrite(news.id, server.bot_user_id, deny=Permission.CREATE_PUBLIC_THREADS)
+        news_channel = client.get_channel(news.id)
+        assert isinstance(news_channel, discord.TextChannel)
+        in_news = await news_channel.send("No threads here", allowed_mentions=NO_PINGS)
+        with pytest.raises(discord.Forbidden) as caught:
+            await in_news.create_thread(name="x")
+        assert caught.value.code == 50013
+    assert [m["content"] for m in server.messages(thread.id)] == ["first reply"]
+    assert [t.name for t in server.threads(general.id)] == ["Talk about it"]
+
+
+async def test_publishing_is_for_announcement_channels_and_limited_per_channel(server: FakeDiscord) -> None:
+    assert server.publish_limit == (10, 3600.0)  # Discord: about 10 publishes per channel per hour
+    server.channel_message_limit = None
+    guild = server.add_guild()
+    announcements = server.add_channel(guild.id, "announcements", type=ChannelType.ANNOUNCEMENT)
+    other = server.add_channel(guild.id, "updates", type=ChannelType.ANNOUNCEMENT)
+    client = discord.Client(
+        intents=discord.Intents(guilds=True), guild_ready_timeout=0.1, max_ratelimit_timeout=30
+    )
+    async with running(client, server.token):
+        channel = client.get_channel(announcements.id)
+        assert isinstance(channel, discord.TextChannel) and channel.is_news()
+        sent = [await channel.send(f"story {i}", allowed_mentions=NO_PINGS) for i in range(11)]
+        for message in sent[:10]:
+            await message.publish()
+        assert all(server.message(m.id)["flags"] & MessageFlag.CROSSPOSTED for m in sent[:10])
+        with pytest.raises(discord.HTTPException) as caught:
+            await sent[0].publish()
+        assert caught.value.code == 40033  # published already
+        # the limit shows only in the 429 (as on Discord); its hour-long retry_after is more than the client's
+        # max_ratelimit_timeout, so discord.py raises instead of sleeping
+        with pytest.raises(discord.RateLimited) as limited:
+            await sent[10].publish()
+        assert limited.value.retry_after > 3000 and server.stats.route_ratelimited == 1
+        general = client.get_channel(guild.channel("general").id)
+        assert isinstance(general, discord.TextChannel)
+        plain = await general.send("not an announcement", allowed_mentions=NO_PINGS)
+        with pytest.raises(discord.HTTPException) as caught:
+            await plain.publish()
+        assert caught.value.code == 50024
+        elsewhere = client.get_channel(other.id)
+        assert isinstance(elsewhere, discord.TextChannel)
+        fresh = await elsewhere.send("another channel, another bucket", allowed_mentions=NO_PINGS)
+        server.set_bot_channel_permissions(other.id, send=False)
+        with pytest.raises(discord.Forbidden) as caught:
+            await fresh.publish()
+        assert caught.value.code == 50013
+        server.set_bot_channel_permissions(other.id, send=True)
+        await fresh.publish()
+    assert server.stats.publishes == 11
+    async with aiohttp.ClientSession() as raw:
+        url = f"{server.api_base}/channels/{announcements.id}/messages/{sent[10].id}/crosspost"
+        async with raw.post(url, headers={"Authorization": f"Bot {server.token}"}) as response:
+            body = await response.json()
+            assert response.status == 429 and body["global"] is False and body["retry_after"] > 3000
+            assert response.headers["Via"] and response.headers["X-RateLimit-Limit"] == "10"
+            assert response.headers["X-RateLimit-Remaining"] == "0"
+            assert response.headers["X-RateLimit-Scope"] == "user" and response.headers["X-RateLimit-Bucket"]
+    assert server.stats.route_ratelimited == server.stats.ratelimited == 2
+
+
+# --- roles and pings -------------------------------------------------------------------------------------
+
+
+def _role_ids(message: discord.Message) -> list[int]:
+    """The roles Discord says were mentioned (`mention_roles`); discord.py's raw_role_mentions reads the text."""
+    return [role.id for role in message.role_mentions]
+
+
+async def test_role_pings_follow_mentionable_and_mention_everyone(server: FakeDiscord) -> None:
+    server.channel_message_limit = None  # discord.py would sleep 5 s after the 5th message
+    guild = server.add_guild()
+    channel_id = guild.channel("general").id
+    fans = server.add_role(guild.id, "V Fans", mentionable=True)
+    staff = server.add_role(guild.id, "Staff")
+    content = f"<@&{fans.id}> <@&{staff.id}> new story! @everyone @here"
+    both_roles = discord.AllowedMentions(
+        everyone=False, users=False, roles=[discord.Object(fans.id), discord.Object(staff.id)]
+    )
+    async with running(plain_client(), server.token) as client:
+        channel = client.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        allowed = await channel.send(content, allowed_mentions=both_roles)
+        assert _role_ids(allowed) == [fans.id]  # Staff is not mentionable and the bot may not force it
+        assert not allowed.mention_everyone
+        silent = await channel.send(content, allowed_mentions=NO_PINGS)
+        assert _role_ids(silent) == [] and server.message(silent.id)["mention_roles"] == []
+        server.set_channel_overwrite(channel_id, guild.bot_role_id, allow=Permission.MENTION_EVERYONE)
+        forced = await channel.send(content, allowed_mentions=both_roles)
+        assert sorted(_role_ids(forced)) == sorted([fans.id, staff.id])
+        assert not forced.mention_everyone  # allowed_mentions left "everyone" out
+        defaults = await channel.send("@everyone look")  # no allowed_mentions at all: Discord parses all
+        assert defaults.mention_everyone
+        server.update_role(guild.id, fans.id, mentionable=False)
+        server.set_channel_overwrite(channel_id, guild.bot_role_id)
+        await server.wait_for(lambda: not guild.roles[fans.id].mentionable, what="the role update")
+        quiet = await channel.send(content, allowed_mentions=both_roles)
+        assert _role_ids(quiet) == []
+    first = [m for m in server.mentions if m.message_id == allowed.id]
+    assert [(m.kind, m.target_id, m.allowed, m.pinged) for m in first] == [
+        ("role", fans.id, True, True),
+        ("role", staff.id, True, False),
+        ("everyone", None, False, False),
+        ("here", None, False, False),
+    ]
+    assert not any(m.allowed for m in server.mentions if m.message_id == silent.id)
+    assert server.stats.role_pings == 3 and server.stats.everyone_pings == 1
+
+
+async def test_allowed_mentions_are_checked_and_edits_reparse(server: FakeDiscord) -> None:
+    guild = server.add_guild()
+    channel_id = guild.channel("general").id
+    fans = server.add_role(guild.id, "Fans", mentionable=True)
+    async with running(plain_client(), server.token) as client:
+        with pytest.raises(discord.HTTPException) as caught:
+            await client.http.request(
+                discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id),
+                json={"content": "x", "allowed_mentions": {"parse": ["roles"], "roles": [str(fans.id)]}},
+            )
+        assert caught.value.code == 50035 and "mutually exclusive" in caught.value.text
+        with pytest.raises(discord.HTTPException) as caught:
+            await client.http.request(
+                discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id),
+                json={"content": "x", "allowed_mentions": {"parse": ["all"]}},
+            )
+        assert caught.value.code == 50035 and "allowed_mentions.parse.0" in caught.value.text
+        channel = client.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send(f"<@&{fans.id}>", allowed_mentions=discord.AllowedMentions(roles=True))
+        edited = await sent.edit(content="no ping any more")
+        assert _role_ids(sent) == [fans.id] and _role_ids(edited) == []
+    assert server.stats.role_pings == 1  # an edit notifies no one
+
+
+# --- direct messages --------------------------------------------------------------------------------------
+
+
+async def test_direct_messages_to_open_and_closed_dms(server: FakeDiscord) -> None:
+    guild = server.add_guild()
+    fan = server.member(guild.id, "fan")
+    private = server.member(guild.id, "private")
+    private.user.dms_open = False
+    stranger = server.add_user("stranger")  # shares no server with the bot
+    async with running(plain_client(), server.token) as client:
+        user = await client.fetch_user(fan.id)
+        dm = await user.create_dm()
+        assert isinstance(dm, discord.DMChannel) and dm.recipient and dm.recipient.id == fan.id
+        sent = await user.send("Your daily K-pop digest", allowed_mentions=NO_PINGS)
+        assert sent.guild is None and (await user.create_dm()).id == dm.id
+        for closed in (private.id, stranger.id):
+            with pytest.raises(discord.Forbidden) as caught:
+                await (await client.fetch_user(closed)).send("hello")
+            assert caught.value.code == 50007
+        private.user.dms_open = True
+        await (await client.fetch_user(private.id)).send("now it arrives")
+        with pytest.raises(discord.HTTPException) as invalid:
+            await client.http.start_private_message(123456789)
+        assert invalid.value.code == 50033
+    assert [m["content"] for m in server.direct_messages(fan.id)] == ["Your daily K-pop digest"]
+    assert "guild_id" not in server.direct_messages(fan.id)[0]
+    assert [m["content"] for m in server.direct_messages(private.id)] == ["now it arrives"]
+    # DMs count against the global limit like every other request of the token
+    counted = [r for r in server.requests if r.status != 401 and not r.path.startswith("/interactions/")]
+    assert sum(server.ledger.per_second[server.token].values()) == len(counted)
+    assert sorted(dm.recipient.id for dm in server.dm_channels.values()) == sorted(
+        [fan.id, private.id, stranger.id]
+    )
+
+
+# --- interaction locales and localized commands ----------------------------------------------------------
+
+LOCALIZED = {
+    "ko": {"news": "뉴스", "Latest K-pop news": "최신 K팝 뉴스", "artist": "아티스트", "Who": "누구"},
+    "hi": {"news": "समाचार"},  # Devanagari vowel signs are not isalnum(): Discord's name rule allows them
+    "th": {"news": "ข่าว"},
+    "es-419": {"news": "noticias"},
+}
+
+
+class DictTranslator(app_commands.Translator):
+    def __init__(self, table: dict[str, dict[str, str]]) -> None:
+        self.table = table
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        return self.table.get(locale.value, {}).get(string.message)
+
+
+class LocalizedClient(discord.Client):
+    def __init__(self, table: dict[str, dict[str, str]]) -> None:
+        super().__init__(intents=discord.Intents(guilds=True), guild_ready_timeout=0.1)
+        self.tree = app_commands.CommandTree(self)
+        self.table = table
+
+        @self.tree.command(name="news", description="Latest K-pop news")
+        @app_commands.describe(artist="Who")
+        async def news(interaction: discord.Interaction, artist: str | None = None) -> None:
+            locale, guild_locale = interaction.locale.value, getattr(interaction.guild_locale, "value", None)
+            await interaction.response.send_message(f"{locale} {guild_locale}")
+
+    async def setup_hook(self) -> None:
+        await self.tree.set_translator(DictTranslator(self.table))
+        await self.tree.sync()
+
+
+async def test_interactions_carry_the_member_and_server_locales(server: FakeDiscord) -> None:
+    guild = server.add_guild(preferred_locale="ko")
+    fan = server.member(guild.id, "fan", locale="ja")
+    async with running(LocalizedClient(LOCALIZED), server.token):
+        [command] = server.commands
+        assert command["name_localizations"] == {locale: t["news"] for locale, t in LOCALIZED.items()}
+        assert command["description_localizations"] == {"ko": "최신 K팝 뉴스"}
+        assert command["options"][0]["name_localizations"] == {"ko": "아티스트"}
+        reply = await (await server.invoke("news", user_id=fan.id)).reply()
+        assert reply["content"] == "ja ko"
+        chosen = await server.invoke("news", user_id=fan.id, locale="es-419", guild_locale="pt-BR")
+        assert (await chosen.reply())["content"] == "es-419 pt-BR"
+        assert chosen.payload["guild"]["locale"] == "pt-BR"
+        with pytest.raises(ValueError):
+            await server.invoke("news", locale="klingon")
+
+
+@pytest.mark.parametrize(
+    ("table", "where"),
+    [
+        ({"ko": {"news": "News"}}, "0.name_localizations.ko"),  # names are lowercase in every locale
+        ({"ja": {"news": "ニュース 速報"}}, "0.name_localizations.ja"),  # no spaces
+        ({"ko": {"Latest K-pop news": "뉴" * 101}}, "0.description_localizations.ko"),
+        ({"ko": {"artist": "a" * 33}}, "0.options.0.name_localizations.ko"),
+        ({"xx": {"news": "news"}}, "0.name_localizations.xx"),  # not a Discord locale
+    ],
+)
+async def test_localizations_follow_the_rules_of_what_they_translate(
+    server: FakeDiscord, table: dict[str, dict[str, str]], where: str
+) -> None:
+    server.add_guild()
+    client = LocalizedClient({})
+    if "xx" in table:  # discord.py translates only into its own locales: send this one raw
+        body: list[dict[str, Any]] = [
+            {"name": "news", "description": "d", "name_localizations": {"xx": "news"}, "type": 1}
+        ]
+        async with running(plain_client(), server.token) as plain:
+            with pytest.raises(discord.HTTPException) as caught:
+                await plain.http.bulk_upsert_global_commands(server.application_id, body)
+    else:
+        client.table = table
+        with pytest.raises(discord.HTTPException) as caught:
+            async with running(client, server.token):
+                pass
+    assert caught.value.status == 400 and caught.value.code == 50035
+    assert where in caught.value.text.replace("In ", "").replace(":", "")
+    assert server.commands == []
+
+
+# --- shards and several processes ------------------------------------------------------------------------
+
+
+class QuickShardedClient(discord.AutoShardedClient):
+    """Answers any interaction with the shard it came in on; identifies without discord.py's 5 s pause."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        pass
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            f"pid {os.getpid()} shard {interaction.guild and interaction.guild.shard_id}"
+        )
+
+
+def _events(session: Any, name: str) -> list[dict[str, Any]]:
+    return [frame["d"] for frame in session.events if frame["t"] == name]
+
+
+async def test_sharded_client_gets_each_guild_on_its_shard(server: FakeDiscord) -> None:
+    server.recommended_shards = 2
+    zero = server.add_guild("Zero", shard=(0, 2))
+    one = server.add_guild("One", shard=(1, 2))
+    assert (zero.id >> 22) % 2 == 0 and (one.id >> 22) % 2 == 1 and one.shard(2) == shard_for(one.id, 2) == 1
+    server.commands = [{"id": "1", "name": "whoami", "type": 1, "description": "d", "options": []}]
+    client = QuickShardedClient(intents=discord.Intents(guilds=True), guild_ready_timeout=0.1)
+    async with running(client, server.token):
+        assert client.shard_count == 2 and {g.id for g in client.guilds} == {zero.id, one.id}
+        assert sorted(p["shard"] for p in server.identify_payloads) == [[0, 2], [1, 2]]
+        sessions = {s.shard: s for s in server.live_sessions()}
+        assert [g["id"] for g in _events(sessions[(0, 2)], "GUILD_CREATE")] == [str(zero.id)]
+        assert [g["id"] for g in _events(sessions[(1, 2)], "GUILD_CREATE")] == [str(one.id)]
+        reply = await (await server.invoke("whoami", guild_id=one.id)).reply()
+        assert reply["content"].endswith("shard 1")
+        assert len(_events(sessions[(1, 2)], "INTERACTION_CREATE")) == 1
+        assert _events(sessions[(0, 2)], "INTERACTION_CREATE") == []
+        server.dispatch("USER_UPDATE", server.bot_user.to_json())  # no guild, as DMs: shard 0
+        assert len(_events(sessions[(0, 2)], "USER_UPDATE")) == 1 and not _events(
+            sessions[(1, 2)], "USER_UPDATE"
+        )
+    assert server.stats.requests["GET /gateway/bot"] == 1
+
+
+async def test_gateway_bot_and_bad_shards(server: FakeDiscord) -> None:
+    server.recommended_shards = 3
+    server.guilds_per_shard = 1
+    for _ in range(2):
+        server.add_guild(shard=(0, 1))
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{server.api_base}/gateway/bot", headers={"Authorization": f"Bot {server.token}"}
+        ) as response:
+            data = await response.json()
+        assert data["url"] == server.gateway_url and data["shards"] == 3
+        assert data["session_start_limit"]["remaining"] == data["session_start_limit"]["total"]
+        assert data["session_start_limit"]["max_concurrency"] == 1
+        for shard, code in (([2, 2], 4010), ([0, 0], 4010), ("0", 4010), ([0, 1], 4011)):
+            async with session.ws_connect(server.gateway_url + "?v=10&encoding=json") as ws:
+                assert (await ws.receive_json())["op"] == 10
+                identify = {"token": server.token, "intents": 1, "properties": {}, "shard": shard}
+                await ws.send_json({"op": 2, "d": identify})
+                msg = await ws.receive()
+                assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == code, shard
+    assert server.stats.identifies == 0
+
+
+SHARD_PROCESS = """
+import asyncio, os, sys
+import discord, yarl
+api_base, gateway, token = sys.argv[1:4]
+discord.http.Route.BASE = api_base
+discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+
+class ShardOne(discord.AutoShardedClient):
+    async def on_ready(self):
+        print("ready", flush=True)
+
+    async def on_interaction(self, interaction):
+        await interaction.response.send_message(f"pid {os.getpid()} shard {interaction.guild.shard_id}")
+
+client = ShardOne(intents=discord.Intents(guilds=True), shard_ids=[1], shard_count=2, guild_ready_timeout=0.1)
+asyncio.run(client.start(token))
+"""
+
+
+async def test_two_processes_with_one_token_on_different_shards(server: FakeDiscord) -> None:
+    zero = server.add_guild("Zero", shard=(0, 2))
+    one = server.add_guild("One", shard=(1, 2))
+    server.commands = [{"id": "1", "name": "whoami", "type": 1, "description": "d", "options": []}]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SHARD_PROCESS,
+        server.api_base,
+        server.gateway_url,
+        server.token,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        client = QuickShardedClient(
+            intents=discord.Intents(guilds=True), shard_ids=[0], shard_count=2, guild_ready_timeout=0.1
+        )
+        async with running(client, server.token):
+            assert [g.id for g in client.guilds] == [zero.id]
+            await server.wait_for_ready_session(timeout=30, shard=(1, 2))
+            assert process.stdout is not None
+            assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"
+            here = await (await server.invoke("whoami", guild_id=zero.id)).reply()
+            there = await (await server.invoke("whoami", guild_id=one.id)).reply(timeout=10)
+            assert here["content"] == f"pid {os.getpid()} shard 0"
+            assert there["content"] == f"pid {process.pid} shard 1"
+    finally:
+        process.kill()
+        await process.wait()
+    assert server.stats.requests["GET /users/@me"] == 2  # each process logged in with the same token
+    assert sorted(p["shard"] for p in server.identify_payloads) == [[0, 2], [1, 2]]
+
+
+# --- the global rate-limit ledger ------------------------------------------------------------------------
+
+
+async def test_global_ledger_counts_every_connection_of_a_token(server: FakeDiscord) -> None:
+    guild = server.add_guild()
+    channel_id = guild.channel("general").id
+    server.channel_message_limit = None
+    async with running(SlashClient(), server.token) as first, running(plain_client(), server.token) as second:
+        server.global_limit = 5
+        await asyncio.sleep(1.0)  # the logins leave the one-second window
+        targets = [client.get_channel(channel_id) for client in (first, second)]
+        assert all(isinstance(t, discord.TextChannel) for t in targets)
+        await asyncio.gather(*(t.send(f"m{i}", allowed_mentions=NO_PINGS) for t in targets for i in range(8)))  # type: ignore[union-attr]
+        assert len(server.messages(channel_id)) == 16  # each 429 was retried
+        assert server.ledger.peak(server.token) <= 5
+        assert 1 <= server.ledger.refused[server.token] == server.stats.global_ratelimited
+        # interaction callbacks are exempt: with the window full, the answer still goes through
+        server.global_limit = 1
+        await asyncio.sleep(1.0)
+        async with aiohttp.ClientSession() as raw:
+            auth = {"Authorization": f"Bot {server.token}"}
+            statuses = []
+            for _ in range(2):
+                async with raw.get(f"{server.api_base}/users/@me", headers=auth) as response:
+                    statuses.append(response.status)
+                    if response.status == 429:
+                        assert response.headers["X-RateLimit-Global"] == "true"
+                        assert (await response.json())["global"] is True
+            assert statuses == [200, 429]
+            interaction = await server.invoke("echo", {"text": "exempt"})
+            assert (await interaction.reply())["embeds"][0]["title"] == "exempt"
+    callbacks = [r for r in server.requests if r.path.startswith("/interactions/")]
+    assert [r.status for r in callbacks] == [200]
+
+
+async def test_error_answers_carry_the_routes_rate_limit_headers(server: FakeDiscord) -> None:
+    guild = server.add_guild()
+    url = f"{server.api_base}/channels/{guild.channel('general').id}/messages"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {server.token}"}) as raw:
+        async with raw.post(url, json={"content": ""}) as response:
+            assert response.status == 400 and (await response.json())["code"] == 50006
+            assert response.headers["X-RateLimit-Remaining"] == "4" and response.headers["X-RateLimit-Bucket"]
+        async with raw.post(url, json={"content": "ok"}) as response:
+            assert response.status == 200 and response.headers["X-RateLimit-Remaining"] == "3"

@@ -5,7 +5,8 @@ The real discord.py client talks to it over real sockets; the facts it follows a
 break them: the limits on messages, embeds and commands answer 400 with Discord's error body, the global and
 per-channel rate limits answer 429 with `Via` and `retry_after`, channel permissions answer 403, unknown
 channels 404, interactions must be answered within 3 s and only once, and a repeated message `nonce` with
-`enforce_nonce` returns the original message instead of a duplicate.
+`enforce_nonce` returns the original message instead of a duplicate. Several bot processes may use it at once
+(same token, different shards): every listener is on loopback and all state is per server, not per socket.
 
 Quick start
 -----------
@@ -18,51 +19,127 @@ Quick start
         reply = await interaction.reply()               # the message the user finally sees (after a defer too)
         posted = await server.wait_for_messages(news.id, 1)
 
+Endpoints beyond plain messages and interactions (Discord's answers; errors as {"code", "message", "errors"})
+-------------------------------------------------------------------------------------------------------------
+| endpoint                                     | behaviour                                                   |
+|----------------------------------------------|-------------------------------------------------------------|
+| POST /channels/{forum}/threads               | forum post (type 15/16): `name` 1-100, `message` (content,  |
+|                                              | embeds, allowed_mentions, nonce kept but not deduplicated), |
+|                                              | `applied_tags` <= 5 existing tag ids, else 400 50035; a     |
+|                                              | REQUIRE_TAG forum without a tag: 400 40067. Needs           |
+|                                              | VIEW_CHANNEL (403 50001), SEND_MESSAGES = "Create Posts"    |
+|                                              | (+ EMBED_LINKS for embeds; 403 50013). 201: a thread (type  |
+|                                              | 11) whose id is its first message's, with `message`;        |
+|                                              | THREAD_CREATE is dispatched.                                |
+| POST /channels/{text}/threads                | a thread without a message (`type` 11/12, 10 in announce-   |
+|                                              | ment channels); CREATE_PUBLIC/PRIVATE_THREADS.              |
+| POST /channels/{id}/messages/{msg}/threads   | a thread on a message (text/announcement only, else 400     |
+|                                              | 50024): `name` <= 100, `auto_archive_duration` in 60, 1440, |
+|                                              | 4320, 10080; CREATE_PUBLIC_THREADS; once per message (400   |
+|                                              | 160004). The thread takes the message's id; the message     |
+|                                              | gets `thread` and flag HAS_THREAD.                          |
+| POST, PATCH /channels/{thread}/messages…     | threads have their own message list (a forum post's first   |
+|                                              | message is in it); posting needs SEND_MESSAGES_IN_THREADS,  |
+|                                              | permissions come from the parent channel.                   |
+| POST /channels/{forum}/messages              | 400 40058 (a forum takes posts).                            |
+| POST /channels/{id}/messages/{msg}/crosspost | publish: announcement channels only (400 50024), once (400  |
+|                                              | 40033), own message SEND_MESSAGES, others' MANAGE_MESSAGES; |
+|                                              | `publish_limit` (10 per hour) per channel, hidden until its |
+|                                              | 429: `retry_after` ~3600, Via, X-RateLimit-* (own bucket).  |
+|                                              | discord.py sleeps through that unless max_ratelimit_timeout |
+|                                              | is lower (then it raises discord.RateLimited).              |
+| any message create (channel, thread, DM,     | mentions in `content`: `<@user>`, `<@&role>`, @everyone,    |
+| forum post, interaction reply/followup)      | @here under allowed_mentions (absent: all parsed). A role   |
+|                                              | pings if mentionable or the bot has MENTION_EVERYONE in the |
+|                                              | channel; @everyone/@here only with MENTION_EVERYONE. Fills  |
+|                                              | `mentions`, `mention_roles` (roles pinged),                 |
+|                                              | `mention_everyone`; each mention is recorded in `mentions`. |
+|                                              | allowed_mentions is validated (parse values; "roles" in     |
+|                                              | parse and a `roles` list are exclusive).                    |
+| POST /users/@me/channels                     | `recipient_id` -> the DM channel (type 1), the same each    |
+|                                              | time; unknown user 400 50033. A send to a user who closed   |
+|                                              | DMs, shares no server with the bot, or is a bot: 403 50007. |
+| PUT …/commands                               | `name_localizations` / `description_localizations` on       |
+|                                              | commands, options, choices: keys are Discord locales, values|
+|                                              | follow the rule of what they translate (names 1-32 lower-   |
+|                                              | case, Discord's regex; descriptions 1-100); else 400 50035. |
+|                                              | Echoed back and kept in `commands`.                         |
+| GET /gateway/bot                             | `url`, `shards` (= recommended_shards), session_start_limit |
+|                                              | (total 1000, remaining, reset_after, max_concurrency).      |
+| gateway IDENTIFY `shard: [id, count]`        | bad shard closes 4010; more than `guilds_per_shard` guilds  |
+|                                              | on the shard 4011. A guild's events (GUILD_CREATE,          |
+|                                              | INTERACTION_CREATE, CHANNEL_*, THREAD_*…) go only to the    |
+|                                              | sessions of shard (guild_id >> 22) % count; events without  |
+|                                              | a guild (DMs) to shard 0. READY carries `shard`.            |
+| every request with the bot token             | the global ledger: at most `global_limit` (50) in any one   |
+| (interaction callbacks and followups exempt) | second per token, all connections and processes together;   |
+|                                              | past it 429 `global: true`, X-RateLimit-Global. A route's   |
+|                                              | X-RateLimit headers come on its error answers too.          |
+
 Test API (all on `FakeDiscord`)
 -------------------------------
 Life cycle: `await start()` / `await close()` or `async with FakeDiscord(...)`. Properties `api_base`
 ("http://127.0.0.1:PORT/api/v10"), `gateway_url` ("ws://127.0.0.1:PORT/gateway"), `token`, `application_id`,
-`bot_user_id`. Constructor knobs: `global_limit` (requests/s, token bucket, None = off), `channel_message_limit`
-((count, seconds) per channel for POST messages, None = off), `interaction_deadline` (3.0 s; None = off),
-`nonce_window` (300 s), `heartbeat_interval` (seconds), `privileged_intents_allowed`.
+`bot_user_id`. Constructor knobs (attributes too): `global_limit` (requests in any one second per token, None =
+count only), `channel_message_limit` ((count, seconds) per channel for POST messages and POST threads, None =
+off), `publish_limit` ((10, 3600.0) crossposts per channel), `interaction_deadline` (3.0 s; None = off),
+`nonce_window` (300 s), `heartbeat_interval` (seconds), `privileged_intents_allowed`, `recommended_shards` (1),
+`max_concurrency` (1), `guilds_per_shard` (2500).
 
 World (synchronous; changes made while a bot is connected are dispatched to it as Discord would):
-  `add_guild(name, ...) -> FakeGuild`, `remove_guild(guild_id)` (the bot was removed: GUILD_DELETE),
-  `add_channel(guild_id, name, bot_can_view/send/embed=...) -> FakeChannel`, `remove_channel(channel_id)`,
-  `set_bot_channel_permissions(channel_id, view=, send=, embed=)`, `add_role(guild_id, name, permissions)`,
-  `member(guild_id, name, roles=(), permissions=None) -> FakeMember` (permissions: a role with them is made),
-  `permissions_for(guild_id, user_id, channel_id=None) -> int`. `Permission` holds the bits.
+  `add_guild(name, shard=(id, count), preferred_locale="en-US", ...) -> FakeGuild` (`shard`: an id whose events
+  go to that shard; `guild.shard(count)`, `shard_for(guild_id, count)`), `remove_guild(guild_id)` (the bot was
+  removed: GUILD_DELETE), `add_channel(guild_id, name, type=ChannelType.TEXT, bot_can_view/send/embed=...,
+  tags=("News", ("Comeback", "🔥")), require_tag=False) -> FakeChannel` (tags and require_tag for forums;
+  `channel.tag_id("News")`), `remove_channel(channel_id)` (threads too), `add_role(guild_id, name,
+  permissions=0, mentionable=False)`, `update_role(guild_id, role_id, permissions=, mentionable=)`,
+  `set_channel_overwrite(channel_id, target_id, allow=0, deny=0)` (a role or member; the bot is
+  `bot_user_id`, its role `guild.bot_role_id`, @everyone `guild.everyone_role_id`; 0/0 removes it),
+  `set_bot_channel_permissions(channel_id, view=, send=, embed=)` (the common case),
+  `add_user(name, locale="en-US", dms_open=True)`, `member(guild_id, name, roles=(), permissions=None,
+  locale=None) -> FakeMember` (permissions: a role with them is made; `member.user.dms_open = False` closes
+  their DMs), `permissions_for(guild_id, user_id, channel_id=None) -> int`. `Permission`, `ChannelType`,
+  `ChannelFlag`, `MessageFlag` hold the numbers.
 
 What the bot did:
-  `messages(channel_id)` the messages posted with POST /channels/{id}/messages (current state, edits applied;
-  interaction replies are not in it), `message(message_id)`, `create_payload(message_id)` (the JSON the bot
-  sent), `await wait_for_messages(channel_id, count, timeout=5)`, `requests` (every REST request:
+  `messages(channel_id)` the messages the bot created in a channel, thread or DM (POST messages, a forum
+  post's first message; current state, edits applied; interaction replies are not in it), `message(id)`,
+  `create_payload(message_id)` (the JSON the bot sent), `threads(channel_id)` (threads/posts made there),
+  `direct_messages(user_id)`, `dm_channels`, `mentions` (`Mention(message_id, channel_id, kind "user"/"role"/
+  "everyone"/"here", target_id, allowed, pinged)`: assert `not any(m.pinged for m in server.mentions)`),
+  `await wait_for_messages(channel_id, count, timeout=5)`, `requests` (every REST request:
   `RecordedRequest(method, path, route, json, status, headers)`), `commands` / `guild_commands[guild_id]` (the
-  synced definitions, with ids), `command_syncs` (the bodies of each PUT), `identify_payloads`, `stats`
-  (`Stats`: requests by route, responses by status, 429s the limits caused, injected faults, invalid
-  requests, syncs, identifies, resumes, nonce replays, late interaction answers), and
-  `await wait_for(predicate, timeout=5, what="...")` for anything else.
+  synced definitions, with ids and localizations), `command_syncs` (the bodies of each PUT),
+  `identify_payloads` (with `shard`), `ledger` (`GlobalLedger`: `per_second[token]` {unix second: requests},
+  `peak(token)`, `refused[token]`), `stats` (`Stats`: requests by route, responses by status, `ratelimited`
+  = 429s the bot caused itself (global + route; a bench asserts 0), injected faults, invalid requests,
+  syncs, identifies, resumes, nonce replays, late interaction answers, role_pings, everyone_pings,
+  publishes), and `await wait_for(predicate, timeout=5, what="...")` for anything else.
 
 Interactions (the command must have been synced; option types come from its definition):
-  `await invoke(name, options, *, guild_id, channel_id, user_id, permissions=None, locale="en-US",
-  respect_default_permissions=True, focused=None) -> Interaction` (defaults: first guild, its first text
-  channel, its owner; "group sub" for subcommands; channel/user/role options take ids and get `resolved` data;
+  `await invoke(name, options, *, guild_id, channel_id, user_id, permissions=None, locale=None,
+  guild_locale=None, respect_default_permissions=True, focused=None) -> Interaction` (defaults: first guild,
+  its first text channel, its owner; `locale` the user's, `guild_locale` the server's preferred_locale;
+  "group sub" for subcommands; channel/user/role options take ids and get `resolved` data;
   a user lacking the command's default_member_permissions raises InvocationRefused unless
   respect_default_permissions=False, which models admins granting the command to everyone);
   `await autocomplete(name, options, focused="artist", ...) -> list[choice dicts]` (focused=... on invoke gives
   the Interaction instead); `await click(message, custom_id, *, user_id=None) -> Interaction` (a button, type 3;
-  @original is then the message clicked). `interactions()` lists them all.
+  @original is then the message clicked). `interactions()` lists them all. An interaction goes to the session
+  of its guild's shard (RuntimeError when no session is on it).
   `Interaction`: `await response()` (the callback body), `await reply()` (the message the user sees: the type 4
   message, or after a defer the first edit of @original or followup), `await wait_for_followups(n)`,
-  `await wait_for_edits(n)`, attributes `callback`, `original`, `followups`, `edits`, `ephemeral`.
+  `await wait_for_edits(n)`, attributes `callback`, `original`, `followups`, `edits`, `ephemeral`, `payload`.
 
 Gateway: `await reconnect()` (op 7; waits for the resume), `await invalidate_session(resumable)` (op 9; waits for
   the resume or the new IDENTIFY, which discord.py delays 5 s), `await drop_connections(code=4000)` (server
-  closes the socket; the client resumes), `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE"; events
-  sent while a session is between sockets are replayed on RESUME), `await wait_for_ready_session()`,
-  `live_sessions()`, `connection_count`, `gateway_paths` ("/gateway", then "/gateway/resume" on resumes).
+  closes the socket; the client resumes), `dispatch(event_name, data)` (any event, e.g. "GUILD_DELETE", to the
+  shard of its guild; events sent while a session is between sockets are replayed on RESUME),
+  `await wait_for_ready_session(shard=None)`, `live_sessions()` (each with `.shard` and `.events`),
+  `connection_count`, `gateway_paths` ("/gateway", then "/gateway/resume" on resumes).
   Note: discord.py 2.7.1 closes with code 4000 even on `Client.close()`, so its sessions stay resumable here
-  as on Discord; only a 1000/1001 close ends a session.
+  as on Discord; only a 1000/1001 close ends a session. Sharded discord.py clients (AutoShardedClient) sleep
+  5 s before each IDENTIFY but the first: override `before_identify_hook` in tests.
 
 Faults: `inject(method="POST", path=r"/channels/123/messages", status=502, times=1, body=None, retry_after=1.0,
   via=True, is_global=False, delay=0.0, after=False) -> Injection` (path: a regex matched in full against the
@@ -84,7 +161,7 @@ import math
 import re
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,7 +173,9 @@ from aiohttp import WSMsgType, web
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
-_JSON_BODY = web.RequestKey("json_body", object)  # the parsed request body, set by the middleware
+_JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)  # the parsed body (middleware)
+# a route's X-RateLimit headers: Discord takes from the bucket before handling, so errors carry them too
+_RATE_LIMIT_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("rate_limit_headers", dict)
 DISCORD_EPOCH_MS = 1420070400000
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 INTERACTION_TOKEN_LIFETIME = 15 * 60.0
@@ -122,7 +201,11 @@ class Permission:
     MENTION_EVERYONE = 1 << 17
     USE_EXTERNAL_EMOJIS = 1 << 18
     CHANGE_NICKNAME = 1 << 26
+    MANAGE_ROLES = 1 << 28
     USE_APPLICATION_COMMANDS = 1 << 31
+    MANAGE_THREADS = 1 << 34
+    CREATE_PUBLIC_THREADS = 1 << 35
+    CREATE_PRIVATE_THREADS = 1 << 36
     SEND_MESSAGES_IN_THREADS = 1 << 38
     ALL = (1 << 51) - 1
 
@@ -137,9 +220,51 @@ class Permission:
         | USE_EXTERNAL_EMOJIS
         | CHANGE_NICKNAME
         | USE_APPLICATION_COMMANDS
+        | CREATE_PUBLIC_THREADS
+        | CREATE_PRIVATE_THREADS
         | SEND_MESSAGES_IN_THREADS
     )
     BOT_DEFAULT = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | READ_MESSAGE_HISTORY | ADD_REACTIONS
+
+
+class ChannelType:
+    TEXT = 0
+    DM = 1
+    VOICE = 2
+    CATEGORY = 4
+    ANNOUNCEMENT = 5
+    ANNOUNCEMENT_THREAD = 10
+    PUBLIC_THREAD = 11
+    PRIVATE_THREAD = 12
+    FORUM = 15
+    MEDIA = 16
+    THREADS = (ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD)
+    FORUMS = (FORUM, MEDIA)
+    MESSAGEABLE = (TEXT, DM, VOICE, ANNOUNCEMENT, *THREADS)  # POST /channels/{id}/messages works in these
+
+
+class ChannelFlag:
+    REQUIRE_TAG = 1 << 4  # a forum whose posts must carry a tag
+
+
+class MessageFlag:
+    CROSSPOSTED = 1 << 0  # published from an announcement channel
+    HAS_THREAD = 1 << 5
+    EPHEMERAL = 1 << 6
+    LOADING = 1 << 7  # an interaction deferred: "thinking…"
+
+
+# Discord's locales (interaction `locale`, command `*_localizations` keys)
+DISCORD_LOCALES = frozenset(
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th "
+    "zh-CN ja zh-TW ko".split()
+)
+THREAD_ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
+
+
+def _check_locale(locale: str) -> None:
+    if locale not in DISCORD_LOCALES:
+        raise ValueError(f"{locale!r} is not a Discord locale (one of {sorted(DISCORD_LOCALES)})")
 
 
 class GatewayIntent:
@@ -158,6 +283,8 @@ class FakeUser:
     id: int
     username: str
     bot: bool = False
+    locale: str = "en-US"  # the language of their Discord client: an interaction's `locale`
+    dms_open: bool = True  # False: "Allow direct messages from server members" is off
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -181,6 +308,7 @@ class FakeRole:
     permissions: int
     position: int = 0
     managed: bool = False
+    mentionable: bool = False  # "Allow anyone to @mention this role"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,7 +320,7 @@ class FakeRole:
             "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
             "hoist": False,
             "managed": self.managed,
-            "mentionable": False,
+            "mentionable": self.mentionable,
             "icon": None,
             "unicode_emoji": None,
             "flags": 0,
@@ -231,37 +359,112 @@ class FakeMember:
 
 @dataclass
 class FakeChannel:
+    """A server's channel (text, voice, announcement, forum, ...) or thread (types 10-12, `parent_id` set)."""
+
     id: int
     guild_id: int
     name: str
-    type: int = 0  # 0 text, 2 voice, 4 category, 5 announcement
+    type: int = ChannelType.TEXT
     position: int = 0
     topic: str | None = None
     # target id -> (type 0 role / 1 member, allow, deny)
     overwrites: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    parent_id: int | None = None  # a thread's channel (a category's, for others)
+    flags: int = 0  # ChannelFlag bits
+    # a forum's tags, as Discord sends them: {"id", "name", "moderated", "emoji_id", "emoji_name"}
+    available_tags: list[dict[str, Any]] = field(default_factory=list)
+    # threads only
+    owner_id: int = 0
+    applied_tags: list[int] = field(default_factory=list)
+    auto_archive_duration: int = 1440
+    created_at: str = ""
+    message_count: int = 0  # messages sent in the thread after its first
+
+    def tag_id(self, name: str) -> int:
+        """The id of the forum tag with this name (test convenience)."""
+        for tag in self.available_tags:
+            if tag["name"] == name:
+                return int(tag["id"])
+        raise KeyError(f"channel {self.name!r} has no tag {name!r}")
 
     def to_json(self, *, with_guild: bool = True) -> dict[str, Any]:
+        if self.type in ChannelType.THREADS:
+            return self._thread_json()
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
             "name": self.name,
             "position": self.position,
-            "parent_id": None,
+            "parent_id": str(self.parent_id) if self.parent_id else None,
             "permission_overwrites": [
                 {"id": str(target), "type": kind, "allow": str(allow), "deny": str(deny)}
                 for target, (kind, allow, deny) in self.overwrites.items()
             ],
-            "flags": 0,
+            "flags": self.flags,
         }
-        if self.type in (0, 5):
+        if self.type in (ChannelType.TEXT, ChannelType.ANNOUNCEMENT, *ChannelType.FORUMS):
             data.update(
                 {"topic": self.topic, "nsfw": False, "rate_limit_per_user": 0, "last_message_id": None}
             )
-        if self.type == 2:
+        if self.type in ChannelType.FORUMS:
+            data.update(
+                {
+                    "available_tags": self.available_tags,
+                    "default_reaction_emoji": None,
+                    "default_sort_order": None,
+                    "default_forum_layout": 0,
+                    "default_thread_rate_limit_per_user": 0,
+                    "default_auto_archive_duration": 1440,
+                }
+            )
+        if self.type == ChannelType.VOICE:
             data.update({"bitrate": 64000, "user_limit": 0, "rtc_region": None, "nsfw": False})
         if with_guild:
             data["guild_id"] = str(self.guild_id)
         return data
+
+    def _thread_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": str(self.owner_id),
+            "name": self.name,
+            "last_message_id": None,
+            "message_count": self.message_count,
+            "total_message_sent": self.message_count,
+            "member_count": 1,
+            "rate_limit_per_user": 0,
+            "flags": self.flags,
+            "applied_tags": [str(t) for t in self.applied_tags],
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": self.auto_archive_duration,
+                "archive_timestamp": self.created_at,
+                "locked": False,
+                "create_timestamp": self.created_at,
+            },
+        }
+
+
+@dataclass
+class FakeDMChannel:
+    """The bot's direct-message channel with one user (type 1)."""
+
+    id: int
+    recipient: FakeUser
+    type: int = ChannelType.DM
+    guild_id: None = None  # a DM belongs to no server
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "last_message_id": None,
+            "recipients": [self.recipient.to_json()],
+            "flags": 0,
+        }
 
 
 @dataclass
@@ -271,10 +474,12 @@ class FakeGuild:
     owner_id: int
     roles: dict[int, FakeRole] = field(default_factory=dict)
     channels: dict[int, FakeChannel] = field(default_factory=dict)
+    threads: dict[int, FakeChannel] = field(default_factory=dict)  # active threads and forum posts
     members: dict[int, FakeMember] = field(default_factory=dict)
     bot_role_id: int = 0
     joined_at: str = ""
     bot_present: bool = True  # False once the bot was removed from the server
+    preferred_locale: str = "en-US"  # Community servers' "primary language": an interaction's `guild_locale`
 
     @property
     def everyone_role_id(self) -> int:
@@ -289,7 +494,16 @@ class FakeGuild:
 
     @property
     def text_channels(self) -> list[FakeChannel]:
-        return [c for c in self.channels.values() if c.type in (0, 5)]
+        return [c for c in self.channels.values() if c.type in (ChannelType.TEXT, ChannelType.ANNOUNCEMENT)]
+
+    def shard(self, shard_count: int) -> int:
+        """The shard that receives this server's events: (id >> 22) % shard_count."""
+        return shard_for(self.id, shard_count)
+
+
+def shard_for(guild_id: int | None, shard_count: int) -> int:
+    """Discord's routing: a server's events go to shard (guild_id >> 22) % shard_count; DMs to shard 0."""
+    return 0 if guild_id is None else (int(guild_id) >> 22) % shard_count
 
 
 # --- records -----------------------------------------------------------------------------------------------
@@ -327,6 +541,21 @@ class Stats:
     heartbeats: int = 0
     nonce_replays: int = 0  # POSTs answered with the original message because of nonce + enforce_nonce
     late_interaction_callbacks: int = 0  # callbacks after the deadline (answered 404 Unknown interaction)
+    role_pings: int = 0  # role mentions that notified the role's members
+    everyone_pings: int = 0  # @everyone / @here mentions that notified everyone (a bot should have 0)
+    publishes: int = 0  # announcement messages crossposted to following servers
+
+
+@dataclass
+class Mention:
+    """A mention in the content of a message the bot created, and what Discord made of it."""
+
+    message_id: int
+    channel_id: int
+    kind: str  # "user", "role", "everyone" or "here"
+    target_id: int | None  # the user or role (None for everyone/here)
+    allowed: bool  # the message's allowed_mentions let Discord parse it
+    pinged: bool  # someone was notified (a role: mentionable, or the bot may MENTION_EVERYONE in the channel)
 
 
 @dataclass
@@ -545,42 +774,149 @@ def validate_components(components: Any, errors: FormErrors, path: list[Any]) ->
                 _check_length(errors, [*where, "label"], child.get("label"), 80)
 
 
+def message_form_errors(payload: dict[str, Any], errors: FormErrors, path: list[Any]) -> None:
+    """Adds the errors of a message body (create or edit) found at `path` ([] or ["message"] in a forum post)."""
+    content = payload.get("content")
+    _check_length(errors, [*path, "content"], content, 2000)
+    embeds = payload.get("embeds")
+    total = 0
+    if embeds is not None:
+        if not isinstance(embeds, list):
+            errors.add([*path, "embeds"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+        else:
+            if len(embeds) > 10:
+                errors.add([*path, "embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+            for i, embed in enumerate(embeds):
+                total += validate_embed(embed, errors, [*path, "embeds", i])
+            if total > 6000:
+                errors.add(
+                    [*path, "embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
+                )
+    nonce = payload.get("nonce")
+    if nonce is not None:
+        if isinstance(nonce, bool) or not isinstance(nonce, str | int):
+            errors.add([*path, "nonce"], "BASE_TYPE_STRING", "Could not interpret value as string.")
+        elif len(str(nonce)) > 25:
+            errors.add([*path, "nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    validate_components(payload.get("components"), errors, [*path, "components"])
+    validate_allowed_mentions(payload.get("allowed_mentions"), errors, [*path, "allowed_mentions"])
+
+
+def _check_not_empty(payload: dict[str, Any]) -> None:
+    has_body = (
+        bool(payload.get("content"))
+        or bool(payload.get("embeds"))
+        or bool(payload.get("components"))
+        or bool(payload.get("sticker_ids"))
+    )
+    if not has_body and not payload.get("attachments") and not payload.get("poll"):
+        raise DiscordHTTPError(400, 50006, "Cannot send an empty message")
+
+
 def validate_message(payload: Any, *, allow_empty: bool = False, is_edit: bool = False) -> None:
     """Raises DiscordHTTPError (400) where a message create/edit body breaks Discord's rules."""
     if not isinstance(payload, dict):
         raise DiscordHTTPError(400, 50109, "The request body contains invalid JSON.")
     errors = FormErrors()
-    content = payload.get("content")
-    _check_length(errors, ["content"], content, 2000)
-    embeds = payload.get("embeds")
-    total = 0
-    if embeds is not None:
-        if not isinstance(embeds, list):
-            errors.add(["embeds"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
-        else:
-            if len(embeds) > 10:
-                errors.add(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
-            for i, embed in enumerate(embeds):
-                total += validate_embed(embed, errors, ["embeds", i])
-            if total > 6000:
-                errors.add(["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
-    nonce = payload.get("nonce")
-    if nonce is not None:
-        if isinstance(nonce, bool) or not isinstance(nonce, str | int):
-            errors.add(["nonce"], "BASE_TYPE_STRING", "Could not interpret value as string.")
-        elif len(str(nonce)) > 25:
-            errors.add(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-    validate_components(payload.get("components"), errors, ["components"])
+    message_form_errors(payload, errors, [])
     errors.raise_if_any()
     if not allow_empty and not is_edit:
-        has_body = (
-            bool(content)
-            or bool(embeds)
-            or bool(payload.get("components"))
-            or bool(payload.get("sticker_ids"))
+        _check_not_empty(payload)
+
+
+MENTION_KINDS = ("roles", "users", "everyone")
+
+
+def validate_allowed_mentions(value: Any, errors: FormErrors, path: list[Any]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        errors.add(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+        return
+    parse = value.get("parse") or []
+    if not isinstance(parse, list):
+        errors.add([*path, "parse"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+        parse = []
+    for i, kind in enumerate(parse):
+        if kind not in MENTION_KINDS:
+            errors.add([*path, "parse", i], "ENUM_TYPE_COERCE", f'Value "{kind}" is not a valid enum value.')
+    for key in ("roles", "users"):
+        ids = value.get(key)
+        if ids is None:
+            continue
+        if not isinstance(ids, list):
+            errors.add([*path, key], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+            continue
+        if len(ids) > 100:
+            errors.add([*path, key], "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+        for i, snowflake in enumerate(ids):
+            if not str(snowflake).isdigit():
+                errors.add([*path, key, i], "NUMBER_TYPE_COERCE", f'Value "{snowflake}" is not snowflake.')
+        if ids and key in parse:
+            errors.add(
+                path,
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                f'parse:["{key}"] and {key}: [ids] are mutually exclusive.',
+            )
+
+
+_MENTION = re.compile(r"(?<!\\)(?:<@(?P<kind>[!&]?)(?P<id>\d{1,20})>|@(?P<group>everyone|here))")
+
+
+def mentions_in(content: str) -> list[tuple[str, int | None]]:
+    """The mentions Discord would parse in message content, once each, in order: ("user", id), ("role", id),
+    ("everyone", None), ("here", None). A backslash before one defuses it; code blocks are not looked at
+    (stricter than Discord's client: a mention there counts)."""
+    found: list[tuple[str, int | None]] = []
+    for match in _MENTION.finditer(content):
+        if match["group"]:
+            mention: tuple[str, int | None] = (match["group"], None)
+        else:
+            mention = ("role" if match["kind"] == "&" else "user", int(match["id"]))
+        if mention not in found:
+            found.append(mention)
+    return found
+
+
+def allowed_mention_sets(allowed_mentions: Any) -> tuple[set[str], set[int], set[int]]:
+    """(parse kinds, role ids, user ids) that allowed_mentions lets Discord parse; absent, everything is."""
+    if not isinstance(allowed_mentions, dict):
+        return set(MENTION_KINDS), set(), set()
+    return (
+        set(allowed_mentions.get("parse") or ()),
+        {int(r) for r in allowed_mentions.get("roles") or ()},
+        {int(u) for u in allowed_mentions.get("users") or ()},
+    )
+
+
+def validate_thread(payload: Any, *, forum: bool) -> None:
+    """Raises DiscordHTTPError (400) where a thread create body (a forum post when `forum`) breaks the rules;
+    whether its tags exist is the forum's question (see FakeDiscord._post_thread)."""
+    if not isinstance(payload, dict):
+        raise DiscordHTTPError(400, 50109, "The request body contains invalid JSON.")
+    errors = FormErrors()
+    _check_length(errors, ["name"], payload.get("name"), 100, minimum=1, required=True)
+    duration = payload.get("auto_archive_duration")
+    if duration is not None and (isinstance(duration, bool) or duration not in THREAD_ARCHIVE_DURATIONS):
+        errors.add(
+            ["auto_archive_duration"],
+            "BASE_TYPE_CHOICES",
+            f"Value must be one of {set(THREAD_ARCHIVE_DURATIONS)}.",
         )
-        if not has_body and not payload.get("attachments") and not payload.get("poll"):
-            raise DiscordHTTPError(400, 50006, "Cannot send an empty message")
+    message = payload.get("message")
+    if forum:
+        if not isinstance(message, dict):
+            errors.add(["message"], "BASE_TYPE_REQUIRED", "This field is required")
+        else:
+            message_form_errors(message, errors, ["message"])
+        tags = payload.get("applied_tags")
+        if tags is not None and not isinstance(tags, list):
+            errors.add(["applied_tags"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+        elif tags is not None and len(tags) > 5:
+            errors.add(["applied_tags"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    errors.raise_if_any()
+    if forum and isinstance(message, dict):
+        _check_not_empty(message)
 
 
 def validate_choices(choices: Any, errors: FormErrors, path: list[Any]) -> None:
@@ -594,6 +930,7 @@ def validate_choices(choices: Any, errors: FormErrors, path: list[Any]) -> None:
             errors.add([*path, i], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
             continue
         _check_length(errors, [*path, i, "name"], choice.get("name"), 100, minimum=1, required=True)
+        _check_localizations(errors, [*path, i, "name_localizations"], choice.get("name_localizations"))
         value = choice.get("value")
         if value is None:
             errors.add([*path, i, "value"], "BASE_TYPE_REQUIRED", "This field is required")
@@ -602,11 +939,40 @@ def validate_choices(choices: Any, errors: FormErrors, path: list[Any]) -> None:
 
 
 def _valid_command_name(name: str, *, chat_input: bool) -> bool:
+    # Discord's rule for chat-input names: ^[-_'\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$, and a letter with a
+    # lowercase form must be lowercase (Korean, Japanese, ... have none); Deva/Thai vowel signs are not isalnum()
     if not 1 <= len(name) <= 32:
         return False
     if chat_input and name != name.lower():
         return False
-    return all(ch.isalnum() or ch in "-_'" or (not chat_input and ch == " ") for ch in name)
+    return all(
+        ch.isalnum()
+        or ch in "-_'"
+        or "\u0900" <= ch <= "\u097f"
+        or "\u0e00" <= ch <= "\u0e7f"
+        or (not chat_input and ch == " ")
+        for ch in name
+    )
+
+
+def _check_localizations(
+    errors: FormErrors, path: list[Any], value: Any, *, command_name: bool = False, chat_input: bool = True
+) -> None:
+    """`*_localizations`: keys are Discord locales; a value follows the rule of what it translates, a command
+    or option name when `command_name`, else a description or choice name (1-100 characters)."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        errors.add(path, "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+        return
+    for locale, text in value.items():
+        where = [*path, locale]
+        if locale not in DISCORD_LOCALES:
+            errors.add(where, "ENUM_TYPE_COERCE", f'Value "{locale}" is not a valid enum value.')
+        elif not command_name:
+            _check_length(errors, where, text, 100, minimum=1, required=True)
+        elif not isinstance(text, str) or not _valid_command_name(text, chat_input=chat_input):
+            errors.add(where, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
 
 
 def _validate_options(options: Any, errors: FormErrors, path: list[Any], *, depth: int) -> int:
@@ -642,6 +1008,12 @@ def _validate_options(options: Any, errors: FormErrors, path: list[Any], *, dept
             seen.add(name)
         description = option.get("description")
         _check_length(errors, [*where, "description"], description, 100, minimum=1, required=True)
+        _check_localizations(
+            errors, [*where, "name_localizations"], option.get("name_localizations"), command_name=True
+        )
+        _check_localizations(
+            errors, [*where, "description_localizations"], option.get("description_localizations")
+        )
         size += len(name or "") + len(description or "")
         if kind in (1, 2):
             if depth >= 2 or (kind == 2 and depth >= 1):
@@ -712,8 +1084,18 @@ def validate_commands(commands: Any) -> None:
         else:
             names.add((kind, name))
         description = command.get("description")
+        _check_localizations(
+            errors,
+            [i, "name_localizations"],
+            command.get("name_localizations"),
+            command_name=True,
+            chat_input=kind == 1,
+        )
         if kind == 1:
             _check_length(errors, [i, "description"], description, 100, minimum=1, required=True)
+            _check_localizations(
+                errors, [i, "description_localizations"], command.get("description_localizations")
+            )
         size = len(name or "") + len(description or "")
         size += _validate_options(command.get("options"), errors, [i, "options"], depth=0)
         if size > 4000:
@@ -724,23 +1106,36 @@ def validate_commands(commands: Any) -> None:
 # --- rate limits -------------------------------------------------------------------------------------------
 
 
-class _TokenBucket:
-    """Discord's global limit: `rate` requests per second, bursts up to `rate`."""
+class GlobalLedger:
+    """Discord's global limit as a ledger: every request of a bot token, from all its connections and processes,
+    counted per second; a request finding `limit` others in the last second is refused (429, global).
+    Interaction callbacks and followups are not counted (Discord exempts them)."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.updated = time.monotonic()
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit  # requests per second per token; None counts without refusing
+        # token -> time.monotonic() of its requests in the last second
+        self._recent: dict[str, deque[float]] = {}
+        # token -> {unix second: requests let through}
+        self.per_second: dict[str, Counter[int]] = {}
+        # token -> requests answered 429 global (the bot went too fast)
+        self.refused: Counter[str] = Counter()
 
-    def take(self) -> float:
-        """0.0 when the request may go, else the seconds until it may."""
+    def take(self, token: str) -> float:
+        """0.0 when the request may go (it is counted), else the seconds until it may."""
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+        recent = self._recent.setdefault(token, deque())
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if self.limit is not None and len(recent) >= self.limit:
+            self.refused[token] += 1
+            return max(recent[0] + 1.0 - now, 0.001)
+        recent.append(now)
+        self.per_second.setdefault(token, Counter())[int(time.time())] += 1
+        return 0.0
+
+    def peak(self, token: str) -> int:
+        """The most requests let through in any wall-clock second."""
+        return max(self.per_second.get(token, Counter()).values(), default=0)
 
 
 @dataclass
@@ -794,7 +1189,7 @@ class Interaction:
     @property
     def ephemeral(self) -> bool:
         message = self.original or (self.followups[0] if self.followups else None)
-        return bool(message and int(message.get("flags", 0)) & 64)
+        return bool(message and int(message.get("flags", 0)) & MessageFlag.EPHEMERAL)
 
     @property
     def answered(self) -> bool:
@@ -888,6 +1283,7 @@ class _Connection:
 class _Session:
     id: str
     intents: int
+    shard: tuple[int, int] = (0, 1)  # (shard_id, shard_count) from IDENTIFY
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     connection: _Connection | None = None
@@ -926,13 +1322,21 @@ class FakeDiscord:
         nonce_window: float = 300.0,
         heartbeat_interval: float = 41.25,
         privileged_intents_allowed: bool = False,
+        publish_limit: tuple[int, float] | None = (10, 3600.0),
+        recommended_shards: int = 1,
+        max_concurrency: int = 1,
+        guilds_per_shard: int = 2500,
     ) -> None:
         self._last_id = 0
         self.application_id = application_id or self.snowflake()
         self.bot_user = FakeUser(self.application_id, bot_name, bot=True)
         self.token = token or f"{self.application_id}.FAKE.{secrets.token_urlsafe(24)}"
-        self._global_limit = global_limit
+        self.ledger = GlobalLedger(global_limit)
         self.channel_message_limit = channel_message_limit
+        self.publish_limit = publish_limit  # crossposts per announcement channel: (count, seconds)
+        self.recommended_shards = recommended_shards  # GET /gateway/bot "shards"
+        self.max_concurrency = max_concurrency  # GET /gateway/bot session_start_limit.max_concurrency
+        self.guilds_per_shard = guilds_per_shard  # more guilds on one shard: IDENTIFY closes 4011
         self.interaction_deadline = interaction_deadline
         self.nonce_window = nonce_window
         self.heartbeat_interval = heartbeat_interval
@@ -950,6 +1354,8 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.stats = Stats()
         self.injections: list[Injection] = []
+        self.mentions: list[Mention] = []  # every mention in the content of a message the bot created
+        self.dm_channels: dict[int, FakeDMChannel] = {}  # channel id -> the bot's DM with a user
 
         self._messages: dict[int, dict[str, Any]] = {}
         self._channel_messages: dict[int, list[int]] = {}
@@ -959,7 +1365,6 @@ class FakeDiscord:
         self._interactions_by_token: dict[str, Interaction] = {}
         self._message_interaction: dict[int, Interaction] = {}  # message id -> interaction that made it
         self._command_ids: dict[tuple[int | None, int, str], int] = {}
-        self._global_bucket: _TokenBucket | None = _TokenBucket(global_limit) if global_limit else None
         self._windows: dict[tuple[str, int], _Window] = {}
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
@@ -979,6 +1384,7 @@ class FakeDiscord:
         r.add_get(p + "/gateway/bot", self._get_gateway_bot)
         r.add_get(p + "/users/@me", self._get_me)
         r.add_get(p + "/users/{user_id}", self._get_user)
+        r.add_post(p + "/users/@me/channels", self._open_dm)
         r.add_delete(p + "/users/@me/guilds/{guild_id}", self._leave_guild)
         r.add_get(p + "/oauth2/applications/@me", self._get_application)
         r.add_get(p + "/applications/@me", self._get_application)
@@ -996,6 +1402,9 @@ class FakeDiscord:
         r.add_get(p + "/channels/{channel_id}/messages/{message_id}", self._get_message)
         r.add_patch(p + "/channels/{channel_id}/messages/{message_id}", self._patch_message)
         r.add_delete(p + "/channels/{channel_id}/messages/{message_id}", self._delete_message)
+        r.add_post(p + "/channels/{channel_id}/threads", self._post_thread)
+        r.add_post(p + "/channels/{channel_id}/messages/{message_id}/threads", self._post_message_thread)
+        r.add_post(p + "/channels/{channel_id}/messages/{message_id}/crosspost", self._crosspost)
         r.add_post(p + "/channels/{channel_id}/typing", self._typing)
         r.add_post(p + "/interactions/{interaction_id}/{token}/callback", self._interaction_callback)
         r.add_post(p + "/webhooks/{application_id}/{token}", self._post_followup)
@@ -1028,13 +1437,12 @@ class FakeDiscord:
 
     @property
     def global_limit(self) -> float | None:
-        """Requests per second per bot (token bucket, bursts up to the rate); None = no global limit."""
-        return self._global_limit
+        """Requests per second per bot token (at most this many in any one second); None = no global limit."""
+        return self.ledger.limit
 
     @global_limit.setter
     def global_limit(self, value: float | None) -> None:
-        self._global_limit = value
-        self._global_bucket = _TokenBucket(value) if value else None
+        self.ledger.limit = value
 
     @property
     def api_base(self) -> str:
@@ -1050,10 +1458,18 @@ class FakeDiscord:
 
     # --- helpers ----------------------------------------------------------------------------------------
 
-    def snowflake(self) -> int:
-        """A new id, increasing, with the creation time in it as Discord's are."""
+    def snowflake(self, *, shard: tuple[int, int] | None = None) -> int:
+        """A new id, increasing, with the creation time in it as Discord's are. With `shard=(id, count)` a guild
+        id whose events go to that shard (its timestamp moved up to `count` ms ahead until it lands there)."""
         candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22 | (1 << 17)
         self._last_id = max(candidate, self._last_id + 1)
+        if shard is not None:
+            shard_id, shard_count = shard
+            if not 0 <= shard_id < shard_count:
+                raise ValueError(f"shard {shard_id} does not exist among {shard_count}")
+            millis = (self._last_id >> 22) + 1
+            millis += (shard_id - millis) % shard_count
+            self._last_id = millis << 22 | (1 << 17)
         return self._last_id
 
     def _notify(self) -> None:
@@ -1080,8 +1496,18 @@ class FakeDiscord:
 
     # --- the world --------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, *, user_id: int | None = None, bot: bool = False) -> FakeUser:
-        user = FakeUser(user_id or self.snowflake(), name, bot=bot)
+    def add_user(
+        self,
+        name: str,
+        *,
+        user_id: int | None = None,
+        bot: bool = False,
+        locale: str = "en-US",
+        dms_open: bool = True,
+    ) -> FakeUser:
+        """A Discord user. `user.dms_open = False` later closes their DMs (sends answer 403, code 50007)."""
+        _check_locale(locale)
+        user = FakeUser(user_id or self.snowflake(), name, bot=bot, locale=locale, dms_open=dms_open)
         self.users[user.id] = user
         return user
 
@@ -1090,16 +1516,20 @@ class FakeDiscord:
         name: str = "K-pop Fans",
         *,
         guild_id: int | None = None,
+        shard: tuple[int, int] | None = None,
         channels: Iterable[str] = ("general",),
         bot_permissions: int = Permission.BOT_DEFAULT,
         everyone_permissions: int = Permission.EVERYONE_DEFAULT,
         owner_name: str = "owner",
+        preferred_locale: str = "en-US",
     ) -> FakeGuild:
         """A server with the bot in it: @everyone, the bot's managed role, an owner (all permissions as owner)
-        and text channels. Dispatched as GUILD_CREATE (a join) when a bot is connected."""
-        guild_id = guild_id or self.snowflake()
+        and text channels. `shard=(id, count)` picks an id whose events go to that shard. Dispatched as
+        GUILD_CREATE (a join) when a bot is connected."""
+        _check_locale(preferred_locale)
+        guild_id = guild_id or self.snowflake(shard=shard)
         owner = self.add_user(owner_name)
-        guild = FakeGuild(guild_id, name, owner.id, joined_at=_iso())
+        guild = FakeGuild(guild_id, name, owner.id, joined_at=_iso(), preferred_locale=preferred_locale)
         guild.roles[guild_id] = FakeRole(guild_id, guild_id, "@everyone", everyone_permissions, 0)
         bot_role = FakeRole(
             self.snowflake(), guild_id, self.bot_user.username, bot_permissions, 1, managed=True
@@ -1123,7 +1553,7 @@ class FakeDiscord:
         self.dispatch("GUILD_DELETE", {"id": str(guild_id)})
 
     def _new_channel(
-        self, guild: FakeGuild, name: str, *, channel_id: int | None = None, type: int = 0
+        self, guild: FakeGuild, name: str, *, channel_id: int | None = None, type: int = ChannelType.TEXT
     ) -> FakeChannel:
         channel = FakeChannel(
             channel_id or self.snowflake(), guild.id, name, type, position=len(guild.channels)
@@ -1138,14 +1568,35 @@ class FakeDiscord:
         name: str,
         *,
         channel_id: int | None = None,
-        type: int = 0,
+        type: int = ChannelType.TEXT,
         bot_can_view: bool = True,
         bot_can_send: bool = True,
         bot_can_embed: bool = True,
+        tags: Iterable[str | tuple[str, str]] = (),
+        require_tag: bool = False,
     ) -> FakeChannel:
-        """A channel; `bot_can_*=False` adds a member overwrite denying the bot that permission."""
+        """A channel; `bot_can_*=False` adds a member overwrite denying the bot that permission. A forum
+        (type=ChannelType.FORUM) takes `tags` (names, or (name, emoji) pairs; at most 20) and `require_tag`
+        (flag REQUIRE_TAG: a post without a tag answers 400, code 40067)."""
         guild = self._guild(guild_id)
+        tags = list(tags)
+        if (tags or require_tag) and type not in ChannelType.FORUMS:
+            raise ValueError("only forum and media channels have tags")
+        if len(tags) > 20:
+            raise ValueError(f"Discord allows 20 tags on a forum, not {len(tags)}")
         channel = self._new_channel(guild, name, channel_id=channel_id, type=type)
+        for tag in tags:
+            tag_name, emoji = (tag, None) if isinstance(tag, str) else tag
+            channel.available_tags.append(
+                {
+                    "id": str(self.snowflake()),
+                    "name": tag_name,
+                    "moderated": False,
+                    "emoji_id": None,
+                    "emoji_name": emoji,
+                }
+            )
+        channel.flags |= ChannelFlag.REQUIRE_TAG if require_tag else 0
         self._set_bot_overwrite(channel, bot_can_view, bot_can_send, bot_can_embed)
         if self.live_sessions():
             self.dispatch("CHANNEL_CREATE", channel.to_json())
@@ -1154,10 +1605,14 @@ class FakeDiscord:
     def _set_bot_overwrite(self, channel: FakeChannel, view: bool, send: bool, embed: bool) -> None:
         deny = (0 if view else Permission.VIEW_CHANNEL) | (0 if send else Permission.SEND_MESSAGES)
         deny |= 0 if embed else Permission.EMBED_LINKS
-        if deny:
-            channel.overwrites[self.bot_user.id] = (1, 0, deny)
-        else:
-            channel.overwrites.pop(self.bot_user.id, None)
+        self._write_overwrite(channel, self.bot_user.id, 0, deny)
+
+    def _write_overwrite(self, channel: FakeChannel, target_id: int, allow: int, deny: int) -> None:
+        if not allow and not deny:
+            channel.overwrites.pop(target_id, None)
+            return
+        kind = 0 if target_id in self.guilds[channel.guild_id].roles else 1
+        channel.overwrites[target_id] = (kind, allow, deny)
 
     def set_bot_channel_permissions(
         self, channel_id: int, *, view: bool = True, send: bool = True, embed: bool = True
@@ -1167,18 +1622,61 @@ class FakeDiscord:
         self._set_bot_overwrite(channel, view, send, embed)
         self.dispatch("CHANNEL_UPDATE", channel.to_json())
 
-    def remove_channel(self, channel_id: int) -> None:
-        """The channel is deleted (CHANNEL_DELETE); posting to it answers 404 Unknown Channel."""
+    def set_channel_overwrite(
+        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0
+    ) -> None:
+        """A channel's permission overwrite for a role or member (e.g. `server.bot_user_id`, `guild.bot_role_id`,
+        `guild.everyone_role_id`); allow=deny=0 removes it. Threads follow their parent. CHANNEL_UPDATE."""
         channel = self._channel(channel_id)
-        del self.guilds[channel.guild_id].channels[channel_id]
+        if channel.type in ChannelType.THREADS:
+            raise ValueError("threads have no overwrites of their own: set them on the parent channel")
+        self._write_overwrite(channel, int(target_id), allow, deny)
+        self.dispatch("CHANNEL_UPDATE", channel.to_json())
+
+    def remove_channel(self, channel_id: int) -> None:
+        """The channel (or thread) is deleted (CHANNEL_DELETE / THREAD_DELETE); posting to it answers 404."""
+        channel = self._channel(channel_id)
+        guild = self.guilds[channel.guild_id]
+        if channel.type in ChannelType.THREADS:
+            del guild.threads[channel.id]
+            self.dispatch(
+                "THREAD_DELETE",
+                {
+                    "id": str(channel.id),
+                    "guild_id": str(guild.id),
+                    "parent_id": str(channel.parent_id),
+                    "type": channel.type,
+                },
+            )
+            return
+        del guild.channels[channel.id]
         self.dispatch("CHANNEL_DELETE", channel.to_json())
 
-    def add_role(self, guild_id: int, name: str, permissions: int) -> FakeRole:
+    def add_role(
+        self, guild_id: int, name: str, permissions: int = 0, *, mentionable: bool = False
+    ) -> FakeRole:
         guild = self._guild(guild_id)
-        role = FakeRole(self.snowflake(), guild_id, name, permissions, position=len(guild.roles))
+        role = FakeRole(
+            self.snowflake(), guild_id, name, permissions, position=len(guild.roles), mentionable=mentionable
+        )
         guild.roles[role.id] = role
         if self.live_sessions():
             self.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(guild_id), "role": role.to_json()})
+        return role
+
+    def update_role(
+        self, guild_id: int, role_id: int, *, permissions: int | None = None, mentionable: bool | None = None
+    ) -> FakeRole:
+        """Change a role (the bot's is `guild.bot_role_id`, @everyone's `guild.everyone_role_id`):
+        GUILD_ROLE_UPDATE is dispatched."""
+        guild = self._guild(guild_id)
+        role = guild.roles[int(role_id)]
+        if permissions is not None:
+            role.permissions = permissions
+        if mentionable is not None:
+            role.mentionable = mentionable
+        if self.live_sessions():
+            self.dispatch("GUILD_ROLE_UPDATE", {"guild_id": str(guild_id), "role": role.to_json()})
         return role
 
     def member(
@@ -1189,8 +1687,10 @@ class FakeDiscord:
         user_id: int | None = None,
         roles: Iterable[int] = (),
         permissions: int | None = None,
+        locale: str | None = None,
     ) -> FakeMember:
-        """A member of the server (made if new). `permissions` gives them a role with exactly those bits."""
+        """A member of the server (made if new). `permissions` gives them a role with exactly those bits;
+        `locale` is their Discord client's language (an interaction's `locale`)."""
         guild = self._guild(guild_id)
         if user_id is not None and user_id in guild.members:
             member = guild.members[user_id]
@@ -1199,6 +1699,9 @@ class FakeDiscord:
             user = user or self.add_user(name, user_id=user_id)
             member = FakeMember(user, guild_id, [], _iso())
             guild.members[user.id] = member
+        if locale is not None:
+            _check_locale(locale)
+            member.user.locale = locale
         member.roles.extend(int(r) for r in roles if int(r) not in member.roles)
         if permissions is not None:
             role = self.add_role(guild_id, f"{name} role", permissions)
@@ -1220,7 +1723,8 @@ class FakeDiscord:
             return Permission.ALL
         if channel_id is None:
             return base
-        channel = guild.channels.get(channel_id)
+        thread = guild.threads.get(int(channel_id))
+        channel = guild.channels.get(thread.parent_id if thread and thread.parent_id else int(channel_id))
         if channel is None:
             return base
         perms = base
@@ -1248,9 +1752,11 @@ class FakeDiscord:
             raise KeyError(f"FakeDiscord has no guild {guild_id}; make it with add_guild()") from None
 
     def _channel(self, channel_id: int) -> FakeChannel:
+        """A server's channel or thread."""
         for guild in self.guilds.values():
-            if int(channel_id) in guild.channels:
-                return guild.channels[int(channel_id)]
+            found = guild.channels.get(int(channel_id)) or guild.threads.get(int(channel_id))
+            if found is not None:
+                return found
         raise KeyError(f"FakeDiscord has no channel {channel_id}; make it with add_channel()")
 
     def _find_channel(self, channel_id: int) -> FakeChannel | None:
@@ -1262,13 +1768,28 @@ class FakeDiscord:
     # --- what the bot did -------------------------------------------------------------------------------
 
     def messages(self, channel_id: int) -> list[dict[str, Any]]:
-        """Messages posted to the channel with POST /channels/{id}/messages, oldest first, edits applied."""
+        """Messages the bot created in the channel, thread or DM (POST /channels/{id}/messages, a forum post's
+        first message), oldest first, edits applied."""
         return [
             self._messages[m] for m in self._channel_messages.get(int(channel_id), []) if m in self._messages
         ]
 
     def message(self, message_id: int) -> dict[str, Any]:
         return self._messages[int(message_id)]
+
+    def direct_messages(self, user_id: int) -> list[dict[str, Any]]:
+        """Messages the bot sent to this user in their DM channel, oldest first."""
+        return [
+            m
+            for dm in self.dm_channels.values()
+            if dm.recipient.id == int(user_id)
+            for m in self.messages(dm.id)
+        ]
+
+    def threads(self, channel_id: int) -> list[FakeChannel]:
+        """The threads (forum posts) made in this channel, oldest first; `messages(thread.id)` holds theirs."""
+        channel = self._channel(channel_id)
+        return [t for t in self.guilds[channel.guild_id].threads.values() if t.parent_id == channel.id]
 
     def create_payload(self, message_id: int) -> Any:
         """The JSON body the bot sent to create this message (allowed_mentions, nonce, ...)."""
@@ -1413,8 +1934,8 @@ class FakeDiscord:
                         await asyncio.sleep(injection.delay)
                 if injection.status is not None and not injection.after:
                     return self._fault_response(injection)
-            if not interaction_route and self._global_bucket is not None:
-                wait = self._global_bucket.take()
+            if not interaction_route:
+                wait = self.ledger.take(self.token)
                 if wait:
                     self.stats.ratelimited += 1
                     self.stats.global_ratelimited += 1
@@ -1433,6 +1954,7 @@ class FakeDiscord:
                         },
                     )
             response = await handler(request)
+            response.headers.update(request.get(_RATE_LIMIT_HEADERS, {}))
             if injection is not None and injection.after:
                 if injection.delay:
                     await asyncio.sleep(injection.delay)
@@ -1440,7 +1962,8 @@ class FakeDiscord:
                     return self._fault_response(injection)
             return response
         except DiscordHTTPError as exc:
-            return _json_response(exc.status, exc.body(), exc.headers)
+            headers = {**request.get(_RATE_LIMIT_HEADERS, {}), **exc.headers}
+            return _json_response(exc.status, exc.body(), headers)
         except web.HTTPException as exc:
             if exc.status == 404:
                 return _json_response(404, {"message": "404: Not Found", "code": 0})
@@ -1459,13 +1982,24 @@ class FakeDiscord:
         except ValueError:
             raise DiscordHTTPError(400, 50109, "The request body contains invalid JSON.") from None
 
-    def _rate_limit(self, route: str, major: int, limit: tuple[int, float] | None) -> dict[str, str]:
-        """Takes one request from the route's bucket; answers the X-RateLimit headers, or raises 429."""
+    def _rate_limit(
+        self,
+        request: web.Request,
+        route: str,
+        major: str | int,
+        limit: tuple[int, float] | None,
+        *,
+        hidden: bool = False,
+    ) -> None:
+        """Takes one request from the bucket of the route and its major parameter (a channel id): the answer,
+        error or not, carries the X-RateLimit headers; or raises 429. A `hidden` limit (Discord's hourly
+        publish limit) shows only in its 429: other answers carry no headers, so a client cannot see it coming."""
         if limit is None:
-            return {}
-        window = self._windows.get((route, major))
+            return
+        key = (route, int(major) if str(major).isdigit() else 0)
+        window = self._windows.get(key)
         if window is None:
-            window = self._windows[(route, major)] = _Window(limit[0], limit[1])
+            window = self._windows[key] = _Window(limit[0], limit[1])
         allowed, reset_after = window.take()
         bucket = hashlib.sha1(route.encode()).hexdigest()[:16]
         headers = {
@@ -1488,7 +2022,8 @@ class FakeDiscord:
                 headers=headers,
                 extra={"retry_after": round(reset_after, 3), "global": False},
             )
-        return headers
+        if not hidden:
+            request[_RATE_LIMIT_HEADERS] = headers
 
     # --- REST: users, application, commands -------------------------------------------------------------
 
@@ -1496,16 +2031,17 @@ class FakeDiscord:
         return _json_response(200, {"url": self.gateway_url})
 
     async def _get_gateway_bot(self, request: web.Request) -> web.Response:
+        total = 1000
         return _json_response(
             200,
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
-                    "reset_after": 0,
-                    "max_concurrency": 1,
+                    "total": total,
+                    "remaining": max(0, total - self.stats.identifies),
+                    "reset_after": 86_400_000,  # milliseconds
+                    "max_concurrency": self.max_concurrency,
                 },
             },
         )
@@ -1581,7 +2117,9 @@ class FakeDiscord:
                 "version": str(self.snowflake()),
                 "type": kind,
                 "name": command["name"],
+                "name_localizations": command.get("name_localizations"),
                 "description": command.get("description", ""),
+                "description_localizations": command.get("description_localizations"),
                 "options": command.get("options", []),
                 "default_member_permissions": command.get("default_member_permissions"),
                 "dm_permission": command.get("dm_permission", True),
@@ -1628,8 +2166,8 @@ class FakeDiscord:
             raise DiscordHTTPError(404, 10007, "Unknown Member")
         return _json_response(200, member.to_json())
 
-    def _readable_channel(self, channel_id: str) -> FakeChannel:
-        """The channel, or Discord's error: 404 Unknown Channel, 403 Missing Access."""
+    def _readable_channel(self, channel_id: str) -> FakeChannel | FakeDMChannel:
+        """The channel, thread or DM, or Discord's error: 404 Unknown Channel, 403 Missing Access."""
         try:
             cid = int(channel_id)
         except ValueError:
@@ -1648,6 +2186,8 @@ class FakeDiscord:
                     }
                 },
             ) from None
+        if cid in self.dm_channels:
+            return self.dm_channels[cid]
         channel = self._find_channel(cid)
         if channel is None:
             raise unknown_channel()
@@ -1668,8 +2208,10 @@ class FakeDiscord:
 
     # --- REST: messages ---------------------------------------------------------------------------------
 
-    def _new_message(self, channel_id: int, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        message_id = self.snowflake()
+    def _new_message(
+        self, channel_id: int, payload: dict[str, Any], *, message_id: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        message_id = message_id or self.snowflake()
         message: dict[str, Any] = {
             "id": str(message_id),
             "type": 0,
@@ -1692,10 +2234,14 @@ class FakeDiscord:
             message["nonce"] = payload["nonce"]
         message.update(extra)
         self._messages[message_id] = message
+        self._create_payloads[message_id] = payload
+        found = self._parse_mentions(message, payload.get("allowed_mentions"))
+        self.mentions.extend(found)
+        self.stats.role_pings += sum(1 for m in found if m.pinged and m.kind == "role")
+        self.stats.everyone_pings += sum(1 for m in found if m.pinged and m.kind in ("everyone", "here"))
         return message
 
-    @staticmethod
-    def _apply_edit(message: dict[str, Any], payload: dict[str, Any]) -> None:
+    def _apply_edit(self, message: dict[str, Any], payload: dict[str, Any]) -> None:
         for key in ("content", "components", "flags"):
             if key in payload:
                 message[key] = (
@@ -1705,42 +2251,65 @@ class FakeDiscord:
                 )
         if "embeds" in payload:
             message["embeds"] = [dict(e, type=e.get("type", "rich")) for e in payload["embeds"] or []]
-        message["flags"] = int(message.get("flags") or 0) & ~128  # an edit ends the "thinking…" state
+        # an edit ends the "thinking…" state
+        message["flags"] = int(message.get("flags") or 0) & ~MessageFlag.LOADING
         message["edited_timestamp"] = _iso()
+        if "content" in payload:  # mentions are parsed again, but an edit notifies no one
+            created = self._create_payloads.get(int(message["id"])) or {}
+            self._parse_mentions(message, payload.get("allowed_mentions", created.get("allowed_mentions")))
+
+    def _check_can_post(self, channel: FakeChannel | FakeDMChannel, payload: dict[str, Any]) -> None:
+        """Discord's checks before a message lands in a channel, thread or DM (after the body's)."""
+        if isinstance(channel, FakeDMChannel):
+            self._check_dm_open(channel)
+            return
+        if channel.type in ChannelType.FORUMS:
+            raise DiscordHTTPError(400, 40058, "Cannot send messages in a forum channel")
+        if channel.type not in ChannelType.MESSAGEABLE:
+            raise DiscordHTTPError(400, 50008, "Cannot send messages in a non-text channel")
+        send = (
+            Permission.SEND_MESSAGES_IN_THREADS
+            if channel.type in ChannelType.THREADS
+            else Permission.SEND_MESSAGES
+        )
+        self._require(channel, send | (Permission.EMBED_LINKS if payload.get("embeds") else 0))
+
+    def _require(self, channel: FakeChannel, needed: int) -> None:
+        """403 Missing Permissions (50013) unless the bot has every bit of `needed` in the channel."""
+        if self.permissions_for(channel.guild_id, self.bot_user.id, channel.id) & needed != needed:
+            raise missing_permissions()
+
+    def _store_posted(self, channel: FakeChannel | FakeDMChannel, message: dict[str, Any]) -> None:
+        """A message the bot created in a channel: listed in `messages(channel.id)`."""
+        if channel.guild_id is not None:
+            message["guild_id"] = str(channel.guild_id)
+        self._channel_messages.setdefault(channel.id, []).append(int(message["id"]))
 
     async def _post_message(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["channel_id"]
-        headers = self._rate_limit(
-            "POST /channels/{channel_id}/messages",
-            int(channel_id) if channel_id.isdigit() else 0,
-            self.channel_message_limit,
+        self._rate_limit(
+            request, "POST /channels/{channel_id}/messages", channel_id, self.channel_message_limit
         )
         channel = self._readable_channel(channel_id)
         payload = request[_JSON_BODY]
         validate_message(payload)
-        if channel.type not in (0, 2, 5, 10, 11, 12):
-            raise DiscordHTTPError(400, 50008, "Cannot send messages in a non-text channel")
-        perms = self.permissions_for(channel.guild_id, self.bot_user.id, channel.id)
-        if not perms & Permission.SEND_MESSAGES:
-            raise missing_permissions()
-        if payload.get("embeds") and not perms & Permission.EMBED_LINKS:
-            raise missing_permissions()
+        self._check_can_post(channel, payload)
         nonce = payload.get("nonce")
         now = time.monotonic()
         if nonce is not None and payload.get("enforce_nonce"):
             seen = self._nonces.get((channel.id, str(nonce)))
             if seen is not None and now - seen[0] <= self.nonce_window and seen[1] in self._messages:
                 self.stats.nonce_replays += 1
-                return _json_response(200, self._messages[seen[1]], headers)
+                return _json_response(200, self._messages[seen[1]])
         message = self._new_message(channel.id, payload)
-        message["guild_id"] = str(channel.guild_id)
+        self._store_posted(channel, message)
+        if isinstance(channel, FakeChannel) and channel.type in ChannelType.THREADS:
+            channel.message_count += 1
         if nonce is not None:
             self._nonces[(channel.id, str(nonce))] = (now, int(message["id"]))
-        self._channel_messages.setdefault(channel.id, []).append(int(message["id"]))
-        self._create_payloads[int(message["id"])] = payload
-        return _json_response(200, message, headers)
+        return _json_response(200, message)
 
-    def _channel_message(self, request: web.Request) -> tuple[FakeChannel, dict[str, Any]]:
+    def _channel_message(self, request: web.Request) -> tuple[FakeChannel | FakeDMChannel, dict[str, Any]]:
         channel = self._readable_channel(request.match_info["channel_id"])
         message = self._messages.get(int(request.match_info["message_id"]))
         if message is None or int(message["channel_id"]) != channel.id:
@@ -1768,11 +2337,223 @@ class FakeDiscord:
     async def _delete_message(self, request: web.Request) -> web.Response:
         channel, message = self._channel_message(request)
         del self._messages[int(message["id"])]
-        self.dispatch(
-            "MESSAGE_DELETE",
-            {"id": message["id"], "channel_id": str(channel.id), "guild_id": str(channel.guild_id)},
-        )
+        event = {"id": message["id"], "channel_id": str(channel.id)}
+        if channel.guild_id is not None:
+            event["guild_id"] = str(channel.guild_id)
+        self.dispatch("MESSAGE_DELETE", event)
         return web.Response(status=204)
+
+    # --- REST: threads, forum posts, publishing ---------------------------------------------------------
+
+    def _server_channel(self, channel: FakeChannel | FakeDMChannel) -> FakeChannel:
+        if isinstance(channel, FakeDMChannel):
+            raise DiscordHTTPError(400, 50003, "Cannot execute action on a DM channel")
+        return channel
+
+    def _new_thread(
+        self, parent: FakeChannel, payload: dict[str, Any], thread_id: int, kind: int
+    ) -> FakeChannel:
+        thread = FakeChannel(
+            thread_id,
+            parent.guild_id,
+            payload["name"],
+            kind,
+            parent_id=parent.id,
+            owner_id=self.bot_user.id,
+            auto_archive_duration=payload.get("auto_archive_duration") or 1440,
+            created_at=_iso(),
+        )
+        self.guilds[parent.guild_id].threads[thread.id] = thread
+        self._channel_messages.setdefault(thread.id, [])
+        return thread
+
+    def _thread_created(self, thread: FakeChannel, message: dict[str, Any] | None = None) -> web.Response:
+        """THREAD_CREATE to the bot, and the answer: the thread, with its first message for a forum post."""
+        self.dispatch("THREAD_CREATE", dict(thread.to_json(), newly_created=True))
+        answer = thread.to_json()
+        answer["member"] = {
+            "id": str(thread.id),
+            "user_id": str(self.bot_user.id),
+            "join_timestamp": thread.created_at,
+            "flags": 1,
+        }
+        if message is not None:
+            answer["message"] = message
+        return _json_response(201, answer)
+
+    async def _post_thread(self, request: web.Request) -> web.Response:
+        """A forum post (a thread and its first message, in its own message list), or in a text channel a
+        thread without a message."""
+        channel_id = request.match_info["channel_id"]
+        self._rate_limit(
+            request, "POST /channels/{channel_id}/threads", channel_id, self.channel_message_limit
+        )
+        parent = self._server_channel(self._readable_channel(channel_id))
+        payload = request[_JSON_BODY]
+        if parent.type in ChannelType.FORUMS:
+            return self._forum_post(parent, payload)
+        if parent.type not in (ChannelType.TEXT, ChannelType.ANNOUNCEMENT):
+            raise DiscordHTTPError(400, 50024, "Cannot execute action on this channel type")
+        validate_thread(payload, forum=False)
+        kinds = (
+            (ChannelType.ANNOUNCEMENT_THREAD,)
+            if parent.type == ChannelType.ANNOUNCEMENT
+            else (ChannelType.PUBLIC_THREAD, ChannelType.PRIVATE_THREAD)
+        )
+        kind = payload.get("type", ChannelType.PRIVATE_THREAD)  # API v9's default; discord.py always sends it
+        if kind not in kinds:
+            raise DiscordHTTPError(
+                400,
+                50035,
+                "Invalid Form Body",
+                {
+                    "type": {
+                        "_errors": [
+                            {"code": "BASE_TYPE_CHOICES", "message": f"Value must be one of {set(kinds)}."}
+                        ]
+                    }
+                },
+            )
+        private = kind == ChannelType.PRIVATE_THREAD
+        self._require(
+            parent, Permission.CREATE_PRIVATE_THREADS if private else Permission.CREATE_PUBLIC_THREADS
+        )
+        return self._thread_created(self._new_thread(parent, payload, self.snowflake(), kind))
+
+    def _forum_post(self, forum: FakeChannel, payload: Any) -> web.Response:
+        validate_thread(payload, forum=True)
+        first = payload["message"]
+        self._require(
+            forum, Permission.SEND_MESSAGES | (Permission.EMBED_LINKS if first.get("embeds") else 0)
+        )
+        known = {tag["id"] for tag in forum.available_tags}
+        applied = [str(tag) for tag in payload.get("applied_tags") or []]
+        errors = FormErrors()
+        for i, tag in enumerate(applied):
+            if tag not in known:
+                errors.add(["applied_tags", i], "UNKNOWN_TAG", f"Unknown tag {tag} in channel {forum.id}")
+        errors.raise_if_any()
+        if forum.flags & ChannelFlag.REQUIRE_TAG and not applied:
+            raise DiscordHTTPError(400, 40067, "A tag is required to create a forum post in this channel")
+        post_id = self.snowflake()  # a forum post's thread and its first message share the id
+        thread = self._new_thread(forum, payload, post_id, ChannelType.PUBLIC_THREAD)
+        thread.applied_tags = list(dict.fromkeys(int(tag) for tag in applied))
+        message = self._new_message(thread.id, first, message_id=post_id)
+        self._store_posted(thread, message)
+        return self._thread_created(thread, message)
+
+    async def _post_message_thread(self, request: web.Request) -> web.Response:
+        """A thread on a message: it takes the message's id; the message gets `thread` and HAS_THREAD."""
+        found, message = self._channel_message(request)
+        channel = self._server_channel(found)
+        if channel.type not in (ChannelType.TEXT, ChannelType.ANNOUNCEMENT):
+            raise DiscordHTTPError(400, 50024, "Cannot execute action on this channel type")
+        payload = request[_JSON_BODY]
+        validate_thread(payload, forum=False)
+        self._require(channel, Permission.CREATE_PUBLIC_THREADS)
+        if message.get("thread"):
+            raise DiscordHTTPError(400, 160004, "A thread has already been created for this message")
+        kind = (
+            ChannelType.ANNOUNCEMENT_THREAD
+            if channel.type == ChannelType.ANNOUNCEMENT
+            else ChannelType.PUBLIC_THREAD
+        )
+        thread = self._new_thread(channel, payload, int(message["id"]), kind)
+        message["thread"] = thread.to_json()
+        message["flags"] = int(message.get("flags") or 0) | MessageFlag.HAS_THREAD
+        return self._thread_created(thread)
+
+    async def _crosspost(self, request: web.Request) -> web.Response:
+        """Publish to following servers: announcement channels only, each message once, `publish_limit` per
+        channel (Discord: about 10 an hour; past it 429 with a long retry_after, which discord.py sleeps through
+        unless the client's `max_ratelimit_timeout` is shorter: then it raises RateLimited)."""
+        found, message = self._channel_message(request)
+        channel = self._server_channel(found)
+        if channel.type != ChannelType.ANNOUNCEMENT:
+            raise DiscordHTTPError(400, 50024, "Cannot execute action on this channel type")
+        own = message["author"]["id"] == str(self.bot_user.id)
+        self._require(channel, Permission.SEND_MESSAGES if own else Permission.MANAGE_MESSAGES)
+        if int(message.get("flags") or 0) & MessageFlag.CROSSPOSTED:
+            raise DiscordHTTPError(400, 40033, "This message has already been crossposted.")
+        self._rate_limit(
+            request,
+            "POST /channels/{channel_id}/messages/{message_id}/crosspost",
+            channel.id,
+            self.publish_limit,
+            hidden=True,
+        )
+        message["flags"] = int(message.get("flags") or 0) | MessageFlag.CROSSPOSTED
+        self.stats.publishes += 1
+        return _json_response(200, message)
+
+    # --- REST: direct messages --------------------------------------------------------------------------
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        """The bot's DM channel with `recipient_id` (the same one each time)."""
+        body = request[_JSON_BODY]
+        recipient = body.get("recipient_id") if isinstance(body, dict) else None
+        if recipient is None:
+            raise DiscordHTTPError(
+                400,
+                50035,
+                "Invalid Form Body",
+                {
+                    "recipient_id": {
+                        "_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]
+                    }
+                },
+            )
+        user = self.users.get(int(recipient)) if str(recipient).isdigit() else None
+        if user is None or user.id == self.bot_user.id:
+            raise DiscordHTTPError(400, 50033, "Invalid Recipient(s)")
+        dm = next((d for d in self.dm_channels.values() if d.recipient.id == user.id), None)
+        if dm is None:
+            dm = FakeDMChannel(self.snowflake(), user)
+            self.dm_channels[dm.id] = dm
+            self._channel_messages[dm.id] = []
+        return _json_response(200, dm.to_json())
+
+    def _check_dm_open(self, dm: FakeDMChannel) -> None:
+        """Discord delivers a bot's DM only to a user who shares a server with it, keeps DMs from server
+        members open, and is no bot; otherwise 403 code 50007."""
+        user = dm.recipient
+        shares_server = any(g.bot_present and user.id in g.members for g in self.guilds.values())
+        if user.bot or not user.dms_open or not shares_server:
+            raise DiscordHTTPError(403, 50007, "Cannot send messages to this user")
+
+    # --- mentions -----------------------------------------------------------------------------------------
+
+    def _parse_mentions(self, message: dict[str, Any], allowed_mentions: Any) -> list[Mention]:
+        """Discord's reading of the content's `<@user>`, `<@&role>`, @everyone and @here under allowed_mentions
+        (absent: all parsed): fills `mentions`, `mention_roles` (the roles pinged) and `mention_everyone`;
+        returns one Mention each, with whether it was allowed and whether it notified anyone."""
+        channel_id = int(message["channel_id"])
+        channel = self._find_channel(channel_id)
+        guild = self.guilds[channel.guild_id] if channel is not None else None
+        may_ping_all = channel is not None and bool(
+            self.permissions_for(channel.guild_id, self.bot_user.id, channel.id) & Permission.MENTION_EVERYONE
+        )
+        parse, allowed_roles, allowed_users = allowed_mention_sets(allowed_mentions)
+        found: list[Mention] = []
+        for kind, target in mentions_in(message.get("content") or ""):
+            if kind == "user":
+                allowed = "users" in parse or target in allowed_users
+                pinged = allowed and target in self.users
+            elif kind == "role":
+                role = guild.roles.get(target or 0) if guild is not None else None
+                allowed = "roles" in parse or target in allowed_roles
+                pinged = allowed and role is not None and (role.mentionable or may_ping_all)
+            else:  # @everyone / @here
+                allowed = "everyone" in parse
+                pinged = allowed and guild is not None and may_ping_all
+            found.append(Mention(int(message["id"]), channel_id, kind, target, allowed, pinged))
+        pinged_found = [m for m in found if m.pinged]
+        message["mentions"] = [
+            self.users[m.target_id].to_json() for m in pinged_found if m.kind == "user" and m.target_id
+        ]
+        message["mention_roles"] = [str(m.target_id) for m in pinged_found if m.kind == "role"]
+        message["mention_everyone"] = any(m.kind in ("everyone", "here") for m in pinged_found)
+        return found
 
     # --- REST: interactions -----------------------------------------------------------------------------
 
@@ -1827,12 +2608,12 @@ class FakeDiscord:
             errors = FormErrors()
             validate_choices(data.get("choices"), errors, ["data", "choices"])
             errors.raise_if_any()
-        resource: dict[str, Any] | None = {"type": kind}
+        resource: dict[str, Any] = {"type": kind}
         if kind == 4:
             interaction.original = self._interaction_message(interaction, data)
             resource["message"] = interaction.original
         elif kind == 5:
-            flags = 128 | (int(data.get("flags") or 0) & 64)
+            flags = MessageFlag.LOADING | (int(data.get("flags") or 0) & MessageFlag.EPHEMERAL)
             interaction.original = self._interaction_message(interaction, {"flags": flags})
             resource["message"] = interaction.original
         elif kind == 7:
@@ -1843,8 +2624,6 @@ class FakeDiscord:
             self._apply_edit(target, data)
             interaction.original = target
             resource["message"] = target
-        elif kind in (6, 8):
-            resource = None
         interaction.callback = body
         interaction.callback_at = time.monotonic()
         answer: dict[str, Any] = {
@@ -1853,13 +2632,13 @@ class FakeDiscord:
                 "type": interaction.type,
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool(
-                    interaction.original and int(interaction.original.get("flags", 0)) & 64
+                    interaction.original and int(interaction.original.get("flags", 0)) & MessageFlag.EPHEMERAL
                 ),
             }
         }
         if interaction.original is not None and kind in (4, 5, 7):
             answer["interaction"]["response_message_id"] = interaction.original["id"]
-        if resource is not None:
+        if kind not in (6, 8):  # no message to show for these
             answer["resource"] = resource
         return _json_response(200, answer)
 
@@ -2054,8 +2833,14 @@ class FakeDiscord:
         channel: FakeChannel,
         member: FakeMember,
         permissions: int | None,
-        locale: str,
+        locale: str | None = None,
+        guild_locale: str | None = None,
     ) -> dict[str, Any]:
+        """The INTERACTION_CREATE fields every type shares; locales default to the member's and the server's."""
+        locale = locale or member.user.locale
+        guild_locale = guild_locale or guild.preferred_locale
+        _check_locale(locale)
+        _check_locale(guild_locale)
         interaction_id = self.snowflake()
         member_perms = (
             permissions if permissions is not None else self.permissions_for(guild.id, member.id, channel.id)
@@ -2069,8 +2854,8 @@ class FakeDiscord:
             "token": f"aW50ZXJhY3Rpb246{interaction_id}:{secrets.token_urlsafe(32)}",
             "version": 1,
             "guild_id": str(guild.id),
-            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
-            "guild_locale": "en-US",
+            "guild": {"id": str(guild.id), "locale": guild_locale, "features": []},
+            "guild_locale": guild_locale,
             "channel_id": str(channel.id),
             "channel": channel_data,
             "member": member.to_json(permissions=member_perms),
@@ -2091,21 +2876,25 @@ class FakeDiscord:
         channel_id: int | None = None,
         user_id: int | None = None,
         permissions: int | None = None,
-        locale: str = "en-US",
+        locale: str | None = None,
+        guild_locale: str | None = None,
         respect_default_permissions: bool = True,
         focused: str | None = None,
     ) -> Interaction:
         """A user runs a slash command: INTERACTION_CREATE (type 2) is dispatched. With `focused` (an option
         name) it is an autocomplete (type 4) instead, as `autocomplete()` sends.
 
-        Defaults: the first guild, its first text channel, its owner. `permissions` overrides the member's
-        computed permissions. With `respect_default_permissions`, a user lacking the command's
+        Defaults: the first guild, its first text channel, its owner; `locale` the user's (`FakeUser.locale`),
+        `guild_locale` the server's `preferred_locale`. `permissions` overrides the member's computed
+        permissions. With `respect_default_permissions`, a user lacking the command's
         `default_member_permissions` is refused here (InvocationRefused), as Discord's client would; pass False
         to model a server whose admins granted the command to everyone in Integrations settings."""
         guild, channel, member = self._resolve_context(guild_id, channel_id, user_id)
         names = command.strip("/").split()
         definition, is_guild_command = self._command_definition(names[0], guild.id)
-        base = self._base_interaction(4 if focused else 2, guild, channel, member, permissions, locale)
+        base = self._base_interaction(
+            4 if focused else 2, guild, channel, member, permissions, locale, guild_locale
+        )
         member_perms = int(base["member"]["permissions"])
         required = definition.get("default_member_permissions")
         if respect_default_permissions and required is not None and focused is None:
@@ -2146,11 +2935,18 @@ class FakeDiscord:
         guild_id: int | None = None,
         channel_id: int | None = None,
         user_id: int | None = None,
+        locale: str | None = None,
         timeout: float = 5.0,
     ) -> list[dict[str, Any]]:
         """A user types into option `focused`: returns the choices the bot offered (type 8 answer)."""
         interaction = await self.invoke(
-            command, options, guild_id=guild_id, channel_id=channel_id, user_id=user_id, focused=focused
+            command,
+            options,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            locale=locale,
+            focused=focused,
         )
         callback = await interaction.response(timeout)
         return list((callback.get("data") or {}).get("choices") or [])
@@ -2179,7 +2975,7 @@ class FakeDiscord:
         if user_id is None and origin is not None:
             user_id = origin.user_id
         guild, channel, member = self._resolve_context(channel.guild_id, channel.id, user_id)
-        base = self._base_interaction(3, guild, channel, member, None, "en-US")
+        base = self._base_interaction(3, guild, channel, member, None)
         data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = values
@@ -2194,6 +2990,13 @@ class FakeDiscord:
         if not self.live_sessions():
             raise RuntimeError(
                 "no bot is connected to FakeDiscord's gateway: nothing would receive the interaction"
+            )
+        guild_id = int(payload["guild_id"])
+        if not self._receivers("INTERACTION_CREATE", payload):
+            shards = sorted({s.shard for s in self.live_sessions()})
+            raise RuntimeError(
+                f"no bot session is on the shard of guild {guild_id} (sessions' shards: {shards}): "
+                "nothing would receive the interaction"
             )
         interaction = Interaction(self, payload, self.interaction_deadline)
         self._interactions[interaction.id] = interaction
@@ -2213,10 +3016,16 @@ class FakeDiscord:
         return [s for s in self._sessions.values() if s.alive]
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send an event (op 0) to every live session; kept for replay if the session is between sockets."""
-        for session in self.live_sessions():
+        """Send an event (op 0) to the live sessions that receive it: its guild's shard, shard 0 for DMs and
+        other events without a guild; kept for replay while a session is between sockets."""
+        for session in self._receivers(event, data):
             self._send_event(session, event, data)
         self._notify()
+
+    def _receivers(self, event: str, data: dict[str, Any]) -> list[_Session]:
+        guild_events = ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE")
+        guild_id = data.get("id") if event in guild_events else data.get("guild_id")
+        return [s for s in self.live_sessions() if s.shard[0] == shard_for(guild_id, s.shard[1])]
 
     def _send_event(self, session: _Session, event: str, data: dict[str, Any]) -> None:
         if (
@@ -2229,6 +3038,9 @@ class FakeDiscord:
                 "CHANNEL_UPDATE",
                 "CHANNEL_DELETE",
                 "GUILD_ROLE_CREATE",
+                "GUILD_ROLE_UPDATE",
+                "THREAD_CREATE",
+                "THREAD_DELETE",
             )
             and not session.intents & GatewayIntent.GUILDS
         ):
@@ -2264,7 +3076,7 @@ class FakeDiscord:
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
-            "preferred_locale": "en-US",
+            "preferred_locale": guild.preferred_locale,
             "features": [],
             "vanity_url_code": None,
             "application_id": None,
@@ -2289,7 +3101,7 @@ class FakeDiscord:
                 "member_count": len(guild.members),
                 "channels": [c.to_json(with_guild=False) for c in guild.channels.values()],
                 "members": members,
-                "threads": [],
+                "threads": [t.to_json() for t in guild.threads.values()],
                 "voice_states": [],
                 "presences": [],
                 "stage_instances": [],
@@ -2359,13 +3171,24 @@ class FakeDiscord:
             intents = int(data.get("intents", 0))
             if intents & GatewayIntent.PRIVILEGED and not self.privileged_intents_allowed:
                 return 4014
+            shard = data.get("shard", [0, 1])
+            if (
+                not isinstance(shard, list | tuple)
+                or len(shard) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+                or not 0 <= shard[0] < shard[1]
+            ):
+                return 4010
+            shard_id, shard_count = shard
+            present = [g for g in self.guilds.values() if g.bot_present and g.shard(shard_count) == shard_id]
+            if len(present) > self.guilds_per_shard:
+                return 4011
             self.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
             self.stats.identifies += 1
-            session = _Session(secrets.token_hex(16), intents)
+            session = _Session(secrets.token_hex(16), intents, (shard_id, shard_count))
             self._sessions[session.id] = session
             session.connection = connection
             connection.session = session
-            present = [g for g in self.guilds.values() if g.bot_present]
             self._send_event(
                 session,
                 "READY",
@@ -2377,6 +3200,7 @@ class FakeDiscord:
                     "session_type": "normal",
                     "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway/resume",
                     "application": {"id": str(self.application_id), "flags": 0},
+                    "shard": [shard_id, shard_count],
                     "private_channels": [],
                     "presences": [],
                     "relationships": [],
@@ -2395,23 +3219,23 @@ class FakeDiscord:
         if op == 6:
             if not isinstance(data, dict) or data.get("token") != self.token:
                 return 4004
-            session = self._sessions.get(str(data.get("session_id")))
+            resumed = self._sessions.get(str(data.get("session_id")))
             seq = data.get("seq")
-            if session is None or not session.alive or connection.session is not None:
+            if resumed is None or not resumed.alive or connection.session is not None:
                 self.stats.failed_resumes += 1
                 connection.send({"op": 9, "d": False, "s": None, "t": None})
                 return None
-            if session.connection is not None and session.connection is not connection:
-                old = session.connection
+            if resumed.connection is not None and resumed.connection is not connection:
+                old = resumed.connection
                 old.session = None
                 asyncio.create_task(old.close(4000, "session resumed elsewhere"))
-            session.connection = connection
-            connection.session = session
-            for frame in session.events:
+            resumed.connection = connection
+            connection.session = resumed
+            for frame in resumed.events:
                 if seq is None or frame["s"] > int(seq):
                     connection.send(frame)
             self.stats.resumes += 1
-            self._send_event(session, "RESUMED", {"_trace": ['["fake-discord-gateway",{"micros":0}]']})
+            self._send_event(resumed, "RESUMED", {"_trace": ['["fake-discord-gateway",{"micros":0}]']})
             self._notify()
             return None
         if op in (3, 4, 8):  # presence, voice state, member chunk requests: accepted, nothing to do
@@ -2420,12 +3244,17 @@ class FakeDiscord:
             return None
         return 4001  # unknown opcode
 
-    async def wait_for_ready_session(self, timeout: float = 10.0) -> None:
-        """Wait until a bot has identified (READY sent) and holds a connection."""
+    async def wait_for_ready_session(
+        self, timeout: float = 10.0, *, shard: tuple[int, int] | None = None
+    ) -> None:
+        """Wait until a bot has identified (READY sent) and holds a connection (on `shard`, when given)."""
         await self.wait_for(
-            lambda: any(s.connection is not None for s in self.live_sessions()),
+            lambda: any(
+                s.connection is not None and (shard is None or s.shard == tuple(shard))
+                for s in self.live_sessions()
+            ),
             timeout,
-            what="a bot on the gateway",
+            what=f"a bot on the gateway{f' on shard {shard}' if shard else ''}",
         )
 
     def _send_to_connected(self, frame: dict[str, Any], *, end_session: bool = False) -> int:
@@ -2494,5 +3323,7 @@ _CLOSE_REASONS = {
     4003: "Not authenticated.",
     4004: "Authentication failed.",
     4005: "Already authenticated.",
+    4010: "Invalid shard.",
+    4011: "Sharding required.",
     4014: "Disallowed intent(s).",
 }
