@@ -2,9 +2,13 @@
 
 Oldest first, channels concurrently, in order within a channel. Every send carries the delivery's nonce with
 `enforce_nonce`, and its attempt is committed before the request: after a kill -9 the pending delivery is sent
-again and Discord answers with the message it already made instead of a second one. Pacing: one limiter for
-all the worker's requests, under Discord's global 50 requests/s; per-channel limits are left to discord.py,
-which honours the rate-limit headers.
+again and Discord answers with the message it already made instead of a second one. Pacing: the bot's global
+limiter (bot/rate_limit.py) for every request, under Discord's global 50 requests/s for all processes together;
+per-channel limits are left to discord.py, which honours the rate-limit headers.
+
+Several processes on one database: a delivery is claimed before it is sent (`store.deliveries.claim_due`), only
+the oldest pending one of its channel, so one process at a time sends to a channel, in order. A process that
+dies loses its claims when their lease runs out; another sends them again with the same nonce.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Any
 
 import aiohttp
 import discord
-from aiolimiter import AsyncLimiter
 from discord.ext import commands
 
 from bot.delivery_queue import (
@@ -30,18 +33,16 @@ from bot.delivery_queue import (
 )
 from bot.embed import build_story_embed
 from bot.models import Delivery, Story
+from bot.rate_limit import GlobalLimiter, LocalLimiter
 from bot.store import Store
 from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# 48 requests/s with a bucket of 2: a late wake-up is caught up (a bucket of 1 loses it, ~46/s in practice),
-# and any one-second window still holds at most 2 + 48 = 50 requests: the bot never causes a global 429.
-GLOBAL_RATE = 48.0
-GLOBAL_BURST = 2
 CHANNEL_CONCURRENCY = 50  # channels posted to at once; the limiter, not this, sets the pace
 SWEEP_SECONDS = 30.0  # look at the queue at least this often, even when nobody wakes the worker
+LEASE_SECONDS = 20.0  # a claim on a delivery holds this long unless renewed (renewed every third of it)
 NONCE_TRUST = timedelta(
     minutes=4
 )  # Discord remembers a nonce a few minutes; older in-doubt sends are checked
@@ -56,21 +57,23 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: commands.Bot | commands.AutoShardedBot,
         store: Store,
         *,
-        rate: float = GLOBAL_RATE,
+        limiter: GlobalLimiter | None = None,
         concurrency: int = CHANNEL_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.bot = bot
         self.store = store
-        self.limiter = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / rate)
+        self.limiter = limiter or LocalLimiter()  # the bot's global limiter (bot.global_limiter)
         self.sweep_seconds = sweep_seconds
-        self._slots = asyncio.Semaphore(concurrency)
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
-        self._active: dict[int, asyncio.Task[None]] = {}
-        self._recheck: set[int] = set()
+        self._active: dict[int, asyncio.Task[None]] = {}  # channel id -> the task sending to it
+        self._held: dict[int, int] = {}  # channel id -> the delivery claimed for it now
         self._colors: dict[int, int | None] = {}
         self._listening = False
         self.sent = 0  # messages posted since start (for logs and the benchmark)
@@ -83,6 +86,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         self._listen()
+        renewer = asyncio.create_task(self._renew_claims(), name="delivery: renew claims")
         try:
             while True:
                 self._wake.clear()
@@ -99,10 +103,14 @@ class DeliveryWorker:
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
-            tasks = list(self._active.values())
+            tasks = [renewer, *self._active.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(
+                Exception
+            ):  # stopping cleanly: another process may take them over at once
+                await self.store.deliveries.release(self.store.owner)
 
     async def drain(self, within: float = 30.0) -> None:
         """Wait until nothing is due or being sent (tests and benchmarks)."""
@@ -135,7 +143,7 @@ class DeliveryWorker:
             log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
 
     async def _time_to_next(self) -> float:
-        due = await self.store.deliveries.next_due_at()
+        due = await self.store.deliveries.next_due_at(self.store.owner)
         if due is None:
             return self.sweep_seconds
         return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
@@ -143,33 +151,53 @@ class DeliveryWorker:
     # --- sending ----------------------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        due = await due_deliveries(self.store)
-        for channel_id in due:  # oldest first: the semaphore lets them in in this order
-            if channel_id in self._active:
-                self._recheck.add(channel_id)  # its task looks again before it ends
-                continue
-            task = asyncio.create_task(self._run_channel(channel_id), name=f"deliver-{channel_id}")
-            self._active[channel_id] = task
+        free = self.concurrency - len(self._active)
+        claimed = await self.store.deliveries.claim_due(self.store.owner, utcnow(), self.lease_seconds, free)
+        for delivery in claimed:  # oldest first, one per channel
+            channel_id = delivery.channel_id
+            self._held[channel_id] = delivery.id
+            self._active[channel_id] = asyncio.create_task(
+                self._run_channel(delivery), name=f"deliver-{channel_id}"
+            )
 
-    async def _run_channel(self, channel_id: int) -> None:
+    async def _run_channel(self, first: Delivery) -> None:
+        """Send the claimed delivery, then the channel's next ones while they are due and this process gets
+        them; a send that has to wait leaves the channel to the main loop."""
+        channel_id = first.channel_id
+        delivery: Delivery | None = first
         try:
-            async with self._slots:
-                while True:
-                    self._recheck.discard(channel_id)
-                    batch = (await due_deliveries(self.store, channel_id=channel_id)).get(channel_id)
-                    if not batch:
-                        if channel_id in self._recheck:
-                            continue
-                        return
-                    for delivery in batch:
-                        if not await self._deliver(delivery):
-                            return  # the channel waits (backoff) or is gone; the main loop comes back
+            while delivery is not None:
+                self._held[channel_id] = delivery.id
+                if not await self._deliver(delivery):
+                    return  # the channel waits (backoff) or is gone; the main loop comes back
+                claimed = await self.store.deliveries.claim_due(
+                    self.store.owner, utcnow(), self.lease_seconds, 1, channel_id=channel_id
+                )
+                delivery = claimed[0] if claimed else None
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivering to channel %d failed; will retry", channel_id)
         finally:
+            held = self._held.pop(channel_id, None)
             self._active.pop(channel_id, None)
+            if held is not None:  # not sent (waiting, or failed): any process may take it when it is due
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.deliveries.release(self.store.owner, [held]))
+            self.wake()
+
+    async def _renew_claims(self) -> None:
+        """Keep the claims on the deliveries being sent (a send may wait on the limiter or a rate limit)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if self._held:
+                until = utcnow() + timedelta(seconds=self.lease_seconds)
+                try:
+                    await self.store.deliveries.renew_claims(
+                        self.store.owner, list(self._held.values()), until=until
+                    )
+                except Exception as exc:
+                    log.warning("could not renew the claims on %d deliveries: %r", len(self._held), exc)
 
     async def _deliver(self, queued: Delivery) -> bool:
         """Post one delivery. True: the channel may go on with its next one."""
@@ -280,7 +308,10 @@ class DeliveryWorker:
     # --- "Also on" edits --------------------------------------------------------------------------------
 
     async def _edit_pass(self) -> None:
-        for delivery in await self.store.deliveries.pending_edits(limit=EDITS_PER_PASS):
+        claimed = await self.store.deliveries.claim_edits(
+            self.store.owner, utcnow(), self.lease_seconds, EDITS_PER_PASS
+        )
+        for delivery in claimed:  # a claim left on a failed edit runs out: it is tried again then
             story = await self.store.stories.get(delivery.story_id)
             if story is None or delivery.message_id is None:
                 await record_edited(self.store, delivery, gave_up=True)

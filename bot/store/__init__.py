@@ -12,6 +12,9 @@ transaction when called inside one.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +23,9 @@ from typing import Protocol
 from bot.models import ArtistRef
 from bot.store.database import Database, StoreError, load_migrations
 from bot.store.deliveries import DeliveryTable
+from bot.store.locks import LockTable
 from bot.store.meta import MetaTable
+from bot.store.rates import RateTable
 from bot.store.sources import SourceTable
 from bot.store.stories import ArtistNamer, StoredStory, StoryTable
 from bot.store.subscriptions import SubscriptionTable
@@ -50,10 +55,19 @@ class Store:
         self.stories = StoryTable(db, self._artist_namer)
         self.subscriptions = SubscriptionTable(db)
         self.deliveries = DeliveryTable(db)
+        self.locks = LockTable(db)
+        self.rates = RateTable(db)
+        # who holds this process's claims on sources and deliveries: unique per process and start
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     @classmethod
     async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:
         return cls(await Database.open(path), artists=artists)
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may use this database at once (PostgreSQL; SQLite serves one process)."""
+        return self._db.dialect == "postgresql"
 
     async def close(self) -> None:
         await self._db.close()

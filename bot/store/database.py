@@ -71,6 +71,8 @@ _current: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar("
 class Database:
     """The connections, the write lock and the statements every table runs through."""
 
+    dialect = "sqlite"
+
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: str) -> None:
         self._writer = writer
         self._reader = reader
