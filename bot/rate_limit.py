@@ -1,9 +1,11 @@
 """Discord's global request limit (50 per second per bot, all processes and shards together), kept by the bot.
 
 `bot.global_limiter` is the one limiter every sender acquires before a request (deliveries, direct messages,
-forum posts, edits). One process (SQLite): an in-process token bucket. Several processes on one PostgreSQL: a
-count per one-second window in the database (`store.rates`), shared by all of them, read on the database's
-clock, so together they stay under the limit with no proxy in front of Discord.
+forum posts, edits). One process (SQLite): an in-process token bucket. Several processes on one PostgreSQL:
+slots one 47th of a second apart, reserved in the database (`store.rates`) on its clock, so together they stay
+under the limit with no proxy in front of Discord. Slots, not counts per second: Discord (like the tests' server)
+counts any one second, not calendar seconds, and a count per calendar second lets 48 go at the end of one and 48
+more at the start of the next.
 
 Requests a sender did not acquire for (logging in, syncing commands, a cog's REST call) are counted too:
 `request_trace` hooks discord.py's HTTP session (its public `http_trace` option) and acquires before any
@@ -27,10 +29,9 @@ from bot.store import Store
 # and any one-second window still holds at most 2 + 48 = 50 requests: the bot never causes a global 429.
 LOCAL_RATE = 48.0
 LOCAL_BURST = 2
-# Shared: 48 in each one-second window of the database's clock, 2 below Discord's 50 for requests that reach
-# Discord in the next second.
-SHARED_LIMIT = 48
-SHARED_WINDOW_SECONDS = 1.0
+# Shared: one request every 1/47 s, so at most 48 in any second when each goes at its slot, and 2 to spare for
+# requests that reach Discord a little late (a busy process).
+SHARED_RATE = 47.0
 SHARED_SCOPE = "discord"
 
 # Set by acquire(): the task's next request to Discord is paid for, so the HTTP hook does not count it again.
@@ -55,27 +56,16 @@ class LocalLimiter:
 
 
 class SharedLimiter:
-    """Every process on one database: at most `limit` requests in each window, counted in the database."""
+    """Every process on one database: each request waits for its slot, reserved in the database."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        limit: int = SHARED_LIMIT,
-        window_seconds: float = SHARED_WINDOW_SECONDS,
-        scope: str = SHARED_SCOPE,
-    ) -> None:
+    def __init__(self, store: Store, *, rate: float = SHARED_RATE, scope: str = SHARED_SCOPE) -> None:
         self._store = store
-        self.limit, self.window_seconds, self.scope = limit, window_seconds, scope
-        self._turn = asyncio.Lock()  # this process's tasks ask the database one at a time, in order
+        self.rate, self.scope = rate, scope
 
     async def acquire(self) -> None:
-        async with self._turn:
-            while True:
-                taken = await self._store.rates.take(self.scope, self.limit, self.window_seconds)
-                if taken.granted:
-                    break
-                await asyncio.sleep(taken.wait + 0.002)  # the window is full: ask again when the next opens
+        wait = await self._store.rates.reserve(self.scope, 1.0 / self.rate)
+        if wait > 0:
+            await asyncio.sleep(wait)
         _prepaid.set(True)
 
 

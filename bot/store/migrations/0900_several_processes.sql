@@ -10,11 +10,9 @@ ALTER TABLE sources ADD COLUMN claim_until TEXT;
 ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
 ALTER TABLE deliveries ADD COLUMN claim_until TEXT;
 
--- A request limit shared by every process: requests counted per scope (e.g. 'discord': Discord's global limit)
--- and per fixed window of time (its start, in milliseconds since the epoch). Old windows are deleted as it goes.
-CREATE TABLE rate_windows (
-    scope        TEXT NOT NULL,
-    window_start BIGINT NOT NULL,
-    count        INTEGER NOT NULL,
-    PRIMARY KEY (scope, window_start)
+-- A request rate shared by every process: per scope (e.g. 'discord': Discord's global limit), the earliest time
+-- (milliseconds since the epoch) the next request may go. Each request takes the next slot and moves it on.
+CREATE TABLE rate_slots (
+    scope   TEXT PRIMARY KEY,
+    next_at DOUBLE PRECISION NOT NULL
 );
