@@ -1,4 +1,5 @@
-"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, sources; plus retag)."""
+"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, sources, copy-db;
+plus retag)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="+", metavar="NAME", help="the source's name (any case) or its URL")
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="configuration file")
     command("retag", "tag every stored story again with the current artist data")
+    p = command("copy-db", "copy everything stored into another database (e.g. PostgreSQL), then exit")
+    p.add_argument("url", metavar="URL", help="postgresql://user@host:5432/db, or a SQLite file path")
     return parser
 
 
@@ -175,11 +178,15 @@ async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: 
         from bot.store import Store
 
         index = await asyncio.to_thread(ArtistIndex.load)
-        store = await Store.open(config.storage.database, artists=index)
+        store = await Store.open_configured(config.storage, artists=index)
         try:
             count = await retag_all(store, index)
         finally:
             await store.close()
         print(f"retagged {count} stories", file=out)
         return EXIT_OK
+    if args.command == "copy-db":
+        from bot.store.copy import run_copy_db
+
+        return await run_copy_db(config, args.url, out=out, err=err)
     raise AssertionError(args.command)

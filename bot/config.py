@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
+DATABASE_URL_ENV = "KPOPNEWS_DATABASE_URL"  # wins over storage.url
 
 
 class ConfigError(Exception):
@@ -47,7 +50,13 @@ class DiscordConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    database: str = "kpopnews.db"
+    database: str = "kpopnews.db"  # the SQLite file, used when `url` is empty
+    url: str = field(default="", repr=False)  # postgresql://…: may carry a password, never shown
+
+    @property
+    def target(self) -> str:
+        """Where the store lives: the PostgreSQL URL if one is set, else the SQLite file."""
+        return self.url or self.database
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = None) -> Config:
-    """Read `path` (or ./config.toml when it exists, else defaults) and apply DISCORD_TOKEN from `env`."""
+    """Read `path` (or ./config.toml when it exists, else defaults); DISCORD_TOKEN and KPOPNEWS_DATABASE_URL
+    from `env` win."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     used: Path | None = None
@@ -99,6 +109,10 @@ def load_config(path: str | Path | None = None, *, env: dict[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {used} is not valid TOML: {exc}") from None
     config = parse_config(raw, path=used)
+    database_url = env.get(DATABASE_URL_ENV, "").strip()
+    if database_url:
+        check_database_url(database_url, DATABASE_URL_ENV)
+        config = _replace(config, storage=_replace(config.storage, url=database_url))
     token = env.get("DISCORD_TOKEN")
     if token:
         config = _replace(config, discord=_replace(config.discord, token=token.strip()))
@@ -119,6 +133,8 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
     storage = _section(raw, "storage", StorageConfig)
     if not storage.database:
         raise ConfigError("storage.database must name a file")
+    if storage.url:
+        check_database_url(storage.url, "storage.url")
     polling = _section(raw, "polling", PollingConfig)
     if polling.interval_seconds < 1:
         raise ConfigError(f"polling.interval_seconds must be ≥ 1, got {polling.interval_seconds}")
@@ -161,6 +177,40 @@ def _check_shards(discord: DiscordConfig) -> None:
             )
     if len(set(discord.shard_ids)) != len(discord.shard_ids):
         raise ConfigError(f"discord.shard_ids lists a shard twice: {list(discord.shard_ids)}")
+
+
+def is_postgres_url(text: str) -> bool:
+    return text.lower().startswith(("postgresql://", "postgres://"))
+
+
+def mask_url(url: str) -> str:
+    """The URL as it may be shown: its password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL)"
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
+
+
+def check_database_url(url: str, key: str) -> None:
+    """A PostgreSQL URL with a database name, or a ConfigError in one line (the password never shown)."""
+    shown = mask_url(url)
+    if not is_postgres_url(url):
+        raise ConfigError(
+            f"{key} must be a postgresql:// URL (e.g. postgresql://kpopnews@host:5432/kpopnews), got {shown!r}"
+        )
+    try:
+        parts = urlsplit(url)
+        if "," not in parts.netloc:  # host1:5432,host2:5432 is valid, but no single port
+            parts.port  # noqa: B018  # a port that is no number raises here
+    except ValueError as exc:
+        raise ConfigError(f"{key} {shown!r} is not a valid URL: {exc}") from None
+    if not parts.path.strip("/"):
+        raise ConfigError(f"{key} {shown!r} names no database: add /DBNAME after the host")
 
 
 def _sources(value: Any) -> tuple[SourceConfig, ...]:

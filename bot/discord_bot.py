@@ -214,7 +214,7 @@ class KpopNewsBot(commands.AutoShardedBot):
         # a stop signal may arrive at any await below: each step checks, and starts nothing more
         self.http_session = make_session(self.config.polling)
         self.fetcher = Fetcher(self.http_session, self.config.polling)
-        self.store = await Store.open(self.config.storage.database)
+        self.store = await Store.open_configured(self.config.storage)
         self.global_limiter = limiter_for(self.store)
         await self.store.sources.sync_config(self.config.sources)
         if self.shard_count is None:

@@ -620,7 +620,7 @@ async def run_poll_once(config: Config, *, out: TextIO, err: TextIO) -> int:
     """`kpopnews poll --once`: one pass over every enabled source (and the disabled ones whose probe is due),
     stored, summarised. Posts nothing. The one place that wires the poll stage for the shell."""
     artists = await load_artist_index(err, without="stories are stored without artists")
-    store = await Store.open(config.storage.database, artists=artists)
+    store = await Store.open_configured(config.storage, artists=artists)
     workers = Workers()
     try:
         configured = await store.sources.sync_config(config.sources)

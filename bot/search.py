@@ -203,7 +203,7 @@ async def _text_ids(store: Store, text: str, limit: int, offset: int) -> tuple[l
 async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out: TextIO) -> int:
     """The CLI: the same search as /news, printed for people or as one JSON object per story."""
     index = await asyncio.to_thread(ArtistIndex.load)
-    store = await Store.open(config.storage.database, artists=index)
+    store = await Store.open_configured(config.storage, artists=index)
     try:
         result = await search_stories(store, index, query, limit=limit)
     finally:

@@ -375,7 +375,7 @@ def _one_line(text: str) -> str:
 async def run_trending(config: Any, *, hours: float, as_json: bool, limit: int, out: TextIO) -> int:
     """The CLI: the same ranking as /trending, one JSON object per cluster per line (best first) or text."""
     artists = await load_artist_index(sys.stderr, without="stories are shown without artist names")
-    store = await Store.open(config.storage.database, artists=artists)
+    store = await Store.open_configured(config.storage, artists=artists)
     try:
         # stories stored before clustering ran (an older version, an interrupted poll) are clustered first:
         # idempotent, and cheap when there are none

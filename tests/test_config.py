@@ -77,3 +77,31 @@ def test_missing_file(tmp_path):
 
 def test_empty_sources_list_means_none():
     assert parse_config({"sources": []}).sources == ()
+
+
+def test_storage_url_chooses_postgresql_and_the_environment_wins(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[storage]\nurl = "postgresql://bot:s3cret@db.internal:5432/kpopnews"\n')
+    storage = load_config(path, env={}).storage
+    assert storage.target == "postgresql://bot:s3cret@db.internal:5432/kpopnews"
+    assert "s3cret" not in repr(storage)
+    env = {"KPOPNEWS_DATABASE_URL": "postgresql://other@db2/kpopnews"}
+    assert load_config(path, env=env).storage.target == "postgresql://other@db2/kpopnews"
+    assert load_config(None, env={}).storage.target == "kpopnews.db"  # no url: the SQLite file
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://bot:s3cret@db/kpopnews", "must be a postgresql:// URL"),
+        ("postgresql://bot:s3cret@db:port/kpopnews", "is not a valid URL"),
+        ("postgresql://bot:s3cret@db:5432", "names no database"),
+    ],
+)
+def test_a_bad_database_url_is_one_line_without_the_password(tmp_path, url, says):
+    with pytest.raises(ConfigError, match=says) as in_file:
+        parse_config({"storage": {"url": url}})
+    assert "storage.url" in str(in_file.value) and "s3cret" not in str(in_file.value)
+    with pytest.raises(ConfigError, match=says) as in_env:
+        load_config(None, env={"KPOPNEWS_DATABASE_URL": url})
+    assert "KPOPNEWS_DATABASE_URL" in str(in_env.value) and "s3cret" not in str(in_env.value)

@@ -3,6 +3,8 @@
 from bot.config import SourceConfig
 from bot.models import ArtistRef, Story
 from bot.store import Store
+from bot.store.text_search import text_matches
+from tests.support.sql import rows
 
 
 def story(key: str, url: str, canonical: str | None = None, artists: tuple[str, ...] = ()) -> Story:
@@ -17,13 +19,8 @@ def story(key: str, url: str, canonical: str | None = None, artists: tuple[str, 
     )
 
 
-async def rows(db: Store, sql: str) -> list[tuple]:
-    async with db.db.execute(sql) as cursor:
-        return [tuple(row) for row in await cursor.fetchall()]
-
-
-async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
+async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(store_url):
+    db = await Store.open(store_url)
     (source,) = await db.sources.sync_config([SourceConfig("Soompi", "https://www.soompi.com/feed")])
     (old,) = await db.stories.add_many([story("old", "https://a/old", artists=("iu",))], source_id=None)
 
@@ -66,7 +63,8 @@ async def test_a_batch_links_repeats_within_itself_and_stories_stored_before(tmp
     # fresh stories carry what the store gave them; repeats only their id
     assert batch[0].source_id == source.id and batch[0].first_seen is not None
     assert batch[1].first_seen is None
-    assert await rows(db, "SELECT count(*) FROM stories_fts WHERE stories_fts MATCH 'k7'") == [(1,)]
+    found, total = await text_matches(db._db, ["k7"], any_word=False, window=10, cap=10)
+    assert ([story_id for story_id, _ in found], total) == ([k7], 1)
     await db.close()
 
 
@@ -84,8 +82,8 @@ async def test_an_empty_batch_still_commits_what_the_caller_wrote_first(tmp_path
     await db.close()
 
 
-async def test_a_failing_batch_stores_nothing(tmp_path):
-    db = await Store.open(tmp_path / "k.db")
+async def test_a_failing_batch_stores_nothing(store_url):
+    db = await Store.open(store_url)
     bad = story("bad", "https://a/bad")
     bad.title = None  # type: ignore[assignment]  # NOT NULL: the insert fails
     try:

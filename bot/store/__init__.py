@@ -1,6 +1,6 @@
 """The store: the only place with SQL. One table class per purpose, one way in for writes.
 
-    store = await Store.open(path, artists=index)
+    store = await Store.open_configured(config.storage, artists=index)   # SQLite file or PostgreSQL URL
     story = await store.stories.get(story_id)               # a read: the read connection
     async with store.transaction():                         # writes that belong together: one commit
         await store.subscriptions.delete(...)
@@ -20,8 +20,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Protocol
 
+from bot.config import StorageConfig
 from bot.models import ArtistRef
-from bot.store.database import Database, StoreError, load_migrations
+from bot.store.database import Database, StoreError, load_migrations, open_database
 from bot.store.deliveries import DeliveryTable
 from bot.store.locks import LockTable
 from bot.store.meta import MetaTable
@@ -61,8 +62,18 @@ class Store:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     @classmethod
-    async def open(cls, path: str | Path, *, artists: ArtistLookup | None = None) -> Store:
-        return cls(await Database.open(path), artists=artists)
+    async def open(cls, target: str | Path, *, artists: ArtistLookup | None = None) -> Store:
+        """The store at `target`: a postgresql:// URL, else a SQLite file; migrated to the newest schema."""
+        return cls(await open_database(target), artists=artists)
+
+    @classmethod
+    async def open_configured(cls, storage: StorageConfig, *, artists: ArtistLookup | None = None) -> Store:
+        """The store the configuration names ([storage] url, else database): what every command opens."""
+        return await cls.open(storage.target, artists=artists)
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
 
     @property
     def shared(self) -> bool:
@@ -96,7 +107,7 @@ class Store:
 
     @property
     def db(self):  # type: ignore[no-untyped-def]
-        return self._db._writer
+        return self._db.legacy_connection()
 
     @property
     def write_lock(self) -> _LegacyLock:

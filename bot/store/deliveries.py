@@ -160,28 +160,25 @@ class DeliveryTable:
         moment = to_iso(now)
         channel = " AND d.channel_id = ?" if channel_id is not None else ""
         skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
-        async with self._db.transaction():
-            rows = await self._db.fetchall(
-                "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN ("
-                "SELECT d.id FROM deliveries d WHERE d.status = ?"
-                " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
-                " AND (d.claim_until IS NULL OR d.claim_until <= ?)"
-                + channel
-                + " AND NOT EXISTS (SELECT 1 FROM"
-                " deliveries e WHERE e.channel_id = d.channel_id AND e.status = ? AND e.id < d.id)"
-                f" ORDER BY d.id LIMIT ?{skip_locked}) RETURNING id",
-                (
-                    owner,
-                    to_iso(now + timedelta(seconds=lease_seconds)),
-                    PENDING,
-                    moment,
-                    moment,
-                    *([channel_id] if channel_id is not None else []),
-                    PENDING,
-                    limit,
-                ),
-            )
-            return await self._by_ids([row[0] for row in rows])
+        rows = await self._db.write_returning(
+            "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN ("
+            "SELECT d.id FROM deliveries d WHERE d.status = ?"
+            " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
+            " AND (d.claim_until IS NULL OR d.claim_until <= ?)" + channel + " AND NOT EXISTS (SELECT 1 FROM"
+            " deliveries e WHERE e.channel_id = d.channel_id AND e.status = ? AND e.id < d.id)"
+            f" ORDER BY d.id LIMIT ?{skip_locked}) RETURNING id",
+            (
+                owner,
+                to_iso(now + timedelta(seconds=lease_seconds)),
+                PENDING,
+                moment,
+                moment,
+                *([channel_id] if channel_id is not None else []),
+                PENDING,
+                limit,
+            ),
+        )
+        return await self._by_ids([row[0] for row in rows])
 
     async def claim_edits(
         self, owner: str, now: datetime, lease_seconds: float, limit: int
@@ -190,14 +187,13 @@ class DeliveryTable:
         if limit <= 0:
             return []
         skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
-        async with self._db.transaction():
-            rows = await self._db.fetchall(
-                "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM deliveries"
-                f" WHERE edit_pending = 1 AND status = 'sent' AND message_id IS NOT NULL AND {_UNCLAIMED}"
-                f" ORDER BY id LIMIT ?{skip_locked}) RETURNING id",
-                (owner, to_iso(now + timedelta(seconds=lease_seconds)), to_iso(now), limit),
-            )
-            return await self._by_ids([row[0] for row in rows])
+        rows = await self._db.write_returning(
+            "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM deliveries"
+            f" WHERE edit_pending = 1 AND status = 'sent' AND message_id IS NOT NULL AND {_UNCLAIMED}"
+            f" ORDER BY id LIMIT ?{skip_locked}) RETURNING id",
+            (owner, to_iso(now + timedelta(seconds=lease_seconds)), to_iso(now), limit),
+        )
+        return await self._by_ids([row[0] for row in rows])
 
     async def renew_claims(self, owner: str, delivery_ids: Sequence[int], *, until: datetime) -> int:
         """Extend this owner's claims (sends still under way). Returns how many it still held."""

@@ -21,22 +21,20 @@ class RateTable:
         """Take the next slot of `scope` (the one after the last taken, or now if that is past) and move the
         next one `interval_seconds` later. Returns the seconds until the slot comes (0: now)."""
         interval_ms = interval_seconds * 1000
-        async with self._db.transaction():  # one short statement: committed at once
-            if self._db.dialect == "postgresql":
-                row = await self._db.fetchone(
-                    "WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms)"
-                    " INSERT INTO rate_slots AS r (scope, next_at) SELECT ?, ms + ? FROM clock"
-                    " ON CONFLICT (scope) DO UPDATE SET next_at = GREATEST(r.next_at, (SELECT ms FROM clock)) + ?"
-                    " RETURNING r.next_at, (SELECT ms FROM clock)",
-                    (scope, interval_ms, interval_ms),
-                )
-            else:
-                now_ms = time.time() * 1000
-                row = await self._db.fetchone(
-                    "INSERT INTO rate_slots(scope, next_at) VALUES (?, ?) ON CONFLICT(scope) DO UPDATE"
-                    " SET next_at = MAX(next_at, ?) + ? RETURNING next_at, ?",
-                    (scope, now_ms + interval_ms, now_ms, interval_ms, now_ms),
-                )
-        assert row is not None
-        next_at, now = float(row[0]), float(row[1])
+        if self._db.dialect == "postgresql":
+            rows = await self._db.write_returning(
+                "WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms)"
+                " INSERT INTO rate_slots AS r (scope, next_at) SELECT ?, ms + ? FROM clock"
+                " ON CONFLICT (scope) DO UPDATE SET next_at = GREATEST(r.next_at, (SELECT ms FROM clock)) + ?"
+                " RETURNING r.next_at, (SELECT ms FROM clock)",
+                (scope, interval_ms, interval_ms),
+            )
+        else:
+            now_ms = time.time() * 1000
+            rows = await self._db.write_returning(
+                "INSERT INTO rate_slots(scope, next_at) VALUES (?, ?) ON CONFLICT(scope) DO UPDATE"
+                " SET next_at = MAX(next_at, ?) + ? RETURNING next_at, ?",
+                (scope, now_ms + interval_ms, now_ms, interval_ms, now_ms),
+            )
+        next_at, now = float(rows[0][0]), float(rows[0][1])
         return max(0.0, (next_at - interval_ms - now) / 1000)

@@ -151,14 +151,13 @@ class SourceTable:
             return []
         moment = to_iso(now)
         skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
-        async with self._db.transaction():
-            rows = await self._db.fetchall(
-                "UPDATE sources SET claimed_by = ?, claim_until = ? WHERE id IN ("
-                f"SELECT id FROM sources WHERE {_WANTED} AND {_DUE_AT} <= ?"
-                " AND (claim_until IS NULL OR claim_until <= ?)"
-                f" ORDER BY {_DUE_AT}, id LIMIT ?{skip_locked}) RETURNING *",
-                (owner, to_iso(now + timedelta(seconds=lease_seconds)), moment, moment, limit),
-            )
+        rows = await self._db.write_returning(
+            "UPDATE sources SET claimed_by = ?, claim_until = ? WHERE id IN ("
+            f"SELECT id FROM sources WHERE {_WANTED} AND {_DUE_AT} <= ?"
+            " AND (claim_until IS NULL OR claim_until <= ?)"
+            f" ORDER BY {_DUE_AT}, id LIMIT ?{skip_locked}) RETURNING *",
+            (owner, to_iso(now + timedelta(seconds=lease_seconds)), moment, moment, limit),
+        )
         claimed = [source_from_row(row) for row in rows]
         return sorted(
             claimed, key=lambda s: (to_iso(s.next_poll_at if s.enabled else s.probe_at) or "", s.id or 0)

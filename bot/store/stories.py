@@ -135,7 +135,7 @@ class StoryTable:
         found: list[int | None] = []
         for start in range(0, len(stories), 300):
             chunk = stories[start : start + 300]
-            values = ",".join("(?,?,?)" for _ in chunk)
+            values = ",".join("(CAST(? AS INTEGER),?,?)" for _ in chunk)  # typed: PostgreSQL guesses text
             params: list[Any] = []
             for n, story in enumerate(chunk):
                 params += (n, story.key, story.canonical_url or story.key)
