@@ -47,6 +47,7 @@ from bot.timeutil import utcnow  # noqa: E402
 from tests.support.bot_harness import BotProcess, bot_process  # noqa: E402
 from tests.support.discord_server import FakeDiscord  # noqa: E402
 from tests.support.feed_server import FeedServer, wordpress_feed  # noqa: E402
+from tests.test_e2e_crash import descendants  # noqa: E402
 from tests.test_e2e_delivery import v_iu_feed  # noqa: E402
 
 GLOBAL_LIMIT = 50.0
@@ -71,10 +72,16 @@ class Result:
     story_to_last: float  # from the story appearing in its feed to the last message
     floor: float
     self_429: int
+    global_429: int
     peak_per_second: int
     fetches_per_feed_interval: float
     double_fetches: int
     window: float
+    poll_cpu_ms: float  # CPU (all bot processes and their workers) per feed poll, while only polling
+    poll_fetches_per_second: float  # all processes together, while only polling
+    fanout_cpu_ms: float  # CPU per post during the fan-out, the polling's share taken out
+    cpu_share: list[float]  # each process's CPU over the run, as a share of one core
+    table_bytes: dict[str, tuple[int, int]]  # PostgreSQL: table -> (rows, bytes with its indexes)
 
 
 # --- the feed sites, in a process of their own -------------------------------------------------------------
@@ -101,6 +108,33 @@ def _serve(feeds: int, ready: Any, commands: Any, results: Any) -> None:  # mult
         await server.close()
 
     asyncio.run(main())
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and everything below it (its worker processes), from /proc."""
+    total = 0.0
+    for one in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def table_sizes(url: str) -> dict[str, tuple[int, int]]:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        sizes = {}
+        for (table,) in await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+        ):
+            rows = await connection.fetchval(f'SELECT count(*) FROM "{table}"')
+            size = await connection.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+            sizes[table] = (int(rows), int(size))
+        return sizes
+    finally:
+        await connection.close()
 
 
 def feed_hits(port: int) -> dict[str, int]:
@@ -224,6 +258,13 @@ async def run(
                     for bot in bots:
                         await bot.wait_for_log("ready:", timeout=600)
                     ready_at = time.time()
+                    pids = [bot.process.pid for bot in bots]
+                    cpu_start = [cpu_seconds(pid) for pid in pids]
+                    # polling alone, for one interval after the first (start-up spreads the first polls over it)
+                    await asyncio.sleep(interval)
+                    poll_from, cpu_from = time.time(), sum(cpu_seconds(pid) for pid in pids)
+                    await asyncio.sleep(interval)
+                    poll_to, cpu_to = time.time(), sum(cpu_seconds(pid) for pid in pids)
                     story_path = f"/dyn/{STORY_FEED}"
                     while (await asyncio.to_thread(feed_hits, port)).get(story_path, 0) < 1:  # noqa: ASYNC110
                         await asyncio.sleep(
@@ -232,6 +273,7 @@ async def run(
                     await asyncio.sleep(1.0)
                     commands.put("story")
                     story_at = await asyncio.to_thread(results.get, True, 30)
+                    cpu_story = sum(cpu_seconds(pid) for pid in pids)
                     ids = [channel_id for _, channel_id in subscribed]
                     while (posted := sum(1 for c in ids if server.messages(c))) < len(ids):
                         if time.time() - story_at > 2 * len(ids) / GLOBAL_LIMIT + 120:
@@ -242,13 +284,19 @@ async def run(
                         datetime.fromisoformat(server.messages(c)[0]["timestamp"]).timestamp() for c in ids
                     ]
                     first_message, last_message = min(made), max(made)
+                    cpu_posted = sum(cpu_seconds(pid) for pid in pids)
                     # polling, measured from one interval after start-up (the first polls are spread over it)
                     # to now, or over two intervals at least
                     window_start = ready_at + interval
                     await asyncio.sleep(max(0.0, window_start + 2 * interval - time.time()))
                     window_end = time.time()
+                    cpu_share = [
+                        (cpu_seconds(pid) - start) / (window_end - ready_at)
+                        for pid, start in zip(pids, cpu_start, strict=True)
+                    ]
                     for bot in bots:
                         await bot.stop(timeout=60)
+                    sizes = await table_sizes(target) if engine == "postgresql" else {}
                 commands.put("times")
                 times: dict[str, list[float]] = await asyncio.to_thread(results.get, True, 60)
                 feed_paths = [f"/dyn/f{i}" for i in range(feeds)]
@@ -256,6 +304,12 @@ async def run(
                     t for p in feed_paths for t in times.get(p, []) if window_start <= t < window_end
                 ]
                 window = window_end - window_start
+                alone = [t for p in feed_paths for t in times.get(p, []) if poll_from <= t < poll_to]
+                poll_rate = len(alone) / (poll_to - poll_from)
+                poll_cpu = (cpu_to - cpu_from) / max(1, len(alone))
+                fanout_cpu = (
+                    cpu_posted - cpu_story - poll_cpu * poll_rate * (last_message - story_at)
+                ) / channels
                 doubles = 0
                 for p in feed_paths:
                     stamps = sorted(times.get(p, []))
@@ -274,10 +328,16 @@ async def run(
                     story_to_last=last_message - story_at,
                     floor=channels / GLOBAL_LIMIT,
                     self_429=server.stats.ratelimited,
+                    global_429=server.stats.global_ratelimited,
                     peak_per_second=server.ledger.peak(server.token),
                     fetches_per_feed_interval=len(in_window) / feeds / (window / interval),
                     double_fetches=doubles,
                     window=window,
+                    poll_cpu_ms=poll_cpu * 1000,
+                    poll_fetches_per_second=poll_rate,
+                    fanout_cpu_ms=fanout_cpu * 1000,
+                    cpu_share=cpu_share,
+                    table_bytes=sizes,
                 )
     finally:
         commands.put("stop")
@@ -296,12 +356,23 @@ def report(result: Result) -> list[str]:
         f" {over:+.1%}, goal within {GOAL_OVER_FLOOR:.0%}) {'OK' if over <= GOAL_OVER_FLOOR else 'MISSED'}",
         f"  story in feed to last post   {result.story_to_last:7.1f} s",
         f"  rate                         {result.channels / result.fanout_seconds:7.1f} posts/s",
-        f"  429s the bot caused          {result.self_429:7d}    (goal {GOAL_SELF_429})"
+        f"  429s the bot caused          {result.self_429:7d}    ({result.global_429} global; goal {GOAL_SELF_429})"
         f" {'OK' if result.self_429 <= GOAL_SELF_429 else 'MISSED'}",
         f"  busiest calendar second      {result.peak_per_second:7d}    requests (Discord allows 50)",
         f"  fetches per feed per interval {result.fetches_per_feed_interval:6.2f}    over {result.window:.0f} s"
         " (goal 1.0, jitter ±10 %)",
         f"  feeds fetched twice within half an interval {result.double_fetches} (goal 0)",
+        f"  polling alone: {result.poll_fetches_per_second:.0f} fetches/s in all, {result.poll_cpu_ms:.1f} ms CPU"
+        " per fetch (304s, all processes and workers)",
+        f"  fan-out: {result.fanout_cpu_ms:.1f} ms CPU per post (polling's share taken out)",
+        "  CPU per process over the run: "
+        + ", ".join(f"{share:.0%}" for share in result.cpu_share)
+        + " of a core",
+        *(
+            f"  table {name}: {rows:,} rows, {size / 1024:,.0f} KiB"
+            + (f" ({size / rows:,.0f} B per row with indexes)" if rows else "")
+            for name, (rows, size) in result.table_bytes.items()
+        ),
     ]
 
 

@@ -1,11 +1,11 @@
 """Discord's global request limit (50 per second per bot, all processes and shards together), kept by the bot.
 
 `bot.global_limiter` is the one limiter every sender acquires before a request (deliveries, direct messages,
-forum posts, edits). One process (SQLite): an in-process token bucket. Several processes on one PostgreSQL:
-slots one 47th of a second apart, reserved in the database (`store.rates`) on its clock, so together they stay
-under the limit with no proxy in front of Discord. Slots, not counts per second: Discord (like the tests' server)
-counts any one second, not calendar seconds, and a count per calendar second lets 48 go at the end of one and 48
-more at the start of the next.
+forum posts, edits): requests go in slots one 47th of a second apart. One process (SQLite): the slots are kept in
+memory. Several processes on one PostgreSQL: they are reserved in the database (`store.rates`) on its clock, so
+all processes together stay under the limit with no proxy in front of Discord. Slots, not counts per second:
+Discord (like the tests' server) counts any one second, not calendar seconds, and a count per calendar second
+lets 48 go at the end of one and 48 more at the start of the next.
 
 Requests a sender did not acquire for (logging in, syncing commands, a cog's REST call) are counted too:
 `request_trace` hooks discord.py's HTTP session (its public `http_trace` option) and acquires before any
@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 
 from bot.store import Store
 
-# 48 requests/s with a bucket of 2: a late wake-up is caught up (a bucket of 1 loses it, ~46/s in practice),
-# and any one-second window still holds at most 2 + 48 = 50 requests: the bot never causes a global 429.
-LOCAL_RATE = 48.0
-LOCAL_BURST = 2
-# Shared: one request every 1/47 s, so at most 48 in any second when each goes at its slot, and 2 to spare for
-# requests that reach Discord a little late (a busy process).
-SHARED_RATE = 47.0
+log = logging.getLogger(__name__)
+
+# One request every 1/47 s, all processes together. A request goes at its slot or within one slot after it,
+# else it takes a new one: a busy process (or discord.py holding requests back after a 429) never sends a late
+# bunch. So at most 47 + 1 + 1 = 49 go in any one second, one to spare for the way to Discord.
+RATE = 47.0
 SHARED_SCOPE = "discord"
 
-# Set by acquire(): the task's next request to Discord is paid for, so the HTTP hook does not count it again.
-_prepaid: contextvars.ContextVar[bool] = contextvars.ContextVar("kpopnews_limiter_prepaid", default=False)
+# Set by acquire(): until when (loop time) the task's next request to Discord may use the slot it waited for;
+# the HTTP hook lets that request go without a slot of its own. None: nothing paid for.
+_paid_until: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "kpopnews_limiter_paid", default=None
+)
 
 
 class GlobalLimiter(Protocol):
@@ -44,29 +46,56 @@ class GlobalLimiter(Protocol):
         request to Discord is that one."""
 
 
-class LocalLimiter:
-    """One process: a token bucket in memory."""
+class SlotLimiter:
+    """Requests one interval apart: each takes the next free slot (`_reserve`) and waits for it."""
 
-    def __init__(self, rate: float = LOCAL_RATE, burst: int = LOCAL_BURST) -> None:
-        self._bucket = AsyncLimiter(burst, burst / rate)
+    def __init__(self, rate: float = RATE) -> None:
+        self.rate = rate
+        self.late = 0  # slots given up because the request could not go in time (for the log)
 
-    async def acquire(self) -> None:
-        await self._bucket.acquire()
-        _prepaid.set(True)
-
-
-class SharedLimiter:
-    """Every process on one database: each request waits for its slot, reserved in the database."""
-
-    def __init__(self, store: Store, *, rate: float = SHARED_RATE, scope: str = SHARED_SCOPE) -> None:
-        self._store = store
-        self.rate, self.scope = rate, scope
+    async def _reserve(self, interval: float) -> float:
+        """Take the next slot; the seconds until it comes."""
+        raise NotImplementedError
 
     async def acquire(self) -> None:
-        wait = await self._store.rates.reserve(self.scope, 1.0 / self.rate)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        _prepaid.set(True)
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.rate
+        while True:
+            wait = await self._reserve(interval)
+            slot = loop.time() + wait
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if loop.time() <= slot + interval:
+                _paid_until.set(slot + interval)
+                return
+            self.late += 1  # woke too late: going now would bunch with the requests of the slots after it
+            if self.late % 100 == 1:
+                log.info("%d request slots given up so far: this process woke too late for them", self.late)
+
+
+class LocalLimiter(SlotLimiter):
+    """One process (SQLite): the slots in memory."""
+
+    def __init__(self, rate: float = RATE) -> None:
+        super().__init__(rate)
+        self._next = 0.0
+
+    async def _reserve(self, interval: float) -> float:
+        now = asyncio.get_running_loop().time()
+        slot = max(self._next, now)
+        self._next = slot + interval
+        return slot - now
+
+
+class SharedLimiter(SlotLimiter):
+    """Every process on one database: the slots reserved in the database, on its clock."""
+
+    def __init__(self, store: Store, *, rate: float = RATE, scope: str = SHARED_SCOPE) -> None:
+        super().__init__(rate)
+        self._store, self.scope = store, scope
+
+    async def _reserve(self, interval: float) -> float:
+        return await self._store.rates.reserve(self.scope, interval)
 
 
 def limiter_for(store: Store) -> GlobalLimiter:
@@ -75,15 +104,18 @@ def limiter_for(store: Store) -> GlobalLimiter:
 
 
 def request_trace(limiter: Callable[[], GlobalLimiter]) -> aiohttp.TraceConfig:
-    """A trace for discord.py's HTTP session (`http_trace=`): every request carrying the bot token waits for
-    `limiter()` unless its task acquired already."""
+    """A trace for discord.py's HTTP session (`http_trace=`): every request carrying the bot token goes in its
+    slot: the one its task acquired, if the request starts in time, else one it waits for here."""
 
     async def on_request_start(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
         if "Authorization" not in params.headers:  # interaction answers, webhooks, the gateway: exempt
             return
-        if not _prepaid.get():
+        loop = asyncio.get_running_loop()
+        paid = _paid_until.get()
+        while paid is None or loop.time() > paid:  # nothing paid, or discord.py held it back past its slot
             await limiter().acquire()
-        _prepaid.set(False)
+            paid = _paid_until.get()
+        _paid_until.set(None)
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_request_start)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from bot.models import Delivery, Story
-from bot.rate_limit import SharedLimiter
+from bot.rate_limit import LocalLimiter, SharedLimiter, request_trace
 from bot.store import Store
 from bot.timeutil import utcnow
 
@@ -262,8 +263,73 @@ async def test_the_shared_limiter_keeps_every_process_together_under_the_rate(st
     await asyncio.gather(*(sender(limiter) for limiter in limiters for _ in range(4)))
     sent.sort()
     busiest = max(sum(1 for t in sent if start <= t < start + 1.0) for start in sent)
-    assert busiest <= 21  # 20 per second, one more at a second's edge: never a burst
-    assert 38 <= len(sent) <= 50  # and not slower than asked either (2 s at 20/s, plus the last waiters)
+    assert busiest <= 22  # 20 per second, a slot's lateness and a second's edge: never a burst
+    assert 36 <= len(sent) <= 50  # and not slower than asked either (2 s at 20/s, plus the last waiters)
+
+
+async def test_a_task_waking_too_late_for_its_slot_takes_another(stores) -> None:
+    limiter = LocalLimiter(rate=10.0)
+    loop = asyncio.get_running_loop()
+    late = asyncio.create_task(limiter.acquire())  # its slot is now; the loop is busy past it
+    began = loop.time()
+    while loop.time() - began < 0.25:  # noqa: ASYNC110 - blocking the loop on purpose
+        pass
+    await late
+    assert limiter.late == 0  # the first slot is taken at once: the loop was free when it was reserved
+    await limiter.acquire()
+    second = asyncio.create_task(limiter.acquire())  # waits ~0.1 s for its slot
+    await asyncio.sleep(0)
+    began = loop.time()
+    while loop.time() - began < 0.35:  # noqa: ASYNC110 - a stall past the slot and the one after it
+        pass
+    await second
+    assert limiter.late == 1  # given up, and another slot waited for
+
+
+class CountingLocal(LocalLimiter):
+    acquired = 0
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+        await super().acquire()
+
+
+class CountingLimiter(SharedLimiter):
+    acquired = 0
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+        await super().acquire()
+
+
+async def test_every_request_with_the_token_goes_in_a_slot_of_its_own_and_in_time(stores) -> None:
+    limiter = CountingLimiter(stores[0], rate=10.0, scope="hook")
+    [hook] = request_trace(lambda: limiter).on_request_start
+    with_token = SimpleNamespace(headers={"Authorization": "Bot abc"})
+
+    async def request(params: SimpleNamespace = with_token) -> None:
+        await hook(None, None, params)
+
+    await request()  # nothing acquired for it: the hook waits for a slot
+    assert limiter.acquired == 1
+    await limiter.acquire()  # a sender acquired: its request goes in that slot
+    await request()
+    assert limiter.acquired == 2
+    await request(SimpleNamespace(headers={}))  # an interaction answer (no token): never limited
+    assert limiter.acquired == 2
+    await limiter.acquire()
+    await asyncio.sleep(0.35)  # held back past its slot (a busy process): a new slot, not a late bunch
+    await request()
+    assert limiter.acquired == 4 and limiter.late == 0
+    local = CountingLocal(rate=10.0)  # one process: the same rules, the slots in memory
+    [local_hook] = request_trace(lambda: local).on_request_start
+    await local.acquire()
+    await local_hook(None, None, with_token)
+    assert local.acquired == 1
+    await local.acquire()
+    await asyncio.sleep(0.35)
+    await local_hook(None, None, with_token)
+    assert local.acquired == 3 and local.late == 0
 
 
 # --- locks --------------------------------------------------------------------------------------------------
