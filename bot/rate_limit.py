@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 RATE = 47.0
 SHARED_SCOPE = "discord"
 
-# Set by acquire(): until when (loop time) the task's next request to Discord may use the slot it waited for;
+# Set by acquire(): until when (wall clock) the task's next request to Discord may use the slot it waited for;
 # the HTTP hook lets that request go without a slot of its own. None: nothing paid for.
 _paid_until: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "kpopnews_limiter_paid", default=None
@@ -47,25 +48,26 @@ class GlobalLimiter(Protocol):
 
 
 class SlotLimiter:
-    """Requests one interval apart: each takes the next free slot (`_reserve`) and waits for it."""
+    """Requests one interval apart: each takes the next free slot (`_reserve`) and waits for it. Slots are wall
+    clock times (`time.time()`), so processes on one machine, or on machines with synchronised clocks, agree on
+    them however long the answer took to reach each of them."""
 
     def __init__(self, rate: float = RATE) -> None:
         self.rate = rate
         self.late = 0  # slots given up because the request could not go in time (for the log)
 
     async def _reserve(self, interval: float) -> float:
-        """Take the next slot; the seconds until it comes."""
+        """Take the next slot: when it is, in seconds since the epoch."""
         raise NotImplementedError
 
     async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
         interval = 1.0 / self.rate
         while True:
-            wait = await self._reserve(interval)
-            slot = loop.time() + wait
+            slot = await self._reserve(interval)
+            wait = slot - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if loop.time() <= slot + interval:
+            if time.time() <= slot + interval:
                 _paid_until.set(slot + interval)
                 return
             self.late += 1  # woke too late: going now would bunch with the requests of the slots after it
@@ -81,10 +83,9 @@ class LocalLimiter(SlotLimiter):
         self._next = 0.0
 
     async def _reserve(self, interval: float) -> float:
-        now = asyncio.get_running_loop().time()
-        slot = max(self._next, now)
+        slot = max(self._next, time.time())
         self._next = slot + interval
-        return slot - now
+        return slot
 
 
 class SharedLimiter(SlotLimiter):
@@ -110,9 +111,8 @@ def request_trace(limiter: Callable[[], GlobalLimiter]) -> aiohttp.TraceConfig:
     async def on_request_start(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
         if "Authorization" not in params.headers:  # interaction answers, webhooks, the gateway: exempt
             return
-        loop = asyncio.get_running_loop()
         paid = _paid_until.get()
-        while paid is None or loop.time() > paid:  # nothing paid, or discord.py held it back past its slot
+        while paid is None or time.time() > paid:  # nothing paid, or discord.py held it back past its slot
             await limiter().acquire()
             paid = _paid_until.get()
         _paid_until.set(None)
