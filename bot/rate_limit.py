@@ -28,9 +28,10 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-# One request every 1/47 s, all processes together. A request goes at its slot or within one slot after it,
+# One request every 1/47 s, all processes together. A request starts at its slot or within one slot after it,
 # else it takes a new one: a busy process (or discord.py holding requests back after a 429) never sends a late
-# bunch. So at most 47 + 1 + 1 = 49 go in any one second, one to spare for the way to Discord.
+# bunch. So at most 48 start in any one second, and 2 to spare for the way to Discord (the time between the
+# start and Discord's count varies with each machine's load).
 RATE = 47.0
 SHARED_SCOPE = "discord"
 
