@@ -1,4 +1,5 @@
-"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, sources, copy-db; plus retag)."""
+"""The `kpopnews` command line (contract: run, poll --once, preview, search, trending, sources, copy-db;
+plus retag)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,8 @@ class DiscordConfig:
     token: str = field(default="", repr=False)  # never shown in logs or reprs
     api_base: str = ""  # REST base with version path; empty = Discord's own
     gateway_url: str = ""  # gateway URL; empty = Discord's own
+    shard_count: int = 0  # shards of the whole bot, all processes together; 0 = Discord's recommended count
+    shard_ids: tuple[int, ...] = ()  # the shards this process runs; empty = all of them
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
         value = getattr(discord, key)
         if value and not value.startswith(("http://", "https://", "ws://", "wss://")):
             raise ConfigError(f"discord.{key} must be a URL, got {value!r}")
+    _check_shards(discord)
     storage = _section(raw, "storage", StorageConfig)
     if not storage.database:
         raise ConfigError("storage.database must name a file")
@@ -156,6 +159,30 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
     if "sources" in raw:
         sources = _sources(raw["sources"])
     return Config(discord, storage, polling, delivery, sources, path)
+
+
+def _check_shards(discord: DiscordConfig) -> None:
+    if discord.shard_count < 0:
+        raise ConfigError(
+            f"discord.shard_count must be ≥ 0 (0 = Discord's recommended count), got {discord.shard_count}"
+        )
+    if not discord.shard_ids:
+        return
+    if discord.shard_count == 0:
+        raise ConfigError(
+            "discord.shard_ids needs discord.shard_count: the number of shards of all processes together"
+        )
+    for shard_id in discord.shard_ids:
+        if (
+            not isinstance(shard_id, int)
+            or isinstance(shard_id, bool)
+            or not 0 <= shard_id < discord.shard_count
+        ):
+            raise ConfigError(
+                f"discord.shard_ids: {shard_id!r} is not a shard of {discord.shard_count} (0 to {discord.shard_count - 1})"
+            )
+    if len(set(discord.shard_ids)) != len(discord.shard_ids):
+        raise ConfigError(f"discord.shard_ids lists a shard twice: {list(discord.shard_ids)}")
 
 
 def is_postgres_url(text: str) -> bool:
@@ -240,6 +267,8 @@ def _section(raw: dict[str, Any], name: str, cls: type) -> Any:
         expected = type(getattr(defaults, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is tuple and isinstance(value, list):  # TOML arrays: kept immutable
+            value = tuple(value)
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise ConfigError(f"{name}.{key} must be {_kind(expected)}, got {value!r}")
         if expected is float and not math.isfinite(value):  # TOML allows nan/inf; no timer can use them
@@ -249,9 +278,13 @@ def _section(raw: dict[str, Any], name: str, cls: type) -> Any:
 
 
 def _kind(t: type) -> str:
-    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}.get(
-        t, t.__name__
-    )
+    return {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        tuple: "an array",
+    }.get(t, t.__name__)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -2,9 +2,13 @@
 
 Oldest first, channels concurrently, in order within a channel. Every send carries the delivery's nonce with
 `enforce_nonce`, and its attempt is committed before the request: after a kill -9 the pending delivery is sent
-again and Discord answers with the message it already made instead of a second one. Pacing: one limiter for
-all the worker's requests, under Discord's global 50 requests/s; per-channel limits are left to discord.py,
-which honours the rate-limit headers.
+again and Discord answers with the message it already made instead of a second one. Pacing: the bot's global
+limiter (bot/rate_limit.py) for every request, under Discord's global 50 requests/s for all processes together;
+per-channel limits are left to discord.py, which honours the rate-limit headers.
+
+Several processes on one database: a delivery is claimed before it is sent (`store.deliveries.claim_due`), only
+the oldest pending one of its channel, so one process at a time sends to a channel, in order. A process that
+dies loses its claims when their lease runs out; another sends them again with the same nonce.
 
 Channels by kind (bot/channel_posts.py lays the post out): a text channel gets a message, with a discussion
 thread opened on it when asked; an announcement channel gets a message that is then published (crossposted)
@@ -26,7 +30,6 @@ from typing import Any
 
 import aiohttp
 import discord
-from aiolimiter import AsyncLimiter
 from discord.ext import commands
 
 from bot.channel_posts import (
@@ -76,18 +79,16 @@ from bot.models import (
     Outgoing,
     Story,
 )
+from bot.rate_limit import GlobalLimiter, LocalLimiter
 from bot.store import Store
 from bot.subscriptions import remove_channel, remove_guild
 from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# 48 requests/s with a bucket of 2: a late wake-up is caught up (a bucket of 1 loses it, ~46/s in practice),
-# and any one-second window still holds at most 2 + 48 = 50 requests: the bot never causes a global 429.
-GLOBAL_RATE = 48.0
-GLOBAL_BURST = 2
 CHANNEL_CONCURRENCY = 50  # channels posted to at once; the limiter, not this, sets the pace
 SWEEP_SECONDS = 30.0  # look at the queue at least this often, even when nobody wakes the worker
+LEASE_SECONDS = 20.0  # a claim on a delivery holds this long unless renewed (renewed every third of it)
 NONCE_TRUST = timedelta(
     minutes=4
 )  # Discord remembers a nonce a few minutes; older in-doubt sends are checked
@@ -104,22 +105,24 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: commands.Bot | commands.AutoShardedBot,
         store: Store,
         *,
         artists: ArtistNames | None = None,
-        rate: float = GLOBAL_RATE,
+        limiter: GlobalLimiter | None = None,
         concurrency: int = CHANNEL_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.bot = bot
         self.store = store
-        self.limiter = AsyncLimiter(GLOBAL_BURST, GLOBAL_BURST / rate)
+        self.limiter = limiter or LocalLimiter()  # the bot's global limiter (bot.global_limiter)
         self.sweep_seconds = sweep_seconds
-        self._slots = asyncio.Semaphore(concurrency)
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
-        self._active: dict[int, asyncio.Task[None]] = {}
-        self._recheck: set[int] = set()
+        self._active: dict[int, asyncio.Task[None]] = {}  # channel id -> the task sending to it
+        self._held: dict[int, int] = {}  # channel id -> the delivery claimed for it now
         self._colors: dict[int, int | None] = {}
         self._listening = False
         self.tags = ForumTagMatcher(artists)  # which of a forum's tags fit a story
@@ -134,6 +137,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         self._listen()
+        renewer = asyncio.create_task(self._renew_claims(), name="delivery: renew claims")
         try:
             while True:
                 self._wake.clear()
@@ -150,10 +154,14 @@ class DeliveryWorker:
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
-            tasks = list(self._active.values())
+            tasks = [renewer, *self._active.values()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(
+                Exception
+            ):  # stopping cleanly: another process may take them over at once
+                await self.store.deliveries.release(self.store.owner)
 
     async def drain(self, within: float = 30.0) -> None:
         """Wait until nothing is due or being sent (tests and benchmarks)."""
@@ -186,7 +194,7 @@ class DeliveryWorker:
             log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
 
     async def _time_to_next(self) -> float:
-        due = await self.store.deliveries.next_due_at()
+        due = await self.store.deliveries.next_due_at(self.store.owner)
         if due is None:
             return self.sweep_seconds
         return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
@@ -194,37 +202,73 @@ class DeliveryWorker:
     # --- sending ----------------------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        due = list(await due_deliveries(self.store))
-        # posts whose publishing or thread a crash cut short: their channel finishes them first
-        due += [c for c in await self.store.deliveries.follow_up_channels() if c not in due]
-        for channel_id in due:  # oldest first: the semaphore lets them in in this order
-            if channel_id in self._active:
-                self._recheck.add(channel_id)  # its task looks again before it ends
-                continue
-            task = asyncio.create_task(self._run_channel(channel_id), name=f"deliver-{channel_id}")
-            self._active[channel_id] = task
+        free = self.concurrency - len(self._active)
+        claimed = await self.store.deliveries.claim_due(self.store.owner, utcnow(), self.lease_seconds, free)
+        for delivery in claimed:  # oldest first, one per channel
+            channel_id = delivery.channel_id
+            self._held[channel_id] = delivery.id
+            self._active[channel_id] = asyncio.create_task(
+                self._run_channel(delivery), name=f"deliver-{channel_id}"
+            )
+        # posts whose publishing or thread a crash cut short, on channels with nothing else to send: finished here
+        # (publishing and threads are safe to try twice: Discord answers that it is done already)
+        for channel_id in await self.store.deliveries.follow_up_channels():
+            if channel_id not in self._active:
+                self._active[channel_id] = asyncio.create_task(
+                    self._finish_follow_ups(channel_id), name=f"follow-ups-{channel_id}"
+                )
 
-    async def _run_channel(self, channel_id: int) -> None:
+    async def _run_channel(self, first: Delivery) -> None:
+        """Send the claimed delivery, then the channel's next ones while they are due and this process gets
+        them; a send that has to wait leaves the channel to the main loop."""
+        channel_id = first.channel_id
+        delivery: Delivery | None = first
         try:
-            async with self._slots:
-                while True:
-                    self._recheck.discard(channel_id)
-                    for unfinished in await self.store.deliveries.follow_ups(channel_id):
-                        await self._follow_up(unfinished)
-                    batch = (await due_deliveries(self.store, channel_id=channel_id)).get(channel_id)
-                    if not batch:
-                        if channel_id in self._recheck:
-                            continue
-                        return
-                    for delivery in batch:
-                        if not await self._deliver(delivery):
-                            return  # the channel waits (backoff) or is gone; the main loop comes back
+            for unfinished in await self.store.deliveries.follow_ups(channel_id):
+                await self._follow_up(unfinished)  # the channel's earlier post first
+            while delivery is not None:
+                self._held[channel_id] = delivery.id
+                if not await self._deliver(delivery):
+                    return  # the channel waits (backoff) or is gone; the main loop comes back
+                claimed = await self.store.deliveries.claim_due(
+                    self.store.owner, utcnow(), self.lease_seconds, 1, channel_id=channel_id
+                )
+                delivery = claimed[0] if claimed else None
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivering to channel %d failed; will retry", channel_id)
         finally:
+            held = self._held.pop(channel_id, None)
             self._active.pop(channel_id, None)
+            if held is not None:  # not sent (waiting, or failed): any process may take it when it is due
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.deliveries.release(self.store.owner, [held]))
+            self.wake()
+
+    async def _finish_follow_ups(self, channel_id: int) -> None:
+        try:
+            for unfinished in await self.store.deliveries.follow_ups(channel_id):
+                await self._follow_up(unfinished)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("finishing the publishing or threads of channel %d failed; will retry", channel_id)
+        finally:
+            self._active.pop(channel_id, None)
+
+    async def _renew_claims(self) -> None:
+        """Keep the claims on the deliveries being sent (a send may wait on the limiter or a rate limit)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if self._held:
+                until = utcnow() + timedelta(seconds=self.lease_seconds)
+                try:
+                    await self.store.deliveries.renew_claims(
+                        self.store.owner, list(self._held.values()), until=until
+                    )
+                except Exception as exc:
+                    log.warning("could not renew the claims on %d deliveries: %r", len(self._held), exc)
 
     async def _deliver(self, queued: Delivery) -> bool:
         """Post one delivery. True: the channel may go on with its next one."""
@@ -504,7 +548,10 @@ class DeliveryWorker:
     # --- "Also on" edits --------------------------------------------------------------------------------
 
     async def _edit_pass(self) -> None:
-        for delivery in await self.store.deliveries.pending_edits(limit=EDITS_PER_PASS):
+        claimed = await self.store.deliveries.claim_edits(
+            self.store.owner, utcnow(), self.lease_seconds, EDITS_PER_PASS
+        )
+        for delivery in claimed:  # a claim left on a failed edit runs out: it is tried again then
             story = await self.store.stories.get(delivery.story_id)
             if story is None or delivery.message_id is None:
                 await record_edited(self.store, delivery, gave_up=True)
@@ -584,6 +631,10 @@ class _DirectMessageBody:
     ]  # whether a message in the DM channel is this one (a send in doubt)
 
 
+DM_SENDER_LOCK = "direct-messages"  # held by the one process that sends the followers' DMs
+DM_SENDER_RETRY = 2.0  # seconds between a waiting process's tries to take the DMs over
+
+
 class DirectMessageWorker:
     """A background service: sends the followers' direct messages, each once; `wake()` when some are queued.
 
@@ -598,7 +649,7 @@ class DirectMessageWorker:
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: commands.Bot | commands.AutoShardedBot,
         store: Store,
         *,
         posts: DeliveryWorker,
@@ -622,6 +673,17 @@ class DirectMessageWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        """Send DMs until cancelled. Several processes on one database: one of them sends the followers' DMs at
+        a time (it holds the store's lock; when it dies, the lock goes with its connection and another process
+        takes over, resending what was in doubt with the same nonces)."""
+        while True:
+            async with self.store.locks.try_lock(DM_SENDER_LOCK) as held:
+                if held:
+                    await self._send_forever()
+                    return
+            await asyncio.sleep(DM_SENDER_RETRY)
+
+    async def _send_forever(self) -> None:
         try:
             while True:
                 self._wake.clear()

@@ -1,4 +1,4 @@
-"""The Discord edge: the bot (one `commands.Bot`), its background services, and `kpopnews run`.
+"""The Discord edge: the bot (one `commands.AutoShardedBot`), its background services, and `kpopnews run`.
 
 `KpopNewsBot.setup_hook` opens what the whole bot shares (one aiohttp session, the database, the artist index),
 loads the cogs, sets the command translator (cogs/translator.py: names, descriptions and options in every
@@ -6,6 +6,11 @@ locale of bot/locales), syncs the slash commands only when their translated defi
 background
 services that cogs and modules registered with `add_service` (the poller, the delivery worker). `close` stops the
 services first, then Discord, then the session and the database.
+
+Several processes can be one bot (contract: "Several processes, one bot"): each runs the shards `[discord]
+shard_ids` names out of `shard_count`, so a server's events and commands reach the process running its shard;
+polling and deliveries are claimed in the shared database, and every request to Discord waits for the one
+global limiter (`bot.global_limiter`, bot/rate_limit.py).
 """
 
 from __future__ import annotations
@@ -28,13 +33,14 @@ from discord.ext import commands
 
 from bot.artists import load_artist_index
 from bot.config import Config
-from bot.delivery import DeliveryWorker, DirectMessageWorker
+from bot.delivery import SWEEP_SECONDS, DeliveryWorker, DirectMessageWorker
 from bot.fetch import Fetcher, make_session
 from bot.i18n import CATALOGS, join_list, text
 from bot.models import Source, Story
 from bot.onboarding import FeedOnboarding
 from bot.pipeline import after_store
 from bot.poller import Poller
+from bot.rate_limit import GlobalLimiter, LocalLimiter, limiter_for, request_trace
 from bot.store import Store, StoreError
 from bot.workers import Workers
 from cogs.common import answer_error
@@ -53,6 +59,9 @@ SERVICE_STOP_TIMEOUT = 10.0  # seconds a cancelled service may take to leave its
 SERVICE_RESTART_MAX = 60.0  # a crashing service is restarted after 1, 2, 4 … up to this many seconds
 # a 429 asking for a longer wait raises discord.RateLimited instead of sleeping (the hourly publish limit)
 MAX_RATE_LIMIT_WAIT = 60.0
+COMMAND_SYNC_LOCK = "command-sync"  # held by the one process syncing the slash commands
+COMMAND_SYNC_WAIT = 60.0  # seconds a process waits for another one's sync before giving up on its own
+SHARED_SWEEP_SECONDS = 2.0  # with other processes queueing deliveries too, the worker looks this often
 
 ServiceRun = Callable[[], Awaitable[None]]
 
@@ -145,11 +154,15 @@ class KpopNewsTree(app_commands.CommandTree):
         await answer_error(interaction, reply)
 
 
-class KpopNewsBot(commands.Bot):
+class KpopNewsBot(commands.AutoShardedBot):
     """The bot. Cogs reach what it shares as `bot.config`, `bot.store`, `bot.http_session`, `bot.fetcher`,
-    `bot.artists` (None until the artist index loads, or if it cannot), and the stages `setup_hook` wires:
-    `bot.poller`, `bot.delivery` (the delivery worker), `bot.direct_messages` (the followers' DMs, paced by the
-    delivery worker's limiter), `bot.onboarding` (feeds added from Discord)."""
+    `bot.artists` (None until the artist index loads, or if it cannot), `bot.global_limiter` (acquire it before
+    each request to Discord), and the stages `setup_hook` wires: `bot.poller`, `bot.delivery` (the delivery
+    worker), `bot.direct_messages` (the followers' DMs, paced by the same limiter), `bot.onboarding` (feeds added
+    from Discord).
+
+    Sharded as `[discord] shard_count` / `shard_ids` say: with neither, one process runs the shards Discord
+    recommends (one for a small bot)."""
 
     config: Config
     artists: ArtistIndex | None
@@ -171,8 +184,14 @@ class KpopNewsBot(commands.Bot):
         kwargs.setdefault("allowed_mentions", discord.AllowedMentions.none())
         kwargs.setdefault("tree_cls", KpopNewsTree)
         kwargs.setdefault("max_ratelimit_timeout", MAX_RATE_LIMIT_WAIT)
+        kwargs.setdefault("shard_count", config.discord.shard_count or None)  # None: asked in setup_hook
+        if config.discord.shard_ids:
+            kwargs.setdefault("shard_ids", list(config.discord.shard_ids))
+        # every request carrying the token waits for the global limiter (the one in use when it is made)
+        kwargs.setdefault("http_trace", request_trace(lambda: self.global_limiter))
         super().__init__(**kwargs)
         self.config = config
+        self.global_limiter: GlobalLimiter = LocalLimiter()  # shared by all processes once the store is open
         self.artists = None
         # command names, descriptions and options in every locale of bot/locales (set in setup_hook)
         self.command_translator: app_commands.Translator = CatalogTranslator()
@@ -199,7 +218,12 @@ class KpopNewsBot(commands.Bot):
         self.http_session = make_session(self.config.polling)
         self.fetcher = Fetcher(self.http_session, self.config.polling)
         self.store = await Store.open_configured(self.config.storage)
+        self.global_limiter = limiter_for(self.store)
         await self.store.sources.sync_config(self.config.sources)
+        if self.shard_count is None:
+            # Discord's recommended count, asked here so the shards connect to gateway_url (a proxy), not the URL
+            # /gateway/bot answers
+            self.shard_count = (await self.http.get_bot_gateway())[0]
         if self._closing:
             return
         self.artists = await load_artist_index(err=sys.stderr)  # None, with a warning, if it cannot load
@@ -228,7 +252,13 @@ class KpopNewsBot(commands.Bot):
         in a cog, so polling never depends on a cog loading."""
         config = self.config
         expand = self.artists.expand if self.artists is not None else None
-        self.delivery = DeliveryWorker(self, self.store, artists=self.artists)
+        self.delivery = DeliveryWorker(
+            self,
+            self.store,
+            artists=self.artists,
+            limiter=self.global_limiter,
+            sweep_seconds=SHARED_SWEEP_SECONDS if self.store.shared else SWEEP_SECONDS,
+        )
         self.direct_messages = DirectMessageWorker(
             self, self.store, posts=self.delivery, most_per_day=config.delivery.max_dms_per_day
         )
@@ -266,7 +296,7 @@ class KpopNewsBot(commands.Bot):
     async def _first_poll(self, source: Source) -> None:
         """A feed a server just added: store what it carries now (as backfill: never posted), then let the
         poller schedule it."""
-        await self.poller.poll_source(source)
+        await self.poller.poll_claimed(source)  # unless another process is polling it already
         self.poller.wake()
 
     async def _load_extension(self, name: str) -> None:
@@ -289,13 +319,30 @@ class KpopNewsBot(commands.Bot):
 
     async def sync_commands_if_changed(self) -> bool:
         """Sync the slash commands when their translated definitions differ from the last sync Discord
-        accepted."""
+        accepted. Processes starting together sync once: one holds the store's lock and syncs, the others wait
+        for it and find the hash it stored."""
         assert self.application_id is not None  # known after login, which runs before setup_hook
         payload = await self.command_payload()
         digest = commands_hash(self.application_id, payload, self.config.discord.api_base)
-        if await self.store.meta.get(COMMANDS_HASH_KEY) == digest:
-            log.info("slash commands unchanged since the last sync: not syncing")
-            return False
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + COMMAND_SYNC_WAIT
+        while not self._closing:
+            async with self.store.locks.try_lock(COMMAND_SYNC_LOCK) as held:
+                if held:
+                    if await self.store.meta.get(COMMANDS_HASH_KEY) == digest:
+                        log.info("slash commands unchanged since the last sync: not syncing")
+                        return False
+                    return await self._sync_commands(digest)
+            if loop.time() > give_up:
+                log.warning(
+                    "another process has been syncing the slash commands for %.0f s: not syncing",
+                    COMMAND_SYNC_WAIT,
+                )
+                return False
+            await asyncio.sleep(0.5)
+        return False
+
+    async def _sync_commands(self, digest: str) -> bool:
         try:
             synced = await self.tree.sync()
         except discord.HTTPException as exc:
@@ -306,10 +353,22 @@ class KpopNewsBot(commands.Bot):
         log.info("synced %d slash commands: %s", len(synced), ", ".join(f"/{c.name}" for c in synced))
         return True
 
+    async def launch_shard(self, gateway: yarl.URL, shard_id: int, *, initial: bool = False) -> None:
+        # discord.py retries a failed shard connection every 5 s, also once close() has shut the HTTP session
+        # (a stop signal during start-up): the process would never exit
+        if self._closing:
+            return
+        await super().launch_shard(gateway, shard_id, initial=initial)
+
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info(
-            "ready: logged in as %s (id %d) in %d servers", self.user.name, self.user.id, len(self.guilds)
+            "ready: logged in as %s (id %d) in %d servers, shards %s of %s",
+            self.user.name,
+            self.user.id,
+            len(self.guilds),
+            ",".join(map(str, sorted(self.shards))),
+            self.shard_count,
         )
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:

@@ -41,6 +41,8 @@ async def after_store(
         return 0
     try:
         async with store.transaction():  # a failure leaves no story half-clustered
+            # processes storing two outlets' copies of one event at once must see each other's: one at a time
+            await store.locks.serialize("clustering")
             await clustering.assign_clusters(store, list(stored))
     except Exception:
         log.exception("clustering %d new stories failed; they are delivered unclustered", len(stored))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections import defaultdict
@@ -52,6 +53,8 @@ MAX_RETRY_AFTER_SECONDS = 24 * 3600.0  # a server asking for more is still polle
 PROBE_GAPS_SECONDS = (3600.0, 6 * 3600.0, 24 * 3600.0)
 REDIRECTS_TO_MOVE = 2  # polls in a row answering the same permanent redirect before the source moves
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
+# A claim on a source lasts about an interval (renewed while its poll runs), within these bounds.
+MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 5.0, 60.0
 PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
 # Enrichment in this process (a custom artist index) is GIL-bound: more at once only delays the loop.
 ENRICH_SLOTS = 2
@@ -145,6 +148,7 @@ class Poller:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         workers: Workers | None = None,
+        owner: str | None = None,
     ) -> None:
         self.config = config
         self.polling = config.polling
@@ -158,6 +162,8 @@ class Poller:
         self._enrich_slots = asyncio.Semaphore(ENRICH_SLOTS)
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
         self._wake = asyncio.Event()
+        self._owner = owner  # who holds this poller's claims on sources; None: the store's process
+        self._claimed: set[int] = set()  # the sources this poller holds claims on (being polled)
 
     # --- one source -------------------------------------------------------------------------------------
 
@@ -464,42 +470,44 @@ class Poller:
         """Make run_forever look at the sources now (e.g. one was just added from Discord)."""
         self._wake.set()
 
+    @property
+    def owner(self) -> str:
+        return self._owner or self.store.owner
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim on a source holds without renewal: about an interval, so the sources of a process
+        that died are polled again by the others within two intervals."""
+        return min(max(self.polling.interval_seconds, MIN_LEASE_SECONDS), MAX_LEASE_SECONDS)
+
     async def run_forever(self) -> None:
-        """Poll each enabled source every interval, spread over the interval with jitter, honouring each
-        source's next_poll_at (backoff, Retry-After), and probe each disabled one at its probe_at. Logs and goes
-        on after any error; cancel to stop."""
-        planned: dict[int, _Slot] = {}
-        running: dict[int, asyncio.Task[None]] = {}
+        """Poll each enabled source every interval and probe each disabled one at its probe_at, honouring each
+        source's next_poll_at (backoff, Retry-After). The schedule is in the database: sources are claimed when
+        due (`store.sources.claim_due`), so with several processes on one database each feed is fetched once per
+        interval in all, and a process that dies loses its claims when their lease runs out. New sources are
+        spread over the interval at start-up. Logs and goes on after any error; cancel to stop."""
+        tasks: dict[int, asyncio.Task[SourceReport | None]] = {}
         first_scan = True
+        renewer = asyncio.create_task(self._renew_claims(), name="poller: renew claims")
         try:
             while True:
                 sleep_for = RESCAN_SECONDS
                 try:
-                    sources = await self.store.sources.list_to_poll()
                     now = self.clock()
-                    alive = set()
-                    for source in sources:
-                        if source.id is None:
-                            continue
-                        alive.add(source.id)
-                        if source.id in running:
-                            continue
-                        slot = planned.get(source.id)
-                        if slot is None or slot.enabled != source.enabled:  # new, or switched on or off
-                            slot = planned[source.id] = _Slot(
-                                self._first_slot(source, now, startup=first_scan), source.enabled
-                            )
-                        if slot.at <= now:
-                            running[source.id] = asyncio.create_task(
-                                self._scheduled_poll(source, planned, running), name=f"poll {source.url}"
-                            )
-                    for source_id in [s for s in planned if s not in alive and s not in running]:
-                        del planned[source_id]  # removed, or switched off by a person
+                    await self._schedule_new(now, startup=first_scan)
                     first_scan = False
-                    waits = [
-                        (slot.at - now).total_seconds() for s, slot in planned.items() if s not in running
-                    ]
-                    sleep_for = max(0.05, min([RESCAN_SECONDS, *waits]))
+                    free = self.polling.concurrency - len(self._claimed)
+                    for source in await self.store.sources.claim_due(
+                        self.owner, now, self.lease_seconds, free
+                    ):
+                        assert source.id is not None
+                        self._claimed.add(source.id)
+                        task = asyncio.create_task(self._claimed_poll(source), name=f"poll {source.url}")
+                        tasks[source.id] = task
+                        task.add_done_callback(functools.partial(_forget, tasks, source.id))
+                    upcoming = await self.store.sources.next_due_at(self.owner, now)
+                    if upcoming is not None:
+                        sleep_for = max(0.05, min(RESCAN_SECONDS, (upcoming - now).total_seconds()))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -510,10 +518,68 @@ class Poller:
                     async with asyncio.timeout(sleep_for):
                         await self._wake.wait()
         finally:
-            for task in running.values():
+            renewer.cancel()
+            running = list(tasks.values())
+            for task in running:
                 task.cancel()
-            if running:
-                await asyncio.gather(*running.values(), return_exceptions=True)
+            await asyncio.gather(renewer, *running, return_exceptions=True)
+            with contextlib.suppress(Exception):  # stopping cleanly: the others may take them over at once
+                await self.store.sources.release_all(self.owner)
+
+    async def poll_claimed(self, source: Source) -> SourceReport | None:
+        """Poll one source now unless another process is polling it (a feed just added from Discord): claimed
+        for the poll, released after. None when another process holds it (it stores what the feed carries)."""
+        assert source.id is not None
+        if not await self.store.sources.claim(source.id, self.owner, self.clock(), self.lease_seconds):
+            return None
+        self._claimed.add(source.id)
+        return await self._claimed_poll(source)
+
+    async def _claimed_poll(self, source: Source) -> SourceReport | None:
+        """Poll a source this process claimed, then release it (its next poll advanced if the save failed)."""
+        assert source.id is not None
+        report = None
+        try:
+            async with self._source_slots:
+                report = await self.poll_source(source)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # poll_source does not raise; this is the last net
+            log.error("poll of %s failed: %r", source.url, exc)
+        finally:
+            self._claimed.discard(source.id)
+            now = self.clock()
+            fallback = now + timedelta(seconds=self._jittered(self.polling.interval_seconds))
+            try:
+                await asyncio.shield(
+                    self.store.sources.release(source.id, self.owner, now=now, fallback=fallback)
+                )
+            except Exception as exc:  # its lease runs out instead
+                log.warning("could not release the claim on %s: %r", source.url, exc)
+            self._wake.set()
+        return report
+
+    async def _renew_claims(self) -> None:
+        """Keep the claims on the sources being polled while their polls take longer than a third of a lease."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not self._claimed:
+                continue
+            until = self.clock() + timedelta(seconds=self.lease_seconds)
+            try:
+                await self.store.sources.renew_claims(self.owner, sorted(self._claimed), until=until)
+            except Exception as exc:
+                log.warning("could not renew the claims on %d sources: %r", len(self._claimed), exc)
+
+    async def _schedule_new(self, now: datetime, *, startup: bool) -> None:
+        """Give a first slot to sources with none (new, enabled again); at start-up also to those nobody polled
+        for a whole interval (the bot was down), spread over one interval instead of all at once."""
+        overdue = now - timedelta(seconds=self.polling.interval_seconds) if startup else None
+        sources = await self.store.sources.unscheduled(overdue_before=overdue)
+        if sources:
+            await self.store.sources.schedule(
+                [(s, self._first_slot(s, now, startup=startup)) for s in sources]
+            )
 
     def _first_slot(self, source: Source, now: datetime, *, startup: bool) -> datetime:
         if not source.enabled and source.probe_at is not None:
@@ -525,31 +591,9 @@ class Poller:
         window = interval if startup else min(interval, 5.0)
         return now + timedelta(seconds=self.rng.uniform(0, window))
 
-    async def _scheduled_poll(
-        self, source: Source, planned: dict[int, _Slot], running: dict[int, asyncio.Task[None]]
-    ) -> None:
-        assert source.id is not None
-        try:
-            async with self._source_slots:
-                await self.poll_source(source)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # poll_source does not raise; this is the last net
-            log.error("poll of %s failed: %r", source.url, exc)
-        finally:
-            fallback = self.clock() + timedelta(seconds=self._jittered(self.polling.interval_seconds))
-            upcoming = source.next_poll_at if source.enabled else source.probe_at
-            planned[source.id] = _Slot(upcoming or fallback, source.enabled)
-            running.pop(source.id, None)
-            self._wake.set()
 
-
-@dataclass(frozen=True)
-class _Slot:
-    """When run_forever polls a source next, and whether it was enabled then (a switch means a new slot)."""
-
-    at: datetime
-    enabled: bool
+def _forget(tasks: dict[int, asyncio.Task[SourceReport | None]], source_id: int, _task: object) -> None:
+    tasks.pop(source_id, None)
 
 
 def _interleave_hosts(sources: list[Source]) -> list[Source]:

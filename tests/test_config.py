@@ -105,3 +105,27 @@ def test_a_bad_database_url_is_one_line_without_the_password(tmp_path, url, says
     with pytest.raises(ConfigError, match=says) as in_env:
         load_config(None, env={"KPOPNEWS_DATABASE_URL": url})
     assert "KPOPNEWS_DATABASE_URL" in str(in_env.value) and "s3cret" not in str(in_env.value)
+
+
+def test_shards_of_the_whole_bot_and_of_this_process():
+    config = parse_config({"discord": {"shard_count": 6, "shard_ids": [2, 3]}})
+    assert (config.discord.shard_count, config.discord.shard_ids) == (6, (2, 3))
+    assert (parse_config({}).discord.shard_count, parse_config({}).discord.shard_ids) == (0, ())
+
+
+@pytest.mark.parametrize(
+    ("discord", "says"),
+    [
+        ({"shard_count": -1}, "discord.shard_count must be ≥ 0"),
+        ({"shard_ids": [0]}, "discord.shard_ids needs discord.shard_count"),
+        ({"shard_count": 2, "shard_ids": [2]}, "discord.shard_ids: 2 is not a shard of 2 (0 to 1)"),
+        ({"shard_count": 2, "shard_ids": [1, 1]}, "discord.shard_ids lists a shard twice: [1, 1]"),
+        ({"shard_count": 2, "shard_ids": ["0"]}, "discord.shard_ids: '0' is not a shard of 2"),
+        ({"shard_count": 2, "shard_ids": 0}, "discord.shard_ids must be an array, got 0"),
+        ({"shard_count": "2"}, "discord.shard_count must be a whole number"),
+    ],
+)
+def test_bad_shards_are_one_line_naming_the_key(discord, says):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"discord": discord})
+    assert str(raised.value).startswith(says) and "\n" not in str(raised.value)

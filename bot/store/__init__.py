@@ -12,6 +12,9 @@ transaction when called inside one.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +27,9 @@ from bot.store.database import Database, StoreError, load_migrations, open_datab
 from bot.store.deliveries import DeliveryTable
 from bot.store.direct_messages import DirectMessageTable
 from bot.store.follows import FollowTable
+from bot.store.locks import LockTable
 from bot.store.meta import MetaTable
+from bot.store.rates import RateTable
 from bot.store.sources import SourceTable
 from bot.store.stories import ArtistNamer, StoredStory, StoryTable, StoryText
 from bot.store.subscriptions import SubscriptionTable
@@ -67,6 +72,10 @@ class Store:
         self.clusters = ClusterTable(db)
         self.follows = FollowTable(db)
         self.direct_messages = DirectMessageTable(db)
+        self.locks = LockTable(db)
+        self.rates = RateTable(db)
+        # who holds this process's claims on sources and deliveries: unique per process and start
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     @classmethod
     async def open(cls, target: str | Path, *, artists: ArtistLookup | None = None) -> Store:
@@ -81,6 +90,11 @@ class Store:
     @property
     def dialect(self) -> str:
         return self._db.dialect
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may use this database at once (PostgreSQL; SQLite serves one process)."""
+        return self._db.dialect == "postgresql"
 
     async def close(self) -> None:
         await self._db.close()

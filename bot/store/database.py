@@ -18,7 +18,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -242,6 +242,18 @@ class Database(ABC):
             chunk = list(values[start : start + IN_CHUNK])
             changed += await self.execute(sql.replace("{marks}", marks(len(chunk))), [*params, *chunk])
         return changed
+
+    async def write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """One statement that writes and returns rows (`… RETURNING`), committed on its own: atomic alone, it
+        needs no transaction. PostgreSQL runs it on any pooled connection, so it does not wait for this
+        process's transaction in progress (claims and the request limiter must not). Inside a transaction it
+        joins it."""
+        async with self.transaction():
+            return await self.fetchall(sql, params)
+
+    def session_lock(self, key: int) -> AbstractAsyncContextManager[bool]:
+        """PostgreSQL's advisory lock `key` for a block, if no session holds it (yields whether it is held)."""
+        raise NotImplementedError(f"{self.dialect} has no advisory locks: it serves one process")
 
     # --- for copy-db --------------------------------------------------------------------------------------
 

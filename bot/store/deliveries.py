@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.models import (
     FOLLOW_UP_ATTEMPTED,
@@ -27,6 +27,8 @@ _FOLLOW_UP_OPEN = (
     f"(d.thread_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}')"
     f" OR d.publish_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}'))"
 )
+_UNCLAIMED = "(claim_until IS NULL OR claim_until <= ?)"  # no process holds it, or its lease ran out
+_RELEASE = "claimed_by = NULL, claim_until = NULL"
 
 
 class DeliveryTable:
@@ -100,12 +102,15 @@ class DeliveryTable:
         )
         return sorted((delivery_from_row(row) for row in rows), key=lambda d: d.id)
 
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest waiting delivery becomes due (None: nothing waits)."""
+    async def next_due_at(self, owner: str = "") -> datetime | None:
+        """When the earliest waiting delivery becomes due, or another process's claim on a pending one runs out
+        (it may have died): None when nothing waits."""
         return from_iso(
             await self._db.fetchval(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE status = ? AND next_attempt_at IS NOT NULL",
-                (PENDING,),
+                "SELECT MIN(CASE WHEN claimed_by IS NOT NULL AND claimed_by <> ?"
+                " AND claim_until > COALESCE(next_attempt_at, '') THEN claim_until ELSE next_attempt_at END)"
+                " FROM deliveries WHERE status = ? AND (next_attempt_at IS NOT NULL OR claimed_by <> ?)",
+                (owner, PENDING, owner),
             )
         )
 
@@ -200,6 +205,82 @@ class DeliveryTable:
                 ),
             )
 
+    # --- claims: each delivery sent by one process, each channel's in order (several processes, one bot) ---
+
+    async def claim_due(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int, *, channel_id: int | None = None
+    ) -> list[Delivery]:
+        """Claim up to `limit` deliveries to send now, oldest first, for `lease_seconds`: each the oldest pending
+        delivery of its channel (so a channel's posts go out one at a time and in order, whichever process
+        sends them), due, and held by no process. On PostgreSQL rows another process is claiming are skipped."""
+        if limit <= 0:
+            return []
+        moment = to_iso(now)
+        channel = " AND d.channel_id = ?" if channel_id is not None else ""
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        rows = await self._db.write_returning(
+            "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN ("
+            "SELECT d.id FROM deliveries d WHERE d.status = ?"
+            " AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?)"
+            " AND (d.claim_until IS NULL OR d.claim_until <= ?)" + channel + " AND NOT EXISTS (SELECT 1 FROM"
+            " deliveries e WHERE e.channel_id = d.channel_id AND e.status = ? AND e.id < d.id)"
+            f" ORDER BY d.id LIMIT ?{skip_locked}) RETURNING id",
+            (
+                owner,
+                to_iso(now + timedelta(seconds=lease_seconds)),
+                PENDING,
+                moment,
+                moment,
+                *([channel_id] if channel_id is not None else []),
+                PENDING,
+                limit,
+            ),
+        )
+        return await self._by_ids([row[0] for row in rows])
+
+    async def claim_edits(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int
+    ) -> list[Delivery]:
+        """Claim up to `limit` sent posts whose "Also on" line changed, oldest first, held by no process."""
+        if limit <= 0:
+            return []
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        rows = await self._db.write_returning(
+            "UPDATE deliveries SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM deliveries"
+            f" WHERE edit_pending = 1 AND status = 'sent' AND message_id IS NOT NULL AND {_UNCLAIMED}"
+            f" ORDER BY id LIMIT ?{skip_locked}) RETURNING id",
+            (owner, to_iso(now + timedelta(seconds=lease_seconds)), to_iso(now), limit),
+        )
+        return await self._by_ids([row[0] for row in rows])
+
+    async def renew_claims(self, owner: str, delivery_ids: Sequence[int], *, until: datetime) -> int:
+        """Extend this owner's claims (sends still under way). Returns how many it still held."""
+        if not delivery_ids:
+            return 0
+        async with self._db.transaction():
+            return await self._db.execute_in(
+                "UPDATE deliveries SET claim_until = ? WHERE claimed_by = ? AND id IN ({marks})",
+                delivery_ids,
+                (to_iso(until), owner),
+            )
+
+    async def release(self, owner: str, delivery_ids: Sequence[int] | None = None) -> int:
+        """Give up this owner's claims (these, or all of them): any process may take them now."""
+        async with self._db.transaction():
+            if delivery_ids is None:
+                return await self._db.execute(
+                    f"UPDATE deliveries SET {_RELEASE} WHERE claimed_by = ?", (owner,)
+                )
+            return await self._db.execute_in(
+                f"UPDATE deliveries SET {_RELEASE} WHERE claimed_by = ? AND id IN ({{marks}})",
+                delivery_ids,
+                (owner,),
+            )
+
+    async def _by_ids(self, delivery_ids: Sequence[int]) -> list[Delivery]:
+        rows = await self._db.select_in(_SELECT + " WHERE d.id IN ({marks})", delivery_ids)
+        return sorted((delivery_from_row(row) for row in rows), key=lambda d: d.id)
+
     # --- the outcome of a send -----------------------------------------------------------------------------
 
     async def mark_attempt(self, delivery_id: int, *, at: datetime) -> None:
@@ -217,7 +298,7 @@ class DeliveryTable:
         async with self._db.transaction():
             await self._db.execute(
                 "UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, last_error = NULL,"
-                " next_attempt_at = NULL, thread_id = COALESCE(?, thread_id) WHERE id = ?",
+                f" next_attempt_at = NULL, thread_id = COALESCE(?, thread_id), {_RELEASE} WHERE id = ?",
                 (message_id, to_iso(at), thread_id, delivery_id),
             )
 
@@ -242,7 +323,7 @@ class DeliveryTable:
     async def retry_later(self, delivery_id: int, *, at: datetime, error: str) -> None:
         async with self._db.transaction():
             await self._db.execute(
-                "UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                f"UPDATE deliveries SET next_attempt_at = ?, last_error = ?, {_RELEASE} WHERE id = ?",
                 (to_iso(at), error, delivery_id),
             )
 
@@ -250,7 +331,8 @@ class DeliveryTable:
         """Never retried."""
         async with self._db.transaction():
             await self._db.execute(
-                "UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = NULL WHERE id = ?",
+                f"UPDATE deliveries SET status = 'failed', last_error = ?, next_attempt_at = NULL, {_RELEASE}"
+                " WHERE id = ?",
                 (error, delivery_id),
             )
 
@@ -258,7 +340,7 @@ class DeliveryTable:
         """The "Also on" edit is done: one more edit counted, or `edits` set (to stop further ones)."""
         async with self._db.transaction():
             await self._db.execute(
-                "UPDATE deliveries SET edit_pending = 0, edits = COALESCE(?, edits + 1) WHERE id = ?",
+                f"UPDATE deliveries SET edit_pending = 0, edits = COALESCE(?, edits + 1), {_RELEASE} WHERE id = ?",
                 (edits, delivery_id),
             )
 

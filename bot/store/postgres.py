@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,6 +206,22 @@ class PostgresDatabase(Database):
         if not values:
             return 0
         return await self.execute(as_any, [*params, list(values)])
+
+    async def write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._held() is not None:
+            return await super().write_returning(sql, params)
+        return await self._pool.fetch(numbered(sql), *params)  # autocommit: one statement, one transaction
+
+    @asynccontextmanager
+    async def session_lock(self, key: int) -> AsyncIterator[bool]:
+        # on a connection of its own: the lock is the session's, and it ends with the session if the process dies
+        async with self._pool.acquire() as connection:
+            held = bool(await connection.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield held
+            finally:
+                if held:
+                    await connection.execute("SELECT pg_advisory_unlock($1)", key)
 
     # --- for copy-db --------------------------------------------------------------------------------------
 

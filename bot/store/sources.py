@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Final
 
 from bot.config import SourceConfig
 from bot.models import Source
 from bot.store.database import Database, marks
 from bot.store.rows import source_from_row
-from bot.timeutil import to_iso, utcnow
+from bot.timeutil import from_iso, to_iso, utcnow
 
 REMOVED_FROM_CONFIG: Final = "removed from the configuration"
 ANY_STATE: Final = object()  # save_state: write the on/off state whatever is stored
+
+# The sources the poller polls: enabled, or disabled by the poller and probed while someone still wants them
+# (the operator's, or a server's feed some subscription uses).
+_WANTED = (
+    "(disabled_reason IS NULL OR (probe_at IS NOT NULL AND (owner_guild_id IS NULL"
+    " OR EXISTS (SELECT 1 FROM subscriptions WHERE subscriptions.source_id = sources.id))))"
+)
+# When a wanted source is due: its next poll, or its next probe while disabled.
+_DUE_AT = "CASE WHEN disabled_reason IS NULL THEN next_poll_at ELSE probe_at END"
 
 
 class SourceTable:
@@ -105,11 +115,107 @@ class SourceTable:
     async def list_to_poll(self) -> list[Source]:
         """The enabled sources, and the disabled ones the poller probes (whenever their probe is due) that are
         still wanted: the operator's, or a server's feed some subscription uses."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM sources WHERE disabled_reason IS NULL OR (probe_at IS NOT NULL AND (owner_guild_id IS NULL"
-            " OR EXISTS (SELECT 1 FROM subscriptions WHERE subscriptions.source_id = sources.id))) ORDER BY id"
-        )
+        rows = await self._db.fetchall(f"SELECT * FROM sources WHERE {_WANTED} ORDER BY id")
         return [source_from_row(row) for row in rows]
+
+    # --- claims: each source polled by one process at a time (several processes, one bot) -------------------
+
+    async def unscheduled(self, *, overdue_before: datetime | None = None) -> list[Source]:
+        """The enabled sources with no next poll yet (new, or enabled again), and with `overdue_before` those
+        whose next poll is older than it (nobody polled them for a while: the bot was down), not claimed."""
+        sql = "SELECT * FROM sources WHERE disabled_reason IS NULL AND claimed_by IS NULL AND (next_poll_at IS NULL"
+        params: list[str | None] = []
+        if overdue_before is not None:
+            sql += " OR next_poll_at < ?"
+            params.append(to_iso(overdue_before))
+        rows = await self._db.fetchall(sql + ") ORDER BY id", params)
+        return [source_from_row(row) for row in rows]
+
+    async def schedule(self, slots: Sequence[tuple[Source, datetime]]) -> int:
+        """Set each source's next poll, unless another process changed it since `source` was read (then theirs
+        stands). Returns how many were set."""
+        changed = 0
+        async with self._db.transaction():
+            for source, at in slots:
+                changed += await self._db.execute(
+                    "UPDATE sources SET next_poll_at = ? WHERE id = ? AND COALESCE(next_poll_at, '') = ?",
+                    (to_iso(at), source.id, to_iso(source.next_poll_at) or ""),
+                )
+        return changed
+
+    async def claim_due(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Source]:
+        """Claim up to `limit` sources due for a poll (or a probe) that no process holds, soonest due first, for
+        `lease_seconds`: no other process takes them until the claim is released or its lease runs out (the
+        process died). On PostgreSQL rows another process is claiming are skipped, not waited for."""
+        if limit <= 0:
+            return []
+        moment = to_iso(now)
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        rows = await self._db.write_returning(
+            "UPDATE sources SET claimed_by = ?, claim_until = ? WHERE id IN ("
+            f"SELECT id FROM sources WHERE {_WANTED} AND {_DUE_AT} <= ?"
+            " AND (claim_until IS NULL OR claim_until <= ?)"
+            f" ORDER BY {_DUE_AT}, id LIMIT ?{skip_locked}) RETURNING *",
+            (owner, to_iso(now + timedelta(seconds=lease_seconds)), moment, moment, limit),
+        )
+        claimed = [source_from_row(row) for row in rows]
+        return sorted(
+            claimed, key=lambda s: (to_iso(s.next_poll_at if s.enabled else s.probe_at) or "", s.id or 0)
+        )
+
+    async def claim(self, source_id: int, owner: str, now: datetime, lease_seconds: float) -> bool:
+        """Claim one source now, due or not, unless a process holds it. Returns whether it is this owner's."""
+        async with self._db.transaction():
+            changed = await self._db.execute(
+                "UPDATE sources SET claimed_by = ?, claim_until = ? WHERE id = ?"
+                " AND (claim_until IS NULL OR claim_until <= ? OR claimed_by = ?)",
+                (owner, to_iso(now + timedelta(seconds=lease_seconds)), source_id, to_iso(now), owner),
+            )
+        return changed > 0
+
+    async def renew_claims(self, owner: str, source_ids: Sequence[int], *, until: datetime) -> int:
+        """Extend this owner's claims on these sources (polls still running). Returns how many it still held."""
+        if not source_ids:
+            return 0
+        async with self._db.transaction():
+            return await self._db.execute_in(
+                "UPDATE sources SET claim_until = ? WHERE claimed_by = ? AND id IN ({marks})",
+                source_ids,
+                (to_iso(until), owner),
+            )
+
+    async def release(self, source_id: int, owner: str, *, now: datetime, fallback: datetime) -> None:
+        """The poll is done: the source is free again. A next poll (or probe) still not in the future (its state
+        could not be saved) is moved to `fallback`, so a failing save never polls the feed in a loop."""
+        moment = to_iso(now)
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE sources SET claimed_by = NULL, claim_until = NULL,"
+                " next_poll_at = CASE WHEN disabled_reason IS NULL AND (next_poll_at IS NULL OR next_poll_at <= ?)"
+                " THEN ? ELSE next_poll_at END,"
+                " probe_at = CASE WHEN probe_at IS NOT NULL AND probe_at <= ? THEN ? ELSE probe_at END"
+                " WHERE id = ? AND claimed_by = ?",
+                (moment, to_iso(fallback), moment, to_iso(fallback), source_id, owner),
+            )
+
+    async def release_all(self, owner: str) -> int:
+        """Every claim of this owner given up at once (it stops): the others may take them over now."""
+        async with self._db.transaction():
+            return await self._db.execute(
+                "UPDATE sources SET claimed_by = NULL, claim_until = NULL WHERE claimed_by = ?", (owner,)
+            )
+
+    async def next_due_at(self, owner: str, now: datetime) -> datetime | None:
+        """When a source may next be claimed by `owner`: the soonest next poll or probe of a source no process
+        holds, or the end of another process's claim (it may have died). None: nothing is scheduled."""
+        moment = to_iso(now)
+        return from_iso(
+            await self._db.fetchval(
+                "SELECT MIN(CASE WHEN claim_until IS NULL OR claim_until <= ? THEN"
+                f" {_DUE_AT} WHEN claimed_by <> ? THEN claim_until END) FROM sources WHERE {_WANTED}",
+                (moment, owner),
+            )
+        )
 
     async def list(self, *, enabled_only: bool = False) -> list[Source]:
         sql = "SELECT * FROM sources"

@@ -39,7 +39,7 @@ Routes (all GET):
 
 Knobs: `latency` (seconds added to every request), `hits` (Counter by path), `requests` (the last 1000
 aiohttp requests' method/path/headers as RequestRecord), `in_flight` / `peak_in_flight` (requests being
-answered at once, now and at most), `reset_counters()`.
+answered at once, now and at most), `hit_times` (path -> the unix time of each request), `reset_counters()`.
 `FeedServer(host=..., extra_hosts=[...])` listens on several loopback addresses at once (127.0.0.2 ... are all
 loopback on Linux), which bench/bench_ingest.py uses to look like many hosts.
 """
@@ -51,7 +51,7 @@ import email.utils
 import hashlib
 import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +164,9 @@ class FeedServer:
         self.extra_hosts = extra_hosts
         self.latency = 0.0
         self.hits: Counter[str] = Counter()
+        self.hit_times: defaultdict[str, list[float]] = defaultdict(
+            list
+        )  # path -> when each request came (unix)
         self.in_flight = 0  # requests being answered right now, and the most there ever were at once
         self.peak_in_flight = 0
         self.requests: list[RequestRecord] = []
@@ -262,6 +265,7 @@ class FeedServer:
 
     def reset_counters(self) -> None:
         self.hits.clear()
+        self.hit_times.clear()
         self.requests.clear()
         self.peak_in_flight = self.in_flight
 
@@ -270,6 +274,7 @@ class FeedServer:
     @web.middleware
     async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.hits[request.path] += 1
+        self.hit_times[request.path].append(time.time())
         self.requests.append(
             RequestRecord(request.method, request.path, request.query_string, dict(request.headers))
         )
