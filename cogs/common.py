@@ -168,7 +168,11 @@ class PageButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
 def loaded_cog(interaction: discord.Interaction, cog_type: type[CogT]) -> CogT:
     """The bot's cog of this type, which a button's click goes to (raises when it is not loaded)."""
     bot = interaction.client
-    cog = bot.get_cog(cog_type.__cog_name__) if isinstance(bot, commands.Bot) else None
+    cog = (
+        bot.get_cog(cog_type.__cog_name__)
+        if isinstance(bot, commands.Bot | commands.AutoShardedBot)
+        else None
+    )
     if not isinstance(cog, cog_type):
         raise RuntimeError(f"a button of the {cog_type.__cog_name__} cog was clicked while it is not loaded")
     return cog

@@ -41,12 +41,17 @@ def process_config(
     """One process's configuration: the same token, feeds and database for all; its own shards."""
     sources = [SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))]
     sources += [SourceConfig(f"Site {n}", feeds.url(f"/dyn/site{n}")) for n in range(FEEDS)]
-    write_config(path, server, path.parent / "unused.db", sources=sources, interval_seconds=INTERVAL)
+    write_config(
+        path,
+        server,
+        path.parent / "unused.db",
+        sources=sources,
+        interval_seconds=INTERVAL,
+        fetch_article_pages=False,
+    )
     text = path.read_text()
-    text = (
-        text.replace("[storage]\n", f'[storage]\nurl = "{database_url}"\n')
-        .replace("[polling]\n", "[polling]\nfetch_article_pages = false\n")
-        .replace("[discord]\n", f"[discord]\nshard_count = {SHARDS}\nshard_ids = {shard_ids}\n")
+    text = text.replace("[storage]\n", f'[storage]\nurl = "{database_url}"\n').replace(
+        "[discord]\n", f"[discord]\nshard_count = {SHARDS}\nshard_ids = {shard_ids}\n"
     )
     path.write_text(text)
     return path
