@@ -10,12 +10,16 @@ from datetime import timedelta
 from typing import Any
 
 from bot.channel_posts import thread_name
-from bot.config import SourceConfig
 from bot.timeutil import utcnow
-from tests.support.bot_harness import bot_process, running_bot, write_config
+from tests.support.bot_harness import (
+    bot_process,
+    kill_9_tree,
+    one_feed_bot_config,
+    running_bot,
+    started_and_polled,
+)
 from tests.support.discord_server import ChannelType, FakeDiscord, MessageFlag, Permission
 from tests.support.feed_server import FeedServer, wordpress_feed
-from tests.test_e2e_crash import kill_9_tree
 from tests.test_e2e_delivery import FEED, V_IU_TITLE, World, embed_of, eventually, news_item, v_iu_feed, world
 
 FORUM_TAGS = ("News", ("BTS", "💜"), "IU", "BLACKPINK", "Comeback")
@@ -375,18 +379,9 @@ async def test_kill_9_mid_forum_post_publish_and_ping_then_restart_does_each_exa
         ]
         texts = [server.add_channel(guild.id, f"text-{i}") for i in (1, 2)]
         army = server.add_role(guild.id, "ARMY", mentionable=True)
-        database = tmp_path / "kpopnews.db"
-        config = write_config(
-            tmp_path / "config.toml",
-            server,
-            database,
-            sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
-            interval_seconds=1,
-            fetch_article_pages=False,
-        )
+        config, database = one_feed_bot_config(tmp_path, server, feeds, FEED)
         async with bot_process(config) as first:
-            await first.wait_for_log("ready:")
-            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 15, what="the first poll")
+            await started_and_polled(first, server, feeds, FEED)
             for channel in [*forums, *announces, *texts]:
                 interaction = await server.invoke(
                     "subscribe", {"channel": channel.id, "ping": army.id}, channel_id=general.id

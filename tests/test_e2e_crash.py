@@ -8,47 +8,22 @@ keeps its rule) answers with the message it already made."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 from bot import delivery as delivery_module
-from bot.config import SourceConfig
 from bot.timeutil import utcnow
-from tests.support.bot_harness import bot_process, running_bot, write_config
+from tests.support.bot_harness import (
+    bot_process,
+    kill_9_tree,
+    one_feed_bot_config,
+    running_bot,
+    started_and_polled,
+)
 from tests.support.discord_server import FakeDiscord
 from tests.support.feed_server import FeedServer, wordpress_feed
 from tests.test_e2e_delivery import FEED, v_iu_feed, world
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes below `pid` (the poller's feed-parser processes), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_9_tree(process: asyncio.subprocess.Process) -> None:
-    """kill -9 as a supervisor does it (systemd kills the whole cgroup): the bot and its helper processes."""
-    below = descendants(process.pid)
-    process.kill()
-    for pid in below:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def statuses(database: Path) -> dict[str, int]:
@@ -61,18 +36,9 @@ async def test_kill_9_during_delivery_then_restart_posts_exactly_once(tmp_path):
         feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
         guild = server.add_guild("K-pop Fans", channels=[f"news-{i}" for i in range(6)])
         channels = guild.text_channels
-        database = tmp_path / "kpopnews.db"
-        config = write_config(
-            tmp_path / "config.toml",
-            server,
-            database,
-            sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
-            interval_seconds=1,
-            fetch_article_pages=False,
-        )
+        config, database = one_feed_bot_config(tmp_path, server, feeds, FEED)
         async with bot_process(config) as first:
-            await first.wait_for_log("ready:")
-            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 15, what="the first poll")
+            await started_and_polled(first, server, feeds, FEED)
             for channel in channels:
                 interaction = await server.invoke("subscribe", {"channel": channel.id}, channel_id=channel.id)
                 assert "Done" in (await interaction.reply(timeout=10))["content"]

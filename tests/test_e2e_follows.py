@@ -13,12 +13,17 @@ from typing import Any
 
 from bot import delivery as delivery_module
 from bot import follows as follows_module
-from bot.config import DeliveryConfig, SourceConfig
+from bot.config import DeliveryConfig
 from bot.timeutil import utcnow
-from tests.support.bot_harness import bot_process, running_bot, write_config
+from tests.support.bot_harness import (
+    bot_process,
+    kill_9_tree,
+    one_feed_bot_config,
+    running_bot,
+    started_and_polled,
+)
 from tests.support.discord_server import FakeDiscord, FakeMember
 from tests.support.feed_server import FeedServer, rss, wordpress_feed
-from tests.test_e2e_crash import kill_9_tree
 from tests.test_e2e_delivery import FEED, V_IU_LINK, World, embed_of, rfc822, v_iu_feed, world
 
 V_TITLES = (
@@ -241,18 +246,9 @@ async def test_kill_9_while_dms_are_sent_then_restart_dms_each_follower_exactly_
         feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
         guild = server.add_guild("K-pop Fans", channels=["general"])
         members = [server.member(guild.id, f"fan-{i}") for i in range(4)]
-        database = tmp_path / "kpopnews.db"
-        config = write_config(
-            tmp_path / "config.toml",
-            server,
-            database,
-            sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{FEED}"))],
-            interval_seconds=1,
-            fetch_article_pages=False,
-        )
+        config, database = one_feed_bot_config(tmp_path, server, feeds, FEED)
         async with bot_process(config) as first:
-            await first.wait_for_log("ready:")
-            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 15, what="the first poll")
+            await started_and_polled(first, server, feeds, FEED)
             for member in members:
                 interaction = await server.invoke("follow", {"artist": "bts-v"}, user_id=member.id)
                 assert "Following" in (await interaction.reply(timeout=10))["content"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from bot.config import Config, DeliveryConfig, DiscordConfig, PollingConfig, Sou
 from bot.discord_bot import KpopNewsBot, point_discord_at
 from tests.support.cli import child_env, kpopnews_command
 from tests.support.discord_server import FakeChannel, FakeDiscord, FakeGuild
+from tests.support.feed_server import FeedServer
 
 
 def bot_config(
@@ -240,3 +242,56 @@ async def bot_process(
         handle.kill()
         with contextlib.suppress(Exception):
             await handle.wait(10)
+
+
+# --- crashing the bot on purpose ------------------------------------------------------------------------------
+
+
+def one_feed_bot_config(
+    tmp_path: Path, server: FakeDiscord, feeds: FeedServer, feed: str
+) -> tuple[Path, Path]:
+    """`kpopnews run`'s configuration for a bot polling one feed of `feeds` (as Koreaboo) every second, without
+    article pages: the config file and the database it names."""
+    database = tmp_path / "kpopnews.db"
+    config = write_config(
+        tmp_path / "config.toml",
+        server,
+        database,
+        sources=[SourceConfig("Koreaboo", feeds.url(f"/dyn/{feed}"))],
+        interval_seconds=1,
+        fetch_article_pages=False,
+    )
+    return config, database
+
+
+async def started_and_polled(process: BotProcess, server: FakeDiscord, feeds: FeedServer, feed: str) -> None:
+    """Wait until the bot is ready and has polled `feed` once."""
+    await process.wait_for_log("ready:")
+    await server.wait_for(lambda: feeds.hits[f"/dyn/{feed}"] >= 1, 15, what="the first poll")
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (the poller's feed-parser processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_9_tree(process: asyncio.subprocess.Process) -> None:
+    """kill -9 as a supervisor does it (systemd kills the whole cgroup): the bot and its helper processes."""
+    below = descendants(process.pid)
+    process.kill()
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
