@@ -27,7 +27,7 @@ from yarl import URL
 
 from bot.models import FeedEntry
 from bot.text import repair_surrogate_refs_in_bytes
-from bot.urls import canonical_url
+from bot.urls import canonical_url, story_key
 
 MAX_CATEGORIES = 50
 MAX_CATEGORY_CHARS = 200
@@ -141,6 +141,32 @@ def parse_feed(data: bytes, *, url: str = "", content_type: str | None = None) -
         else None
     )
     return ParsedFeed(title=title, entries=entries, warning=warning)
+
+
+@dataclass
+class DistinctEntry:
+    """A feed item with its story identity: the key (guid or canonical link) and the canonical link."""
+
+    entry: FeedEntry
+    key: str
+    canonical: str
+
+
+def distinct_entries(entries: list[FeedEntry]) -> list[DistinctEntry]:
+    """The feed's items with an identity, each story once (a feed listing one story twice, by guid or by link,
+    gives it once), in feed order."""
+    distinct: list[DistinctEntry] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if not (entry.link or entry.guid):
+            continue
+        key = story_key(entry.guid, entry.link)
+        canon = canonical_url(entry.link) if entry.link else ""
+        if not key or key in seen or (canon and canon in seen):
+            continue
+        seen.update(filter(None, (key, canon)))
+        distinct.append(DistinctEntry(entry, key, canon))
+    return distinct
 
 
 def _entry(raw: Any, base: str) -> FeedEntry | None:
