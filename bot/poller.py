@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["fetched", "not_modified", "unchanged", "failed", "disabled", "skipped"]
+Outcome = Literal["fetched", "not_modified", "unchanged", "failed", "disabled", "skipped", "busy"]
 NewStoriesHook = Callable[[list[Story]], Awaitable[None]]
 
 MAX_BACKOFF_SECONDS = 6 * 3600.0
@@ -88,6 +88,8 @@ class SourceReport:
             text = f"{name}: unchanged since the last poll"
         elif self.outcome == "skipped":
             text = f"{name}: skipped: {self.error}"
+        elif self.outcome == "busy":
+            text = f"{name}: being polled by another process right now (the bot): left to it"
         elif self.outcome == "disabled":
             text = f"{name}: still disabled, the probe failed: {self.error}"
         else:
@@ -130,6 +132,7 @@ _OUTCOME_LABELS: tuple[tuple[Outcome, str], ...] = (
     ("failed", "failed"),
     ("disabled", "still disabled"),
     ("skipped", "skipped"),
+    ("busy", "polled elsewhere"),
 )
 
 
@@ -438,7 +441,8 @@ class Poller:
         self, *, progress: Callable[[int, int, SourceReport], None] | None = None
     ) -> PollReport:
         """Every enabled source once, concurrently (bounded), and every disabled one whose probe is due. A source
-        backing off after failures (or asked to wait by Retry-After) is skipped until its time. `progress` is told
+        backing off after failures (or asked to wait by Retry-After) is skipped until its time, and one another
+        process is polling at this moment (claimed: a running bot on the same database) is left to it. `progress` is told
         (sources done, sources in all, report) after each."""
         now = self.clock()
         sources = _interleave_hosts(
@@ -468,7 +472,7 @@ class Poller:
                 )
             else:
                 async with self._source_slots:
-                    report = await self.poll_source(source)
+                    report = await self._poll_if_free(source)
             done.append(report)
             if progress is not None:
                 try:
@@ -477,9 +481,40 @@ class Poller:
                     log.debug("progress callback failed: %r", exc)
             return report
 
-        reports = await asyncio.gather(*(one(s) for s in sources))
+        renewer = asyncio.create_task(self._renew_claims(), name="poller: renew claims")
+        try:
+            reports = await asyncio.gather(*(one(s) for s in sources))
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
         order = {id(s): i for i, s in enumerate(sorted(sources, key=lambda s: s.id or 0))}
         return PollReport(sorted(reports, key=lambda r: order[id(r.source)]))
+
+    async def _poll_if_free(self, source: Source) -> SourceReport:
+        """poll_source under a claim, as run_forever polls: a bot polling this source at this moment (another
+        process on the same database) keeps it, and this pass leaves it alone instead of fetching it twice."""
+        if source.id is None:
+            return await self.poll_source(source)
+        if not await self.store.sources.claim(source.id, self.owner, self.clock(), self.lease_seconds):
+            return SourceReport(source, "busy")
+        self._claimed.add(source.id)
+        try:
+            return await self.poll_source(source)
+        finally:
+            await self._release(source)
+
+    async def _release(self, source: Source) -> None:
+        """Give up the claim on a source just polled (its next poll advanced if its state could not be saved)."""
+        assert source.id is not None
+        self._claimed.discard(source.id)
+        now = self.clock()
+        fallback = now + timedelta(seconds=self._jittered(self.polling.interval_seconds))
+        try:
+            await asyncio.shield(
+                self.store.sources.release(source.id, self.owner, now=now, fallback=fallback)
+            )
+        except Exception as exc:  # its lease runs out instead
+            log.warning("could not release the claim on %s: %r", source.url, exc)
 
     def wake(self) -> None:
         """Make run_forever look at the sources now (e.g. one was just added from Discord)."""
@@ -562,15 +597,7 @@ class Poller:
         except Exception as exc:  # poll_source does not raise; this is the last net
             log.error("poll of %s failed: %r", source.url, exc)
         finally:
-            self._claimed.discard(source.id)
-            now = self.clock()
-            fallback = now + timedelta(seconds=self._jittered(self.polling.interval_seconds))
-            try:
-                await asyncio.shield(
-                    self.store.sources.release(source.id, self.owner, now=now, fallback=fallback)
-                )
-            except Exception as exc:  # its lease runs out instead
-                log.warning("could not release the claim on %s: %r", source.url, exc)
+            await self._release(source)
             self._wake.set()
         return report
 

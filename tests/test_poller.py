@@ -704,3 +704,25 @@ async def test_run_forever_probes_a_disabled_source_when_its_probe_is_due(h):
             await task
     assert h.server.hits["/dyn/back"] == 1
     assert h.rows("SELECT count(*) FROM stories") == [(2,)]
+
+
+async def test_a_pass_leaves_a_source_another_process_is_polling_to_it(h):
+    """`poll --once` next to a running bot on the same database: the feed the bot is fetching right now is not
+    fetched a second time; the others are, under claims of their own, released after."""
+    busy_url = h.server.set_feed("busy", wordpress_feed(2, prefix="busy"))
+    free_url = h.server.set_feed("free", wordpress_feed(2, prefix="free"))
+    poller = await h.poller([("Busy", busy_url), ("Free", free_url)])
+    busy = await h.source("Busy")
+    assert await h.store.sources.claim(busy.id, "the-bot", h.clock(), 60.0)
+    report = await poller.poll_all()
+    lines = [r.line() for r in report.sources]
+    assert lines == [
+        "Busy: being polled by another process right now (the bot): left to it",
+        "Free: fetched, 2 stories, 2 new",
+    ]
+    assert report.total_line() == "total: 2 sources, 1 fetched, 1 polled elsewhere; 2 stories, 2 new"
+    assert h.server.hits["/dyn/busy"] == 0 and h.server.hits["/dyn/free"] == 1
+    assert h.rows("SELECT name, claimed_by FROM sources ORDER BY name") == [
+        ("Busy", "the-bot"),
+        ("Free", None),
+    ]
