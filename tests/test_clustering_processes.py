@@ -4,9 +4,9 @@ the other's stories). Real processes, each with its own connection, started toge
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -27,7 +27,7 @@ from bot.models import ArtistRef, Story
 from bot.pipeline import after_store
 from bot.store import Store
 
-url, outlet, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, outlet, start, events = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 ACTS = [("bts-v", "V", "BTS"), ("iu", "IU", None), ("jennie", "Jennie", "BLACKPINK"), ("karina", "Karina", "aespa")]
 EVENTS = [
     ("begins military service today as an active duty soldier", "enlists for military service today at a training camp"),
@@ -40,16 +40,16 @@ async def main():
     store = await Store.open(url)
     now = datetime.now(UTC).replace(microsecond=0)
     stories = []
-    for n in range({events}):
+    for n in range(events):
         act_id, name, group = ACTS[n % len(ACTS)]
         event = EVENTS[(n // len(ACTS)) % len(EVENTS)][0 if outlet == "Koreaboo" else 1]
         stories.append(Story(
-            key=f"https://{{outlet.lower()}}.example/?p={{n}}",
-            title=f"{{name}} {{event}}",
-            url=f"https://{{outlet.lower()}}.example/news/{{n}}/",
-            canonical_url=f"https://{{outlet.lower()}}.example/news/{{n}}/",
+            key=f"https://{outlet.lower()}.example/?p={n}",
+            title=f"{name} {event}",
+            url=f"https://{outlet.lower()}.example/news/{n}/",
+            canonical_url=f"https://{outlet.lower()}.example/news/{n}/",
             source=outlet,
-            summary=f"{{name}} {{event}}, the agency confirmed.",
+            summary=f"{name} {event}, the agency confirmed.",
             published=now - timedelta(hours=n * 60),  # each event far from the others: clusters are per event
             artists=[ArtistRef(act_id, name, group)],
         ))
@@ -59,12 +59,12 @@ async def main():
         await asyncio.sleep(0.001)
     for story in stored:  # one story at a time, as feeds answer: the most chances to meet the other process
         await after_store(store, [story], config=DeliveryConfig(), deliver=False)
-    print(json.dumps({{s.url: s.cluster_id for s in stored}}))
+    print(json.dumps({s.url: s.cluster_id for s in stored}))
     await store.close()
 
 
 asyncio.run(main())
-""".format(events=EVENTS)
+"""
 
 
 async def test_two_processes_clustering_copies_of_the_same_events_at_once_make_one_cluster_each(postgres_url):
@@ -72,20 +72,26 @@ async def test_two_processes_clustering_copies_of_the_same_events_at_once_make_o
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.time() + 3.0
     children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, postgres_url, outlet, str(start)],
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CHILD,
+            postgres_url,
+            outlet,
+            str(start),
+            str(EVENTS),
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for outlet in ("Koreaboo", "Soompi")
     ]
-    outputs = [child.communicate(timeout=90) for child in children]
-    assert all(child.returncode == 0 for child in children), [err for _, err in outputs]
+    async with asyncio.timeout(90):
+        outputs = [await child.communicate() for child in children]
+    assert all(child.returncode == 0 for child in children), [err.decode() for _, err in outputs]
     clusters = {}
     for out, _ in outputs:
-        clusters.update(json.loads(out.strip().splitlines()[-1]))
+        clusters.update(json.loads(out.decode().strip().splitlines()[-1]))
     assert len(clusters) == 2 * EVENTS
     by_cluster: dict[int, set[int]] = defaultdict(set)
     for url, cluster_id in clusters.items():
