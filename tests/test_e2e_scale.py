@@ -90,7 +90,8 @@ async def three_processes(
 
 
 async def test_three_processes_with_two_shards_each_are_one_bot(tmp_path: Path, postgres_url: str) -> None:
-    async with FeedServer() as feeds, FakeDiscord() as server:
+    # three IDENTIFY buckets: shards 0 and 3 share one, so do 1 and 4, 2 and 5 (processes take turns)
+    async with FeedServer() as feeds, FakeDiscord(max_concurrency=3) as server:
         feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
         for n in range(FEEDS):
             feeds.set_feed(f"site{n}", wordpress_feed(2, prefix=f"site{n}"))
@@ -104,6 +105,8 @@ async def test_three_processes_with_two_shards_each_are_one_bot(tmp_path: Path, 
                 [s, SHARDS] for s in range(SHARDS)
             ]
             assert server.stats.command_syncs == 1
+            # processes starting together took turns: never two IDENTIFYs of one bucket within 5 s
+            assert server.stats.identify_too_soon == 0, server.identify_times
             paths = [f"/dyn/{FEED}"] + [f"/dyn/site{n}" for n in range(FEEDS)]
             await server.wait_for(
                 lambda: all(feeds.hits[p] >= 1 for p in paths), 30, what="every feed polled"
@@ -241,6 +244,7 @@ async def test_followers_dms_from_two_processes_are_sent_once_even_when_the_send
                     user_id=member.id,
                 )
                 assert "V (BTS)" in (await interaction.reply(timeout=15))["content"]
+            assert server.stats.identify_too_soon == 0, server.identify_times  # one bucket: taken in turns
             sender = await dm_sender_pid(postgres_url)
             assert sender in {p.process.pid for p in processes}
 
