@@ -22,6 +22,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ SERVICE_RESTART_MAX = 60.0  # a crashing service is restarted after 1, 2, 4 … 
 MAX_RATE_LIMIT_WAIT = 60.0
 COMMAND_SYNC_LOCK = "command-sync"  # held by the one process syncing the slash commands
 COMMAND_SYNC_WAIT = 60.0  # seconds a process waits for another one's sync before giving up on its own
+IDENTIFY_SPACING = 5.2  # seconds between IDENTIFYs of one bucket (Discord: 5), a little margin for clocks
 SHARED_SWEEP_SECONDS = 2.0  # with other processes queueing deliveries too, the worker looks this often
 
 ServiceRun = Callable[[], Awaitable[None]]
@@ -203,8 +205,34 @@ class KpopNewsBot(commands.AutoShardedBot):
         self._closing = False
         self._setup_started = False
         self._setup_done = asyncio.Event()  # close() waits for a setup_hook in flight (see there)
+        self._max_concurrency: int | None = None  # Discord's IDENTIFY buckets (asked when sharing a database)
 
     # --- start-up ---------------------------------------------------------------------------------------
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord lets a bot IDENTIFY `max_concurrency` sessions per 5 s, one per bucket (shard id modulo
+        max_concurrency), whichever process sends them. One process spaces its own shards (discord.py's default);
+        several on one database take turns through the store (a slot per bucket, every 5 s), so processes that
+        start together do not identify at once and have sessions refused."""
+        if not getattr(self, "store", None) or not self.store.shared:
+            await super().before_identify_hook(shard_id, initial=initial)
+            return
+        buckets = await self._identify_buckets()
+        slot = await self.store.rates.reserve(f"identify:{(shard_id or 0) % buckets}", IDENTIFY_SPACING)
+        wait = slot - time.time()
+        if wait > 0:
+            log.info("shard %s waits %.1f s for its turn to IDENTIFY", shard_id, wait)
+            await asyncio.sleep(wait)
+
+    async def _identify_buckets(self) -> int:
+        """Discord's max_concurrency for this bot (GET /gateway/bot), asked once; 1 (the usual) if it cannot say."""
+        if self._max_concurrency is None:
+            try:
+                self._max_concurrency = max(1, (await self.fetch_session_start_limits()).max_concurrency)
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError, KeyError) as exc:
+                log.warning("cannot read the IDENTIFY concurrency (%r): one at a time", exc)
+                self._max_concurrency = 1
+        return self._max_concurrency
 
     async def setup_hook(self) -> None:
         self._setup_started = True

@@ -37,14 +37,14 @@ from bot.source_health import disabled_text, when
 from bot.store import Store
 from bot.timeutil import utcnow
 from bot.urls import canonical_url, story_key
-from bot.workers import WorkerError, Workers, shared_workers
+from bot.workers import FeedBatch, WorkerError, Workers, shared_workers
 
 if TYPE_CHECKING:
     from bot.artists import ArtistIndex
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["fetched", "not_modified", "unchanged", "failed", "disabled", "skipped"]
+Outcome = Literal["fetched", "not_modified", "unchanged", "failed", "disabled", "skipped", "busy"]
 NewStoriesHook = Callable[[list[Story]], Awaitable[None]]
 
 MAX_BACKOFF_SECONDS = 6 * 3600.0
@@ -55,6 +55,8 @@ REDIRECTS_TO_MOVE = 2  # polls in a row answering the same permanent redirect be
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
 # A claim on a source lasts about an interval (renewed while its poll runs), within these bounds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 5.0, 60.0
+# The stories a feed carried lately, sent with its body to the worker, which skips them without enriching them.
+KNOWN_KEYS_SENT = 500
 PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
 # Enrichment in this process (a custom artist index) is GIL-bound: more at once only delays the loop.
 ENRICH_SLOTS = 2
@@ -68,7 +70,6 @@ class SourceReport:
     stories_seen: int = 0
     error: str | None = None  # why it failed or was skipped
     warning: str | None = None  # the parser kept what it could read of a malformed feed
-    new: list[Story] = field(default_factory=list, repr=False)  # the stories stored for the first time
     notes: list[str] = field(default_factory=list)  # what changed about the source: moved, disabled, back
 
     @property
@@ -87,6 +88,8 @@ class SourceReport:
             text = f"{name}: unchanged since the last poll"
         elif self.outcome == "skipped":
             text = f"{name}: skipped: {self.error}"
+        elif self.outcome == "busy":
+            text = f"{name}: being polled by another process right now (the bot): left to it"
         elif self.outcome == "disabled":
             text = f"{name}: still disabled, the probe failed: {self.error}"
         else:
@@ -129,6 +132,7 @@ _OUTCOME_LABELS: tuple[tuple[Outcome, str], ...] = (
     ("failed", "failed"),
     ("disabled", "still disabled"),
     ("skipped", "skipped"),
+    ("busy", "polled elsewhere"),
 )
 
 
@@ -173,8 +177,9 @@ class Poller:
         if not source.enabled and source.probe_at is None:
             return SourceReport(source, "skipped", error=disabled_text(source))
         read_reason = source.disabled_reason
+        new: list[Story] = []  # handed on below, not kept in the report: a pass over many feeds keeps counts
         try:
-            report = await self._poll(source)
+            report, new = await self._poll(source)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a database problem: this source fails, the others go on
@@ -196,17 +201,18 @@ class Poller:
             log.error("cannot save the state of %s: %r", source.url, exc)
             message = f"internal error while saving its state ({type(exc).__name__}: {exc}); please report it"
             return SourceReport(source, "failed", error=report.error or message)
-        if report.new and self.on_new_stories is not None:
+        if new and self.on_new_stories is not None:
             try:
-                await self.on_new_stories(report.new)
+                await self.on_new_stories(new)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # delivery's problem, not the source's: it stays healthy
-                log.error("handling %d new stories of %s failed: %r", len(report.new), source.name, exc)
+                log.error("handling %d new stories of %s failed: %r", len(new), source.name, exc)
         return report
 
-    async def _poll(self, source: Source) -> SourceReport:
-        """Fetch, parse and store one source; its state is updated here and saved by the caller."""
+    async def _poll(self, source: Source) -> tuple[SourceReport, list[Story]]:
+        """Fetch, parse and store one source: its report and the stories stored for the first time. Its state is
+        updated here and saved by the caller."""
         allow_private = source.owner_guild_id is None  # the operator's sources may point anywhere
         probing = not source.enabled  # a probe asks for the feed itself: a 304 would prove nothing
         result = await self.fetcher.fetch(
@@ -219,67 +225,79 @@ class Poller:
         if result.status == "error":
             return self._failed(
                 source, result.error or "fetch failed", retry_after=result.retry_after, gone=result.gone
-            )
+            ), []
         if result.status == "not_modified":
-            return self._succeeded(source, SourceReport(source, "not_modified"), result)
+            return self._succeeded(source, SourceReport(source, "not_modified"), result), []
 
         body = result.body or b""
         digest = body_hash(body)
         if digest == source.body_hash:  # the server has no validators, or ignored them: same bytes, no parse
-            return self._succeeded(source, SourceReport(source, "unchanged"), result)
+            return self._succeeded(source, SourceReport(source, "unchanged"), result), []
 
         try:
-            parsed = await self.workers.parse(body, url=result.url, content_type=result.content_type)
+            batch = await self.workers.read_feed(
+                body,
+                url=result.url,
+                content_type=result.content_type,
+                source_name=source.name,
+                known=await self._recent_keys(source),
+                enrich=self._artists_in_workers(),
+                with_artists=self.artists is not None,
+                pages=self.polling.fetch_article_pages,
+            )
         except FeedError as exc:
-            return self._failed(source, str(exc))
-        entries = [e for e in parsed.entries if e.link or e.guid]
+            return self._failed(source, str(exc)), []
+        except WorkerError as exc:  # the feed (or enriching its new stories) hung or crashed its worker
+            return self._failed(source, f"{source.url}: reading it or enriching its new stories {exc}"), []
         try:
-            new, stored_total = await self._store_entries(source, entries, allow_private=allow_private)
-        except WorkerError as exc:  # enriching the new stories hung or crashed its worker
-            return self._failed(source, f"{source.url}: enriching its new stories {exc}")
-        report = SourceReport(
-            source, "fetched", len(new), stored_total, warning=getattr(parsed, "warning", None), new=new
-        )
-        return self._succeeded(source, report, result, body_hash=digest)
+            new = await self._store_batch(source, batch, allow_private=allow_private)
+        except WorkerError as exc:  # enriching the stories that waited for their pages hung or crashed
+            return self._failed(source, f"{source.url}: enriching its new stories {exc}"), []
+        report = SourceReport(source, "fetched", len(new), batch.seen, warning=batch.warning)
+        return self._succeeded(source, report, result, body_hash=digest), new
 
-    async def _store_entries(
-        self, source: Source, entries: list[FeedEntry], *, allow_private: bool
-    ) -> tuple[list[Story], int]:
-        """Enrich the entries not stored yet, store them in one transaction, link the known ones to this
-        source. Returns the stories stored for the first time and the number of distinct entries seen."""
-        distinct: list[tuple[FeedEntry, str, str]] = []
-        seen: set[str] = set()
-        for entry in entries:
-            key = story_key(entry.guid, entry.link)
-            canon = canonical_url(entry.link) if entry.link else ""
-            if not key or key in seen or (canon and canon in seen):
-                continue
-            seen.update(filter(None, (key, canon)))
-            distinct.append((entry, key, canon))
+    async def _recent_keys(self, source: Source) -> set[str]:
+        if source.id is None:
+            return set()
+        return await self.store.stories.recent_keys_of_source(source.id, KNOWN_KEYS_SENT)
+
+    async def _store_batch(self, source: Source, batch: FeedBatch, *, allow_private: bool) -> list[Story]:
+        """Store what a worker made of the feed (its pending items enriched here first, after their pages), in
+        one transaction; a story another source brought first is linked to this one instead. Returns the
+        stories stored for the first time."""
+        stories = list(batch.stories)
+        if batch.pending:
+            pending = await self._enrich(
+                [p.entry for p in batch.pending], source, allow_private=allow_private
+            )
+            for story, item in zip(pending, batch.pending, strict=False):
+                story.key = story.key or item.key
+                story.canonical_url = story.canonical_url or item.canonical or story.key
+            stories += pending
+        for story in stories:  # enrichment may drop or add entries: never store a story without identity
+            story.key = story.key or story_key(None, story.url)
+            story.canonical_url = story.canonical_url or canonical_url(story.url) or story.key
+        stories = [s for s in stories if s.key]
         known = await self.store.stories.known_keys(
-            [k for _, k, _ in distinct], [c for _, _, c in distinct if c]
+            [s.key for s in stories], [s.canonical_url for s in stories if s.canonical_url]
         )
-        fresh = [(e, k, c) for e, k, c in distinct if k not in known and not (c and c in known)]
-        known_ids = {known.get(k) or known[c] for e, k, c in distinct if k in known or (c and c in known)}
-
-        stories: list[Story] = []
-        if fresh:
-            stories = await self._enrich([e for e, _, _ in fresh], source, allow_private=allow_private)
-            for story, (_entry, key, canon) in zip(stories, fresh, strict=False):
-                story.key = story.key or key
-                story.canonical_url = story.canonical_url or canon or story.key
-            for story in stories:  # enrichment may drop or add entries: never store a story without identity
-                story.key = story.key or story_key(None, story.url)
-                story.canonical_url = story.canonical_url or canonical_url(story.url) or story.key
-            stories = [s for s in stories if s.key]
+        known_ids: set[int] = set()
+        fresh: list[Story] = []
+        for (
+            story
+        ) in stories:  # carried by another source already (or twice in this batch): linked, not stored
+            found = known.get(story.key) or known.get(story.canonical_url or "")
+            if found is not None:
+                known_ids.add(found)
+            else:
+                fresh.append(story)
 
         backfill = source.last_success_at is None  # already in the feed when we first read it: never posted
         async with self.store.transaction():
             if known_ids and source.id is not None:
                 await self.store.stories.link_to_source(source.id, sorted(known_ids), at=self.clock())
-            results = await self.store.stories.add_many(stories, source_id=source.id, backfill=backfill)
-        new = [story for story, stored in zip(stories, results, strict=True) if stored.is_new]
-        return new, len(distinct)
+            results = await self.store.stories.add_many(fresh, source_id=source.id, backfill=backfill)
+        return [story for story, stored in zip(fresh, results, strict=True) if stored.is_new]
 
     async def _enrich(self, entries: list[FeedEntry], source: Source, *, allow_private: bool) -> list[Story]:
         """bot.enrich's one path, with the I/O here and the CPU work in a worker process: the article pages
@@ -423,7 +441,8 @@ class Poller:
         self, *, progress: Callable[[int, int, SourceReport], None] | None = None
     ) -> PollReport:
         """Every enabled source once, concurrently (bounded), and every disabled one whose probe is due. A source
-        backing off after failures (or asked to wait by Retry-After) is skipped until its time. `progress` is told
+        backing off after failures (or asked to wait by Retry-After) is skipped until its time, and one another
+        process is polling at this moment (claimed: a running bot on the same database) is left to it. `progress` is told
         (sources done, sources in all, report) after each."""
         now = self.clock()
         sources = _interleave_hosts(
@@ -453,7 +472,7 @@ class Poller:
                 )
             else:
                 async with self._source_slots:
-                    report = await self.poll_source(source)
+                    report = await self._poll_if_free(source)
             done.append(report)
             if progress is not None:
                 try:
@@ -462,9 +481,40 @@ class Poller:
                     log.debug("progress callback failed: %r", exc)
             return report
 
-        reports = await asyncio.gather(*(one(s) for s in sources))
+        renewer = asyncio.create_task(self._renew_claims(), name="poller: renew claims")
+        try:
+            reports = await asyncio.gather(*(one(s) for s in sources))
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
         order = {id(s): i for i, s in enumerate(sorted(sources, key=lambda s: s.id or 0))}
         return PollReport(sorted(reports, key=lambda r: order[id(r.source)]))
+
+    async def _poll_if_free(self, source: Source) -> SourceReport:
+        """poll_source under a claim, as run_forever polls: a bot polling this source at this moment (another
+        process on the same database) keeps it, and this pass leaves it alone instead of fetching it twice."""
+        if source.id is None:
+            return await self.poll_source(source)
+        if not await self.store.sources.claim(source.id, self.owner, self.clock(), self.lease_seconds):
+            return SourceReport(source, "busy")
+        self._claimed.add(source.id)
+        try:
+            return await self.poll_source(source)
+        finally:
+            await self._release(source)
+
+    async def _release(self, source: Source) -> None:
+        """Give up the claim on a source just polled (its next poll advanced if its state could not be saved)."""
+        assert source.id is not None
+        self._claimed.discard(source.id)
+        now = self.clock()
+        fallback = now + timedelta(seconds=self._jittered(self.polling.interval_seconds))
+        try:
+            await asyncio.shield(
+                self.store.sources.release(source.id, self.owner, now=now, fallback=fallback)
+            )
+        except Exception as exc:  # its lease runs out instead
+            log.warning("could not release the claim on %s: %r", source.url, exc)
 
     def wake(self) -> None:
         """Make run_forever look at the sources now (e.g. one was just added from Discord)."""
@@ -547,15 +597,7 @@ class Poller:
         except Exception as exc:  # poll_source does not raise; this is the last net
             log.error("poll of %s failed: %r", source.url, exc)
         finally:
-            self._claimed.discard(source.id)
-            now = self.clock()
-            fallback = now + timedelta(seconds=self._jittered(self.polling.interval_seconds))
-            try:
-                await asyncio.shield(
-                    self.store.sources.release(source.id, self.owner, now=now, fallback=fallback)
-                )
-            except Exception as exc:  # its lease runs out instead
-                log.warning("could not release the claim on %s: %r", source.url, exc)
+            await self._release(source)
             self._wake.set()
         return report
 

@@ -15,12 +15,13 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
-from bot.enrich import enrich_batch
+from bot.enrich import enrich_batch, wants_article_page
 from bot.models import FeedEntry, Story
-from bot.parse import FeedError, ParsedFeed, parse_feed
+from bot.parse import DistinctEntry, FeedError, ParsedFeed, distinct_entries, parse_feed
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,21 @@ log = logging.getLogger(__name__)
 # 100 ms in 6 of 9 runs (53-149 ms); 1 worker stalled over 100 ms in 3 of 12 (57-191 ms, when others loaded it).
 WORKER_PROCESSES = max(1, min(4, (os.cpu_count() or 2) - 1))
 WORKER_TIMEOUT_SECONDS = 60.0  # a feed that takes longer is hostile or broken: its worker is killed
+
+
+@dataclass
+class FeedBatch:
+    """What one worker job makes of a feed's body: only what the poller needs back (no feedparser objects, no
+    entries it already has), so little crosses between the processes."""
+
+    warning: str | None  # the parser kept what it could read of a malformed feed
+    seen: int  # distinct stories in the feed
+    stories: list[Story] = field(
+        default_factory=list
+    )  # enriched: the items this source had not carried before
+    # items it had not carried before that still need work here: their article page (excerpt feeds), or the
+    # enrichment itself when the artist index cannot cross to a worker; with their key and canonical link
+    pending: list[DistinctEntry] = field(default_factory=list)
 
 
 class WorkerError(Exception):
@@ -61,6 +77,35 @@ class Workers:
         bot.enrich.fetch_article_pages gives them) and the packaged artist index (loaded once per worker)
         when with_artists."""
         return await self.run(functools.partial(_enrich_job, entries, source_name, pages, with_artists))
+
+    async def read_feed(
+        self,
+        body: bytes,
+        *,
+        url: str,
+        content_type: str | None,
+        source_name: str,
+        known: Collection[str],
+        enrich: bool,
+        with_artists: bool,
+        pages: bool,
+    ) -> FeedBatch:
+        """Parse a feed and enrich its new items in ONE worker job: `known` holds the keys and canonical links of
+        the stories this source carried lately (skipped: nothing to do for them). Items that want their article
+        page (when `pages`), and every new item when not `enrich`, come back pending. FeedError when the feed
+        cannot be read; WorkerError when the job hangs or kills its worker."""
+        job = functools.partial(
+            _read_feed_job,
+            body,
+            url,
+            content_type,
+            source_name,
+            frozenset(known),
+            enrich,
+            with_artists,
+            pages,
+        )
+        return await self.run(job)
 
     async def run(self, job: Callable[[], Any]) -> Any:
         """Run a picklable job in a worker; WorkerError when it takes longer than `timeout` or kills its worker."""
@@ -132,6 +177,35 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="kpopnews-parent-watch", daemon=True).start()
+
+
+def _read_feed_job(
+    body: bytes,
+    url: str,
+    content_type: str | None,
+    source_name: str,
+    known: frozenset[str],
+    enrich: bool,
+    with_artists: bool,
+    pages: bool,
+) -> FeedBatch:
+    """In a worker process: parse, drop what the source carried before, enrich what needs no page."""
+    parsed = parse_feed(body, url=url, content_type=content_type)
+    distinct = distinct_entries(parsed.entries)
+    batch = FeedBatch(warning=parsed.warning, seen=len(distinct))
+    fresh = [d for d in distinct if d.key not in known and not (d.canonical and d.canonical in known)]
+    ready: list[DistinctEntry] = []
+    for item in fresh:
+        if not enrich or (pages and wants_article_page(item.entry)):
+            batch.pending.append(item)
+        else:
+            ready.append(item)
+    if ready:
+        batch.stories = _enrich_job([d.entry for d in ready], source_name, {}, with_artists)
+        for story, item in zip(batch.stories, ready, strict=True):
+            story.key = story.key or item.key
+            story.canonical_url = story.canonical_url or item.canonical or story.key
+    return batch
 
 
 def _enrich_job(

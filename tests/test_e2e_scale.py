@@ -90,7 +90,8 @@ async def three_processes(
 
 
 async def test_three_processes_with_two_shards_each_are_one_bot(tmp_path: Path, postgres_url: str) -> None:
-    async with FeedServer() as feeds, FakeDiscord() as server:
+    # three IDENTIFY buckets: shards 0 and 3 share one, so do 1 and 4, 2 and 5 (processes take turns)
+    async with FeedServer() as feeds, FakeDiscord(max_concurrency=3) as server:
         feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
         for n in range(FEEDS):
             feeds.set_feed(f"site{n}", wordpress_feed(2, prefix=f"site{n}"))
@@ -104,6 +105,8 @@ async def test_three_processes_with_two_shards_each_are_one_bot(tmp_path: Path, 
                 [s, SHARDS] for s in range(SHARDS)
             ]
             assert server.stats.command_syncs == 1
+            # processes starting together took turns: never two IDENTIFYs of one bucket within 5 s
+            assert server.stats.identify_too_soon == 0, server.identify_times
             paths = [f"/dyn/{FEED}"] + [f"/dyn/site{n}" for n in range(FEEDS)]
             await server.wait_for(
                 lambda: all(feeds.hits[p] >= 1 for p in paths), 30, what="every feed polled"
@@ -196,3 +199,72 @@ async def test_three_processes_with_two_shards_each_are_one_bot(tmp_path: Path, 
             )
         assert server.stats.ratelimited == 0
         assert [len(server.messages(c.id)) for c in channels] == [1] * len(channels)
+
+
+async def dm_sender_pid(url: str) -> int | None:
+    """The process holding the followers' DM lock (a session advisory lock), by its connection's name."""
+    found = await rows(
+        url,
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'kpopnews %'",
+    )
+    return int(found[0]["application_name"].split()[1]) if found else None
+
+
+async def test_followers_dms_from_two_processes_are_sent_once_even_when_the_sender_is_killed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two processes, one shard each: members of servers on both shards /follow V (each answered by its
+    shard's process); one process sends every follower's DMs (it holds the store's lock). It is killed while
+    Discord has made the DMs but not answered: the other takes over and resends them with the same nonces, so
+    each follower has the story once."""
+    async with FeedServer() as feeds, FakeDiscord() as server:
+        feeds.set_feed(FEED, wordpress_feed(3, prefix="old", site="https://www.koreaboo.com"))
+        guilds = [server.add_guild(f"Fans {s}", shard=(s, 2), channels=["general"]) for s in range(2)]
+        members = [server.member(g.id, f"army{g.id % 1000}-{n}") for g in guilds for n in range(4)]
+        async with contextlib.AsyncExitStack() as stack:
+            processes = []
+            for shard in range(2):
+                folder = tmp_path / f"p{shard}"
+                folder.mkdir()
+                config = process_config(folder / "config.toml", server, feeds, postgres_url, [shard])
+                text = config.read_text().replace(f"shard_count = {SHARDS}", "shard_count = 2")
+                config.write_text(text)
+                processes.append(await stack.enter_async_context(bot_process(config)))
+            for process in processes:
+                await process.wait_for_log("ready:", timeout=90)
+            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= 1, 30, what="the feed polled")
+            for member in members:
+                guild = next(g for g in guilds if member.id in g.members)
+                interaction = await server.invoke(
+                    "follow",
+                    {"artist": "bts-v"},
+                    guild_id=guild.id,
+                    channel_id=guild.text_channels[0].id,
+                    user_id=member.id,
+                )
+                assert "V (BTS)" in (await interaction.reply(timeout=15))["content"]
+            assert server.stats.identify_too_soon == 0, server.identify_times  # one bucket: taken in turns
+            sender = await dm_sender_pid(postgres_url)
+            assert sender in {p.process.pid for p in processes}
+
+            # Discord makes each DM but its answer never comes: the sender is killed while it waits
+            server.inject("POST", r"/channels/\d+/messages", status=None, delay=60.0, after=True)
+            feeds.set_feed(FEED, v_iu_feed(published=utcnow() - timedelta(minutes=2)))
+            await server.wait_for(
+                lambda: all(len(server.direct_messages(m.id)) == 1 for m in members), 30, what="every DM made"
+            )
+            victim = next(p for p in processes if p.process.pid == sender)
+            server.clear_injections()
+            kill_9_tree(victim.process)
+            assert await victim.wait() == -9
+            survivor = next(p for p in processes if p is not victim)
+            async with asyncio.timeout(60):
+                while await dm_sender_pid(postgres_url) != survivor.process.pid:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                while await rows(postgres_url, "SELECT id FROM dm_deliveries WHERE status = 'pending'"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            assert server.stats.nonce_replays >= 1
+            assert [len(server.direct_messages(m.id)) for m in members] == [1] * len(members)
+            assert await survivor.stop() == 0
+        assert server.stats.ratelimited == 0

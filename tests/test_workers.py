@@ -80,3 +80,52 @@ async def test_parsing_runs_in_worker_processes_that_survive_a_parse_that_takes_
         assert len(again.entries) == 1 and parsers._pool is not first_pool
     finally:
         parsers.close()
+
+
+async def test_one_job_reads_a_feed_and_enriches_only_what_the_source_did_not_carry():
+    from bot.urls import story_key
+
+    body = wordpress_feed(3, prefix="known", site="https://www.koreaboo.com")
+    first, second, third = (story_key(f"https://www.koreaboo.com/?p=known-{i}", "") for i in range(3))
+    workers = Workers(workers=1, timeout=30)
+    try:
+        batch = await workers.read_feed(
+            body,
+            url="https://www.koreaboo.com/feed/",
+            content_type="application/rss+xml",
+            source_name="Koreaboo",
+            known={first, "https://www.koreaboo.com/news/known-1/"},  # by key, and by canonical link
+            enrich=True,
+            with_artists=False,
+            pages=True,
+        )
+    finally:
+        workers.close()
+    assert batch.seen == 3 and batch.pending == []  # full-content items: no page wanted
+    assert [s.key for s in batch.stories] == [third]
+    assert second not in {s.key for s in batch.stories}
+    assert batch.stories[0].title.startswith("BTS’s V and IU story known-2")
+    assert batch.stories[0].canonical_url == "https://www.koreaboo.com/news/known-2/"
+
+
+async def test_excerpt_items_come_back_pending_for_their_pages_and_everything_when_enrichment_stays_here():
+    from tests.support.feed_server import rss
+
+    items = [
+        {"title": f"IU news {i}", "link": f"https://www.soompi.com/article/{i}", "description": "Short […]"}
+        for i in range(2)
+    ]
+    body = rss(items, title="Soompi", link="https://www.soompi.com/")
+    workers = Workers(workers=1, timeout=30)
+    try:
+        read = {"url": "https://www.soompi.com/feed", "content_type": None, "source_name": "Soompi"}
+        paged = await workers.read_feed(body, **read, known=(), enrich=True, with_artists=False, pages=True)
+        no_pages = await workers.read_feed(
+            body, **read, known=(), enrich=True, with_artists=False, pages=False
+        )
+        here = await workers.read_feed(body, **read, known=(), enrich=False, with_artists=False, pages=False)
+    finally:
+        workers.close()
+    assert [p.canonical for p in paged.pending] == [i["link"] for i in items] and paged.stories == []
+    assert [s.url for s in no_pages.stories] == [i["link"] for i in items] and no_pages.pending == []
+    assert len(here.pending) == 2 and here.stories == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -77,7 +78,11 @@ class PostgresDatabase(Database):
                 timeout=CONNECT_TIMEOUT,
                 # planned for each call's values: a plan cached while a table was small (a new database filling
                 # up) would scan it in full long after it has grown; these statements plan in a fraction of a ms
-                server_settings={"application_name": "kpopnews", "plan_cache_mode": "force_custom_plan"},
+                server_settings={
+                    # which process a connection is (pg_stat_activity), e.g. who holds a lock: "kpopnews 4242"
+                    "application_name": f"kpopnews {os.getpid()}",
+                    "plan_cache_mode": "force_custom_plan",
+                },
                 reset=_keep_session,
             )
         except asyncpg.InvalidCatalogNameError:

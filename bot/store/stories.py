@@ -60,6 +60,16 @@ class StoryTable:
             found.update({value: story_id for value, story_id in rows})
         return found
 
+    async def recent_keys_of_source(self, source_id: int, limit: int) -> set[str]:
+        """The keys and canonical links of the `limit` stories this source's feed carried last: what its next
+        poll can skip without asking further."""
+        rows = await self._db.fetchall(
+            "SELECT s.story_key, s.canonical_url FROM source_stories ss JOIN stories s ON s.id = ss.story_id"
+            " WHERE ss.source_id = ? ORDER BY ss.story_id DESC LIMIT ?",
+            (source_id, limit),
+        )
+        return {value for row in rows for value in row if value}
+
     async def add_many(
         self, stories: list[Story], *, source_id: int | None, backfill: bool = False
     ) -> list[StoredStory]:

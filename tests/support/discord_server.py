@@ -71,6 +71,9 @@ Endpoints beyond plain messages and interactions (Discord's answers; errors as {
 |                                              | INTERACTION_CREATE, CHANNEL_*, THREAD_*…) go only to the    |
 |                                              | sessions of shard (guild_id >> 22) % count; events without  |
 |                                              | a guild (DMs) to shard 0. READY carries `shard`.            |
+|                                              | Two IDENTIFYs of one bucket (shard id % max_concurrency)    |
+|                                              | within 5 s count `stats.identify_too_soon` (Discord refuses |
+|                                              | the session); `identify_times` [(unix time, shard id)].     |
 | every request with the bot token             | the global ledger: at most `global_limit` (50) in any one   |
 | (interaction callbacks and followups exempt) | second per token, all connections and processes together;   |
 |                                              | past it 429 `global: true`, X-RateLimit-Global. A route's   |
@@ -536,6 +539,7 @@ class Stats:
     command_syncs: int = 0  # PUT of global or guild commands
     gateway_connections: int = 0
     identifies: int = 0
+    identify_too_soon: int = 0  # IDENTIFYs less than 5 s after the last one of their bucket
     resumes: int = 0
     failed_resumes: int = 0
     heartbeats: int = 0
@@ -1348,6 +1352,7 @@ class FakeDiscord:
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
         self.command_syncs: list[Any] = []
         self.identify_payloads: list[dict[str, Any]] = []
+        self.identify_times: list[tuple[float, int]] = []  # (unix time, shard id) of each IDENTIFY
         self.gateway_paths: list[
             str
         ] = []  # the path of each gateway connection ("/gateway/resume" on RESUME)
@@ -3185,6 +3190,14 @@ class FakeDiscord:
                 return 4011
             self.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
             self.stats.identifies += 1
+            now = time.time()
+            bucket = shard_id % max(1, self.max_concurrency)
+            if any(
+                now - at < 5.0 and other % max(1, self.max_concurrency) == bucket
+                for at, other in self.identify_times
+            ):
+                self.stats.identify_too_soon += 1
+            self.identify_times.append((now, shard_id))
             session = _Session(secrets.token_hex(16), intents, (shard_id, shard_count))
             self._sessions[session.id] = session
             session.connection = connection
