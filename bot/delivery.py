@@ -98,7 +98,73 @@ READY_WAIT = 30.0  # seconds a forum post waits for the gateway's cache of the f
 EDITS_PER_PASS = 500  # "Also on" edits made in one pass of the worker
 
 
-class DeliveryWorker:
+class QueueService:
+    """What the channel posts' worker and the followers' DMs' worker share: a loop that sends what is due, then
+    sleeps until the next thing is due, the sweep comes, or `wake()` (new work queued). Subclasses say what a
+    pass does (`_pass`), when the next thing is due (`_next_due`) and whether anything is left (`_idle`); the
+    sends run as tasks in `_active`, cancelled when the loop ends (a send cut short stays pending with its
+    attempt recorded: the next start resends it, nonce and all)."""
+
+    name = "queue"
+
+    def __init__(self, *, sweep_seconds: float) -> None:
+        self.sweep_seconds = sweep_seconds
+        self._wake = asyncio.Event()
+        self._active: dict[int, asyncio.Task[None]] = {}  # channel or member id -> the task sending to it
+
+    def wake(self) -> None:
+        """New work is queued (or a channel or member may go again): look at the queue now."""
+        self._wake.set()
+
+    async def _pass(self) -> None:
+        raise NotImplementedError
+
+    async def _next_due(self) -> datetime | None:
+        raise NotImplementedError
+
+    async def _idle(self) -> bool:
+        raise NotImplementedError
+
+    async def _serve(self) -> None:
+        """Run passes until cancelled; a failed pass is logged and tried again at the next sweep."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._pass()
+                    timeout = await self._time_to_next()
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:
+                    log.exception("%s pass failed; trying again in %.0f s", self.name, self.sweep_seconds)
+                    timeout = self.sweep_seconds
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            tasks = list(self._active.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _time_to_next(self) -> float:
+        due = await self._next_due()
+        if due is None:
+            return self.sweep_seconds
+        return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
+
+    async def drain(self, within: float = 30.0) -> None:
+        """Wait until nothing is due or being sent (tests and benchmarks)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            if not self._active and await self._idle():
+                return
+            self.wake()
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name}: still pending after {within:.0f} s")
+
+
+class DeliveryWorker(QueueService):
     """A background service of the bot: `await run()` until cancelled; `wake()` when deliveries are queued."""
 
     name = "delivery"
@@ -114,14 +180,12 @@ class DeliveryWorker:
         sweep_seconds: float = SWEEP_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
+        super().__init__(sweep_seconds=sweep_seconds)
         self.bot = bot
         self.store = store
         self.limiter = limiter or LocalLimiter()  # the bot's global limiter (bot.global_limiter)
-        self.sweep_seconds = sweep_seconds
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
-        self._wake = asyncio.Event()
-        self._active: dict[int, asyncio.Task[None]] = {}  # channel id -> the task sending to it
         self._held: dict[int, int] = {}  # channel id -> the delivery claimed for it now
         self._colors: dict[int, int | None] = {}
         self._listening = False
@@ -131,48 +195,28 @@ class DeliveryWorker:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """New deliveries are queued (or a channel may go again): look at the queue now."""
-        self._wake.set()
-
     async def run(self) -> None:
         self._listen()
         renewer = asyncio.create_task(self._renew_claims(), name="delivery: renew claims")
         try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self._dispatch()
-                    await self._edit_pass()
-                    timeout = await self._time_to_next()
-                except (asyncio.CancelledError, KeyboardInterrupt):
-                    raise
-                except Exception:
-                    log.exception("delivery pass failed; trying again in %.0f s", self.sweep_seconds)
-                    timeout = self.sweep_seconds
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._serve()
         finally:
-            # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
-            tasks = [renewer, *self._active.values()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
             with contextlib.suppress(
                 Exception
             ):  # stopping cleanly: another process may take them over at once
                 await self.store.deliveries.release(self.store.owner)
 
-    async def drain(self, within: float = 30.0) -> None:
-        """Wait until nothing is due or being sent (tests and benchmarks)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + within
-        while loop.time() < end:
-            if not self._active and not await due_deliveries(self.store, limit=1):
-                return
-            self.wake()
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"deliveries still pending after {within:.0f} s")
+    async def _pass(self) -> None:
+        await self._dispatch()
+        await self._edit_pass()
+
+    async def _next_due(self) -> datetime | None:
+        return await self.store.deliveries.next_due_at(self.store.owner)
+
+    async def _idle(self) -> bool:
+        return not await due_deliveries(self.store, limit=1)
 
     def _listen(self) -> None:
         if self._listening:
@@ -192,12 +236,6 @@ class DeliveryWorker:
             await remove_channel(self.store, channel.id, reason="the channel was deleted")
         except Exception:
             log.exception("could not remove the subscriptions of deleted channel %d", channel.id)
-
-    async def _time_to_next(self) -> float:
-        due = await self.store.deliveries.next_due_at(self.store.owner)
-        if due is None:
-            return self.sweep_seconds
-        return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
 
     # --- sending ----------------------------------------------------------------------------------------
 
@@ -635,7 +673,7 @@ DM_SENDER_LOCK = "direct-messages"  # held by the one process that sends the fol
 DM_SENDER_RETRY = 2.0  # seconds between a waiting process's tries to take the DMs over
 
 
-class DirectMessageWorker:
+class DirectMessageWorker(QueueService):
     """A background service: sends the followers' direct messages, each once; `wake()` when some are queued.
 
     Paced by the delivery worker's limiter, so that posts and DMs together stay under Discord's global limit.
@@ -657,20 +695,14 @@ class DirectMessageWorker:
         concurrency: int = MEMBER_CONCURRENCY,
         sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
+        super().__init__(sweep_seconds=sweep_seconds)
         self.bot = bot
         self.store = store
         self.posts = posts  # its limiter paces every request; its story embeds are the DMs' too
         self.most_per_day = most_per_day  # named in the daily summary
-        self.sweep_seconds = sweep_seconds
         self._slots = asyncio.Semaphore(concurrency)
-        self._wake = asyncio.Event()
-        self._active: dict[int, asyncio.Task[None]] = {}
         self._recheck: set[int] = set()
         self.sent = 0  # DMs sent since start (for logs and the benchmark)
-
-    def wake(self) -> None:
-        """New DMs are queued (or a member may be written to again): look at the queue now."""
-        self._wake.set()
 
     async def run(self) -> None:
         """Send DMs until cancelled. Several processes on one database: one of them sends the followers' DMs at
@@ -679,47 +711,18 @@ class DirectMessageWorker:
         while True:
             async with self.store.locks.try_lock(DM_SENDER_LOCK) as held:
                 if held:
-                    await self._send_forever()
+                    await self._serve()
                     return
             await asyncio.sleep(DM_SENDER_RETRY)
 
-    async def _send_forever(self) -> None:
-        try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self._dispatch()
-                    timeout = await self._time_to_next()
-                except (asyncio.CancelledError, KeyboardInterrupt):
-                    raise
-                except Exception:
-                    log.exception("direct message pass failed; trying again in %.0f s", self.sweep_seconds)
-                    timeout = self.sweep_seconds
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-        finally:
-            # a send cut short stays pending with its attempt recorded: the next start resends it, nonce and all
-            tasks = list(self._active.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def _pass(self) -> None:
+        await self._dispatch()
 
-    async def drain(self, within: float = 30.0) -> None:
-        """Wait until no DM is due or being sent (tests and benchmarks)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + within
-        while loop.time() < end:
-            if not self._active and not await due_direct_messages(self.store, limit=1):
-                return
-            self.wake()
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"direct messages still pending after {within:.0f} s")
+    async def _next_due(self) -> datetime | None:
+        return await self.store.direct_messages.next_due_at()
 
-    async def _time_to_next(self) -> float:
-        due = await self.store.direct_messages.next_due_at()
-        if due is None:
-            return self.sweep_seconds
-        return max(0.05, min(self.sweep_seconds, (due - utcnow()).total_seconds() + 0.05))
+    async def _idle(self) -> bool:
+        return not await due_direct_messages(self.store, limit=1)
 
     async def _dispatch(self) -> None:
         for user_id in await due_direct_messages(self.store):  # oldest first
