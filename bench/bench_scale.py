@@ -45,11 +45,14 @@ sys.path.insert(0, str(ROOT))
 
 from bot.store import Store  # noqa: E402
 from bot.timeutil import utcnow  # noqa: E402
-from tests.support.bot_harness import BotProcess, bot_process  # noqa: E402
+from tests.support.bot_harness import (  # noqa: E402
+    BotProcess,
+    bot_process,
+    descendants,  # noqa: E402
+)
 from tests.support.discord_server import FakeDiscord  # noqa: E402
 from tests.support.feed_server import FeedServer, wordpress_feed  # noqa: E402
-from tests.test_e2e_crash import descendants  # noqa: E402
-from tests.test_e2e_delivery import v_iu_feed  # noqa: E402
+from tests.support.world import v_iu_feed  # noqa: E402
 
 GLOBAL_LIMIT = 50.0
 GOAL_OVER_FLOOR, GOAL_SELF_429 = 0.10, 0

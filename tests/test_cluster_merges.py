@@ -18,8 +18,8 @@ from bot.subscriptions import add_subscription
 from bot.timeutil import utcnow
 from tests.support import sql
 from tests.support.feed_server import rss
+from tests.support.world import embed_of, rfc822, world
 from tests.test_clustering import load_fixture
-from tests.test_e2e_delivery import embed_of, rfc822, world
 
 DELIVERY = DeliveryConfig(max_age_hours=24)
 

@@ -20,7 +20,7 @@ from tests.support.bot_harness import (
 )
 from tests.support.discord_server import ChannelType, FakeDiscord, MessageFlag, Permission
 from tests.support.feed_server import FeedServer, wordpress_feed
-from tests.test_e2e_delivery import FEED, V_IU_TITLE, World, embed_of, eventually, news_item, v_iu_feed, world
+from tests.support.world import FEED, V_IU_TITLE, World, embed_of, eventually, news_item, v_iu_feed, world
 
 FORUM_TAGS = ("News", ("BTS", "💜"), "IU", "BLACKPINK", "Comeback")
 
@@ -111,7 +111,7 @@ async def test_a_forum_gets_one_post_per_story_named_and_tagged_after_its_artist
 async def add_soompi(w: World) -> None:
     """Soompi carries the V and IU story too; its first poll counts as a later one, so the story is new."""
     from tests.support.feed_server import rss
-    from tests.test_e2e_delivery import rfc822
+    from tests.support.world import rfc822
 
     w.feeds.set_feed(
         "soompi",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.discord_server import InvocationRefused, Permission
-from tests.test_e2e_delivery import world
+from tests.support.world import world
 
 
 async def test_a_plain_member_cannot_subscribe(tmp_path):

@@ -23,7 +23,7 @@ from tests.support.bot_harness import (
 )
 from tests.support.discord_server import FakeDiscord
 from tests.support.feed_server import FeedServer, wordpress_feed
-from tests.test_e2e_delivery import FEED, v_iu_feed, world
+from tests.support.world import FEED, v_iu_feed, world
 
 
 def statuses(database: Path) -> dict[str, int]:

@@ -24,7 +24,7 @@ from tests.support.bot_harness import (
 )
 from tests.support.discord_server import FakeDiscord, FakeMember
 from tests.support.feed_server import FeedServer, rss, wordpress_feed
-from tests.test_e2e_delivery import FEED, V_IU_LINK, World, embed_of, rfc822, v_iu_feed, world
+from tests.support.world import FEED, V_IU_LINK, World, embed_of, rfc822, v_iu_feed, world
 
 V_TITLES = (
     "BTS’s V Releases His New Single “Winter Ahead” Ahead Of Schedule",

@@ -17,7 +17,7 @@ from bot.timeutil import utcnow
 from cogs.translator import CatalogTranslator
 from tests.support.bot_harness import bot_config, running_bot
 from tests.support.discord_server import FakeDiscord, Permission
-from tests.test_e2e_delivery import V_IU_LINK, V_IU_TITLE, embed_of, v_iu_feed, world
+from tests.support.world import V_IU_LINK, V_IU_TITLE, embed_of, v_iu_feed, world
 
 DISCORD_LOCALIZED = {"ko", "ja", "es-419", "es-ES", "pt-BR", "id"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.timeutil import utcnow
-from tests.test_e2e_delivery import V_IU_LINK, v_iu_feed, world
+from tests.support.world import V_IU_LINK, v_iu_feed, world
 
 
 def buttons(message: dict) -> dict[str, dict]:

@@ -24,7 +24,7 @@ from bot.timeutil import utcnow
 from tests.support.bot_harness import BotProcess, bot_process, kill_9_tree, write_config
 from tests.support.discord_server import FakeDiscord, FakeGuild
 from tests.support.feed_server import FeedServer, wordpress_feed
-from tests.test_e2e_delivery import FEED, v_iu_feed
+from tests.support.world import FEED, v_iu_feed
 
 pytestmark = pytest.mark.timeout(400)
 
