@@ -56,7 +56,7 @@ def make_stories(n: int) -> list[Story]:
                 source="Koreaboo",
                 canonical_url=f"https://news.example/{i}",
                 summary=summary,
-                content_html=f"<p>{summary}</p>" * 8,
+                text=" ".join([summary] * 8),
                 artists=[ArtistRef(a, a, None) for a in artists],
             )
         )

@@ -16,6 +16,7 @@ from bot.config import Config, StorageConfig
 from bot.models import ArtistRef, Story
 from bot.search import query_words, render_text, retag_all, run_search, search_stories
 from bot.store import Store
+from bot.store.rows import pack_text
 from bot.store.stories import fts5_match
 from tests.support import sql
 
@@ -309,8 +310,8 @@ async def test_retag_all_fixes_old_tags_in_batches(store, index):
     [(story_id,)] = await sql.rows(store, "SELECT id FROM stories WHERE story_key = 'guid-4'")
     await sql.write(
         store,
-        "UPDATE stories SET content_html = ? WHERE id = ?",
-        ("<p>Red Velvet's Joy will star in a new drama, SM Entertainment said.</p>", story_id),
+        "INSERT INTO story_texts(story_id, text_zlib) VALUES (?, ?)",
+        (story_id, pack_text("Red Velvet's Joy will star in a new drama, SM Entertainment said.")),
     )
     await store.stories.set_artists({story_id: [ArtistRef("old-id", "Old", None)]})
     changed = await retag_all(store, index, batch=2)

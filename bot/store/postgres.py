@@ -292,6 +292,22 @@ def _scrub(exc: BaseException, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+class _PostgresStep:
+    """A migration step's statements, on the migrating connection (bot/store/migration_steps.py)."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self._connection.fetch(numbered(sql), *params))
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._connection.execute(numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._connection.executemany(numbered(sql), rows)
+
+
 async def _migrate(connection: asyncpg.Connection) -> list[int]:
     """Apply every packaged migration not yet recorded, each with its record in one transaction."""
     await connection.execute(
@@ -306,6 +322,8 @@ async def _migrate(connection: asyncpg.Connection) -> list[int]:
         try:
             async with connection.transaction():
                 await connection.execute(migration.sql)  # no parameters: several statements in one go
+                if migration.step is not None:
+                    await migration.step(_PostgresStep(connection))
                 await connection.execute(
                     "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
                     migration.version,

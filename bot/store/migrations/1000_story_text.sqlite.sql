@@ -1,0 +1,15 @@
+-- Stories keep their clean text, compressed, instead of the feed's raw HTML (issue 12: ~2 KB of HTML was most
+-- of a story's bytes). story_texts holds the text tagging reads (`kpopnews retag`): bot.text.html_to_text of
+-- the article, UTF-8, zlib-compressed; a story whose text was dropped by `[storage] keep_text_days` has no row.
+-- Its own table, so the stories rows that search and posting read stay small, and dropping old texts deletes
+-- whole rows.
+--
+-- The migration's Python step (bot/store/migration_steps.py) then turns each stored content_html into a
+-- story_texts row and empties content_html, in this migration's transaction. The column itself stays, always
+-- '' (one byte a row): dropping a column needs SQLite 3.35, and both engines must keep the same columns for
+-- copy-db.
+
+CREATE TABLE story_texts (
+    story_id  INTEGER PRIMARY KEY REFERENCES stories(id) ON DELETE CASCADE,
+    text_zlib BLOB NOT NULL
+);
