@@ -142,7 +142,9 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
     if storage.url:
         check_database_url(storage.url, "storage.url")
     if storage.keep_text_days < 0:
-        raise ConfigError(f"storage.keep_text_days must be ≥ 0 (0: kept for ever), got {storage.keep_text_days}")
+        raise ConfigError(
+            f"storage.keep_text_days must be ≥ 0 (0: kept for ever), got {storage.keep_text_days}"
+        )
     polling = _section(raw, "polling", PollingConfig)
     if polling.interval_seconds < 1:
         raise ConfigError(f"polling.interval_seconds must be ≥ 1, got {polling.interval_seconds}")

@@ -2,9 +2,8 @@
 `kpopnews retag` tags it from), then dropped. Its title, summary, link, image, artists and quotes stay: it is
 still posted, listed and found by search (which reads titles and summaries), and a retag then reads its summary.
 
-Run by the bot every hour (a service) and by `kpopnews poll --once` after its pass. Each run deletes only the
-texts of the stories that aged out since the last run (the meta key below remembers where it stopped), so it costs
-a range of an index, not a scan of every story.
+Run by the bot every hour (a service) and by `kpopnews poll --once` after its pass. A run deletes the texts past
+the age by an index on when each was stored: it costs the texts it drops, not the stories stored.
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.store import Store
-from bot.timeutil import from_iso, to_iso, utcnow
+from bot.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-TEXTS_DROPPED_BEFORE = "texts_dropped_before"  # meta: stories first seen before this have no text kept
 EVERY_SECONDS = 3600.0  # the bot's runs: texts age by days, an hour late is nothing
 
 
@@ -27,15 +25,7 @@ async def drop_old_texts(store: Store, keep_days: float, *, now: datetime | None
     many texts went."""
     if keep_days <= 0:
         return 0
-    cutoff = (now or utcnow()) - timedelta(days=keep_days)
-    async with store.transaction():  # the texts and the mark move together
-        done = from_iso(await store.meta.get(TEXTS_DROPPED_BEFORE))
-        if done is not None and cutoff <= done:  # a longer keep_days than before: what went is gone already
-            return 0
-        dropped = await store.stories.drop_texts_first_seen(done, cutoff)
-        cutoff_text = to_iso(cutoff)
-        assert cutoff_text is not None
-        await store.meta.set(TEXTS_DROPPED_BEFORE, cutoff_text)
+    dropped = await store.stories.drop_texts_seen_before((now or utcnow()) - timedelta(days=keep_days))
     if dropped:
         log.info("dropped the text of %d stories first stored over %g days ago", dropped, keep_days)
     return dropped

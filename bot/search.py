@@ -237,7 +237,9 @@ async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> in
         def tag_batch(stories: list[StoryText] = stories) -> list[tuple[int, list[ArtistRef]]]:
             tagged = []
             for story in stories:
-                tagged.append((story.id, index.tag(story.title, story.text or story.summary, story.categories)))
+                tagged.append(
+                    (story.id, index.tag(story.title, story.text or story.summary, story.categories))
+                )
             return tagged
 
         results = await asyncio.to_thread(tag_batch)

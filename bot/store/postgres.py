@@ -330,7 +330,7 @@ async def _migrate(connection: asyncpg.Connection) -> list[int]:
                     migration.name,
                     to_iso(utcnow()),
                 )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # SQL, or a Python step's error: rolled back either way
             raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from None
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)

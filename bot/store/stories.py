@@ -129,10 +129,10 @@ class StoryTable:
                     story.id = by_key[story.key]
                     packed = pack_text(story.text)
                     if packed is not None:
-                        texts.append((story.id, packed))
+                        texts.append((story.id, int((story.first_seen or now).timestamp()), packed))
                 if texts:
                     await self._db.executemany(
-                        "INSERT INTO story_texts(story_id, text_zlib) VALUES (?,?)", texts
+                        "INSERT INTO story_texts(story_id, seen_at, text_zlib) VALUES (?,?,?)", texts
                     )
                 await self._write_artists({story.id: story.artists for _, story, _ in fresh if story.id})
             for story, (what, value) in zip(stories, plan, strict=True):
@@ -371,17 +371,13 @@ class StoryTable:
             for row in rows
         ]
 
-    async def drop_texts_first_seen(self, since: datetime | None, before: datetime) -> int:
-        """Drop the kept text of the stories first seen from `since` (None: the first) up to `before`; their
-        title, summary, link, artists and quotes stay. Returns how many texts went.
-
-        A range of the first-seen index (stories_first_seen): the caller moves `since` on, so each run reads only
-        the stories that aged out since the last one, however many are stored."""
+    async def drop_texts_seen_before(self, before: datetime) -> int:
+        """Drop the kept text of the stories first seen before `before`; their title, summary, link, artists and
+        quotes stay. Returns how many texts went: a range of the story_texts_seen index, so a run costs the
+        texts it drops, not the stories stored."""
         async with self._db.transaction():
             return await self._db.execute(
-                "DELETE FROM story_texts WHERE story_id IN"
-                " (SELECT id FROM stories WHERE first_seen_at >= ? AND first_seen_at < ?)",
-                (to_iso(since) if since is not None else "", to_iso(before)),
+                "DELETE FROM story_texts WHERE seen_at < ?", (int(before.timestamp()),)
             )
 
 

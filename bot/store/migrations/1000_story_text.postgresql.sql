@@ -10,7 +10,10 @@
 
 CREATE TABLE story_texts (
     story_id  BIGINT PRIMARY KEY REFERENCES stories(id) ON DELETE CASCADE,
+    seen_at   BIGINT NOT NULL,         -- the story's first_seen_at, Unix seconds: keep_text_days counts from it
     text_zlib BYTEA NOT NULL
 );
+-- dropping old texts is a range of this index, however many stories are stored
+CREATE INDEX story_texts_seen ON story_texts(seen_at);
 -- compressed already: stored as it is, never run through PostgreSQL's own compression again
 ALTER TABLE story_texts ALTER COLUMN text_zlib SET STORAGE EXTERNAL;

@@ -11,5 +11,8 @@
 
 CREATE TABLE story_texts (
     story_id  INTEGER PRIMARY KEY REFERENCES stories(id) ON DELETE CASCADE,
+    seen_at   INTEGER NOT NULL,         -- the story's first_seen_at, Unix seconds: keep_text_days counts from it
     text_zlib BLOB NOT NULL
 );
+-- dropping old texts is a range of this index, however many stories are stored
+CREATE INDEX story_texts_seen ON story_texts(seen_at);
