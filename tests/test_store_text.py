@@ -23,6 +23,7 @@ from bot.search import retag_all, search_stories
 from bot.store import Store, StoreError, migration_steps
 from bot.store import database as store_module
 from bot.store.database import load_migrations
+from bot.store.text_search import text_matches
 from bot.text import html_to_text
 from tests.support.cli import run_kpopnews
 from tests.support.feed_server import FeedServer, wordpress_feed
@@ -174,6 +175,11 @@ async def test_migration_1000_turns_stored_html_into_kept_text(store_url, engine
             "Story only-markup": "",
         }
         assert await rows(db, "SELECT count(*) FROM story_texts") == [(1,)]
+        # the full-text index (rebuilt on SQLite, without positions) finds the old stories by their titles
+        found, total = await text_matches(db._db, ["story", "markup"], any_word=False, window=10, cap=10)
+        assert total == 1 and len(found) == 1
+        found, total = await text_matches(db._db, ["story"], any_word=False, window=10, cap=10)
+        assert total == 3
         # retag tags from the converted text as it did from the HTML: V and IU are in the article only
         assert await retag_all(db, index) == 1
         [(key, artists)] = [
