@@ -41,7 +41,9 @@ async def populate(store: Store, stories: int = 60) -> None:
             canonical_url=f"https://www.koreaboo.com/news/{n}",
             summary="Beyoncé and 방탄소년단 in one summary." if n % 5 == 0 else "A summary.",
             artists=[ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)][: n % 3],
-            text=f"The article {n}: V and IU sang together." if n % 2 else "",  # story_texts: compressed bytes
+            text=f"The article {n}: V and IU sang together."
+            if n % 2
+            else "",  # story_texts: compressed bytes
         )
         for n in range(stories)
     ]
