@@ -111,7 +111,6 @@ class OursResult:
     peak_mb: float
     workers_peak_mb: list[float]
     first_error: str | None
-    db_bytes: int = 0  # pages in use in the database after the passes (dbstat), every table and index
 
 
 async def run_ours(urls: list[str], db_path: Path) -> OursResult:
@@ -146,7 +145,6 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
     con = sqlite3.connect(db_path)
     try:
         stored = con.execute("SELECT count(*) FROM stories").fetchone()[0]
-        db_bytes = con.execute("SELECT sum(pgsize) FROM dbstat").fetchone()[0]
     finally:
         con.close()
     failed = [r for r in first.sources if r.failed]
@@ -161,7 +159,6 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
         peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         workers_peak_mb=workers_peak,
         first_error=failed[0].error if failed else None,
-        db_bytes=db_bytes,
     )
 
 
@@ -350,11 +347,6 @@ def main() -> int:
     print(
         f"peak memory (max RSS, after ingest): {ours.peak_mb:.0f} MB   goal < {GOAL_PEAK_MB:g} MB  "
         f"{verdict(ours.peak_mb < GOAL_PEAK_MB)}   (parse/enrich worker processes: {workers} MB)"
-    )
-    per_story = ours.db_bytes / max(1, ours.stories)
-    print(
-        f"database: {per_story:,.0f} bytes per story (pages in use)   goal <= 2,560  {verdict(per_story <= 2560)}"
-        "   (per table: bench/bench_store.py --bytes)"
     )
     print(f"work per feed of {args.items} items, each stage measured alone on one core (ms, best of 5):")
     for stage, ms in costs.items():
