@@ -5,6 +5,15 @@ SQLite is the baseline; each PostgreSQL figure is given with its ratio to SQLite
     /work/venv/bin/python bench/bench_store.py --quick         # 2,000 stories, best of 2
     KPOPNEWS_TEST_POSTGRES_URL=postgresql://postgres@host:5432/postgres python bench/bench_store.py
 
+Bytes per stored story (`--bytes`): a real `poll --once` pass (fetch, parse, enrich, store, cluster) over a
+loopback farm of WordPress feeds x 20 items, into a fresh database of each engine, then what each table costs
+per story with its indexes (SQLite's dbstat; PostgreSQL's pg_total_relation_size after VACUUM FULL), less what the
+same tables weigh empty. Two farms: bench_ingest's (each item one paragraph repeated: its text compresses far
+better than prose does) and one of prose (each item ~2 KB of distinct sentences from the article fixtures).
+
+    /work/venv/bin/python bench/bench_store.py --bytes             # 100 feeds x 20 items per farm
+    /work/venv/bin/python bench/bench_store.py --bytes --feeds 25  # quicker
+
 PostgreSQL: a database kpopnews_bench_<random> is created through the maintenance URL and dropped at the end.
 """
 
@@ -12,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import random
+import re
 import secrets
+import sqlite3
 import sys
 import tempfile
 import time
@@ -27,10 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg  # noqa: E402
 
-from bot.config import SourceConfig  # noqa: E402
+from bot.artists import ArtistIndex  # noqa: E402
+from bot.config import Config, PollingConfig, SourceConfig, StorageConfig  # noqa: E402
 from bot.models import ArtistRef, Story  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.store.text_search import text_matches  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+GOAL_BYTES_PER_STORY = 2560  # issue 12: <= 2.5 KB per stored story
 
 WORDS = (
     "comeback teaser concept photo album single tour concert fans netizens viral stage performance award "
@@ -56,7 +72,7 @@ def make_stories(n: int) -> list[Story]:
                 source="Koreaboo",
                 canonical_url=f"https://news.example/{i}",
                 summary=summary,
-                content_html=f"<p>{summary}</p>" * 8,
+                text=" ".join([summary] * 8),
                 artists=[ArtistRef(a, a, None) for a in artists],
             )
         )
@@ -150,6 +166,168 @@ def _keep_best(best: dict[str, float], figures: dict[str, float]) -> None:
         best[what] = min(value, best.get(what, value))
 
 
+# --- bytes per stored story (--bytes) -----------------------------------------------------------------------
+
+
+def prose_sentences() -> list[str]:
+    """Sentences of real K-pop articles: the text of the article fixtures (roundups, Soompi pages, the Koreaboo
+    feed item), for items whose text compresses as prose does."""
+    from bot.parse import parse_feed
+    from bot.text import html_to_text
+
+    texts = [
+        html_to_text(path.read_text(encoding="utf-8")) for path in sorted(FIXTURES.glob("roundups/*.html"))
+    ]
+    texts += [
+        html_to_text(path.read_text(encoding="utf-8")) for path in sorted(FIXTURES.glob("pages/*.html"))
+    ]
+    feed = parse_feed((FIXTURES / "feeds" / "koreaboo-style-v-iu.xml").read_bytes())
+    texts += [html_to_text(e.content_html) for e in feed.entries]
+    found = {s.strip() for text in texts for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6}
+    # only sentences naming no artist: the items' artists stay the headline's two (V and IU), as in
+    # bench_ingest's farm, so what differs between the farms is how the text compresses
+    index = ArtistIndex.load()
+    return sorted(s for s in found if not index.tag("", s))
+
+
+def prose_feed(items: int, *, prefix: str, site: str, sentences: list[str], body_chars: int = 2000) -> bytes:
+    """bench_ingest's WordPress feed shape, each item's content ~`body_chars` of distinct sentences."""
+    from tests.support.feed_server import rss
+
+    rng = random.Random(prefix)
+    entries = []
+    for i in range(items):
+        slug = f"{prefix}-{i}"
+        picked: list[str] = []
+        for sentence in rng.sample(sentences, len(sentences)):
+            if sum(map(len, picked)) >= body_chars:
+                break
+            picked.append(sentence)
+        paragraphs = "".join(f"<p>{' '.join(picked[at : at + 3])}</p>" for at in range(0, len(picked), 3))
+        entries.append(
+            {
+                "title": f"BTS&#8217;s V and IU story {slug} &#8212; fans react",
+                "link": f"{site}/news/{slug}/",
+                "guid": f"{site}/?p={slug}",
+                "description": f"An excerpt about {slug}, ending the WordPress way [&#8230;]",
+                "content": f"<p>BTS&#8217;s V and IU in {slug}.</p>{paragraphs}",
+                "categories": "News,BTS,IU",
+            }
+        )
+    return rss(entries, title=f"K-pop site {prefix}", link=site + "/")
+
+
+async def poll_farm(storage: StorageConfig, feeds: int, items: int, prose: bool) -> None:
+    """`kpopnews poll --once` as the shell runs it (clustering included) over a loopback farm."""
+    from bot.poller import run_poll_once
+    from tests.support.feed_server import FeedServer, wordpress_feed
+
+    sentences = prose_sentences() if prose else []
+    async with FeedServer() as server:
+        for i in range(feeds):
+            site = server.url("")
+            if prose:
+                body = prose_feed(items, prefix=f"f{i}", site=site, sentences=sentences)
+            else:
+                body = wordpress_feed(items, prefix=f"f{i}", site=site, title=f"K-pop site {i}")
+            server.set_feed(f"f{i}", body)
+        config = Config(
+            storage=storage,
+            polling=PollingConfig(fetch_article_pages=False),
+            sources=tuple(SourceConfig(f"K-pop site {i}", server.url(f"/dyn/f{i}")) for i in range(feeds)),
+        )
+        await run_poll_once(config, out=io.StringIO(), err=io.StringIO())
+
+
+def sqlite_sizes(path: Path) -> dict[str, int]:
+    """Bytes of pages in use per table, its indexes included (dbstat), and the full-text index as one."""
+    con = sqlite3.connect(path)
+    try:
+        owner = {name: table for name, table in con.execute("SELECT name, tbl_name FROM sqlite_master")}
+        sizes: dict[str, int] = {}
+        for name, used in con.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)
+            table = "stories_fts" if table.startswith("stories_fts") else table
+            sizes[table] = sizes.get(table, 0) + used
+        return sizes
+    finally:
+        con.close()
+
+
+def sqlite_count(path: Path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT count(*) FROM stories").fetchone()[0])
+    finally:
+        con.close()
+
+
+async def postgres_sizes(url: str) -> tuple[dict[str, int], int]:
+    connection = await asyncpg.connect(url)
+    try:
+        # compacted: the pass updates each new story (its cluster) and artist row (its sort time) once, and the
+        # dead row versions' space, reused by later inserts in a running database, is not the data's
+        await connection.execute("VACUUM FULL")
+        rows = await connection.fetch(
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname = current_schema()"
+        )
+        count = await connection.fetchval("SELECT count(*) FROM stories")
+        return {name: int(size) for name, size in rows}, int(count)
+    finally:
+        await connection.close()
+
+
+async def on_postgres_database(maintenance: str, work: Callable[[str], Awaitable[Any]]) -> Any:
+    name = f"kpopnews_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(maintenance)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(maintenance)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    try:
+        return await work(url)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def print_sizes(what: str, filled: dict[str, int], empty: dict[str, int], stories: int) -> float:
+    """Per table (with its indexes), bytes per story beyond what the empty table weighs; returns the total."""
+    grown = {table: filled[table] - empty.get(table, 0) for table in filled}
+    total = sum(grown.values()) / stories
+    goal = "ok" if total <= GOAL_BYTES_PER_STORY else "MISSED"
+    print(
+        f"{what}: {stories} stories, {total:,.0f} bytes per story  (goal <= {GOAL_BYTES_PER_STORY:,}: {goal})"
+    )
+    for table, size in sorted(grown.items(), key=lambda item: -item[1]):
+        if size / stories >= 5:
+            print(f"    {table:28}{size / stories:8,.0f}")
+    return total
+
+
+async def measure_bytes(feeds: int, items: int, maintenance: str) -> None:
+    for prose in (False, True):
+        farm = "prose farm" if prose else "bench_ingest farm"
+        with tempfile.TemporaryDirectory() as folder:
+            empty_path, path = Path(folder) / "empty.db", Path(folder) / "farm.db"
+            await (await Store.open(empty_path)).close()
+            await poll_farm(StorageConfig(database=str(path)), feeds, items, prose)
+            print_sizes(f"SQLite, {farm}", sqlite_sizes(path), sqlite_sizes(empty_path), sqlite_count(path))
+
+        async def empty_pg(url: str) -> tuple[dict[str, int], int]:
+            await (await Store.open(url)).close()
+            return await postgres_sizes(url)
+
+        async def filled_pg(url: str, prose: bool = prose) -> tuple[dict[str, int], int]:
+            await poll_farm(StorageConfig(url=url), feeds, items, prose)
+            return await postgres_sizes(url)
+
+        empty, _ = await on_postgres_database(maintenance, empty_pg)
+        filled, count = await on_postgres_database(maintenance, filled_pg)
+        print_sizes(f"PostgreSQL, {farm}", filled, empty, count)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stories", type=int, default=10_000)
@@ -160,11 +338,19 @@ async def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2,000 stories, 50 queries, 2 runs")
     parser.add_argument(
+        "--bytes", action="store_true", help="bytes per stored story after a real poll of a feed farm instead"
+    )
+    parser.add_argument("--feeds", type=int, default=100, help="--bytes: feeds per farm (default 100)")
+    parser.add_argument("--items", type=int, default=20, help="--bytes: items per feed (default 20)")
+    parser.add_argument(
         "--postgres",
         default=os.environ.get("KPOPNEWS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="maintenance database URL (a database is created and dropped through it)",
     )
     args = parser.parse_args()
+    if args.bytes:
+        await measure_bytes(args.feeds, args.items, args.postgres)
+        return
     n, queries, repeat = (2_000, 50, 2) if args.quick else (args.stories, args.queries, args.repeat)
     lite: dict[str, float] = {}
     pg: dict[str, float] = {}

@@ -150,8 +150,16 @@ async def _dispatch(args: argparse.Namespace, config: Config, out: TextIO, err: 
         return await run_bot(config)
     if args.command == "poll":
         from bot.poller import run_poll_once
+        from bot.retention import drop_old_texts
+        from bot.store import Store
 
-        return await run_poll_once(config, out=out, err=err)
+        status = await run_poll_once(config, out=out, err=err)
+        store = await Store.open_configured(config.storage)
+        try:  # old stories' text goes as the bot's hourly run would drop it (one index range: cheap)
+            await drop_old_texts(store, config.storage.keep_text_days)
+        finally:
+            await store.close()
+        return status
     if args.command == "preview":
         from bot.preview import run_preview
 

@@ -53,6 +53,8 @@ class DiscordConfig:
 class StorageConfig:
     database: str = "kpopnews.db"  # the SQLite file, used when `url` is empty
     url: str = field(default="", repr=False)  # postgresql://…: may carry a password, never shown
+    # days a story's clean text is kept after it was first stored (for `kpopnews retag`); 0 = for ever
+    keep_text_days: float = 30.0
 
     @property
     def target(self) -> str:
@@ -139,6 +141,10 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
         raise ConfigError("storage.database must name a file")
     if storage.url:
         check_database_url(storage.url, "storage.url")
+    if storage.keep_text_days < 0:
+        raise ConfigError(
+            f"storage.keep_text_days must be ≥ 0 (0: kept for ever), got {storage.keep_text_days}"
+        )
     polling = _section(raw, "polling", PollingConfig)
     if polling.interval_seconds < 1:
         raise ConfigError(f"polling.interval_seconds must be ≥ 1, got {polling.interval_seconds}")

@@ -42,6 +42,7 @@ from bot.onboarding import FeedOnboarding
 from bot.pipeline import after_store
 from bot.poller import Poller
 from bot.rate_limit import GlobalLimiter, LocalLimiter, limiter_for, request_trace
+from bot.retention import drop_old_texts_hourly
 from bot.store import Store, StoreError
 from bot.workers import Workers
 from cogs.common import answer_error
@@ -320,6 +321,8 @@ class KpopNewsBot(commands.AutoShardedBot):
         self.add_service("delivery", self.delivery.run)
         self.add_service("direct-messages", self.direct_messages.run)
         self.add_service("poller", self.poller.run_forever)
+        keep_days = config.storage.keep_text_days
+        self.add_service("text-retention", lambda: drop_old_texts_hourly(self.store, keep_days))
 
     async def _first_poll(self, source: Source) -> None:
         """A feed a server just added: store what it carries now (as backfill: never posted), then let the

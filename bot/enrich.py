@@ -92,7 +92,6 @@ def enrich_entry(
         posts.extend(posts_in_html(page_html, page=True))
     quotes = rank_quotes(posts, artist_names=_names(refs, artists)) if posts else []
 
-    kept_html = content_html or page_body_html or summary_html
     return Story(
         key=story_key(entry.guid, entry.link),
         title=title,
@@ -104,7 +103,7 @@ def enrich_entry(
         quotes=quotes,
         artists=refs,
         categories=list(entry.categories),
-        content_html=kept_html[:MAX_CONTENT_HTML],
+        text=plain_text,
         canonical_url=canonical_url(entry.link),
     )
 
@@ -191,7 +190,6 @@ def _enrich_safely(
             source=source_name,
             published=entry.published,
             categories=list(entry.categories),
-            content_html=(entry.content_html or entry.summary_html or "")[:MAX_CONTENT_HTML],
             canonical_url=canonical_url(entry.link),
         )
 

@@ -84,7 +84,9 @@ class Story:
     quotes: list[Quote] = field(default_factory=list)
     artists: list[ArtistRef] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
-    content_html: str = ""  # kept so a story can be re-enriched when the code or artist data improves
+    # the article's clean text (bot.text.html_to_text), stored compressed for `kpopnews retag` until
+    # `[storage] keep_text_days`; not read back with the story (StoryTable.texts_after reads it)
+    text: str = ""
     canonical_url: str = ""
     id: int | None = None
     source_id: int | None = None

@@ -222,10 +222,9 @@ def _when(moment: datetime | None) -> str:
 
 
 async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> int:
-    """Tag every stored story again with the current artist data, in batches (one transaction each).
-    Returns the number of stories whose artists changed."""
-    from bot.text import html_to_text  # the same HTML-to-text as enrichment
-
+    """Tag every stored story again with the current artist data, in batches (one transaction each): its
+    title, kept text (else its summary, once `[storage] keep_text_days` dropped the text) and categories, as
+    enrichment tagged it. Returns the number of stories whose artists changed."""
     changed = 0
     last_id = 0
     while True:
@@ -238,8 +237,9 @@ async def retag_all(store: Store, index: ArtistIndex, *, batch: int = 500) -> in
         def tag_batch(stories: list[StoryText] = stories) -> list[tuple[int, list[ArtistRef]]]:
             tagged = []
             for story in stories:
-                text = html_to_text(story.content_html) if story.content_html else ""
-                tagged.append((story.id, index.tag(story.title, text or story.summary, story.categories)))
+                tagged.append(
+                    (story.id, index.tag(story.title, story.text or story.summary, story.categories))
+                )
             return tagged
 
         results = await asyncio.to_thread(tag_batch)

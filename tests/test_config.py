@@ -53,6 +53,8 @@ def test_interval_of_one_second_is_honoured():
         ({"sources": [{"url": "https://a/", "color": "#zz"}]}, "sources[0].color"),
         ({"sources": [{"url": "https://a/"}, {"url": "https://a/"}]}, "listed twice"),
         ({"storage": {"database": ""}}, "storage.database"),
+        ({"storage": {"keep_text_days": -1}}, "storage.keep_text_days must be ≥ 0"),
+        ({"storage": {"keep_text_days": "30"}}, "storage.keep_text_days must be a number"),
         ({"polling": {"fetch_article_pages": 1}}, "true or false"),
         ({"polling": {"max_failures": True}}, "polling.max_failures must be a whole number"),
     ],
@@ -73,6 +75,12 @@ def test_bad_toml_is_one_line(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_keep_text_days_defaults_to_30_and_takes_any_number_from_0():
+    assert parse_config({}).storage.keep_text_days == 30.0
+    assert parse_config({"storage": {"keep_text_days": 0}}).storage.keep_text_days == 0.0  # for ever
+    assert parse_config({"storage": {"keep_text_days": 7.5}}).storage.keep_text_days == 7.5
 
 
 def test_empty_sources_list_means_none():

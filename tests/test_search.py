@@ -16,6 +16,7 @@ from bot.config import Config, StorageConfig
 from bot.models import ArtistRef, Story
 from bot.search import query_words, render_text, retag_all, run_search, search_stories
 from bot.store import Store
+from bot.store.rows import pack_text
 from bot.store.stories import fts5_match
 from tests.support import sql
 
@@ -214,12 +215,19 @@ def fts_query(text: str, *, any_word: bool = False) -> str | None:
 
 
 def test_fts_query_quotes_every_word():
-    assert fts_query('NEAR(a "b") OR c*') == '"a" "b" "c"'
+    assert fts_query('NEAR(a "b") OR c*') == '"a" AND "b" AND "c"'
     assert fts_query("🥹 !!!") is None
     assert fts_query("xyz yes", any_word=True) == '"xyz" OR "yes"'
     # alone, one- and two-letter words are too vague to match on: "V LIVE" is not every story naming V
     assert fts_query("V LIVE", any_word=True) == '"LIVE"'
     assert fts_query("V IU", any_word=True) is None
+    # the index keeps no positions: a word the tokenizer splits is its tokens, each required, never a phrase
+    assert fts_query("jung_kook tour") == '("jung" AND "kook") AND "tour"'
+
+
+async def test_a_word_the_tokenizer_splits_is_still_found(store, index):
+    result = await search_stories(store, index, "Stray_Kids Billboard")
+    assert result.mode == "text" and [s.key for s in result.stories] == ["guid-6"]
 
 
 async def test_nothing_found_suggests_close_names(store, index):
@@ -309,8 +317,8 @@ async def test_retag_all_fixes_old_tags_in_batches(store, index):
     [(story_id,)] = await sql.rows(store, "SELECT id FROM stories WHERE story_key = 'guid-4'")
     await sql.write(
         store,
-        "UPDATE stories SET content_html = ? WHERE id = ?",
-        ("<p>Red Velvet's Joy will star in a new drama, SM Entertainment said.</p>", story_id),
+        "INSERT INTO story_texts(story_id, seen_at, text_zlib) VALUES (?, 0, ?)",
+        (story_id, pack_text("Red Velvet's Joy will star in a new drama, SM Entertainment said.")),
     )
     await store.stories.set_artists({story_id: [ArtistRef("old-id", "Old", None)]})
     changed = await retag_all(store, index, batch=2)

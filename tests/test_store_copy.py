@@ -41,6 +41,9 @@ async def populate(store: Store, stories: int = 60) -> None:
             canonical_url=f"https://www.koreaboo.com/news/{n}",
             summary="Beyoncé and 방탄소년단 in one summary." if n % 5 == 0 else "A summary.",
             artists=[ArtistRef("bts-v", "V", "BTS"), ArtistRef("iu", "IU", None)][: n % 3],
+            text=f"The article {n}: V and IU sang together."
+            if n % 2
+            else "",  # story_texts: compressed bytes
         )
         for n in range(stories)
     ]
@@ -118,6 +121,7 @@ async def answers(store: Store) -> dict[str, Any]:
         )
     ids = [row[0] for row in await rows(store, "SELECT id FROM stories ORDER BY id")]
     result["stories"] = await store.stories.get_many(ids)
+    result["texts"] = await store.stories.texts_after(0, len(ids))
     result["sources"] = await store.sources.list()
     result["known"] = await store.stories.known_keys(
         ["guid-1", "guid-59", "nope"], ["https://www.koreaboo.com/news/7"]

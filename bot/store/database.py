@@ -28,6 +28,7 @@ from urllib.parse import quote
 import aiosqlite
 
 from bot.config import is_postgres_url
+from bot.store.migration_steps import STEPS, Step
 from bot.timeutil import to_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Migration:
     version: int
     name: str
     sql: str
+    step: Step | None = None  # Python run after `sql`, in its transaction (bot/store/migration_steps.py)
 
 
 def load_migrations(dialect: Dialect = "sqlite") -> list[Migration]:
@@ -72,7 +74,7 @@ def load_migrations(dialect: Dialect = "sqlite") -> list[Migration]:
         if chosen is None:
             name = next(iter(variants.values()))[0]
             raise StoreError(f"migration {version:04d}_{name} has no {dialect} version")
-        found.append(Migration(version, chosen[0], chosen[1]))
+        found.append(Migration(version, chosen[0], chosen[1], STEPS.get(version)))
     return found
 
 
@@ -438,18 +440,44 @@ async def _migrate_sqlite(db: aiosqlite.Connection) -> list[int]:
             continue
         try:
             # executescript commits first; the whole migration and its record go in one transaction
-            await db.executescript(
-                "BEGIN;\n"
-                + migration.sql
-                + f"\n;INSERT INTO schema_migrations VALUES ({migration.version}, '{migration.name}', "
-                f"'{to_iso(utcnow())}');\nCOMMIT;"
-            )
+            if migration.step is None:
+                await db.executescript(
+                    "BEGIN;\n"
+                    + migration.sql
+                    + f"\n;INSERT INTO schema_migrations VALUES ({migration.version}, '{migration.name}', "
+                    f"'{to_iso(utcnow())}');\nCOMMIT;"
+                )
+            else:  # the script leaves its transaction open for the step; the record commits with both
+                await db.executescript("BEGIN;\n" + migration.sql)
+                await migration.step(_SQLiteStep(db))
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (migration.version, migration.name, to_iso(utcnow())),
+                )
+                await db.commit()
         except Exception as exc:
             await db.rollback()
             raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from None
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
+
+
+class _SQLiteStep:
+    """A migration step's statements, on the migrating connection (bot/store/migration_steps.py)."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._db.execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._db.executemany(sql, rows)
 
 
 def _check_folder(path: str) -> None:

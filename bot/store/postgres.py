@@ -297,6 +297,22 @@ def _scrub(exc: BaseException, url: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+class _PostgresStep:
+    """A migration step's statements, on the migrating connection (bot/store/migration_steps.py)."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return list(await self._connection.fetch(numbered(sql), *params))
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._connection.execute(numbered(sql), *params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._connection.executemany(numbered(sql), rows)
+
+
 async def _migrate(connection: asyncpg.Connection) -> list[int]:
     """Apply every packaged migration not yet recorded, each with its record in one transaction."""
     await connection.execute(
@@ -311,13 +327,15 @@ async def _migrate(connection: asyncpg.Connection) -> list[int]:
         try:
             async with connection.transaction():
                 await connection.execute(migration.sql)  # no parameters: several statements in one go
+                if migration.step is not None:
+                    await migration.step(_PostgresStep(connection))
                 await connection.execute(
                     "INSERT INTO schema_migrations VALUES ($1, $2, $3)",
                     migration.version,
                     migration.name,
                     to_iso(utcnow()),
                 )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # SQL, or a Python step's error: rolled back either way
             raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from None
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration.version)

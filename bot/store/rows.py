@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from bot.models import (
@@ -32,12 +33,33 @@ def quotes_from_json(text: str | None) -> list[Quote]:
         return []
 
 
+TEXT_KEEP_CHARS = 64 * 1024  # a story's text kept for retagging, at most: beyond is no article's prose
+
+
+def pack_text(text: str) -> bytes | None:
+    """A story's clean text as stored in story_texts.text_zlib: UTF-8, zlib-compressed (about 2-4x smaller on
+    English prose); None for no text (no row is stored)."""
+    text = text[:TEXT_KEEP_CHARS].strip()
+    return zlib.compress(text.encode("utf-8"), 6) if text else None
+
+
+def unpack_text(blob: bytes | None) -> str:
+    """The text `pack_text` stored; a damaged value gives no text rather than failing the story that holds it."""
+    if not blob:
+        return ""
+    try:
+        return zlib.decompress(bytes(blob)).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError):
+        return ""
+
+
 def words_to_json(words: list[str]) -> str:
     """A subscription's keywords or exclusions as stored: a JSON list of the words as typed."""
     return json.dumps(words, ensure_ascii=False)
 
 
 def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
+    """A stored story without its text (story_texts: only retagging reads it, see StoryTable.texts_after)."""
     return Story(
         key=row["story_key"],
         title=row["title"],
@@ -49,7 +71,6 @@ def story_from_row(row: Any, artists: list[ArtistRef] | None = None) -> Story:
         quotes=quotes_from_json(row["quotes_json"]),
         artists=list(artists or []),
         categories=json.loads(row["categories_json"] or "[]"),
-        content_html=row["content_html"],
         canonical_url=row["canonical_url"],
         id=row["id"],
         source_id=row["source_id"],

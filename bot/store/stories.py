@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.models import ArtistRef, Story
 from bot.store.database import IN_CHUNK, Database, marks
-from bot.store.rows import quotes_to_json, story_from_row
+from bot.store.rows import pack_text, quotes_to_json, story_from_row, unpack_text
 from bot.store.text_search import fts5_match, postgresql_match, postgresql_query, text_matches
 from bot.timeutil import to_iso, utcnow
 
@@ -33,7 +33,7 @@ class StoryText:
     id: int
     title: str
     summary: str
-    content_html: str
+    text: str  # the article's clean text; "" once `[storage] keep_text_days` dropped it (or it had none)
     categories: list[str]
 
 
@@ -123,20 +123,27 @@ class StoryTable:
                             story.image,
                             quotes_to_json(story.quotes),
                             json.dumps(story.categories, ensure_ascii=False),
-                            story.content_html,
                             1 if backfill else 0,
                         )
                     )
                 await self._db.executemany(
                     "INSERT INTO stories(story_key, canonical_url, url, title, source_id, source_name,"
                     " published_at, first_seen_at, summary, image_url, quotes_json, categories_json,"
-                    " content_html, backfill) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " backfill) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
                 by_key = await self._ids_by_key([story.key for _, story, _ in fresh])
+                texts = []
                 for position, story, _ in fresh:
                     ids[position] = by_key[story.key]
                     story.id = by_key[story.key]
+                    packed = pack_text(story.text)
+                    if packed is not None:
+                        texts.append((story.id, int((story.first_seen or now).timestamp()), packed))
+                if texts:
+                    await self._db.executemany(
+                        "INSERT INTO story_texts(story_id, seen_at, text_zlib) VALUES (?,?,?)", texts
+                    )
                 await self._write_artists({story.id: story.artists for _, story, _ in fresh if story.id})
             for story, (what, value) in zip(stories, plan, strict=True):
                 if what == "old":
@@ -365,13 +372,23 @@ class StoryTable:
     async def texts_after(self, after_id: int, limit: int) -> list[StoryText]:
         """The next `limit` stories by id after `after_id`, with the text tagging reads."""
         rows = await self._db.fetchall(
-            "SELECT id, title, summary, content_html, categories_json FROM stories WHERE id > ?"
-            " ORDER BY id LIMIT ?",
+            "SELECT s.id, s.title, s.summary, t.text_zlib, s.categories_json FROM stories s"
+            " LEFT JOIN story_texts t ON t.story_id = s.id WHERE s.id > ? ORDER BY s.id LIMIT ?",
             (after_id, limit),
         )
         return [
-            StoryText(row[0], row[1] or "", row[2] or "", row[3] or "", _categories(row[4])) for row in rows
+            StoryText(row[0], row[1] or "", row[2] or "", unpack_text(row[3]), _categories(row[4]))
+            for row in rows
         ]
+
+    async def drop_texts_seen_before(self, before: datetime) -> int:
+        """Drop the kept text of the stories first seen before `before`; their title, summary, link, artists and
+        quotes stay. Returns how many texts went: a range of the story_texts_seen index, so a run costs the
+        texts it drops, not the stories stored."""
+        async with self._db.transaction():
+            return await self._db.execute(
+                "DELETE FROM story_texts WHERE seen_at < ?", (int(before.timestamp()),)
+            )
 
 
 def _keyset(

@@ -5,7 +5,12 @@ question: the newest matching stories by id (with their time, for the caller's s
 
 from __future__ import annotations
 
+import re
+
 from bot.store.database import Database
+
+# what unicode61 keeps together: letters and numbers (Python's \w, less "_")
+_FTS5_TOKEN = re.compile(r"[^\W_]+")
 
 
 async def text_matches(
@@ -47,6 +52,13 @@ def postgresql_match() -> str:
 
 
 def fts5_match(words: list[str], *, any_word: bool) -> str:
-    """Words as an FTS5 query: each a quoted string, so that no word is ever an operator or a column filter."""
-    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
-    return (" OR " if any_word else " ").join(quoted)
+    """Words as an FTS5 query: each a quoted string, so that no word is ever an operator or a column filter.
+
+    The index keeps no word positions (migration 1000: detail=column), so a quoted string must be one token: a
+    word the tokenizer splits ("jung_kook": unicode61 separates at "_") becomes its tokens, all required."""
+    terms = []
+    for word in words:
+        tokens = _FTS5_TOKEN.findall(word) or [word]
+        quoted = ['"' + t.replace('"', '""') + '"' for t in tokens]
+        terms.append(quoted[0] if len(quoted) == 1 else "(" + " AND ".join(quoted) + ")")
+    return (" OR " if any_word else " AND ").join(terms)
