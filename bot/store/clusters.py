@@ -82,23 +82,17 @@ class ClusterTable:
         )
         return {story_id: cluster_id for story_id, cluster_id in rows}
 
-    async def candidates(
-        self, keys: list[str], *, low: int, high: int, min_shared_keys: int, limit: int
-    ) -> list[int]:
-        """Ids of the clustered stories, timed within [low, high], that have an artist key ("a:…") among `keys`
-        or at least `min_shared_keys` of them: those sharing the most keys first, then the newest, `limit` at
-        most (a busy artist has hundreds of stories in two days)."""
+    async def key_rows(self, keys: list[str], *, low: int, high: int) -> list[tuple[str, int, int]]:
+        """(key, at, story id) of every cluster_keys row with one of `keys`, timed within [low, high]: one read for
+        a whole batch of new stories, each of which then picks its own candidates (bot/clustering.py)."""
         if not keys:
             return []
         rows = await self._db.select_in(
-            "SELECT story_id FROM cluster_keys WHERE key IN ({marks}) AND at BETWEEN ? AND ?"
-            " GROUP BY story_id"
-            " HAVING SUM(CASE WHEN key LIKE 'a:%' THEN 1 ELSE 0 END) > 0 OR COUNT(*) >= ?"
-            " ORDER BY COUNT(*) DESC, story_id DESC LIMIT ?",
+            "SELECT key, at, story_id FROM cluster_keys WHERE key IN ({marks}) AND at BETWEEN ? AND ?",
             keys,
-            (low, high, min_shared_keys, limit),
+            (low, high),
         )
-        return [row[0] for row in rows]
+        return [(row[0], row[1], row[2]) for row in rows]
 
     async def members(self, story_ids: list[int]) -> list[ClusterMember]:
         """The clustered stories among these ids, as clustering keeps them."""
@@ -130,6 +124,16 @@ class ClusterTable:
         )
         return sorted((ClusterSpan(*row) for row in rows), key=lambda s: (s.first_at, s.cluster_id))
 
+    async def spans_by_story(self, story_ids: list[int]) -> dict[int, ClusterSpan]:
+        """{story id: its cluster, with the time of the cluster's first and last story} for these stories."""
+        rows = await self._db.select_in(
+            "SELECT c.story_id, c.cluster_id, MIN(m.at), MAX(m.at) FROM cluster_features c"
+            " JOIN cluster_features m ON m.cluster_id = c.cluster_id"
+            " WHERE c.story_id IN ({marks}) GROUP BY c.story_id, c.cluster_id",
+            story_ids,
+        )
+        return {row[0]: ClusterSpan(row[1], row[2], row[3]) for row in rows}
+
     async def clusters_and_held(self, story_ids: list[int]) -> tuple[dict[int, int], set[int]]:
         """For these stories, in one statement: {story id: cluster id} of those clustered already, and the ids of
         the others that deliveries or a trending crossing hold as a cluster id (a story delivered before it was
@@ -143,36 +147,48 @@ class ClusterTable:
         clustered = {story_id: cluster_id for held, story_id, cluster_id in rows if not held}
         return clustered, {story_id for held, story_id, _ in rows if held and story_id not in clustered}
 
-    async def add(self, member: ClusterMember, keys: list[str]) -> None:
-        """Record a story's cluster (stories.cluster_id), what clustering keeps of it, and its index keys. When it
-        joins a cluster as its earliest story, the cluster's time (cluster_at) moves to it."""
+    async def add_many(self, members: list[ClusterMember], keys: list[list[str]]) -> None:
+        """Record stories' clusters (stories.cluster_id), what clustering keeps of them, and their index keys
+        (`keys[i]` are `members[i]`'s), a few statements for the lot. The clusters' times are `set_cluster_times`'s."""
+        if not members:
+            return
         async with self._db.transaction():
-            await self._db.execute(
+            await self._db.executemany(
                 f"INSERT INTO cluster_features({_MEMBER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    member.story_id,
-                    member.cluster_id,
-                    member.at,
-                    member.cluster_at,
-                    " ".join(sorted(member.artists)),
-                    " ".join(sorted(member.title_terms)),
-                    " ".join(sorted(member.body_terms)),
-                    int(member.roundup),
-                    " ".join(sorted(member.kinds)),
-                ),
+                [
+                    (
+                        m.story_id,
+                        m.cluster_id,
+                        m.at,
+                        m.cluster_at,
+                        " ".join(sorted(m.artists)),
+                        " ".join(sorted(m.title_terms)),
+                        " ".join(sorted(m.body_terms)),
+                        int(m.roundup),
+                        " ".join(sorted(m.kinds)),
+                    )
+                    for m in members
+                ],
             )
-            if member.cluster_id != member.story_id and member.cluster_at == member.at:  # the earliest now
-                await self._db.execute(
-                    "UPDATE cluster_features SET cluster_at = ? WHERE cluster_id = ? AND cluster_at <> ?",
-                    (member.cluster_at, member.cluster_id, member.cluster_at),
-                )
             await self._db.executemany(
                 "INSERT INTO cluster_keys(key, at, story_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-                [(key, member.at, member.story_id) for key in keys],
+                [
+                    (key, m.at, m.story_id)
+                    for m, story_keys in zip(members, keys, strict=True)
+                    for key in story_keys
+                ],
             )
-            await self._db.execute(
-                "UPDATE stories SET cluster_id = ? WHERE id = ?", (member.cluster_id, member.story_id)
+            await self._db.executemany(
+                "UPDATE stories SET cluster_id = ? WHERE id = ?",
+                [(m.cluster_id, m.story_id) for m in members],
             )
+
+    async def set_cluster_times(self, times: dict[int, int]) -> None:
+        """{cluster id: the time of its first story}: cluster_at of every story of those clusters."""
+        await self._db.executemany(
+            "UPDATE cluster_features SET cluster_at = ? WHERE cluster_id = ? AND cluster_at <> ?",
+            [(at, cluster_id, at) for cluster_id, at in sorted(times.items())],
+        )
 
     async def merge(self, into: int, others: list[int]) -> ClusterMerge:
         """Make clusters `others` part of cluster `into`, with everything kept by cluster id: the stories and
