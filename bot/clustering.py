@@ -41,14 +41,14 @@ never change; their clusters are read from the store, since a merge changes them
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import re
 import sys
 import unicodedata
 import weakref
 from array import array
-from collections import OrderedDict
+from bisect import bisect_left, bisect_right
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -378,6 +378,7 @@ WINDOW_SECONDS = int(CLUSTER_WINDOW.total_seconds())
 _WINDOW_US = WINDOW_SECONDS * 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_ID_MASK = (1 << 64) - 1
 
 
 @lru_cache(maxsize=65536)  # the same words come back in story after story
@@ -544,28 +545,34 @@ def match_batch(
     it: what the index query of each story would find if the stories were clustered one by one (those sharing an
     artist key, or MIN_SHARED_TITLE_TERMS keys, within its window; the most keys first, then the newest;
     MAX_CANDIDATES at most). Pure CPU work, for a worker thread."""
-    by_key: dict[str, list[tuple[int, int]]] = {}
-    for key, at, story_id in rows:
-        by_key.setdefault(key, []).append((at, story_id))
+    # per key, its stories' times in order and their ids alongside: a story's window is two bisections
+    by_key: dict[str, tuple[list[int], list[int]]] = {}
+    for key, at, story_id in sorted(rows):
+        keyed = by_key.get(key)
+        if keyed is None:
+            keyed = by_key[key] = ([], [])
+        keyed[0].append(at)
+        keyed[1].append(story_id)
     compact = dict(stored)
     found: list[list[int]] = []
     for item in new:
-        low, high = item.compact.epoch - WINDOW_SECONDS, item.compact.epoch + WINDOW_SECONDS
-        counts: dict[int, int] = {}
+        epoch = item.compact.epoch
+        low, high = epoch - WINDOW_SECONDS, epoch + WINDOW_SECONDS
+        counts: Counter[int] = Counter()
         by_artist: set[int] = set()
         for key in item.lookup:
             keyed = by_key.get(key)
-            if not keyed:
+            if keyed is None:
                 continue
-            artist = key.startswith("a:")
-            for at, story_id in keyed:
-                if low <= at <= high:
-                    counts[story_id] = counts.get(story_id, 0) + 1
-                    if artist:
-                        by_artist.add(story_id)
+            times, ids = keyed
+            window = ids[bisect_left(times, low) : bisect_right(times, high)]
+            counts.update(window)
+            if key.startswith("a:"):
+                by_artist.update(window)
         chosen = [s for s, n in counts.items() if n >= MIN_SHARED_TITLE_TERMS or s in by_artist]
-        if len(chosen) > MAX_CANDIDATES:
-            chosen = heapq.nsmallest(MAX_CANDIDATES, chosen, key=lambda s: (-counts[s], -s))
+        if len(chosen) > MAX_CANDIDATES:  # the most keys shared, then the newest (ids are below 2^64)
+            ranked = sorted([counts[s] << 64 | s for s in chosen], reverse=True)
+            chosen = [s & _ID_MASK for s in ranked[:MAX_CANDIDATES]]
         probe = Probe(item.compact)
         found.append(
             [
@@ -577,7 +584,12 @@ def match_batch(
         # the next stories of the batch find this one as if it were stored
         compact[item.story_id] = item.compact
         for key in item.keys:
-            by_key.setdefault(key, []).append((item.compact.epoch, item.story_id))
+            keyed = by_key.get(key)
+            if keyed is None:
+                keyed = by_key[key] = ([], [])
+            at = bisect_right(keyed[0], epoch)
+            keyed[0].insert(at, epoch)
+            keyed[1].insert(at, item.story_id)
     return found
 
 

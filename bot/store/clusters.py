@@ -125,11 +125,13 @@ class ClusterTable:
         return sorted((ClusterSpan(*row) for row in rows), key=lambda s: (s.first_at, s.cluster_id))
 
     async def spans_by_story(self, story_ids: list[int]) -> dict[int, ClusterSpan]:
-        """{story id: its cluster, with the time of the cluster's first and last story} for these stories."""
+        """{story id: its cluster, with the time of the cluster's first and last story} for these stories (each
+        time one step down the (cluster_id, at) index, however big the cluster)."""
         rows = await self._db.select_in(
-            "SELECT c.story_id, c.cluster_id, MIN(m.at), MAX(m.at) FROM cluster_features c"
-            " JOIN cluster_features m ON m.cluster_id = c.cluster_id"
-            " WHERE c.story_id IN ({marks}) GROUP BY c.story_id, c.cluster_id",
+            "SELECT c.story_id, c.cluster_id,"
+            " (SELECT MIN(m.at) FROM cluster_features m WHERE m.cluster_id = c.cluster_id),"
+            " (SELECT MAX(m.at) FROM cluster_features m WHERE m.cluster_id = c.cluster_id)"
+            " FROM cluster_features c WHERE c.story_id IN ({marks})",
             story_ids,
         )
         return {row[0]: ClusterSpan(row[1], row[2], row[3]) for row in rows}
