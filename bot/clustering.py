@@ -424,9 +424,22 @@ def _compact_from(member: ClusterMember) -> Compact:
 
 
 class Probe:
-    """A new story's compact features as sets, to look up each candidate's hashes in."""
+    """A story's compact features as sets, made for one batch: a candidate is compared with several of the
+    batch's stories, and a set meets a set several times faster than it walks an array. Its n-grams are made
+    only when a comparison gets that far."""
 
-    __slots__ = ("at_us", "artists", "title", "terms", "grams", "by_artist", "kinds", "weight")
+    __slots__ = (
+        "at_us",
+        "artists",
+        "title",
+        "terms",
+        "by_artist",
+        "kinds",
+        "weight",
+        "ngrams",
+        "_compact",
+        "_grams",
+    )
 
     def __init__(self, compact: Compact) -> None:
         self.at_us = compact.at_us
@@ -434,13 +447,31 @@ class Probe:
         self.kinds = frozenset(compact.kinds)
         self.title = frozenset(compact.title)
         self.terms = frozenset(compact.terms)
-        self.grams = frozenset(compact.grams)
         self.by_artist = compact.by_artist
         self.weight = compact.weight
+        self.ngrams = len(compact.grams)
+        self._compact = compact
+        self._grams: frozenset[int] | None = None
+
+    @property
+    def grams(self) -> frozenset[int]:
+        if self._grams is None:
+            self._grams = frozenset(self._compact.grams)
+        return self._grams
 
 
-def compact_score(a: Probe, b: Compact) -> float | None:
+def compact_score(a: Probe, b: Probe) -> float | None:
     """`match_score` of two stories on their compact features: the same rules, the same arithmetic."""
+    return _compare(a, b, exact=True)
+
+
+def compact_matches(a: Probe, b: Probe) -> bool:
+    """Whether two stories are the same story (`compact_score` is not None), without counting the n-grams when
+    they cannot change the answer."""
+    return _compare(a, b, exact=False) is not None
+
+
+def _compare(a: Probe, b: Probe, *, exact: bool) -> float | None:
     if abs(a.at_us - b.at_us) > _WINDOW_US:
         return None
     if a.kinds and b.kinds and a.kinds.isdisjoint(b.kinds):
@@ -448,21 +479,24 @@ def compact_score(a: Probe, b: Compact) -> float | None:
     if a.artists.isdisjoint(b.artists):
         if a.by_artist and b.by_artist:
             return None
-        if len(a.title.intersection(b.title)) < MIN_SHARED_TITLE_TERMS:
+        if len(a.title & b.title) < MIN_SHARED_TITLE_TERMS:
             return None
         threshold = UNTAGGED_THRESHOLD
     else:
         threshold = SAME_STORY_THRESHOLD
     if not a.terms or not b.terms:
         return None  # similarity 0: under either threshold
-    shared = len(a.terms.intersection(b.terms)) + (TITLE_WEIGHT - 1) * len(a.title.intersection(b.title))
+    shared = len(a.terms & b.terms) + (TITLE_WEIGHT - 1) * len(a.title & b.title)
     word_score = shared / min(a.weight, b.weight)
     if word_score < MIN_WORD_SCORE:
         score = WORD_SHARE * word_score
+    # the score lies between WORD_SHARE * word_score (no n-gram shared) and that + 1 - WORD_SHARE (all)
     elif WORD_SHARE * word_score + (1 - WORD_SHARE) < threshold:
-        return None  # even every n-gram shared would not reach it: not worth counting them
+        return None
+    elif not exact and WORD_SHARE * word_score >= threshold:
+        return WORD_SHARE * word_score  # the same story whatever the n-grams say: not the score
     else:
-        gram_score = 2 * len(a.grams.intersection(b.grams)) / (len(a.grams) + len(b.grams))
+        gram_score = 2 * len(a.grams & b.grams) / (a.ngrams + b.ngrams)
         score = WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
     return score if score >= threshold else None
 
@@ -553,7 +587,7 @@ def match_batch(
             keyed = by_key[key] = ([], [])
         keyed[0].append(at)
         keyed[1].append(story_id)
-    compact = dict(stored)
+    probes: dict[int, Probe] = {}  # the candidates' sets, made once for the batch
     found: list[list[int]] = []
     for item in new:
         epoch = item.compact.epoch
@@ -574,15 +608,19 @@ def match_batch(
             ranked = sorted([counts[s] << 64 | s for s in chosen], reverse=True)
             chosen = [s & _ID_MASK for s in ranked[:MAX_CANDIDATES]]
         probe = Probe(item.compact)
-        found.append(
-            [
-                story_id
-                for story_id in chosen
-                if (other := compact.get(story_id)) is not None and compact_score(probe, other) is not None
-            ]
-        )
+        matched = []
+        for story_id in chosen:
+            other = probes.get(story_id)
+            if other is None:
+                stored_features = stored.get(story_id)
+                if stored_features is None:
+                    continue
+                other = probes[story_id] = Probe(stored_features)
+            if compact_matches(probe, other):
+                matched.append(story_id)
+        found.append(matched)
         # the next stories of the batch find this one as if it were stored
-        compact[item.story_id] = item.compact
+        probes[item.story_id] = probe
         for key in item.keys:
             keyed = by_key.get(key)
             if keyed is None:

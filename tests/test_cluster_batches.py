@@ -8,7 +8,15 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 
-from bot.clustering import Probe, assign_clusters, compact_of, compact_score, features_of, match_score
+from bot.clustering import (
+    Probe,
+    assign_clusters,
+    compact_matches,
+    compact_of,
+    compact_score,
+    features_of,
+    match_score,
+)
 from bot.models import Story
 from bot.store import Store
 from tests.support import sql
@@ -22,7 +30,8 @@ def test_compact_features_score_every_pair_as_the_strings_do():
     matched = compared = 0
     for a, b in itertools.permutations(features, 2):  # every ordered pair of the set, not only the labelled
         expected = match_score(features[a], features[b])
-        assert compact_score(Probe(compact[a]), compact[b]) == expected, (a, b)
+        assert compact_score(Probe(compact[a]), Probe(compact[b])) == expected, (a, b)
+        assert compact_matches(Probe(compact[a]), Probe(compact[b])) == (expected is not None), (a, b)
         matched += expected is not None
         compared += 1
     # many matches (most of the set's same-story pairs, both ways), and many more pairs that are not
