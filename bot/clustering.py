@@ -47,8 +47,7 @@ import sys
 import unicodedata
 import weakref
 from array import array
-from bisect import bisect_left, bisect_right
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,7 +67,8 @@ TITLE_WEIGHT = 2.0  # a word in a headline weighs this much, a word only in the 
 SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts into background
 MAX_TITLE_CHARS = 400  # a hostile feed's 100 kB "headline" costs no more than a real one
 NGRAM = 4  # character n-gram size for the fuzzy half of the score
-MAX_CANDIDATES = 200  # stories scored per new story at most (the index orders them by keys shared)
+MAX_CANDIDATES = 200  # stories scored per new story at most (the most keys shared, then the nearest in time)
+NEAR_PER_SIDE = 50  # per key of a story, the stories with that key nearest in time before it, and after it
 WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
 MIN_WORD_SCORE = 0.1  # below this word overlap the n-grams are not even looked at (and give nothing)
 MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
@@ -378,7 +378,6 @@ WINDOW_SECONDS = int(CLUSTER_WINDOW.total_seconds())
 _WINDOW_US = WINDOW_SECONDS * 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_ID_MASK = (1 << 64) - 1
 
 
 @lru_cache(maxsize=65536)  # the same words come back in story after story
@@ -413,6 +412,10 @@ class Compact:
         self.grams = array("q", sorted({h for term in terms for h in _term_gram_hashes(term)}))
         self.by_artist = bool(self.artists) and not roundup
         self.weight = len(terms) + (TITLE_WEIGHT - 1) * len(title)
+
+    @property
+    def ngrams(self) -> int:
+        return len(self.grams)
 
 
 def compact_of(features: StoryFeatures) -> Compact:
@@ -460,18 +463,19 @@ class Probe:
         return self._grams
 
 
-def compact_score(a: Probe, b: Probe) -> float | None:
+def compact_score(a: Probe, b: Probe | Compact) -> float | None:
     """`match_score` of two stories on their compact features: the same rules, the same arithmetic."""
     return _compare(a, b, exact=True)
 
 
-def compact_matches(a: Probe, b: Probe) -> bool:
+def compact_matches(a: Probe, b: Probe | Compact) -> bool:
     """Whether two stories are the same story (`compact_score` is not None), without counting the n-grams when
     they cannot change the answer."""
     return _compare(a, b, exact=False) is not None
 
 
-def _compare(a: Probe, b: Probe, *, exact: bool) -> float | None:
+def _compare(a: Probe, b: Probe | Compact, *, exact: bool) -> float | None:
+    # `b` as sets (a candidate met again in the batch) or as arrays (met once: making sets would cost more)
     if abs(a.at_us - b.at_us) > _WINDOW_US:
         return None
     if a.kinds and b.kinds and a.kinds.isdisjoint(b.kinds):
@@ -479,14 +483,14 @@ def _compare(a: Probe, b: Probe, *, exact: bool) -> float | None:
     if a.artists.isdisjoint(b.artists):
         if a.by_artist and b.by_artist:
             return None
-        if len(a.title & b.title) < MIN_SHARED_TITLE_TERMS:
+        if len(a.title.intersection(b.title)) < MIN_SHARED_TITLE_TERMS:
             return None
         threshold = UNTAGGED_THRESHOLD
     else:
         threshold = SAME_STORY_THRESHOLD
     if not a.terms or not b.terms:
         return None  # similarity 0: under either threshold
-    shared = len(a.terms & b.terms) + (TITLE_WEIGHT - 1) * len(a.title & b.title)
+    shared = len(a.terms.intersection(b.terms)) + (TITLE_WEIGHT - 1) * len(a.title.intersection(b.title))
     word_score = shared / min(a.weight, b.weight)
     if word_score < MIN_WORD_SCORE:
         score = WORD_SHARE * word_score
@@ -496,7 +500,7 @@ def _compare(a: Probe, b: Probe, *, exact: bool) -> float | None:
     elif not exact and WORD_SHARE * word_score >= threshold:
         return WORD_SHARE * word_score  # the same story whatever the n-grams say: not the score
     else:
-        gram_score = 2 * len(a.grams & b.grams) / (a.ngrams + b.ngrams)
+        gram_score = 2 * len(a.grams.intersection(b.grams)) / (a.ngrams + b.ngrams)
         score = WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
     return score if score >= threshold else None
 
@@ -559,75 +563,66 @@ def _prepare(stories: list[Story]) -> list[_New]:
     return found
 
 
-def _time_groups(new: list[_New]) -> list[list[_New]]:
-    """The batch in groups spanning at most CLUSTER_WINDOW each: one index read per group, over its stories'
-    windows (a feed's stories of a month are not read over the whole month for every key)."""
-    groups: list[list[_New]] = []
-    for item in sorted(new, key=lambda n: n.compact.epoch):
-        if groups and item.compact.epoch - groups[-1][0].compact.epoch <= WINDOW_SECONDS:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
+def _nearest(rows: Iterable[tuple[int, int]], at: int) -> list[tuple[int, int]]:
+    """Of (at, story id) rows within the window of a story at `at`: the NEAR_PER_SIDE nearest at or before it
+    (latest first, then the highest id) and after it (earliest first, then the lowest id), as the index gives
+    them (ClusterTable.near)."""
+    low, high = at - WINDOW_SECONDS, at + WINDOW_SECONDS
+    before = sorted((r for r in rows if low <= r[0] <= at), key=lambda r: (-r[0], -r[1]))[:NEAR_PER_SIDE]
+    after = sorted(r for r in rows if at < r[0] <= high)[:NEAR_PER_SIDE]
+    return before + after
 
 
 def match_batch(
-    new: list[_New], rows: Iterable[tuple[str, int, int]], stored: dict[int, Compact]
+    new: list[_New], near: dict[tuple[str, int], list[tuple[int, int]]], stored: dict[int, Compact]
 ) -> list[list[int]]:
-    """For each story of `new` (in id order), the ids of the stories it is the same story as, among the stored
-    ones that `rows` (cluster_keys rows: key, at, story id) make its candidates and the stories of `new` before
-    it: what the index query of each story would find if the stories were clustered one by one (those sharing an
-    artist key, or MIN_SHARED_TITLE_TERMS keys, within its window; the most keys first, then the newest;
-    MAX_CANDIDATES at most). Pure CPU work, for a worker thread."""
-    # per key, its stories' times in order and their ids alongside: a story's window is two bisections
-    by_key: dict[str, tuple[list[int], list[int]]] = {}
-    for key, at, story_id in sorted(rows):
-        keyed = by_key.get(key)
-        if keyed is None:
-            keyed = by_key[key] = ([], [])
-        keyed[0].append(at)
-        keyed[1].append(story_id)
+    """For each story of `new` (in id order), the ids of the stories it is the same story as, among its
+    candidates: per key of its own, the stories with that key nearest in time to it (`near`: the stored ones,
+    by (key, its time); and the stories of `new` before it, as if stored), those sharing an artist key or
+    MIN_SHARED_TITLE_TERMS keys, the most keys first, then the nearest in time, then the newest,
+    MAX_CANDIDATES at most. So a batch clusters as its stories one by one. Pure CPU work, for a worker thread."""
     probes: dict[int, Probe] = {}  # the candidates' sets, made once for the batch
+    met: set[int] = set()  # stored candidates compared once so far
+    earlier: dict[str, list[tuple[int, int]]] = {}  # the batch's stories clustered so far, by key
     found: list[list[int]] = []
     for item in new:
-        epoch = item.compact.epoch
-        low, high = epoch - WINDOW_SECONDS, epoch + WINDOW_SECONDS
-        counts: Counter[int] = Counter()
+        at = item.compact.epoch
+        counts: dict[int, int] = {}
+        distance: dict[int, int] = {}
         by_artist: set[int] = set()
         for key in item.lookup:
-            keyed = by_key.get(key)
-            if keyed is None:
-                continue
-            times, ids = keyed
-            window = ids[bisect_left(times, low) : bisect_right(times, high)]
-            counts.update(window)
-            if key.startswith("a:"):
-                by_artist.update(window)
+            rows = near.get((key, at), [])
+            if key in earlier:
+                rows = _nearest([*rows, *earlier[key]], at)
+            artist = key.startswith("a:")
+            for row_at, story_id in rows:
+                counts[story_id] = counts.get(story_id, 0) + 1
+                distance[story_id] = abs(row_at - at)
+                if artist:
+                    by_artist.add(story_id)
         chosen = [s for s, n in counts.items() if n >= MIN_SHARED_TITLE_TERMS or s in by_artist]
-        if len(chosen) > MAX_CANDIDATES:  # the most keys shared, then the newest (ids are below 2^64)
-            ranked = sorted([counts[s] << 64 | s for s in chosen], reverse=True)
-            chosen = [s & _ID_MASK for s in ranked[:MAX_CANDIDATES]]
+        if len(chosen) > MAX_CANDIDATES:
+            chosen.sort(key=lambda s: (-counts[s], distance[s], -s))
+            del chosen[MAX_CANDIDATES:]
         probe = Probe(item.compact)
         matched = []
         for story_id in chosen:
-            other = probes.get(story_id)
+            other: Probe | Compact | None = probes.get(story_id)
             if other is None:
-                stored_features = stored.get(story_id)
-                if stored_features is None:
+                other = stored.get(story_id)
+                if other is None:
                     continue
-                other = probes[story_id] = Probe(stored_features)
+                if story_id in met:  # the second time: as sets from now on
+                    other = probes[story_id] = Probe(other)
+                else:
+                    met.add(story_id)
             if compact_matches(probe, other):
                 matched.append(story_id)
         found.append(matched)
         # the next stories of the batch find this one as if it were stored
         probes[item.story_id] = probe
         for key in item.keys:
-            keyed = by_key.get(key)
-            if keyed is None:
-                keyed = by_key[key] = ([], [])
-            at = bisect_right(keyed[0], epoch)
-            keyed[0].insert(at, epoch)
-            keyed[1].insert(at, item.story_id)
+            earlier.setdefault(key, []).append((at, item.story_id))
     return found
 
 
@@ -761,17 +756,15 @@ async def assign_clusters(
         result, held = await store.clusters.clusters_and_held(ids)
         new = [item for item in prepared if item.story_id not in result]
         if new:
-            rows: list[tuple[str, int, int]] = []
-            for group in _time_groups(new):
-                keys = sorted({key for item in group for key in item.lookup})
-                rows += await store.clusters.key_rows(
-                    keys,
-                    low=group[0].compact.epoch - WINDOW_SECONDS,
-                    high=group[-1].compact.epoch + WINDOW_SECONDS,
-                )
+            wanted = sorted({(key, item.compact.epoch) for item in new for key in item.lookup})
+            near: dict[tuple[str, int], list[tuple[int, int]]] = {}
+            for n, row_at, story_id in await store.clusters.near(
+                wanted, window=WINDOW_SECONDS, per_side=NEAR_PER_SIDE
+            ):
+                near.setdefault(wanted[n], []).append((row_at, story_id))
             stored: dict[int, Compact] = {}
             missing: list[int] = []
-            for story_id in {row[2] for row in rows}:
+            for story_id in {story_id for rows in near.values() for _, story_id in rows}:
                 cached = cache.get(story_id)
                 if cached is None:
                     missing.append(story_id)
@@ -781,7 +774,7 @@ async def assign_clusters(
                 stored[member.story_id] = parsed = _compact_from(member)
                 cache.put(member.story_id, parsed)
             # the scoring is CPU-bound: a worker thread keeps the event loop answering
-            matches = await asyncio.to_thread(match_batch, new, rows, stored)
+            matches = await asyncio.to_thread(match_batch, new, near, stored)
             matched = sorted({m for found in matches for m in found if m in stored})
             spans = await store.clusters.spans_by_story(matched) if matched else {}
             steps, final, times = plan_batch(new, matches, spans, held)

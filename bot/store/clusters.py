@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # MAX_ALSO_ON_EDITS (tests/test_cluster_merges.py checks that they agree) until deliveries move into the store.
 ALSO_ON_LIMIT = 5  # outlets named in one "Also on" line
 ALSO_ON_EDITS = 3  # edits of one sent message for "Also on"
+_NEAR_CHUNK = 100  # (key, time) probes per statement: two SELECTs each, under SQLite's 500 in one compound
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,32 @@ class ClusterTable:
         )
         return {story_id: cluster_id for story_id, cluster_id in rows}
 
-    async def key_rows(self, keys: list[str], *, low: int, high: int) -> list[tuple[str, int, int]]:
-        """(key, at, story id) of every cluster_keys row with one of `keys`, timed within [low, high]: one read for
-        a whole batch of new stories, each of which then picks its own candidates (bot/clustering.py)."""
-        if not keys:
-            return []
-        rows = await self._db.select_in(
-            "SELECT key, at, story_id FROM cluster_keys WHERE key IN ({marks}) AND at BETWEEN ? AND ?",
-            keys,
-            (low, high),
-        )
-        return [(row[0], row[1], row[2]) for row in rows]
+    async def near(
+        self, probes: list[tuple[str, int]], *, window: int, per_side: int
+    ) -> list[tuple[int, int, int]]:
+        """For each (key, time) of `probes`, the clustered stories with that key nearest that time within
+        `window` seconds: at most `per_side` at or before it (the latest first, then the highest id), and
+        `per_side` after it (the earliest first, then the lowest id); each as (index in `probes`, at, story id).
+        Each is a short walk down the (key, at, story_id) index, however many stories the key has: a whole
+        batch's probes in a few statements."""
+        found: list[tuple[int, int, int]] = []
+        for start in range(0, len(probes), _NEAR_CHUNK):
+            parts: list[str] = []
+            params: list[object] = []
+            for n, (key, at) in enumerate(probes[start : start + _NEAR_CHUNK], start):
+                parts.append(
+                    f"SELECT CAST(? AS INTEGER), at, story_id FROM (SELECT at, story_id FROM cluster_keys"
+                    f" WHERE key = ? AND at BETWEEN ? AND ? ORDER BY at DESC, story_id DESC LIMIT ?) AS b{n}"
+                )
+                params += [n, key, at - window, at, per_side]
+                parts.append(
+                    f"SELECT CAST(? AS INTEGER), at, story_id FROM (SELECT at, story_id FROM cluster_keys"
+                    f" WHERE key = ? AND at > ? AND at <= ? ORDER BY at, story_id LIMIT ?) AS a{n}"
+                )
+                params += [n, key, at, at + window, per_side]
+            rows = await self._db.fetchall(" UNION ALL ".join(parts), params)
+            found += [(row[0], row[1], row[2]) for row in rows]
+        return found
 
     async def members(self, story_ids: list[int]) -> list[ClusterMember]:
         """The clustered stories among these ids, as clustering keeps them."""
@@ -125,16 +141,21 @@ class ClusterTable:
         return sorted((ClusterSpan(*row) for row in rows), key=lambda s: (s.first_at, s.cluster_id))
 
     async def spans_by_story(self, story_ids: list[int]) -> dict[int, ClusterSpan]:
-        """{story id: its cluster, with the time of the cluster's first and last story} for these stories (each
-        time one step down the (cluster_id, at) index, however big the cluster)."""
+        """{story id: its cluster, with the time of the cluster's first and last story} for these stories: their
+        clusters, then each cluster's times once, each one step down the (cluster_id, at) index however big the
+        cluster."""
+        clusters = await self.clusters_of(story_ids)
         rows = await self._db.select_in(
-            "SELECT c.story_id, c.cluster_id,"
-            " (SELECT MIN(m.at) FROM cluster_features m WHERE m.cluster_id = c.cluster_id),"
-            " (SELECT MAX(m.at) FROM cluster_features m WHERE m.cluster_id = c.cluster_id)"
-            " FROM cluster_features c WHERE c.story_id IN ({marks})",
-            story_ids,
+            "SELECT k.cluster_id,"
+            " (SELECT MIN(m.at) FROM cluster_features m WHERE m.cluster_id = k.cluster_id),"
+            " (SELECT MAX(m.at) FROM cluster_features m WHERE m.cluster_id = k.cluster_id)"
+            " FROM (SELECT DISTINCT cluster_id FROM cluster_features WHERE cluster_id IN ({marks})) k",
+            sorted(set(clusters.values())),
         )
-        return {row[0]: ClusterSpan(row[1], row[2], row[3]) for row in rows}
+        spans = {row[0]: ClusterSpan(row[0], row[1], row[2]) for row in rows}
+        return {
+            story_id: spans[cluster_id] for story_id, cluster_id in clusters.items() if cluster_id in spans
+        }
 
     async def clusters_and_held(self, story_ids: list[int]) -> tuple[dict[int, int], set[int]]:
         """For these stories, in one statement: {story id: cluster id} of those clustered already, and the ids of
