@@ -33,9 +33,16 @@ cut, and where it is cut can depend on the order.
 
 Finding candidates uses an index, not a scan: table cluster_keys (migration 0500) holds, per story, one row per
 artist ("a:bts-v") and per headline word ("t:enlist"; "u:enlist" when the story is untagged or a roundup) with
-the story's time, keyed (key, at). A new story looks up only its own keys inside ±CLUSTER_WINDOW and scores the
-few stories found with the features kept in cluster_features (parsed once and kept in a per-store cache: they
-never change; their clusters are read from the store, since a merge changes them).
+the story's time, keyed (key, at). A new story looks up only its own keys: per key, the NEAR_PER_SIDE stories
+nearest in time before it and after it within ±CLUSTER_WINDOW (a short walk down the index however busy the
+artist), and scores at most MAX_CANDIDATES of those found (the most keys shared first, then the nearest in time).
+
+Stories are clustered a batch at a time (what the poller stored of a feed, or more), with the result of
+clustering them one by one in id order: features computed in one worker thread; the index read for the whole
+batch in a few statements (ClusterTable.near), the stored candidates' features once (kept compactly, as hashes,
+in a per-store cache: they never change; their clusters are read from the store, since a merge changes them);
+every comparison, with the stored stories and between the batch's own, in one more worker thread; then the
+clusters worked out in memory and written a few statements at a time (each merge in its place).
 """
 
 from __future__ import annotations
