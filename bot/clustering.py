@@ -633,6 +633,17 @@ def match_batch(
     return found
 
 
+def _parse_and_match(
+    new: list[_New],
+    near: dict[tuple[str, int], list[tuple[int, int]]],
+    cached: dict[int, Compact],
+    members: list[ClusterMember],
+) -> tuple[list[list[int]], dict[int, Compact]]:
+    """`match_batch`, the stored candidates read from the store made compact first; and those."""
+    parsed = {member.story_id: _compact_from(member) for member in members}
+    return match_batch(new, near, {**cached, **parsed}), parsed
+
+
 def clusters_to_join(at: int, linked: Iterable[ClusterSpan]) -> list[ClusterSpan]:
     """Which of the clusters a story at `at` is the same story as it joins: all of them, as long as together they
     span at most CLUSTER_WINDOW; past that, the earliest first (a chain of similar stories is cut at 48 hours)."""
@@ -777,11 +788,13 @@ async def assign_clusters(
                     missing.append(story_id)
                 else:
                     stored[story_id] = cached
-            for member in await store.clusters.members(sorted(missing)) if missing else []:
-                stored[member.story_id] = parsed = _compact_from(member)
-                cache.put(member.story_id, parsed)
-            # the scoring is CPU-bound: a worker thread keeps the event loop answering
-            matches = await asyncio.to_thread(match_batch, new, near, stored)
+            members = await store.clusters.members(sorted(missing)) if missing else []
+            # making the candidates' features and scoring is CPU-bound: a worker thread keeps the event loop
+            # answering (the cache is only touched here, on the loop)
+            matches, parsed = await asyncio.to_thread(_parse_and_match, new, near, stored, members)
+            for story_id, features in parsed.items():
+                stored[story_id] = features
+                cache.put(story_id, features)
             matched = sorted({m for found in matches for m in found if m in stored})
             spans = await store.clusters.spans_by_story(matched) if matched else {}
             steps, final, times = plan_batch(new, matches, spans, held)
