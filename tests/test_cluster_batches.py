@@ -140,3 +140,33 @@ async def test_a_batch_costs_a_few_statements_whatever_its_size(store):
     pairs = len({(key, s.published) for s in second for key in lookup_keys(features_of(s))})
     assert len(calls) <= 4 + math.ceil(pairs / 100) + 3 * (1 + len(merges)) + 1, calls
     assert len(calls) < len(second)  # one by one: four or more per story
+
+
+async def test_a_busy_artist_candidates_are_the_stories_nearest_in_time(store):
+    """300 other stories of the same two artists within the window, all stored after it: the story of the same
+    event five minutes earlier is still a candidate (nearest in time), and the new story joins its cluster."""
+    stories, _, _ = load_fixture()
+    first, retold, other = stories["v-iu-koreaboo"], stories["v-iu-soompi"], stories["v-sdt-koreaboo"]
+    at = first.published
+    (first_copy,) = await _store_copies(store, [first])
+    await assign_clusters(store, [first_copy])
+    fillers = []
+    for i in range(300):  # V's enlistment, told with V and IU, from 20 hours before to 20 hours after
+        hours = -20 + 40 * i / 299
+        published = at + timedelta(hours=hours, minutes=-10 if hours < 0 else 15)
+        fillers.append(
+            replace(
+                other,
+                key=f"filler-{i}",
+                url=f"https://x.example/{i}",
+                canonical_url=f"https://x.example/{i}",
+                published=published,
+                artists=list(first.artists),
+            )
+        )
+    saved = await _store_copies(store, fillers)
+    for start in range(0, len(saved), 50):
+        await assign_clusters(store, saved[start : start + 50])
+    assert first_copy.cluster_id not in {s.cluster_id for s in saved}  # another event
+    (new,) = await _store_copies(store, [replace(retold, published=at + timedelta(minutes=5))])
+    assert await assign_clusters(store, [new]) == {new.id: first_copy.id}
