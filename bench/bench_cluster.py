@@ -2,6 +2,7 @@
 compares the new story with every story published within ±48 h, both measured in the same run.
 
     /work/venv/bin/python bench/bench_cluster.py [--stored 100000] [--new 300] [--naive 40] [--db PATH]
+        [--batch-stories 10000] [--batch-size 20]
 
 The stored stories are synthetic but shaped like a year of K-pop news: ~275 stories a day from seven outlets,
 events covered by one to four outlets in different words (each event takes some of its kind's words, e.g.
@@ -15,6 +16,10 @@ written straight into the tables (stories, story_artists, cluster_features, clus
 features assign_clusters would compute, which takes seconds instead of the minutes of clustering each one.
 Then new stories (half of them new coverage of an event of the last day, half new events) go through the real
 `assign_clusters`, one call per story, each with its commit, as the pipeline's smallest batches would.
+
+Then the batch figure: --batch-stories more stories (a day and a half of news: more coverage of the last day's
+events and new events) stored and clustered --batch-size at a time, as the poller hands over a feed's new stories;
+and the memory of the clustering cache holding 10,000 clustered stories' features (tracemalloc).
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot import clustering  # noqa: E402
 from bot.clustering import (  # noqa: E402
     CLUSTER_WINDOW,
     _epoch,
@@ -280,6 +287,10 @@ async def main() -> int:
         " default: fill a temporary one",
     )
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--batch-stories", type=int, default=10_000, help="stories clustered in batches (0 skips)"
+    )
+    parser.add_argument("--batch-size", type=int, default=20, help="stories per assign_clusters call")
     args = parser.parse_args()
 
     folder = tempfile.TemporaryDirectory()
@@ -384,7 +395,67 @@ async def measure(
         f" same cluster as the naive way: {agree}/{len(naive_times)}"
     )
     print(f"candidate query plan: {plan}")
+    if args.batch_stories:
+        await measure_batches(store, args, world, end, recent, base + args.new + args.naive)
+        await measure_cache(store, args.stored)
     return 0
+
+
+async def measure_batches(
+    store: Store, args: argparse.Namespace, world: World, end: datetime, recent: list[Any], base: int
+) -> None:
+    """--batch-stories new stories over the 36 hours after `end`, clustered --batch-size at a time."""
+    stories: list[Story] = []
+    events = [(event, begin) for event, begin, _ in recent]
+    for i in range(args.batch_stories):
+        if i % 2 == 0 or not events:  # a new event, later told by other outlets too
+            event, begin = world.event(), end + timedelta(hours=36 * i / args.batch_stories)
+            events.append((event, begin))
+        else:
+            event, begin = world.rng.choice(events[-400:])
+        published = begin + timedelta(hours=world.rng.random() * 6)
+        stories.append(world.story(event, world.rng.choice(OUTLETS), base + i, published))
+    size = args.batch_size
+    batches = [stories[i : i + size] for i in range(0, len(stories), size)]
+    for batch in batches:  # stored first, as the poller does; only the clustering is timed
+        await store.stories.add_many(batch, source_id=None)
+    t = time.perf_counter()
+    for batch in batches:
+        async with store.transaction():  # as bot/pipeline.after_store: one transaction per batch
+            await assign_clusters(store, batch)
+    seconds = time.perf_counter() - t
+    clusters = len({s.cluster_id for s in stories})
+    print(
+        f"batches: {len(stories):,} new stories clustered {size} per call with {args.stored:,} stored:"
+        f" {seconds:.1f} s, {len(stories) / seconds:,.0f} stories/s ({clusters:,} clusters)"
+    )
+
+
+async def measure_cache(store: Store, stored: int) -> None:
+    """The memory the clustering cache takes for 10,000 clustered stories, as its entries are made (with the
+    character n-grams, which scoring needs of every candidate that shares words)."""
+    ids = [row[0] for row in await store._db.fetchall("SELECT story_id FROM cluster_features LIMIT 10000")]
+    members = await store.clusters.members(ids)
+    clustering._caches.clear()
+
+    def build() -> list[Any]:
+        if hasattr(clustering, "_compact_from"):  # compact features
+            return [clustering._compact_from(m) for m in members]
+        # the frozensets of strings they replace
+        found = [clustering._features_from(m) for m in members]  # type: ignore[attr-defined]
+        for features in found:
+            _ = features.grams
+        return found
+
+    build()  # the word caches (bounded, shared by every story) warm, as in a running bot
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = build()
+    size = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    print(
+        f"cache memory: {len(kept):,} stories' features take {size / 1e6:.1f} MB ({size / len(kept):,.0f} B each)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,16 @@ cut, and where it is cut can depend on the order.
 
 Finding candidates uses an index, not a scan: table cluster_keys (migration 0500) holds, per story, one row per
 artist ("a:bts-v") and per headline word ("t:enlist"; "u:enlist" when the story is untagged or a roundup) with
-the story's time, keyed (key, at). A new story looks up only its own keys inside ±CLUSTER_WINDOW and scores the
-few stories found with the features kept in cluster_features (parsed once and kept in a per-store cache: they
-never change; their clusters are read from the store, since a merge changes them).
+the story's time, keyed (key, at). A new story looks up only its own keys: per key, the NEAR_PER_SIDE stories
+nearest in time before it and after it within ±CLUSTER_WINDOW (a short walk down the index however busy the
+artist), and scores at most MAX_CANDIDATES of those found (the most keys shared first, then the nearest in time).
+
+Stories are clustered a batch at a time (what the poller stored of a feed, or more), with the result of
+clustering them one by one in id order: features computed in one worker thread; the index read for the whole
+batch in a few statements (ClusterTable.near), the stored candidates' features once (kept compactly, as hashes,
+in a per-store cache: they never change; their clusters are read from the store, since a merge changes them);
+every comparison, with the stored stories and between the batch's own, in one more worker thread; then the
+clusters worked out in memory and written a few statements at a time (each merge in its place).
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import unicodedata
 import weakref
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -65,7 +74,13 @@ TITLE_WEIGHT = 2.0  # a word in a headline weighs this much, a word only in the 
 SUMMARY_CHARS = 600  # summaries are excerpts; past the lead, an excerpt drifts into background
 MAX_TITLE_CHARS = 400  # a hostile feed's 100 kB "headline" costs no more than a real one
 NGRAM = 4  # character n-gram size for the fuzzy half of the score
-MAX_CANDIDATES = 200  # stories scored per new story at most (the index orders them by keys shared)
+# Candidates: per key of a story, the NEAR_PER_SIDE stories with that key nearest in time before it and after
+# it; of those, MAX_CANDIDATES at most (the most keys shared, then the nearest in time). The labelled set needs at
+# most 6 per key and 7 in all; on bench_cluster's dense synthetic news (the busiest artist: ~2 stories an hour)
+# 30/120 joined more of each event's coverage and left more new events alone than 50/200, 100/400 or the
+# former "newest 200 of the window" (which a busy day of one artist filled with other events).
+MAX_CANDIDATES = 120
+NEAR_PER_SIDE = 30
 WORD_SHARE = 0.7  # weight of the word overlap in the blend; the character n-grams get the rest
 MIN_WORD_SCORE = 0.1  # below this word overlap the n-grams are not even looked at (and give nothing)
 MAX_TITLE_KEYS = 12  # index at most this many title words per story (the longest: the most specific)
@@ -369,22 +384,155 @@ def lookup_keys(features: StoryFeatures) -> list[str]:
     return found
 
 
+# --- compact features: what is kept of a clustered story and scored -----------------------------------------
+
+WINDOW_SECONDS = int(CLUSTER_WINDOW.total_seconds())
+_WINDOW_US = WINDOW_SECONDS * 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=65536)  # the same words come back in story after story
+def _term_gram_hashes(term: str) -> tuple[int, ...]:
+    return tuple(hash(gram) for gram in _term_grams(term))
+
+
+def _hashes(values: Iterable[str]) -> array[int]:
+    return array("q", sorted({hash(v) for v in values}))
+
+
+class Compact:
+    """A story's features as kept for scoring: its words and character n-grams as sorted 64-bit hashes (Python's
+    str hash: per process, as the cache is) in arrays, a fifth of the memory of frozensets of strings. Two
+    distinct words of one comparison share a hash with a probability of about 2^-50, so the scores are those of
+    the strings (tests/test_clustering.py compares them on the labelled pairs)."""
+
+    __slots__ = ("at_us", "epoch", "artists", "title", "terms", "grams", "by_artist", "kinds", "weight")
+
+    def __init__(self, at_us: int, epoch: int, features: StoryFeatures | ClusterMember) -> None:
+        self.at_us = at_us  # the story's time in microseconds (a stored story's: whole seconds)
+        self.epoch = epoch  # and in whole seconds, as the index and the spans keep it
+        self.artists = tuple(sorted(sys.intern(a) for a in features.artists))
+        self.kinds = tuple(sorted(sys.intern(k) for k in features.kinds))
+        if isinstance(features, ClusterMember):
+            title, terms = features.title_terms, features.title_terms | features.body_terms
+            roundup = features.roundup
+        else:
+            title, terms, roundup = features.title_terms, features.terms, features.roundup
+        self.title = _hashes(title)
+        self.terms = _hashes(terms)
+        self.grams = array("q", sorted({h for term in terms for h in _term_gram_hashes(term)}))
+        self.by_artist = bool(self.artists) and not roundup
+        self.weight = len(terms) + (TITLE_WEIGHT - 1) * len(title)
+
+    @property
+    def ngrams(self) -> int:
+        return len(self.grams)
+
+
+def compact_of(features: StoryFeatures) -> Compact:
+    return Compact((features.at - _EPOCH) // _MICROSECOND, _epoch(features.at), features)
+
+
+def _compact_from(member: ClusterMember) -> Compact:
+    return Compact(member.at * 1_000_000, member.at, member)
+
+
+class Probe:
+    """A story's compact features as sets, made for one batch: a candidate is compared with several of the
+    batch's stories, and a set meets a set several times faster than it walks an array. Its n-grams are made
+    only when a comparison gets that far."""
+
+    __slots__ = (
+        "at_us",
+        "artists",
+        "title",
+        "terms",
+        "by_artist",
+        "kinds",
+        "weight",
+        "ngrams",
+        "_compact",
+        "_grams",
+    )
+
+    def __init__(self, compact: Compact) -> None:
+        self.at_us = compact.at_us
+        self.artists = frozenset(compact.artists)
+        self.kinds = frozenset(compact.kinds)
+        self.title = frozenset(compact.title)
+        self.terms = frozenset(compact.terms)
+        self.by_artist = compact.by_artist
+        self.weight = compact.weight
+        self.ngrams = len(compact.grams)
+        self._compact = compact
+        self._grams: frozenset[int] | None = None
+
+    @property
+    def grams(self) -> frozenset[int]:
+        if self._grams is None:
+            self._grams = frozenset(self._compact.grams)
+        return self._grams
+
+
+def compact_score(a: Probe, b: Probe | Compact) -> float | None:
+    """`match_score` of two stories on their compact features: the same rules, the same arithmetic."""
+    return _compare(a, b, exact=True)
+
+
+def compact_matches(a: Probe, b: Probe | Compact) -> bool:
+    """Whether two stories are the same story (`compact_score` is not None), without counting the n-grams when
+    they cannot change the answer."""
+    return _compare(a, b, exact=False) is not None
+
+
+def _compare(a: Probe, b: Probe | Compact, *, exact: bool) -> float | None:
+    # `b` as sets (a candidate met again in the batch) or as arrays (met once: making sets would cost more)
+    if abs(a.at_us - b.at_us) > _WINDOW_US:
+        return None
+    if a.kinds and b.kinds and a.kinds.isdisjoint(b.kinds):
+        return None
+    if a.artists.isdisjoint(b.artists):
+        if a.by_artist and b.by_artist:
+            return None
+        if len(a.title.intersection(b.title)) < MIN_SHARED_TITLE_TERMS:
+            return None
+        threshold = UNTAGGED_THRESHOLD
+    else:
+        threshold = SAME_STORY_THRESHOLD
+    if not a.terms or not b.terms:
+        return None  # similarity 0: under either threshold
+    shared = len(a.terms.intersection(b.terms)) + (TITLE_WEIGHT - 1) * len(a.title.intersection(b.title))
+    word_score = shared / min(a.weight, b.weight)
+    if word_score < MIN_WORD_SCORE:
+        score = WORD_SHARE * word_score
+    # the score lies between WORD_SHARE * word_score (no n-gram shared) and that + 1 - WORD_SHARE (all)
+    elif WORD_SHARE * word_score + (1 - WORD_SHARE) < threshold:
+        return None
+    elif not exact and WORD_SHARE * word_score >= threshold:
+        return WORD_SHARE * word_score  # the same story whatever the n-grams say: not the score
+    else:
+        gram_score = 2 * len(a.grams.intersection(b.grams)) / (a.ngrams + b.ngrams)
+        score = WORD_SHARE * word_score + (1 - WORD_SHARE) * gram_score
+    return score if score >= threshold else None
+
+
 class _FeatureCache:
-    """Clustered stories' features read back from the store, by story id, most recently used last. What a
-    stored story says never changes (its cluster may, by a merge, so clusters are always read from the store),
-    so a story that is a candidate for many new ones over its 48 hours is read and parsed once."""
+    """Clustered stories' compact features, by story id, most recently used last. What a stored story says never
+    changes (its cluster may, by a merge, so clusters are always read from the store), so a story that is a
+    candidate for many new ones over its 48 hours is read and parsed once."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.items: OrderedDict[int, StoryFeatures] = OrderedDict()
+        self.items: OrderedDict[int, Compact] = OrderedDict()
 
-    def get(self, story_id: int) -> StoryFeatures | None:
+    def get(self, story_id: int) -> Compact | None:
         found = self.items.get(story_id)
         if found is not None:
             self.items.move_to_end(story_id)
         return found
 
-    def put(self, story_id: int, features: StoryFeatures) -> None:
+    def put(self, story_id: int, features: Compact) -> None:
         self.items[story_id] = features
         self.items.move_to_end(story_id)
         while len(self.items) > self.size:
@@ -402,47 +550,103 @@ def _cache(store: Store) -> _FeatureCache:
     return cache
 
 
-def _features_from(member: ClusterMember) -> StoryFeatures:
-    return StoryFeatures(
-        at=datetime.fromtimestamp(member.at, UTC),
-        artists=member.artists,
-        title_terms=member.title_terms,
-        terms=member.title_terms | member.body_terms,
-        roundup=member.roundup,
-        kinds=member.kinds,
-    )
+# --- clustering a batch ------------------------------------------------------------------------------------
 
 
-async def _candidates(store: Store, features: StoryFeatures) -> list[tuple[int, StoryFeatures]]:
-    """Stored stories that share an artist, or enough headline words, with `features`, within the window."""
-    at = _epoch(features.at)
-    window = int(CLUSTER_WINDOW.total_seconds())
-    ids = await store.clusters.candidates(
-        lookup_keys(features),
-        low=at - window,
-        high=at + window,
-        min_shared_keys=MIN_SHARED_TITLE_TERMS,
-        limit=MAX_CANDIDATES,
-    )
-    cache = _cache(store)
-    found: list[tuple[int, StoryFeatures]] = []
-    missing: list[int] = []
-    for story_id in ids:
-        cached = cache.get(story_id)
-        if cached is None:
-            missing.append(story_id)
-        else:
-            found.append((story_id, cached))
-    for member in await store.clusters.members(missing) if missing else []:
-        parsed = _features_from(member)
-        cache.put(member.story_id, parsed)
-        found.append((member.story_id, parsed))
+@dataclass
+class _New:
+    """A story of the batch being clustered, prepared in one worker thread."""
+
+    story_id: int
+    features: StoryFeatures
+    compact: Compact
+    lookup: list[str]  # lookup_keys
+    keys: list[str]  # index_keys
+
+
+def _prepare(stories: list[Story]) -> list[_New]:
+    found = []
+    for story in stories:
+        assert story.id is not None
+        features = features_of(story)
+        found.append(
+            _New(story.id, features, compact_of(features), lookup_keys(features), index_keys(features))
+        )
     return found
 
 
-def same_story_ids(features: StoryFeatures, candidates: Iterable[tuple[int, StoryFeatures]]) -> list[int]:
-    """The ids of the candidates that are the same story as `features`."""
-    return [story_id for story_id, other in candidates if match_score(features, other) is not None]
+def _nearest(rows: Iterable[tuple[int, int]], at: int) -> list[tuple[int, int]]:
+    """Of (at, story id) rows within the window of a story at `at`: the NEAR_PER_SIDE nearest at or before it
+    (latest first, then the highest id) and after it (earliest first, then the lowest id), as the index gives
+    them (ClusterTable.near)."""
+    low, high = at - WINDOW_SECONDS, at + WINDOW_SECONDS
+    before = sorted((r for r in rows if low <= r[0] <= at), key=lambda r: (-r[0], -r[1]))[:NEAR_PER_SIDE]
+    after = sorted(r for r in rows if at < r[0] <= high)[:NEAR_PER_SIDE]
+    return before + after
+
+
+def match_batch(
+    new: list[_New], near: dict[tuple[str, int], list[tuple[int, int]]], stored: dict[int, Compact]
+) -> list[list[int]]:
+    """For each story of `new` (in id order), the ids of the stories it is the same story as, among its
+    candidates: per key of its own, the stories with that key nearest in time to it (`near`: the stored ones,
+    by (key, its time); and the stories of `new` before it, as if stored), those sharing an artist key or
+    MIN_SHARED_TITLE_TERMS keys, the most keys first, then the nearest in time, then the newest,
+    MAX_CANDIDATES at most. So a batch clusters as its stories one by one. Pure CPU work, for a worker thread."""
+    probes: dict[int, Probe] = {}  # the candidates' sets, made once for the batch
+    met: set[int] = set()  # stored candidates compared once so far
+    earlier: dict[str, list[tuple[int, int]]] = {}  # the batch's stories clustered so far, by key
+    found: list[list[int]] = []
+    for item in new:
+        at = item.compact.epoch
+        counts: dict[int, int] = {}
+        distance: dict[int, int] = {}
+        by_artist: set[int] = set()
+        for key in item.lookup:
+            rows = near.get((key, at), [])
+            if key in earlier:
+                rows = _nearest([*rows, *earlier[key]], at)
+            artist = key.startswith("a:")
+            for row_at, story_id in rows:
+                counts[story_id] = counts.get(story_id, 0) + 1
+                distance[story_id] = abs(row_at - at)
+                if artist:
+                    by_artist.add(story_id)
+        chosen = [s for s, n in counts.items() if n >= MIN_SHARED_TITLE_TERMS or s in by_artist]
+        if len(chosen) > MAX_CANDIDATES:
+            chosen.sort(key=lambda s: (-counts[s], distance[s], -s))
+            del chosen[MAX_CANDIDATES:]
+        probe = Probe(item.compact)
+        matched = []
+        for story_id in chosen:
+            other: Probe | Compact | None = probes.get(story_id)
+            if other is None:
+                other = stored.get(story_id)
+                if other is None:
+                    continue
+                if story_id in met:  # the second time: as sets from now on
+                    other = probes[story_id] = Probe(other)
+                else:
+                    met.add(story_id)
+            if compact_matches(probe, other):
+                matched.append(story_id)
+        found.append(matched)
+        # the next stories of the batch find this one as if it were stored
+        probes[item.story_id] = probe
+        for key in item.keys:
+            earlier.setdefault(key, []).append((at, item.story_id))
+    return found
+
+
+def _parse_and_match(
+    new: list[_New],
+    near: dict[tuple[str, int], list[tuple[int, int]]],
+    cached: dict[int, Compact],
+    members: list[ClusterMember],
+) -> tuple[list[list[int]], dict[int, Compact]]:
+    """`match_batch`, the stored candidates read from the store made compact first; and those."""
+    parsed = {member.story_id: _compact_from(member) for member in members}
+    return match_batch(new, near, {**cached, **parsed}), parsed
 
 
 def clusters_to_join(at: int, linked: Iterable[ClusterSpan]) -> list[ClusterSpan]:
@@ -458,6 +662,86 @@ def clusters_to_join(at: int, linked: Iterable[ClusterSpan]) -> list[ClusterSpan
     return chosen
 
 
+@dataclass
+class _Step:
+    """What clustering one story of the batch writes: a merge first (when it links clusters), then its row."""
+
+    member: ClusterMember
+    keys: list[str]
+    merge: tuple[int, list[int]] | None
+
+
+def plan_batch(
+    new: list[_New], matches: list[list[int]], spans: dict[int, ClusterSpan], held: set[int]
+) -> tuple[list[_Step], dict[int, int], dict[int, int]]:
+    """Cluster the batch in memory, story by story in id order, as if each were written before the next: the
+    steps to write, {story id: its final cluster} and {cluster id: its first story's time} of the clusters the
+    batch touched. `spans` are the clusters of the matched stored stories (by story id)."""
+    merged_into: dict[int, int] = {}
+    span: dict[int, tuple[int, int]] = {}
+    cluster_of: dict[int, int] = {}
+    for story_id, stored in spans.items():
+        cluster_of[story_id] = stored.cluster_id
+        span[stored.cluster_id] = (stored.first_at, stored.last_at)
+
+    def current(cluster_id: int) -> int:
+        while cluster_id in merged_into:
+            cluster_id = merged_into[cluster_id]
+        return cluster_id
+
+    steps: list[_Step] = []
+    for item, found in zip(new, matches, strict=True):
+        story_id, at, features = item.story_id, item.compact.epoch, item.features
+        linked = {current(cluster_of[m]) for m in found if m in cluster_of}
+        joined = clusters_to_join(at, [ClusterSpan(c, *span[c]) for c in sorted(linked)])
+        cluster_id = min([story_id, *(s.cluster_id for s in joined)])
+        others = [s.cluster_id for s in joined if s.cluster_id != cluster_id]
+        if story_id != cluster_id and story_id in held:
+            others.append(story_id)  # delivered before it was clustered, under its own id: that follows too
+        first = min([at, *(s.first_at for s in joined)])
+        last = max([at, *(s.last_at for s in joined)])
+        for other in others:
+            merged_into[other] = cluster_id
+            span.pop(other, None)
+        span[cluster_id] = (first, last)
+        cluster_of[story_id] = cluster_id
+        member = ClusterMember(
+            story_id=story_id,
+            cluster_id=cluster_id,
+            at=at,
+            cluster_at=first,
+            artists=features.artists,
+            title_terms=features.title_terms,
+            body_terms=features.terms - features.title_terms,
+            roundup=features.roundup,
+            kinds=features.kinds,
+        )
+        steps.append(_Step(member, item.keys, (cluster_id, others) if others else None))
+    final = {item.story_id: current(cluster_of[item.story_id]) for item in new}
+    return steps, final, {c: span[c][0] for c in set(final.values())}
+
+
+async def _write(store: Store, steps: list[_Step], times: dict[int, int]) -> bool:
+    """Write the batch's steps: the rows in one go between merges (a merge sees the rows of the stories before
+    it, as one by one), then each touched cluster's time. Whether clusters merged."""
+    pending: list[_Step] = []
+
+    async def flush() -> None:
+        await store.clusters.add_many([s.member for s in pending], [s.keys for s in pending])
+        pending.clear()
+
+    merged = False
+    for step in steps:
+        if step.merge is not None:
+            await flush()
+            await store.clusters.merge(*step.merge)
+            merged = True
+        pending.append(step)
+    await flush()
+    await store.clusters.set_cluster_times(times)
+    return merged
+
+
 async def assign_clusters(
     store: Store, stories: list[Story], *, now: datetime | None = None
 ) -> dict[int, int]:
@@ -469,7 +753,12 @@ async def assign_clusters(
     story", whatever order the stories arrive in (see the module docstring for the one exception). Stories
     already clustered keep their cluster. Writes stories.cluster_id, cluster_features and cluster_keys in one
     transaction (or the caller's), and sets story.cluster_id. `now` stands in for a story with neither a
-    publication date nor a first-seen time."""
+    publication date nor a first-seen time.
+
+    The batch is clustered together, with the result of clustering its stories one by one in id order: their
+    features computed in one worker thread, the index read once per 48 hours the batch spans, the stored
+    candidates' features once, every comparison (with the stored stories and between the batch's own) in one
+    more worker thread, and the rows written a few statements at a time."""
     todo = sorted((s for s in stories if s.id is not None), key=lambda s: s.id or 0)
     if len(todo) != len(stories):
         log.warning(
@@ -483,59 +772,47 @@ async def assign_clusters(
         if story.published is None and story.first_seen is None:
             story.first_seen = moment
     # the text work is CPU-bound: done in a worker thread, before the write lock is taken
-    features = await asyncio.to_thread(lambda: [features_of(story) for story in todo])
-    ids = [story.id for story in todo if story.id is not None]
+    prepared = await asyncio.to_thread(_prepare, todo)
+    ids = [item.story_id for item in prepared]
     cache = _cache(store)
-    added: list[int] = []
-    try:
-        async with store.transaction():
-            result, held = await store.clusters.clusters_and_held(ids)
-            merged = False
-            for story, story_features in zip(todo, features, strict=True):
-                assert story.id is not None
-                if story.id in result:
-                    continue
-                result[story.id], merged_now = await _join(store, story.id, story_features, held)
-                merged = merged or merged_now
-                cache.put(story.id, story_features)
-                added.append(story.id)
-            if merged:  # a merge renamed clusters given earlier in this batch
+    async with store.transaction():
+        result, held = await store.clusters.clusters_and_held(ids)
+        new = [item for item in prepared if item.story_id not in result]
+        if new:
+            wanted = sorted({(key, item.compact.epoch) for item in new for key in item.lookup})
+            near: dict[tuple[str, int], list[tuple[int, int]]] = {}
+            for n, row_at, story_id in await store.clusters.near(
+                wanted, window=WINDOW_SECONDS, per_side=NEAR_PER_SIDE
+            ):
+                near.setdefault(wanted[n], []).append((row_at, story_id))
+            stored: dict[int, Compact] = {}
+            missing: list[int] = []
+            for story_id in {story_id for rows in near.values() for _, story_id in rows}:
+                cached = cache.get(story_id)
+                if cached is None:
+                    missing.append(story_id)
+                else:
+                    stored[story_id] = cached
+            members = await store.clusters.members(sorted(missing)) if missing else []
+            # making the candidates' features and scoring is CPU-bound: a worker thread keeps the event loop
+            # answering (the cache is only touched here, on the loop)
+            matches, parsed = await asyncio.to_thread(_parse_and_match, new, near, stored, members)
+            for story_id, features in parsed.items():
+                stored[story_id] = features
+                cache.put(story_id, features)
+            matched = sorted({m for found in matches for m in found if m in stored})
+            spans = await store.clusters.spans_by_story(matched) if matched else {}
+            steps, final, times = plan_batch(new, matches, spans, held)
+            if await _write(store, steps, times):  # a merge renamed clusters given before
                 result = await store.clusters.clusters_of(ids)
-    except BaseException:
-        for story_id in added:  # a rolled-back id may be given to another story: forget what it was
-            cache.items.pop(story_id, None)
-        raise
+            else:
+                result.update(final)
+    # only once written: a rolled-back id may be given to another story
+    for item in new:
+        cache.put(item.story_id, item.compact)
     for story in todo:
         story.cluster_id = result.get(story.id or 0)
     return result
-
-
-async def _join(store: Store, story_id: int, features: StoryFeatures, held: set[int]) -> tuple[int, bool]:
-    """Cluster one story (inside assign_clusters' transaction): its cluster id, and whether clusters merged."""
-    candidates = await _candidates(store, features)
-    # the scoring is CPU-bound: a worker thread keeps the event loop answering
-    matches = await asyncio.to_thread(same_story_ids, features, candidates) if candidates else []
-    at = _epoch(features.at)
-    joined = clusters_to_join(at, await store.clusters.spans_of(matches)) if matches else []
-    cluster_id = min([story_id, *(span.cluster_id for span in joined)])
-    others = [span.cluster_id for span in joined if span.cluster_id != cluster_id]
-    if story_id != cluster_id and story_id in held:
-        others.append(story_id)  # delivered before it was clustered, under its own id: that follows too
-    if others:
-        await store.clusters.merge(cluster_id, others)
-    member = ClusterMember(
-        story_id=story_id,
-        cluster_id=cluster_id,
-        at=at,
-        cluster_at=min([at, *(span.first_at for span in joined)]),
-        artists=features.artists,
-        title_terms=features.title_terms,
-        body_terms=features.terms - features.title_terms,
-        roundup=features.roundup,
-        kinds=features.kinds,
-    )
-    await store.clusters.add(member, index_keys(features))
-    return cluster_id, bool(others)
 
 
 async def cluster_unclustered(store: Store, *, batch: int = 500, now: datetime | None = None) -> int:

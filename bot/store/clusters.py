@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # MAX_ALSO_ON_EDITS (tests/test_cluster_merges.py checks that they agree) until deliveries move into the store.
 ALSO_ON_LIMIT = 5  # outlets named in one "Also on" line
 ALSO_ON_EDITS = 3  # edits of one sent message for "Also on"
+_NEAR_CHUNK = 100  # (key, time) probes per statement: two SELECTs each, under SQLite's 500 in one compound
 
 
 @dataclass(frozen=True)
@@ -82,23 +83,32 @@ class ClusterTable:
         )
         return {story_id: cluster_id for story_id, cluster_id in rows}
 
-    async def candidates(
-        self, keys: list[str], *, low: int, high: int, min_shared_keys: int, limit: int
-    ) -> list[int]:
-        """Ids of the clustered stories, timed within [low, high], that have an artist key ("a:…") among `keys`
-        or at least `min_shared_keys` of them: those sharing the most keys first, then the newest, `limit` at
-        most (a busy artist has hundreds of stories in two days)."""
-        if not keys:
-            return []
-        rows = await self._db.select_in(
-            "SELECT story_id FROM cluster_keys WHERE key IN ({marks}) AND at BETWEEN ? AND ?"
-            " GROUP BY story_id"
-            " HAVING SUM(CASE WHEN key LIKE 'a:%' THEN 1 ELSE 0 END) > 0 OR COUNT(*) >= ?"
-            " ORDER BY COUNT(*) DESC, story_id DESC LIMIT ?",
-            keys,
-            (low, high, min_shared_keys, limit),
-        )
-        return [row[0] for row in rows]
+    async def near(
+        self, probes: list[tuple[str, int]], *, window: int, per_side: int
+    ) -> list[tuple[int, int, int]]:
+        """For each (key, time) of `probes`, the clustered stories with that key nearest that time within
+        `window` seconds: at most `per_side` at or before it (the latest first, then the highest id), and
+        `per_side` after it (the earliest first, then the lowest id); each as (index in `probes`, at, story id).
+        Each is a short walk down the (key, at, story_id) index, however many stories the key has: a whole
+        batch's probes in a few statements."""
+        found: list[tuple[int, int, int]] = []
+        for start in range(0, len(probes), _NEAR_CHUNK):
+            parts: list[str] = []
+            params: list[object] = []
+            for n, (key, at) in enumerate(probes[start : start + _NEAR_CHUNK], start):
+                parts.append(
+                    f"SELECT CAST(? AS INTEGER), at, story_id FROM (SELECT at, story_id FROM cluster_keys"
+                    f" WHERE key = ? AND at BETWEEN ? AND ? ORDER BY at DESC, story_id DESC LIMIT ?) AS b{n}"
+                )
+                params += [n, key, at - window, at, per_side]
+                parts.append(
+                    f"SELECT CAST(? AS INTEGER), at, story_id FROM (SELECT at, story_id FROM cluster_keys"
+                    f" WHERE key = ? AND at > ? AND at <= ? ORDER BY at, story_id LIMIT ?) AS a{n}"
+                )
+                params += [n, key, at, at + window, per_side]
+            rows = await self._db.fetchall(" UNION ALL ".join(parts), params)
+            found += [(row[0], row[1], row[2]) for row in rows]
+        return found
 
     async def members(self, story_ids: list[int]) -> list[ClusterMember]:
         """The clustered stories among these ids, as clustering keeps them."""
@@ -130,6 +140,23 @@ class ClusterTable:
         )
         return sorted((ClusterSpan(*row) for row in rows), key=lambda s: (s.first_at, s.cluster_id))
 
+    async def spans_by_story(self, story_ids: list[int]) -> dict[int, ClusterSpan]:
+        """{story id: its cluster, with the time of the cluster's first and last story} for these stories: their
+        clusters, then each cluster's times once, each one step down the (cluster_id, at) index however big the
+        cluster."""
+        clusters = await self.clusters_of(story_ids)
+        rows = await self._db.select_in(
+            "SELECT k.cluster_id,"
+            " (SELECT MIN(m.at) FROM cluster_features m WHERE m.cluster_id = k.cluster_id),"
+            " (SELECT MAX(m.at) FROM cluster_features m WHERE m.cluster_id = k.cluster_id)"
+            " FROM (SELECT DISTINCT cluster_id FROM cluster_features WHERE cluster_id IN ({marks})) k",
+            sorted(set(clusters.values())),
+        )
+        spans = {row[0]: ClusterSpan(row[0], row[1], row[2]) for row in rows}
+        return {
+            story_id: spans[cluster_id] for story_id, cluster_id in clusters.items() if cluster_id in spans
+        }
+
     async def clusters_and_held(self, story_ids: list[int]) -> tuple[dict[int, int], set[int]]:
         """For these stories, in one statement: {story id: cluster id} of those clustered already, and the ids of
         the others that deliveries or a trending crossing hold as a cluster id (a story delivered before it was
@@ -143,36 +170,48 @@ class ClusterTable:
         clustered = {story_id: cluster_id for held, story_id, cluster_id in rows if not held}
         return clustered, {story_id for held, story_id, _ in rows if held and story_id not in clustered}
 
-    async def add(self, member: ClusterMember, keys: list[str]) -> None:
-        """Record a story's cluster (stories.cluster_id), what clustering keeps of it, and its index keys. When it
-        joins a cluster as its earliest story, the cluster's time (cluster_at) moves to it."""
+    async def add_many(self, members: list[ClusterMember], keys: list[list[str]]) -> None:
+        """Record stories' clusters (stories.cluster_id), what clustering keeps of them, and their index keys
+        (`keys[i]` are `members[i]`'s), a few statements for the lot. The clusters' times are `set_cluster_times`'s."""
+        if not members:
+            return
         async with self._db.transaction():
-            await self._db.execute(
+            await self._db.executemany(
                 f"INSERT INTO cluster_features({_MEMBER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    member.story_id,
-                    member.cluster_id,
-                    member.at,
-                    member.cluster_at,
-                    " ".join(sorted(member.artists)),
-                    " ".join(sorted(member.title_terms)),
-                    " ".join(sorted(member.body_terms)),
-                    int(member.roundup),
-                    " ".join(sorted(member.kinds)),
-                ),
+                [
+                    (
+                        m.story_id,
+                        m.cluster_id,
+                        m.at,
+                        m.cluster_at,
+                        " ".join(sorted(m.artists)),
+                        " ".join(sorted(m.title_terms)),
+                        " ".join(sorted(m.body_terms)),
+                        int(m.roundup),
+                        " ".join(sorted(m.kinds)),
+                    )
+                    for m in members
+                ],
             )
-            if member.cluster_id != member.story_id and member.cluster_at == member.at:  # the earliest now
-                await self._db.execute(
-                    "UPDATE cluster_features SET cluster_at = ? WHERE cluster_id = ? AND cluster_at <> ?",
-                    (member.cluster_at, member.cluster_id, member.cluster_at),
-                )
             await self._db.executemany(
                 "INSERT INTO cluster_keys(key, at, story_id) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-                [(key, member.at, member.story_id) for key in keys],
+                [
+                    (key, m.at, m.story_id)
+                    for m, story_keys in zip(members, keys, strict=True)
+                    for key in story_keys
+                ],
             )
-            await self._db.execute(
-                "UPDATE stories SET cluster_id = ? WHERE id = ?", (member.cluster_id, member.story_id)
+            await self._db.executemany(
+                "UPDATE stories SET cluster_id = ? WHERE id = ?",
+                [(m.cluster_id, m.story_id) for m in members],
             )
+
+    async def set_cluster_times(self, times: dict[int, int]) -> None:
+        """{cluster id: the time of its first story}: cluster_at of every story of those clusters."""
+        await self._db.executemany(
+            "UPDATE cluster_features SET cluster_at = ? WHERE cluster_id = ? AND cluster_at <> ?",
+            [(at, cluster_id, at) for cluster_id, at in sorted(times.items())],
+        )
 
     async def merge(self, into: int, others: list[int]) -> ClusterMerge:
         """Make clusters `others` part of cluster `into`, with everything kept by cluster id: the stories and
