@@ -25,6 +25,7 @@ rapidfuzz's token-sort ratio) keep only their best-scored copy.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -33,7 +34,15 @@ from rapidfuzz import fuzz
 from selectolax.lexbor import LexborNode
 
 from bot.models import Quote
-from bot.text import article_body, clean_text, emoji_of_image, is_boilerplate, parse_html, truncate
+from bot.text import (
+    HtmlTrees,
+    article_body,
+    clean_text,
+    emoji_of_image,
+    is_boilerplate,
+    parse_html,
+    truncate,
+)
 from bot.urls import canonical_url
 
 MAX_QUOTES = 3
@@ -101,11 +110,12 @@ def extract_fan_quotes(
     return rank_quotes(posts_in_html(html, page=page), artist_names=artist_names, limit=limit)
 
 
-def posts_in_html(html: str, *, page: bool = False) -> list[Quote]:
-    """Every embedded post with text in `html` (a fragment, or a whole page with `page=True`), unranked."""
+def posts_in_html(html: str, *, page: bool = False, trees: HtmlTrees | None = None) -> list[Quote]:
+    """Every embedded post with text in `html` (a fragment, or a whole page with `page=True`), unranked.
+    `trees`: the story's parsed trees, to read instead of parsing `html` again."""
     if not html or "blockquote" not in html.lower():
         return []
-    tree = parse_html(html)
+    tree = trees.get(html) if trees is not None else parse_html(html)
     root = article_body(tree) if page else tree.body
     return find_embedded_posts(root) if root is not None else []
 
@@ -441,17 +451,51 @@ def _normalise(text: str) -> str:
 
 def _mention_matcher(names: Iterable[str]) -> Callable[[str], bool] | None:
     """A test for "the text names one of these artists". Single letters ("V") must match in capitals; other
-    Latin names match as whole words in any case ("iu"); Hangul and other scripts match anywhere ("뷔가")."""
-    patterns: list[str] = []
-    for name in {n.strip() for n in names if n and n.strip()}:
-        escaped = re.escape(name)
-        if not name.isascii():
-            patterns.append(f"(?i:{escaped})")
-        elif len(name) == 1:
-            patterns.append(rf"(?<![\w@#]){escaped}(?!\w)")
-        else:
-            patterns.append(rf"(?i:(?<![\w@#/]){escaped}(?!\w))")
-    if not patterns:
+    Latin names match as whole words in any case ("iu"); Hangul and other scripts match anywhere ("뷔가").
+
+    A story's names are many (stage, real, given, Hangul names and aliases of each artist: ~50): one regex
+    alternation of all of them tried at every position of every post was the costliest step of enrichment.
+    A name is tried only when its lower-cased form is in the lower-cased post (a C substring search); the
+    regex then decides. The pre-test can only miss where case-insensitive matching and str.lower() disagree
+    (the few letters in _LOWER_MISMATCH): such text or names go to the regexes directly."""
+    checks: list[tuple[str | None, re.Pattern[str]]] = []
+    for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
+        checks.append((None if _LOWER_MISMATCH.search(name) else name.lower(), _name_pattern(name)))
+    if not checks:
         return None
-    pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)))
-    return lambda text: bool(pattern.search(text))
+
+    def mentions(text: str) -> bool:
+        if not text.isascii() and _LOWER_MISMATCH.search(text):
+            return any(pattern.search(text) for _, pattern in checks)
+        lowered = text.lower()
+        return any((low is None or low in lowered) and pattern.search(text) for low, pattern in checks)
+
+    return mentions
+
+
+@functools.lru_cache(maxsize=8192)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """How one name is found in a post (see _mention_matcher); kept, the same names come story after story."""
+    escaped = re.escape(name)
+    if not name.isascii():
+        return re.compile(f"(?i:{escaped})")
+    if len(name) == 1:
+        return re.compile(rf"(?<![\w@#]){escaped}(?!\w)")
+    return re.compile(rf"(?i:(?<![\w@#/]){escaped}(?!\w))")
+
+
+def _lower_mismatches() -> str:
+    """Letters where re.IGNORECASE and str.lower() disagree: those re treats as one more case of another
+    letter ("ſ" of "s", "ı" of "i", "ς" of "σ"), their capitals, and "İ" (lower() makes it two characters)."""
+    try:
+        from re import _casefix  # CPython's own table of these letters
+
+        extra = {chr(c) for key, values in _casefix._EXTRA_CASES.items() for c in (key, *values)}
+    except (ImportError, AttributeError):  # another Python: the letters CPython 3.11 lists
+        extra = set("ıſµμͅιΐΐΰΰβϐεϵθϑκϰπϖρϱςσφϕвᲀдᲁоᲂсᲃтᲄᲅъᲆѣᲇᲈꙋṡẛﬅﬆ")
+    extra |= {c.upper() for c in extra if len(c.upper()) == 1} | {"\u0130"}
+    # ASCII letters stay out: "s" against "ſ" is caught by the "ſ" on the other side
+    return "".join(sorted(c for c in extra if not c.isascii()))
+
+
+_LOWER_MISMATCH = re.compile("[" + re.escape(_lower_mismatches()) + "]")

@@ -233,16 +233,41 @@ def article_body(tree: LexborHTMLParser) -> LexborNode | None:
     return tree.body
 
 
-def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None = None) -> str:
+class HtmlTrees:
+    """The parsed trees of one story's HTML (feed content, excerpt, article page), each HTML parsed once and
+    shared by the readers that need it: quotes and the lead image read a tree, the text is read last and
+    takes its tree (html_to_text changes it; a later reader of the same HTML gets a fresh parse)."""
+
+    __slots__ = ("_trees",)
+
+    def __init__(self) -> None:
+        self._trees: dict[str, LexborHTMLParser] = {}
+
+    def get(self, html: str) -> LexborHTMLParser:
+        """The tree of `html`, parsed on first use; the caller must not change it."""
+        tree = self._trees.get(html)
+        if tree is None:
+            tree = self._trees[html] = parse_html(html)
+        return tree
+
+    def take(self, html: str) -> LexborHTMLParser:
+        """The tree of `html`, the caller's to change: it leaves the cache."""
+        return self._trees.pop(html, None) or parse_html(html)
+
+
+def html_to_text(
+    html: str, *, drop_embeds: bool = True, node: LexborNode | None = None, trees: HtmlTrees | None = None
+) -> str:
     """Plain text of HTML: paragraphs separated by blank lines, boilerplate removed, entities decoded.
 
     `drop_embeds` leaves out embedded social posts (their text is the fans', not the writer's: see quotes.py).
-    `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree)."""
+    `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree).
+    `trees`: the story's parsed trees; the tree of `html` is taken from them (read it last)."""
     may_link = True
     if node is None:
         if not html or "<" not in html and "&" not in html:
             return strip_boilerplate(clean_text(html or ""))
-        tree = parse_html(html)
+        tree = trees.take(html) if trees is not None else parse_html(html)
         node = tree.body or tree.root
         if node is None:
             return ""

@@ -173,8 +173,13 @@ class StoryTagger:
         self.rules = index.rules
         self.primary = index.primary
         self.shared_keys = index.shared_keys
-        self.expand = index.expand
+        self._expand = index.expand
         self._owners = index.owners
+        # the data never changes once loaded: what each artist's relatives are is worked out once, not per
+        # mention (per-mention expand() calls were a third of tagging a name-heavy story)
+        self._expanded: dict[str, tuple[str, ...]] = {}
+        self._inside_cache: dict[str, frozenset[str]] = {}
+        self._related_cache: dict[str, frozenset[str]] = {}
         # key -> how each spelling of each artist behaves in running text, the artists most likely first
         self._table: dict[str, list[_Entry]] = {}
         for key, owners in spellings.items():
@@ -380,8 +385,7 @@ class StoryTagger:
                 groups = [e.artist_id for e in group_occ.entries if self.artists[e.artist_id].is_group]
                 members = [e.artist_id for e in member_occ.entries]
                 for g in groups:
-                    inside = set(self.expand(g)) | set(self.artists[g].former_member_ids)
-                    inside.discard(g)
+                    inside = self._inside(g)
                     if any(m in inside for m in members):
                         group_occ.bound_to = "member"
                         member_occ.bound_to = g
@@ -481,8 +485,30 @@ class StoryTagger:
         before = text[:prev_start].rstrip()
         return bool(before) and before[-1] not in ".!?:\"'(\n"
 
-    def _related(self, artist_id: str) -> set[str]:
+    def expand(self, artist_id: str) -> tuple[str, ...]:
+        """ArtistIndex.expand, kept per artist."""
+        found = self._expanded.get(artist_id)
+        if found is None:
+            found = self._expanded[artist_id] = tuple(self._expand(artist_id))
+        return found
+
+    def _inside(self, group_id: str) -> frozenset[str]:
+        """Everyone a group holds (units, current and former members), the group itself left out."""
+        found = self._inside_cache.get(group_id)
+        if found is None:
+            inside = set(self.expand(group_id)) | set(self.artists[group_id].former_member_ids)
+            inside.discard(group_id)
+            found = self._inside_cache[group_id] = frozenset(inside)
+        return found
+
+    def _related(self, artist_id: str) -> frozenset[str]:
         """Artists whose mention gives context to this one: its groups, units, fellow members, members."""
+        found = self._related_cache.get(artist_id)
+        if found is None:
+            found = self._related_cache[artist_id] = frozenset(self._work_out_related(artist_id))
+        return found
+
+    def _work_out_related(self, artist_id: str) -> set[str]:
         artist = self.artists[artist_id]
         related: set[str] = set()
         groups = list(artist.group_ids)
@@ -640,9 +666,7 @@ class StoryTagger:
             artist = self.artists[artist_id]
             if not artist.is_group:
                 continue
-            inside = set(self.expand(artist_id)) | set(artist.former_member_ids)
-            inside.discard(artist_id)
-            named = inside & set(scores)
+            named = self._inside(artist_id) & set(scores)
             whole = len(set(artist.member_ids) & named) >= max(2, 0.75 * len(artist.member_ids))
             if named and artist_id not in unbound_top | listed_unbound and not whole:
                 del scores[artist_id]
