@@ -127,16 +127,20 @@ def rank_quotes(
     Ties keep the order the posts were given in (the article's)."""
     mentions = _mention_matcher(artist_names)
     scored = []
+    substance: dict[int, str] = {}  # each post's substance, worked out once (counting and comparing use it)
     for quote in posts:
-        words = substance_words(quote.text)
+        text = _substance(quote.text)
+        words = len(_WORD.findall(text))
         if words >= MIN_SUBSTANCE_WORDS:
-            scored.append(replace(quote, score=score_quote(quote.text, mentions, words=words)))
+            quote = replace(quote, score=score_quote(quote.text, mentions, words=words))
+            scored.append(quote)
+            substance[id(quote)] = text
     order = {id(q): i for i, q in enumerate(scored)}
     scored.sort(key=lambda q: (-q.score, order[id(q)]))
     kept: list[Quote] = []
     seen_norm: list[str] = []
     for quote in scored:
-        norm = _normalise(quote.text)
+        norm = " ".join(_WORD.findall(substance[id(quote)].lower()))  # _normalise, from the kept substance
         if any(quote.url == other.url for other in kept) or any(
             norm == other or fuzz.token_sort_ratio(norm, other) >= NEAR_DUPLICATE_RATIO for other in seen_norm
         ):
@@ -451,7 +455,13 @@ def _normalise(text: str) -> str:
 
 def _mention_matcher(names: Iterable[str]) -> Callable[[str], bool] | None:
     """A test for "the text names one of these artists". Single letters ("V") must match in capitals; other
-    Latin names match as whole words in any case ("iu"); Hangul and other scripts match anywhere ("뷔가").
+    Latin names match as whole words in any case ("iu"); Hangul and other scripts match anywhere ("뷔가")."""
+    return _matcher_for(frozenset(n.strip() for n in names if n and n.strip()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher_for(names: frozenset[str]) -> Callable[[str], bool] | None:
+    """_mention_matcher for a set of names, kept: stories about the same artists come again and again.
 
     A story's names are many (stage, real, given, Hangul names and aliases of each artist: ~50): one regex
     alternation of all of them tried at every position of every post was the costliest step of enrichment.
@@ -459,7 +469,7 @@ def _mention_matcher(names: Iterable[str]) -> Callable[[str], bool] | None:
     regex then decides. The pre-test can only miss where case-insensitive matching and str.lower() disagree
     (the few letters in _LOWER_MISMATCH): such text or names go to the regexes directly."""
     checks: list[tuple[str | None, re.Pattern[str]]] = []
-    for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
+    for name in sorted(names, key=len, reverse=True):
         checks.append((None if _LOWER_MISMATCH.search(name) else name.lower(), _name_pattern(name)))
     if not checks:
         return None
