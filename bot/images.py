@@ -97,7 +97,7 @@ def first_content_image(
     """The first <img> in HTML that is a real picture (see the module docstring), as an absolute URL.
     `node`: an already parsed element to read instead; `trees`: the story's parsed trees."""
     if node is None:
-        if not html or "<img" not in html.lower():
+        if not html or "<img" not in html and "<img" not in html.lower():  # lower(): the slow way
             return None
         node = (trees.get(html) if trees is not None else parse_html(html)).body
         if node is None:

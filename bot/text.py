@@ -133,7 +133,8 @@ def clean_text(text: str) -> str:
     lines: list[str] = []
     blank = True  # also drops leading blank lines
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        line = " ".join(line.split())  # str.split() knows every Unicode space (NBSP, ideographic…)
+        if line:  # most lines of a page's text are empty (breaks around blocks): no split for them
+            line = " ".join(line.split())  # str.split() knows every Unicode space (NBSP, ideographic…)
         if line:
             lines.append(line)
             blank = False

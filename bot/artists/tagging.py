@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the index builds its tagger; the tagger reads the index's n
     from bot.artists.index import ArtistIndex
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """One spelling of one artist's name, and what it takes in running text to mean them."""
 
@@ -35,7 +35,7 @@ class _Entry:
     group: bool  # the artist is a group (asked per mention: kept here, not looked up)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Occurrence:
     """One name found in a story, with the artists it may mean and, once decided, the ones it does."""
 
