@@ -423,14 +423,20 @@ class StoryTagger:
         entries = self._table[key]
         words, gaps = tokens.words, tokens.gaps  # gaps[k]: the text between tokens k-1 and k
         n = len(words)
-        prev_word = _fold_token(words[i - 1]).rstrip(".") if i > 0 else ""
-        next_word = _fold_token(words[j + 1]).rstrip(".") if j + 1 < n else ""
-        if j + 1 < n and gaps[j + 1] == "'" and next_word == "s":
-            next_word = _fold_token(words[j + 2]).rstrip(".") if j + 2 < n else ""
-        if prev_word in self.rules.exclude_before.get(key, ()):
+        # the words around are read only where a rule asks for them (most names have no rule: speed)
+        excluded_before = self.rules.exclude_before.get(key)
+        prev_word = (
+            _fold_token(words[i - 1]).rstrip(".") if i > 0 and (excluded_before or len(key) <= 3) else ""
+        )
+        if excluded_before and prev_word in excluded_before:
             return []
-        if next_word in self.rules.exclude_after.get(key, ()):
-            return []
+        excluded_after = self.rules.exclude_after.get(key)
+        if excluded_after:
+            next_word = _fold_token(words[j + 1]).rstrip(".") if j + 1 < n else ""
+            if j + 1 < n and gaps[j + 1] == "'" and next_word == "s":
+                next_word = _fold_token(words[j + 2]).rstrip(".") if j + 2 < n else ""
+            if next_word in excluded_after:
+                return []
         if j + 1 < n and gaps[j + 1] == "-" and len(key) == 1:
             return []  # V-neck, V-line, I-95
         if (
@@ -441,7 +447,7 @@ class StoryTagger:
             and not words[i - 1].endswith(".")
         ):
             return []  # "1000 IU", "5 V": a unit or a number, not a name (but "4. Key", "December 4\n\nIVE")
-        first_alpha = next((c for c in surface if c.isalpha()), "")
+        first_alpha = surface[0] if surface[:1].isalpha() else next((c for c in surface if c.isalpha()), "")
         capitalized = first_alpha.isupper()
         text_ntok = j - i + 1
         # computed once per mention, and only when an entry asks (a shared name has many entries)
@@ -651,9 +657,11 @@ class StoryTagger:
         listed_unbound: set[str] = set()  # ...not as a member's group ("Red Velvet's Joy" is Joy's entry)
         for occ in occurrences:
             for artist_id in occ.chosen:
-                per = counts.setdefault(artist_id, {"title": 0, "lead": 0, "body": 0})
+                per = counts.get(artist_id)
+                if per is None:
+                    per = counts[artist_id] = {"title": 0, "lead": 0, "body": 0}
+                    first[artist_id] = order[occ.segment] * 1_000_000 + occ.start
                 per[occ.segment] += 1
-                first.setdefault(artist_id, order[occ.segment] * 1_000_000 + occ.start)
                 if occ.segment == "title" and occ.bound_to != "member":
                     unbound_top.add(artist_id)
                 if occ.listed:
