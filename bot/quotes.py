@@ -211,7 +211,7 @@ def _platform_of(block: LexborNode) -> str | None:
 def _twitter(block: LexborNode) -> Quote | None:
     status = [m for m in (_TWITTER_STATUS.match(h) for h in _hrefs(block)) if m]
     signature = _signature(block)
-    paragraphs = [p for p in block.css("p") if not _starts_with_dash(_text_of(p))]
+    paragraphs = _post_paragraphs(block)
     if paragraphs:
         text = "\n".join(_text_of(p, skip=_is_media_link) for p in paragraphs)
     else:  # no <p>: the text is what comes before the "— Name (@handle)" signature
@@ -240,7 +240,7 @@ def _bluesky(block: LexborNode) -> Quote | None:
         if not match:
             return None
         url = f"https://bsky.app/profile/{match.group(1)}/post/{match.group(2)}"
-    paragraphs = [p for p in block.css("p") if not _starts_with_dash(_text_of(p))]
+    paragraphs = _post_paragraphs(block)
     if paragraphs:
         text = "\n".join(_text_of(p, skip=_is_furniture_link) for p in paragraphs)
     else:
@@ -404,6 +404,21 @@ def _is_furniture_link(node: LexborNode) -> bool:
         return False
     label = (node.text(deep=True) or "").strip()
     return bool(_EMBED_FURNITURE.match(label)) or _is_media_link(node)
+
+
+def _post_paragraphs(block: LexborNode) -> list[LexborNode]:
+    """The <p> of an embed that are the post's text: not the "— Name (@handle)" signature line."""
+    paragraphs = block.css("p")
+    if not paragraphs:
+        return paragraphs
+    # A paragraph whose raw text has no dash cannot start with one once read (_text_of only leaves text out,
+    # adds line breaks and emoji; an emoji picture could read as a dash, so with pictures every one is read)
+    pictures = block.css_first("img") is not None
+    return [
+        p
+        for p in paragraphs
+        if not ((pictures or any(d in p.text(deep=True) for d in _DASHES)) and _starts_with_dash(_text_of(p)))
+    ]
 
 
 def _starts_with_dash(text: str) -> bool:
