@@ -26,6 +26,7 @@ rapidfuzz's token-sort ratio) keep only their best-scored copy.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -512,10 +513,9 @@ def _name_pattern(name: str) -> re.Pattern[str]:
 def _lower_mismatches() -> str:
     """Letters where re.IGNORECASE and str.lower() disagree: those re treats as one more case of another
     letter ("ſ" of "s", "ı" of "i", "ς" of "σ"), their capitals, and "İ" (lower() makes it two characters)."""
-    try:
-        from re import _casefix  # CPython's own table of these letters
-
-        extra = {chr(c) for key, values in _casefix._EXTRA_CASES.items() for c in (key, *values)}
+    try:  # CPython's own table of these letters (a private module: looked up, not imported by name)
+        cases = importlib.import_module("re._casefix")._EXTRA_CASES
+        extra = {chr(c) for key, values in cases.items() for c in (key, *values)}
     except (ImportError, AttributeError):  # another Python: the letters CPython 3.11 lists
         extra = set("ıſµμͅιΐΐΰΰβϐεϵθϑκϰπϖρϱςσφϕвᲀдᲁоᲂсᲃтᲄᲅъᲆѣᲇᲈꙋṡẛﬅﬆ")
     extra |= {c.upper() for c in extra if len(c.upper()) == 1} | {"\u0130"}
