@@ -517,7 +517,11 @@ def _lower_mismatches() -> str:
         cases = importlib.import_module("re._casefix")._EXTRA_CASES
         extra = {chr(c) for key, values in cases.items() for c in (key, *values)}
     except (ImportError, AttributeError):  # another Python: the letters CPython 3.11 lists
-        extra = set("ıſµμͅιΐΐΰΰβϐεϵθϑκϰπϖρϱςσφϕвᲀдᲁоᲂсᲃтᲄᲅъᲆѣᲇᲈꙋṡẛﬅﬆ")
+        extra = set(
+            "\u00b5\u0131\u017f\u0345\u0390\u03b0\u03b2\u03b5\u03b8\u03b9\u03ba\u03bc\u03c0\u03c1\u03c2\u03c3"
+            "\u03c6\u03d0\u03d1\u03d5\u03d6\u03f0\u03f1\u03f5\u0432\u0434\u043e\u0441\u0442\u044a\u0463\u1c80"
+            "\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86\u1c87\u1c88\u1e61\u1e9b\u1fbe\u1fd3\u1fe3\ua64b\ufb05\ufb06"
+        )
     extra |= {c.upper() for c in extra if len(c.upper()) == 1} | {"\u0130"}
     # ASCII letters stay out: "s" against "ſ" is caught by the "ſ" on the other side
     return "".join(sorted(c for c in extra if not c.isascii()))
