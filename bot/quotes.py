@@ -73,10 +73,12 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{1,30}")
 _HASHTAG = re.compile(r"(?<![\w#])[#＃][^\s#＃.,!?;:\"“”'’()]+")
 _CREDIT = re.compile(
-    r"(?im)^\s*(?:(?:♬|🎵|🎶|📸|📷|🎥|📹)[^#\n]*"
+    # "(?:^|(?=c))": where any alternative can start (a line's start, or "cr…"), tested first: fewer steps at
+    # the many positions where none can
+    r"(?im)(?:^|(?=c))(?:^\s*(?:(?:♬|🎵|🎶|📸|📷|🎥|📹)[^#\n]*"
     r"|(?:song|music|sound|bgm|audio|track|original sound|source|src|video|vid|edit(?:ed)? by|a post shared by)"
     r"\s*(?:[-–—:|]|by\b)[^#\n]*)"
-    r"|(?<!\w)(?:cr|creds?|credits?)\s*[:.]\s*@?\S+"
+    r"|(?<!\w)(?:cr|creds?|credits?)\s*[:.]\s*@?\S+)"
 )
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _HANDLE_IN_PARENS = re.compile(r"\(\s*@([\w.-]{1,64})\s*\)")
@@ -461,8 +463,15 @@ def _substance(text: str) -> str:
     text = _CREDIT.sub(" ", text)
     if "t.co/" in text or "pic." in text:
         text = _MEDIA_LINK.sub(" ", text)
-    text = _URL.sub(" ", text)
-    return _HASHTAG.sub(" ", _MENTION.sub(" ", text))  # emoji are no word characters: _WORD skips them
+    # each regex only where what it looks for is there at all (a C search; most posts have no link or handle)
+    lowered = text.lower()
+    if "http" in lowered or "www." in lowered:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _MENTION.sub(" ", text)
+    if "#" in text or "＃" in text:
+        text = _HASHTAG.sub(" ", text)
+    return text  # emoji are no word characters: _WORD skips them
 
 
 def _normalise(text: str) -> str:

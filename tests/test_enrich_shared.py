@@ -220,3 +220,61 @@ def test_fold_quotes_straightens_every_apostrophe_and_nothing_else() -> None:
     for _ in range(3000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 20)))
         assert fold_quotes(text) == text.translate(_QUOTES)
+
+
+_OLD_CREDIT = re.compile(
+    r"(?im)^\s*(?:(?:♬|🎵|🎶|📸|📷|🎥|📹)[^#\n]*"
+    r"|(?:song|music|sound|bgm|audio|track|original sound|source|src|video|vid|edit(?:ed)? by|a post shared by)"
+    r"\s*(?:[-–—:|]|by\b)[^#\n]*)"
+    r"|(?<!\w)(?:cr|creds?|credits?)\s*[:.]\s*@?\S+"
+)
+
+
+def _plain_substance(text: str) -> str:
+    """What a post's substance was before the shortcuts: every regex over every post."""
+    text = _OLD_CREDIT.sub(" ", text)
+    if "t.co/" in text or "pic." in text:
+        text = bot.quotes._MEDIA_LINK.sub(" ", text)
+    text = bot.quotes._URL.sub(" ", text)
+    return bot.quotes._HASHTAG.sub(" ", bot.quotes._MENTION.sub(" ", text))
+
+
+def test_substance_shortcuts_leave_what_every_regex_leaves() -> None:
+    rng = random.Random(21)
+    pieces = [
+        "cr: @x",
+        "Cr.",
+        "credits: a",
+        "\n",
+        " ",
+        "♬ original sound - x",
+        "Song – a",
+        "song by",
+        "incredible",
+    ]
+    pieces += [
+        "HTTPS://x.co/a",
+        "www.site.kr",
+        "WWW.X",
+        "http",
+        "@fan_1",
+        "a@b",
+        "#BTS",
+        "＃뷔",
+        "##",
+        "pic.twitter.com/x",
+    ]
+    pieces += [
+        "https://t.co/abc",
+        "T.CO/x",
+        "video: y",
+        "a post shared by z",
+        "src:",
+        "edit by",
+        "😭",
+        "word",
+        "ſong:",
+    ]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
+        assert bot.quotes._substance(text) == _plain_substance(text), text

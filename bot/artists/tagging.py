@@ -119,8 +119,9 @@ def _token_keys(words: list[str], all_ascii: bool = False) -> list[str]:
     """_token_key of every word, the ASCII ones lowered and stripped in one pass over the joined text (speed)."""
     if not words:
         return []
-    keys = "\x00".join(words).lower().replace(".", "").replace(":", "").split("\x00")
-    if not all_ascii:
+    joined = "\x00".join(words)
+    keys = joined.lower().replace(".", "").replace(":", "").split("\x00")
+    if not all_ascii and not joined.isascii():  # a story's dashes and emoji are in the gaps, not in words
         for i, word in enumerate(words):
             if not word.isascii():
                 keys[i] = _token_key(word)
