@@ -79,14 +79,18 @@ def enrich_entry(
     content_text = html_to_text(content_html, trees=trees) if content_html else ""
     # the excerpt's text is read only when the item has no content text (title, summary and tagging fall back)
     excerpt_text = html_to_text(summary_html, trees=trees) if summary_html and not content_text else ""
-    page_text, page_body_html = _page_article(page_html, trees) if page_html else ("", "")
+    page_text, page_body_html, page_text_is_body = (
+        _page_article(page_html, trees) if page_html else ("", "", True)
+    )
 
     title = one_line((entry.title or "")[:MAX_RAW_TITLE])
     if not title:  # an item without a title still deserves a headline: its first words
         title = truncate(" ".join((content_text or excerpt_text or page_text).split()), 120)
     title = truncate(title, MAX_TITLE_CHARS) or entry.link
 
-    summary = summarize(_summary_source(content_text, excerpt_text, page_text), SUMMARY_CHARS)
+    source = _summary_source(content_text, excerpt_text, page_text)
+    # every source but a page's og:description (one_line) is html_to_text's: no need to strip it again
+    summary = summarize(source, SUMMARY_CHARS, stripped=source is not page_text or page_text_is_body)
     plain_text = content_text or page_text or excerpt_text
 
     refs: list[ArtistRef] = []
@@ -202,9 +206,9 @@ def _enrich_safely(
         )
 
 
-def _page_article(page_html: str, trees: HtmlTrees | None = None) -> tuple[str, str]:
-    """(plain text, HTML) of an article page's body; the og:description when the body has no text.
-    Takes the page's tree from `trees` (reading the text changes it)."""
+def _page_article(page_html: str, trees: HtmlTrees | None = None) -> tuple[str, str, bool]:
+    """(plain text, HTML, whether the text is the body's) of an article page's body; the og:description when
+    the body has no text. Takes the page's tree from `trees` (reading the text changes it)."""
     tree = trees.take(page_html) if trees is not None else parse_html(page_html)
     body = article_body(tree)
     body_html = body.html or "" if body is not None else ""
@@ -214,8 +218,8 @@ def _page_article(page_html: str, trees: HtmlTrees | None = None) -> tuple[str, 
             'meta[name="description"]'
         )
         if meta is not None:
-            text = one_line(meta.attributes.get("content") or "")
-    return text, body_html
+            return one_line(meta.attributes.get("content") or ""), body_html, False
+    return text, body_html, True
 
 
 def _summary_source(content_text: str, excerpt_text: str, page_text: str) -> str:

@@ -314,6 +314,18 @@ def strip_boilerplate(text: str) -> str:
     return head if not head or ends_sentence(head) else head.rstrip(" ,;:–—-") + "…"
 
 
+def _stripped_again_is_same(stripped: str) -> bool:
+    """Whether strip_boilerplate(x) == x for an x that strip_boilerplate returned, known without the work:
+    every line of x passed is_boilerplate already, except its last line when an excerpt tail was cut there
+    (tested here); a second pass changes x only through that line, a "browser" placeholder left behind or
+    another "[…]" tail (neither is in x)."""
+    return (
+        "]" not in stripped[-40:]
+        and "browser" not in stripped.lower()
+        and not (stripped and is_boilerplate(stripped[stripped.rfind("\n") + 1 :]))
+    )
+
+
 def ends_sentence(text: str) -> bool:
     """True when text ends like a finished sentence (".", "!", "?", "…", also inside closing quotes)."""
     return text.rstrip().rstrip(_CLOSERS).endswith((".", "!", "?", "…"))
@@ -401,14 +413,19 @@ def _is_abbreviation(before: str) -> bool:
     return len(word) == 1 and word.isalpha() and word.isupper()  # an initial: "J. Y. Park", "V." is rare
 
 
-def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str:
+def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3, stripped: bool = False) -> str:
     """The first few sentences of plain text, at most `max_chars`, cut cleanly.
 
     Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed, which
     html_to_text ends with "…") is left out when a complete one comes before it; a first sentence longer than
     the budget is cut at a word with "…". "…" is added only where text was left out: a whole text that ends
-    without a full stop stays as it is."""
-    sentences = split_sentences(strip_boilerplate(text or ""), limit=max_sentences + 1)
+    without a full stop stays as it is.
+    `stripped`: `text` is what strip_boilerplate (or html_to_text) returned; it is not stripped again when
+    that would change nothing (`_stripped_again_is_same`)."""
+    text = text or ""
+    if not (stripped and _stripped_again_is_same(text)):
+        text = strip_boilerplate(text)
+    sentences = split_sentences(text, limit=max_sentences + 1)
     if not sentences:
         return ""
     chosen: list[str] = []

@@ -278,3 +278,35 @@ def test_substance_shortcuts_leave_what_every_regex_leaves() -> None:
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 10)))
         assert bot.quotes._substance(text) == _plain_substance(text), text
+
+
+def test_summarize_of_stripped_text_is_the_summary_of_the_text() -> None:
+    """summarize(..., stripped=True) skips a second strip_boilerplate only where it would change nothing; the
+    pieces include what makes a second pass differ: a "Share [...]" tail, a "[...] [...]" tail, placeholders."""
+    rng = random.Random(34)
+    pieces = [
+        "Share",
+        "[…]",
+        "[...]",
+        " [&hellip;]",
+        "Read more",
+        "SEE ALSO: x",
+        "BTS’s V | @thv/Instagram",
+        "\n",
+    ]
+    pieces += [
+        "\n\n",
+        "The idol smiled.",
+        "Fans cried",
+        " and",
+        "Your browser does not support video.",
+        "Tweet",
+    ]
+    pieces += ["your browser does not support ", "the video tag", "Photo by X", "…", "Email", " ", "IU sang!"]
+    changed = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
+        once = bot.text.strip_boilerplate(text)
+        changed += bot.text.strip_boilerplate(once) != once
+        assert summarize(once, 120, stripped=True) == summarize(once, 120), repr(text)
+    assert changed  # texts that a second pass does change were among them
