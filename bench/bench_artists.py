@@ -3,6 +3,7 @@ naive baseline measured in the same run.
 
     /work/venv/bin/python bench/bench_artists.py            # the default run (about a minute)
     /work/venv/bin/python bench/bench_artists.py --stories 20000 --queries 200
+    /work/venv/bin/python bench/bench_artists.py --tagging-only --tag 2000   # tagging alone, a few seconds
 
 Goals (issue 3): search p99 < 20 ms on 100,000 stories; autocomplete p99 < 5 ms.
 """
@@ -70,10 +71,14 @@ def stories_for_tagging(n: int) -> list[tuple[str, str, list[str]]]:
 def bench_tagging(index: ArtistIndex, n: int) -> None:
     stories = stories_for_tagging(n)
     chars = sum(len(t) + len(x) for t, x, _ in stories) / len(stories)
-    start = time.perf_counter()
-    for title, text, categories in stories:
-        index.tag(title, text, categories)
-    fast = len(stories) / (time.perf_counter() - start)
+    best = cpu_best = float("inf")
+    for _ in range(3):  # the best of three passes: a shared machine's other work only ever slows one down
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for title, text, categories in stories:
+            index.tag(title, text, categories)
+        best = min(best, time.perf_counter() - start)
+        cpu_best = min(cpu_best, time.process_time() - cpu_start)
+    fast = len(stories) / best
 
     # naive: one case-insensitive word-bounded regex search per name, per story
     names = sorted({s for a in index for s, _ in name_forms(a)})
@@ -84,7 +89,10 @@ def bench_tagging(index: ArtistIndex, n: int) -> None:
         body = title + "\n" + text
         [p.pattern for p in patterns if p.search(body)]
     naive = len(sample) / (time.perf_counter() - start)
-    print(f"tagging: {fast:,.0f} stories/s (avg {chars:,.0f} chars, {n} stories)")
+    print(
+        f"tagging: {fast:,.0f} stories/s (avg {chars:,.0f} chars, {n} stories; "
+        f"CPU {len(stories) / cpu_best:,.0f} stories/s, {cpu_best * 1e6 / len(stories):,.0f} us/story)"
+    )
     print(
         f"  naive regex per name ({len(names):,} names): {naive:,.1f} stories/s -> {fast / naive:,.0f}x faster"
     )
@@ -262,12 +270,17 @@ def main() -> int:
     parser.add_argument("--stories", type=int, default=100_000, help="stories in the search store")
     parser.add_argument("--queries", type=int, default=500, help="search and autocomplete queries")
     parser.add_argument("--tag", type=int, default=1_000, help="stories to tag")
+    parser.add_argument(
+        "--tagging-only", action="store_true", help="only the tagging figure (seconds, not a minute)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     index = ArtistIndex.load()
     print(f"artist index: {len(index):,} artists loaded in {time.perf_counter() - start:.2f} s")
     print(f"machine load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     bench_tagging(index, args.tag)
+    if args.tagging_only:
+        return 0
     bench_autocomplete(index, args.queries)
     asyncio.run(bench_search(index, args.stories, args.queries))
     print(f"total {time.perf_counter() - start:.0f} s")

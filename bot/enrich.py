@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bot.images import absolute_http_url, pick_lead_image
 from bot.models import ArtistRef, FeedEntry, Quote, Story
 from bot.quotes import posts_in_html, rank_quotes
-from bot.text import article_body, html_to_text, one_line, parse_html, summarize, truncate
+from bot.text import HtmlTrees, article_body, html_to_text, one_line, parse_html, summarize, truncate
 from bot.urls import canonical_url, story_key
 
 if TYPE_CHECKING:  # the artist index is another stage; enrichment works without it
@@ -60,22 +60,37 @@ def wants_article_page(entry: FeedEntry) -> bool:
 def enrich_entry(
     entry: FeedEntry, *, source_name: str, artists: ArtistIndex | None, page_html: str | None = None
 ) -> Story:
-    """One story, enriched from the feed item and (for excerpt feeds) its article page. Sync, CPU-bound."""
+    """One story, enriched from the feed item and (for excerpt feeds) its article page. Sync, CPU-bound.
+
+    Each HTML (content, excerpt, page) is parsed at most once (`HtmlTrees`): the quotes and the image read
+    the trees first, the text takes them last (reading the text changes a tree)."""
     content_html = (entry.content_html or "")[:MAX_HTML_IN]
     summary_html = (entry.summary_html or "")[:MAX_HTML_IN]
     page_html = page_html[:MAX_HTML_IN] if page_html else None
+    trees = HtmlTrees()
 
-    content_text = html_to_text(content_html) if content_html else ""
+    posts: list[Quote] = []
+    for html in (content_html, summary_html if not content_html else ""):
+        posts.extend(posts_in_html(html, trees=trees))
+    if page_html:
+        posts.extend(posts_in_html(page_html, page=True, trees=trees))
+    image = pick_lead_image(entry, page_html=page_html, trees=trees)
+
+    content_text = html_to_text(content_html, trees=trees) if content_html else ""
     # the excerpt's text is read only when the item has no content text (title, summary and tagging fall back)
-    excerpt_text = html_to_text(summary_html) if summary_html and not content_text else ""
-    page_text, page_body_html = _page_article(page_html) if page_html else ("", "")
+    excerpt_text = html_to_text(summary_html, trees=trees) if summary_html and not content_text else ""
+    page_text, page_body_html, page_text_is_body = (
+        _page_article(page_html, trees) if page_html else ("", "", True)
+    )
 
     title = one_line((entry.title or "")[:MAX_RAW_TITLE])
     if not title:  # an item without a title still deserves a headline: its first words
         title = truncate(" ".join((content_text or excerpt_text or page_text).split()), 120)
     title = truncate(title, MAX_TITLE_CHARS) or entry.link
 
-    summary = summarize(_summary_source(content_text, excerpt_text, page_text), SUMMARY_CHARS)
+    source = _summary_source(content_text, excerpt_text, page_text)
+    # every source but a page's og:description (one_line) is html_to_text's: no need to strip it again
+    summary = summarize(source, SUMMARY_CHARS, stripped=source is not page_text or page_text_is_body)
     plain_text = content_text or page_text or excerpt_text
 
     refs: list[ArtistRef] = []
@@ -85,11 +100,6 @@ def enrich_entry(
         except Exception:  # one story's tagging problem must not cost the batch its stories
             log.exception("tagging artists of %s failed; stored without artists", entry.link)
 
-    posts: list[Quote] = []
-    for html in (content_html, summary_html if not content_html else ""):
-        posts.extend(posts_in_html(html))
-    if page_html:
-        posts.extend(posts_in_html(page_html, page=True))
     quotes = rank_quotes(posts, artist_names=_names(refs, artists)) if posts else []
 
     return Story(
@@ -99,7 +109,7 @@ def enrich_entry(
         source=source_name,
         published=entry.published,
         summary=summary,
-        image=pick_lead_image(entry, page_html=page_html),
+        image=image,
         quotes=quotes,
         artists=refs,
         categories=list(entry.categories),
@@ -194,9 +204,10 @@ def _enrich_safely(
         )
 
 
-def _page_article(page_html: str) -> tuple[str, str]:
-    """(plain text, HTML) of an article page's body; the og:description when the body has no text."""
-    tree = parse_html(page_html)
+def _page_article(page_html: str, trees: HtmlTrees | None = None) -> tuple[str, str, bool]:
+    """(plain text, HTML, whether the text is the body's) of an article page's body; the og:description when
+    the body has no text. Takes the page's tree from `trees` (reading the text changes it)."""
+    tree = trees.take(page_html) if trees is not None else parse_html(page_html)
     body = article_body(tree)
     body_html = body.html or "" if body is not None else ""
     text = html_to_text("", node=body) if body is not None else ""
@@ -205,8 +216,8 @@ def _page_article(page_html: str) -> tuple[str, str]:
             'meta[name="description"]'
         )
         if meta is not None:
-            text = one_line(meta.attributes.get("content") or "")
-    return text, body_html
+            return one_line(meta.attributes.get("content") or ""), body_html, False
+    return text, body_html, True
 
 
 def _summary_source(content_text: str, excerpt_text: str, page_text: str) -> str:

@@ -13,7 +13,14 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from yarl import URL
 
 from bot.models import FeedEntry
-from bot.text import EMBED_SELECTOR, EMOJI_IMAGE_URL, article_body, emoji_of_image, parse_html
+from bot.text import (
+    EMBED_SELECTOR,
+    EMOJI_IMAGE_URL,
+    HtmlTrees,
+    article_body,
+    emoji_of_image,
+    parse_html,
+)
 
 MIN_CONTENT_IMAGE_SIZE = 100  # px: a declared width or height below this is an icon, avatar or pixel
 
@@ -62,31 +69,37 @@ def looks_like_image_url(url: str) -> bool:
     return bool(_IMAGE_EXT.search(url))
 
 
-def pick_lead_image(entry: FeedEntry, *, page_html: str | None = None) -> str | None:
-    """The story's lead image, trusting the feed's own media first and the article page last."""
+def pick_lead_image(
+    entry: FeedEntry, *, page_html: str | None = None, trees: HtmlTrees | None = None
+) -> str | None:
+    """The story's lead image, trusting the feed's own media first and the article page last.
+    `trees`: the story's parsed trees, read instead of parsing the HTML again."""
     base = entry.link or None
     for url in [*entry.media_images, *entry.enclosure_images]:
         absolute = absolute_http_url(url, base)
         if absolute and not _TRACKING_URL.search(absolute):
             return absolute
     for html in (entry.content_html, entry.summary_html):
-        found = first_content_image(html, base_url=base)
+        found = first_content_image(html, base_url=base, trees=trees)
         if found:
             return found
     if page_html:
-        tree = parse_html(page_html)
+        tree = trees.get(page_html) if trees is not None else parse_html(page_html)
         return page_meta_image(tree, base_url=base) or first_content_image(
             "", base_url=base, node=article_body(tree)
         )
     return None
 
 
-def first_content_image(html: str, *, base_url: str | None, node: LexborNode | None = None) -> str | None:
-    """The first <img> in HTML that is a real picture (see the module docstring), as an absolute URL."""
+def first_content_image(
+    html: str, *, base_url: str | None, node: LexborNode | None = None, trees: HtmlTrees | None = None
+) -> str | None:
+    """The first <img> in HTML that is a real picture (see the module docstring), as an absolute URL.
+    `node`: an already parsed element to read instead; `trees`: the story's parsed trees."""
     if node is None:
-        if not html or "<img" not in html.lower():
+        if not html or "<img" not in html and "<img" not in html.lower():  # lower(): the slow way
             return None
-        node = parse_html(html).body
+        node = (trees.get(html) if trees is not None else parse_html(html)).body
         if node is None:
             return None
     embeds = {n.mem_id for n in node.css(EMBED_SELECTOR)}

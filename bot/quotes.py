@@ -25,6 +25,8 @@ rapidfuzz's token-sort ratio) keep only their best-scored copy.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -33,7 +35,15 @@ from rapidfuzz import fuzz
 from selectolax.lexbor import LexborNode
 
 from bot.models import Quote
-from bot.text import article_body, clean_text, emoji_of_image, is_boilerplate, parse_html, truncate
+from bot.text import (
+    HtmlTrees,
+    article_body,
+    clean_text,
+    emoji_of_image,
+    is_boilerplate,
+    parse_html,
+    truncate,
+)
 from bot.urls import canonical_url
 
 MAX_QUOTES = 3
@@ -63,10 +73,12 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w@])@[\w.]{1,30}")
 _HASHTAG = re.compile(r"(?<![\w#])[#＃][^\s#＃.,!?;:\"“”'’()]+")
 _CREDIT = re.compile(
-    r"(?im)^\s*(?:(?:♬|🎵|🎶|📸|📷|🎥|📹)[^#\n]*"
+    # "(?:^|(?=c))": where any alternative can start (a line's start, or "cr…"), tested first: fewer steps at
+    # the many positions where none can
+    r"(?im)(?:^|(?=c))(?:^\s*(?:(?:♬|🎵|🎶|📸|📷|🎥|📹)[^#\n]*"
     r"|(?:song|music|sound|bgm|audio|track|original sound|source|src|video|vid|edit(?:ed)? by|a post shared by)"
     r"\s*(?:[-–—:|]|by\b)[^#\n]*)"
-    r"|(?<!\w)(?:cr|creds?|credits?)\s*[:.]\s*@?\S+"
+    r"|(?<!\w)(?:cr|creds?|credits?)\s*[:.]\s*@?\S+)"
 )
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _HANDLE_IN_PARENS = re.compile(r"\(\s*@([\w.-]{1,64})\s*\)")
@@ -101,11 +113,12 @@ def extract_fan_quotes(
     return rank_quotes(posts_in_html(html, page=page), artist_names=artist_names, limit=limit)
 
 
-def posts_in_html(html: str, *, page: bool = False) -> list[Quote]:
-    """Every embedded post with text in `html` (a fragment, or a whole page with `page=True`), unranked."""
-    if not html or "blockquote" not in html.lower():
+def posts_in_html(html: str, *, page: bool = False, trees: HtmlTrees | None = None) -> list[Quote]:
+    """Every embedded post with text in `html` (a fragment, or a whole page with `page=True`), unranked.
+    `trees`: the story's parsed trees, to read instead of parsing `html` again."""
+    if not html or "blockquote" not in html and "blockquote" not in html.lower():  # lower(): the slow way
         return []
-    tree = parse_html(html)
+    tree = trees.get(html) if trees is not None else parse_html(html)
     root = article_body(tree) if page else tree.body
     return find_embedded_posts(root) if root is not None else []
 
@@ -117,16 +130,20 @@ def rank_quotes(
     Ties keep the order the posts were given in (the article's)."""
     mentions = _mention_matcher(artist_names)
     scored = []
+    substance: dict[int, str] = {}  # each post's substance, worked out once (counting and comparing use it)
     for quote in posts:
-        words = substance_words(quote.text)
+        text = _substance(quote.text)
+        words = len(_WORD.findall(text))
         if words >= MIN_SUBSTANCE_WORDS:
-            scored.append(replace(quote, score=score_quote(quote.text, mentions, words=words)))
+            quote = replace(quote, score=score_quote(quote.text, mentions, words=words))
+            scored.append(quote)
+            substance[id(quote)] = text
     order = {id(q): i for i, q in enumerate(scored)}
     scored.sort(key=lambda q: (-q.score, order[id(q)]))
     kept: list[Quote] = []
     seen_norm: list[str] = []
     for quote in scored:
-        norm = _normalise(quote.text)
+        norm = " ".join(_WORD.findall(substance[id(quote)].lower()))  # _normalise, from the kept substance
         if any(quote.url == other.url for other in kept) or any(
             norm == other or fuzz.token_sort_ratio(norm, other) >= NEAR_DUPLICATE_RATIO for other in seen_norm
         ):
@@ -197,7 +214,7 @@ def _platform_of(block: LexborNode) -> str | None:
 def _twitter(block: LexborNode) -> Quote | None:
     status = [m for m in (_TWITTER_STATUS.match(h) for h in _hrefs(block)) if m]
     signature = _signature(block)
-    paragraphs = [p for p in block.css("p") if not _starts_with_dash(_text_of(p))]
+    paragraphs = _post_paragraphs(block)
     if paragraphs:
         text = "\n".join(_text_of(p, skip=_is_media_link) for p in paragraphs)
     else:  # no <p>: the text is what comes before the "— Name (@handle)" signature
@@ -226,7 +243,7 @@ def _bluesky(block: LexborNode) -> Quote | None:
         if not match:
             return None
         url = f"https://bsky.app/profile/{match.group(1)}/post/{match.group(2)}"
-    paragraphs = [p for p in block.css("p") if not _starts_with_dash(_text_of(p))]
+    paragraphs = _post_paragraphs(block)
     if paragraphs:
         text = "\n".join(_text_of(p, skip=_is_furniture_link) for p in paragraphs)
     else:
@@ -392,6 +409,21 @@ def _is_furniture_link(node: LexborNode) -> bool:
     return bool(_EMBED_FURNITURE.match(label)) or _is_media_link(node)
 
 
+def _post_paragraphs(block: LexborNode) -> list[LexborNode]:
+    """The <p> of an embed that are the post's text: not the "— Name (@handle)" signature line."""
+    paragraphs = block.css("p")
+    if not paragraphs:
+        return paragraphs
+    # A paragraph whose raw text has no dash cannot start with one once read (_text_of only leaves text out,
+    # adds line breaks and emoji; an emoji picture could read as a dash, so with pictures every one is read)
+    pictures = block.css_first("img") is not None
+    return [
+        p
+        for p in paragraphs
+        if not ((pictures or any(d in p.text(deep=True) for d in _DASHES)) and _starts_with_dash(_text_of(p)))
+    ]
+
+
 def _starts_with_dash(text: str) -> bool:
     return text.lstrip().startswith(tuple(_DASHES))
 
@@ -431,8 +463,15 @@ def _substance(text: str) -> str:
     text = _CREDIT.sub(" ", text)
     if "t.co/" in text or "pic." in text:
         text = _MEDIA_LINK.sub(" ", text)
-    text = _URL.sub(" ", text)
-    return _HASHTAG.sub(" ", _MENTION.sub(" ", text))  # emoji are no word characters: _WORD skips them
+    # each regex only where what it looks for is there at all (a C search; most posts have no link or handle)
+    lowered = text.lower()
+    if "http" in lowered or "www." in lowered:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _MENTION.sub(" ", text)
+    if "#" in text or "＃" in text:
+        text = _HASHTAG.sub(" ", text)
+    return text  # emoji are no word characters: _WORD skips them
 
 
 def _normalise(text: str) -> str:
@@ -442,16 +481,59 @@ def _normalise(text: str) -> str:
 def _mention_matcher(names: Iterable[str]) -> Callable[[str], bool] | None:
     """A test for "the text names one of these artists". Single letters ("V") must match in capitals; other
     Latin names match as whole words in any case ("iu"); Hangul and other scripts match anywhere ("뷔가")."""
-    patterns: list[str] = []
-    for name in {n.strip() for n in names if n and n.strip()}:
-        escaped = re.escape(name)
-        if not name.isascii():
-            patterns.append(f"(?i:{escaped})")
-        elif len(name) == 1:
-            patterns.append(rf"(?<![\w@#]){escaped}(?!\w)")
-        else:
-            patterns.append(rf"(?i:(?<![\w@#/]){escaped}(?!\w))")
-    if not patterns:
+    return _matcher_for(frozenset(n.strip() for n in names if n and n.strip()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher_for(names: frozenset[str]) -> Callable[[str], bool] | None:
+    """_mention_matcher for a set of names, kept: stories about the same artists come again and again.
+
+    A story's names are many (stage, real, given, Hangul names and aliases of each artist: ~50): one regex
+    alternation of all of them tried at every position of every post was the costliest step of enrichment.
+    A name is tried only when its lower-cased form is in the lower-cased post (a C substring search); the
+    regex then decides. The pre-test can only miss where case-insensitive matching and str.lower() disagree
+    (the few letters in _LOWER_MISMATCH): such text or names go to the regexes directly."""
+    checks: list[tuple[str | None, re.Pattern[str]]] = []
+    for name in sorted(names, key=len, reverse=True):
+        checks.append((None if _LOWER_MISMATCH.search(name) else name.lower(), _name_pattern(name)))
+    if not checks:
         return None
-    pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)))
-    return lambda text: bool(pattern.search(text))
+
+    def mentions(text: str) -> bool:
+        if not text.isascii() and _LOWER_MISMATCH.search(text):
+            return any(pattern.search(text) for _, pattern in checks)
+        lowered = text.lower()
+        return any((low is None or low in lowered) and pattern.search(text) for low, pattern in checks)
+
+    return mentions
+
+
+@functools.lru_cache(maxsize=8192)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """How one name is found in a post (see _mention_matcher); kept, the same names come story after story."""
+    escaped = re.escape(name)
+    if not name.isascii():
+        return re.compile(f"(?i:{escaped})")
+    if len(name) == 1:
+        return re.compile(rf"(?<![\w@#]){escaped}(?!\w)")
+    return re.compile(rf"(?i:(?<![\w@#/]){escaped}(?!\w))")
+
+
+def _lower_mismatches() -> str:
+    """Letters where re.IGNORECASE and str.lower() disagree: those re treats as one more case of another
+    letter ("ſ" of "s", "ı" of "i", "ς" of "σ"), their capitals, and "İ" (lower() makes it two characters)."""
+    try:  # CPython's own table of these letters (a private module: looked up, not imported by name)
+        cases = importlib.import_module("re._casefix")._EXTRA_CASES
+        extra = {chr(c) for key, values in cases.items() for c in (key, *values)}
+    except (ImportError, AttributeError):  # another Python: the letters CPython 3.11 lists
+        extra = set(
+            "\u00b5\u0131\u017f\u0345\u0390\u03b0\u03b2\u03b5\u03b8\u03b9\u03ba\u03bc\u03c0\u03c1\u03c2\u03c3"
+            "\u03c6\u03d0\u03d1\u03d5\u03d6\u03f0\u03f1\u03f5\u0432\u0434\u043e\u0441\u0442\u044a\u0463\u1c80"
+            "\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86\u1c87\u1c88\u1e61\u1e9b\u1fbe\u1fd3\u1fe3\ua64b\ufb05\ufb06"
+        )
+    extra |= {c.upper() for c in extra if len(c.upper()) == 1} | {"\u0130"}
+    # ASCII letters stay out: "s" against "ſ" is caught by the "ſ" on the other side
+    return "".join(sorted(c for c in extra if not c.isascii()))
+
+
+_LOWER_MISMATCH = re.compile("[" + re.escape(_lower_mismatches()) + "]")

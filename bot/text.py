@@ -133,7 +133,8 @@ def clean_text(text: str) -> str:
     lines: list[str] = []
     blank = True  # also drops leading blank lines
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        line = " ".join(line.split())  # str.split() knows every Unicode space (NBSP, ideographic…)
+        if line:  # most lines of a page's text are empty (breaks around blocks): no split for them
+            line = " ".join(line.split())  # str.split() knows every Unicode space (NBSP, ideographic…)
         if line:
             lines.append(line)
             blank = False
@@ -233,16 +234,41 @@ def article_body(tree: LexborHTMLParser) -> LexborNode | None:
     return tree.body
 
 
-def html_to_text(html: str, *, drop_embeds: bool = True, node: LexborNode | None = None) -> str:
+class HtmlTrees:
+    """The parsed trees of one story's HTML (feed content, excerpt, article page), each HTML parsed once and
+    shared by the readers that need it: quotes and the lead image read a tree, the text is read last and
+    takes its tree (html_to_text changes it; a later reader of the same HTML gets a fresh parse)."""
+
+    __slots__ = ("_trees",)
+
+    def __init__(self) -> None:
+        self._trees: dict[str, LexborHTMLParser] = {}
+
+    def get(self, html: str) -> LexborHTMLParser:
+        """The tree of `html`, parsed on first use; the caller must not change it."""
+        tree = self._trees.get(html)
+        if tree is None:
+            tree = self._trees[html] = parse_html(html)
+        return tree
+
+    def take(self, html: str) -> LexborHTMLParser:
+        """The tree of `html`, the caller's to change: it leaves the cache."""
+        return self._trees.pop(html, None) or parse_html(html)
+
+
+def html_to_text(
+    html: str, *, drop_embeds: bool = True, node: LexborNode | None = None, trees: HtmlTrees | None = None
+) -> str:
     """Plain text of HTML: paragraphs separated by blank lines, boilerplate removed, entities decoded.
 
     `drop_embeds` leaves out embedded social posts (their text is the fans', not the writer's: see quotes.py).
-    `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree)."""
+    `node`: an already parsed element to read instead of `html` (it is modified: pass a throwaway tree).
+    `trees`: the story's parsed trees; the tree of `html` is taken from them (read it last)."""
     may_link = True
     if node is None:
         if not html or "<" not in html and "&" not in html:
             return strip_boilerplate(clean_text(html or ""))
-        tree = parse_html(html)
+        tree = trees.take(html) if trees is not None else parse_html(html)
         node = tree.body or tree.root
         if node is None:
             return ""
@@ -286,6 +312,18 @@ def strip_boilerplate(text: str) -> str:
     head = result[: tail.start()].rstrip()
     # the feed cut the text: mid-sentence the cut shows as "…" (there is more); after a full stop, nothing
     return head if not head or ends_sentence(head) else head.rstrip(" ,;:–—-") + "…"
+
+
+def _stripped_again_is_same(stripped: str) -> bool:
+    """Whether strip_boilerplate(x) == x for an x that strip_boilerplate returned, known without the work:
+    every line of x passed is_boilerplate already, except its last line when an excerpt tail was cut there
+    (tested here); a second pass changes x only through that line, a "browser" placeholder left behind or
+    another "[…]" tail (neither is in x)."""
+    return (
+        "]" not in stripped[-40:]
+        and "browser" not in stripped.lower()
+        and not (stripped and is_boilerplate(stripped[stripped.rfind("\n") + 1 :]))
+    )
 
 
 def ends_sentence(text: str) -> bool:
@@ -375,14 +413,19 @@ def _is_abbreviation(before: str) -> bool:
     return len(word) == 1 and word.isalpha() and word.isupper()  # an initial: "J. Y. Park", "V." is rare
 
 
-def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3) -> str:
+def summarize(text: str, max_chars: int = 400, *, max_sentences: int = 3, stripped: bool = False) -> str:
     """The first few sentences of plain text, at most `max_chars`, cut cleanly.
 
     Whole sentences are kept while they fit; an unfinished last sentence (an excerpt cut by the feed, which
     html_to_text ends with "…") is left out when a complete one comes before it; a first sentence longer than
     the budget is cut at a word with "…". "…" is added only where text was left out: a whole text that ends
-    without a full stop stays as it is."""
-    sentences = split_sentences(strip_boilerplate(text or ""), limit=max_sentences + 1)
+    without a full stop stays as it is.
+    `stripped`: `text` is what strip_boilerplate (or html_to_text) returned; it is not stripped again when
+    that would change nothing (`_stripped_again_is_same`)."""
+    text = text or ""
+    if not (stripped and _stripped_again_is_same(text)):
+        text = strip_boilerplate(text)
+    sentences = split_sentences(text, limit=max_sentences + 1)
     if not sentences:
         return ""
     chosen: list[str] = []
