@@ -27,6 +27,7 @@ import asyncio
 import io
 import multiprocessing
 import os
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -113,6 +114,8 @@ class OursResult:
     polled: int
     failed: int
     stall: float
+    cpu_main: float  # CPU seconds of this process (fetch, store, clustering, the loop) during the cold pass
+    cpu_workers: float  # CPU seconds of the worker processes (parse, enrich), which end with the pass
     peak_mb: float  # this process and its worker processes together
     db_bytes: int
     first_error: str | None
@@ -142,6 +145,11 @@ class TreeMemory:
 
     def _tree(self) -> list[int]:
         return [pid for pid in _tree(os.getpid()) if pid not in self._others]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that ended and were waited for
+    return usage.ru_utime + usage.ru_stime
 
 
 def _tree(pid: int) -> list[int]:
@@ -177,9 +185,11 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
     meter = StallMeter()
     with TreeMemory() as memory:
         meter.start()
+        cpu_main, cpu_children = time.process_time(), _children_cpu()
         started = time.perf_counter()
         await run_poll_once(config, out=out, err=err)
         seconds = time.perf_counter() - started
+        cpu_main, cpu_children = time.process_time() - cpu_main, _children_cpu() - cpu_children
         stall = await meter.stop()
     first_lines = out.getvalue().splitlines()
     second_out = io.StringIO()
@@ -204,6 +214,8 @@ async def run_ours(urls: list[str], db_path: Path) -> OursResult:
         polled=len(urls),
         failed=len(failed),
         stall=stall,
+        cpu_main=cpu_main,
+        cpu_workers=cpu_children,
         peak_mb=memory.peak_mb,
         db_bytes=pages,
         first_error=failed[0] if failed else None,
@@ -379,6 +391,10 @@ def main() -> int:
         f"{'kpopnews poll --once (cold)':34}{args.feeds:>7}{ours.stories:>9}{ours.seconds:>9.2f}{ours_rate:>11.0f}"
     )
     print(f"{'ratio':34}{ratio:>36.1f}x   goal >= {GOAL_RATIO:g}x  {verdict(ratio >= GOAL_RATIO)}")
+    print(
+        f"CPU during the cold pass: this process {ours.cpu_main:.1f} s (fetch, store, clustering), "
+        f"worker processes {ours.cpu_workers:.1f} s (parse, enrich)"
+    )
     print(
         f"second pass: {ours.not_modified}/{ours.polled} not modified ({share_304:.1f} %) in {ours.second_seconds:.2f} s"
         f"   goal >= {GOAL_304:g} %  {verdict(share_304 >= GOAL_304)}"
