@@ -111,8 +111,11 @@ class Workers:
         """Run a picklable job in a worker; WorkerError when it takes longer than `timeout` or kills its worker."""
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots_loop is not loop:
-            self._slots, self._slots_loop = asyncio.Semaphore(self.workers), loop
-        async with self._slots:  # queued jobs wait here, so the timeout measures the work alone
+            # a job waiting beside each running one, so a worker starts its next job without waiting for this
+            # loop to hand it over; the others wait here, so a job's timeout counts its own work and at most
+            # the one ahead of it
+            self._slots, self._slots_loop = asyncio.Semaphore(2 * self.workers), loop
+        async with self._slots:
             pool = self._executor()
             if pool is None:
                 return await asyncio.to_thread(job)
