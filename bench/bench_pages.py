@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -65,6 +67,19 @@ def excerpt_feed(items: int, hang_base: str, refused_base: str) -> bytes:
 
 def tree_rss_kb(root: int) -> int:
     """The summed VmRSS of `root` and every process below it."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def tree_pids(root: int) -> set[int]:
+    """`root` and every process below it, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -83,19 +98,13 @@ def tree_rss_kb(root: int) -> int:
             if ppid in wanted and pid not in wanted:
                 wanted.add(pid)
                 grew = True
-    total = 0
-    for pid in wanted:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+    return wanted
 
 
-async def run_measured(args: list[str], *, cwd: Path, stdout: Path, timeout: float) -> tuple[float, float, int | None]:
-    """(seconds, peak MB of the process tree, exit status or None when it was killed at `timeout`)."""
+async def run_measured(
+    args: list[str], *, cwd: Path, stdout: Path, limit_seconds: float
+) -> tuple[float, float, int | None]:
+    """(seconds, peak MB of the process tree, exit status or None when it was killed at `limit_seconds`)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.perf_counter()
     with stdout.open("wb") as out:
@@ -109,9 +118,10 @@ async def run_measured(args: list[str], *, cwd: Path, stdout: Path, timeout: flo
             code = proc.poll()
             if code is not None:
                 break
-            if time.perf_counter() - started > timeout:
-                subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # its workers
-                proc.kill()
+            if time.perf_counter() - started > limit_seconds:
+                for pid in tree_pids(proc.pid):  # the command and its worker processes, by id
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
                 proc.wait()
                 code = None
                 break
@@ -124,11 +134,15 @@ async def run_measured(args: list[str], *, cwd: Path, stdout: Path, timeout: flo
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--only", choices=("preview", "poll"), default=None)
     parser.add_argument("--timeout", type=float, default=180.0, help="a run still going after this is killed")
-    parser.add_argument("--page-timeout", type=float, default=None, help="polling.timeout_seconds (default 20)")
+    parser.add_argument(
+        "--page-timeout", type=float, default=None, help="polling.timeout_seconds (default 20)"
+    )
     opts = parser.parse_args()
 
     server = FeedServer()
@@ -153,12 +167,18 @@ async def main() -> None:
             )
             if opts.only in (None, "preview"):
                 out = folder / "preview.txt"
-                seconds, mb, code = await run_measured(["preview", str(feed), *config], cwd=folder, stdout=out, timeout=opts.timeout)
-                printed = out.read_text(encoding="utf-8").count("\n■ ") + out.read_text(encoding="utf-8").startswith("■ ")
+                seconds, mb, code = await run_measured(
+                    ["preview", str(feed), *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
+                )
+                printed = out.read_text(encoding="utf-8").count("\n■ ") + out.read_text(
+                    encoding="utf-8"
+                ).startswith("■ ")
                 report("preview", seconds, mb, code, printed, opts.items, "printed")
             if opts.only in (None, "poll"):
                 out = folder / "poll.txt"
-                seconds, mb, code = await run_measured(["poll", "--once", *config], cwd=folder, stdout=out, timeout=opts.timeout)
+                seconds, mb, code = await run_measured(
+                    ["poll", "--once", *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
+                )
                 stored = 0
                 if (folder / "k.db").exists():
                     with sqlite3.connect(folder / "k.db") as db:

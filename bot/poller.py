@@ -2,8 +2,9 @@
 
 Per source: a conditional fetch (stored ETag / Last-Modified; a 304 costs nothing), a body-hash check (an
 unchanged body is not parsed), feedparser in a worker process, only the entries not stored yet enriched (in a
-worker process too, after their article pages are fetched here), one transaction to store them, then
-`on_new_stories`. Failures back off exponentially with jitter, Retry-After is honoured, 410 Gone and
+worker process too, after their article pages are fetched here: bot/article_pages.py, a few per poll, newest
+first), one transaction to store them, then `on_new_stories`; then the young stories stored earlier without their
+article page get it, as far as the poll's page budget goes. Failures back off exponentially with jitter, Retry-After is honoured, 410 Gone and
 `max_failures` failures in a row disable the source with a reason a person can act on; a disabled source is
 probed again with growing gaps and comes back by itself when it answers with a feed. A feed that redirects
 permanently (301/308) on two polls in a row is polled at its new address from then on.
@@ -23,12 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from bot.article_pages import HostBreaker, PageBatch, fetch_article_pages, fetch_pages
 from bot.artists import load_artist_index
 from bot.config import Config
-from bot.enrich import (  # imported here: a first import on the loop stalls it
-    enrich_batch,
-    fetch_article_pages,
-)
+from bot.enrich import enrich_batch  # imported here: a first import on the loop stalls it
 from bot.fetch import Fetcher, FetchResult, body_hash, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
 from bot.parse import FeedError
@@ -55,7 +54,7 @@ REDIRECTS_TO_MOVE = 2  # polls in a row answering the same permanent redirect be
 RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least this often
 # A claim on a source lasts about an interval (renewed while its poll runs), within these bounds.
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 5.0, 60.0
-PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
+PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's stories
 # Enrichment in this process (a custom artist index) is GIL-bound: more at once only delays the loop.
 ENRICH_SLOTS = 2
 
@@ -69,6 +68,7 @@ class SourceReport:
     error: str | None = None  # why it failed or was skipped
     warning: str | None = None  # the parser kept what it could read of a malformed feed
     new: list[Story] = field(default_factory=list, repr=False)  # the stories stored for the first time
+    article_pages: int = 0  # article pages this poll took from its budget (polling.article_pages_per_poll)
     notes: list[str] = field(default_factory=list)  # what changed about the source: moved, disabled, back
 
     @property
@@ -160,6 +160,7 @@ class Poller:
         self.rng = rng or random.Random()
         self.workers = workers or shared_workers()  # the process's pool unless the caller wires its own
         self._enrich_slots = asyncio.Semaphore(ENRICH_SLOTS)
+        self._page_hosts = HostBreaker(clock=clock)  # article-page sites that keep failing, across polls
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
         self._wake = asyncio.Event()
         self._owner = owner  # who holds this poller's claims on sources; None: the store's process
@@ -188,6 +189,8 @@ class Poller:
                 source,
                 f"internal error while polling ({type(exc).__name__}: {exc}); see the log, please report it",
             )
+        if report.outcome in ("fetched", "not_modified", "unchanged"):
+            await self._complete_pages(source, report)
         try:
             await self._save(source, read_reason, report)
         except asyncio.CancelledError:
@@ -234,19 +237,21 @@ class Poller:
             return self._failed(source, str(exc))
         entries = [e for e in parsed.entries if e.link or e.guid]
         try:
-            new, stored_total = await self._store_entries(source, entries, allow_private=allow_private)
+            new, stored_total, pages = await self._store_entries(source, entries, allow_private=allow_private)
         except WorkerError as exc:  # enriching the new stories hung or crashed its worker
             return self._failed(source, f"{source.url}: enriching its new stories {exc}")
         report = SourceReport(
             source, "fetched", len(new), stored_total, warning=getattr(parsed, "warning", None), new=new
         )
+        report.article_pages = pages.taken
         return self._succeeded(source, report, result, body_hash=digest)
 
     async def _store_entries(
         self, source: Source, entries: list[FeedEntry], *, allow_private: bool
-    ) -> tuple[list[Story], int]:
+    ) -> tuple[list[Story], int, PageBatch]:
         """Enrich the entries not stored yet, store them in one transaction, link the known ones to this
-        source. Returns the stories stored for the first time and the number of distinct entries seen."""
+        source. Returns the stories stored for the first time, the number of distinct entries seen and the
+        article pages fetched for them (the young stories stored without theirs await it)."""
         distinct: list[tuple[FeedEntry, str, str]] = []
         seen: set[str] = set()
         for entry in entries:
@@ -263,8 +268,11 @@ class Poller:
         known_ids = {known.get(k) or known[c] for e, k, c in distinct if k in known or (c and c in known)}
 
         stories: list[Story] = []
+        pages = PageBatch()
         if fresh:
-            stories = await self._enrich([e for e, _, _ in fresh], source, allow_private=allow_private)
+            fresh_entries = [e for e, _, _ in fresh]
+            pages = await self._article_pages(fresh_entries, allow_private=allow_private)
+            stories = await self._enrich(fresh_entries, source, pages=pages.pages)
             for story, (_entry, key, canon) in zip(stories, fresh, strict=False):
                 story.key = story.key or key
                 story.canonical_url = story.canonical_url or canon or story.key
@@ -278,16 +286,75 @@ class Poller:
             if known_ids and source.id is not None:
                 await self.store.stories.link_to_source(source.id, sorted(known_ids), at=self.clock())
             results = await self.store.stories.add_many(stories, source_id=source.id, backfill=backfill)
-        new = [story for story, stored in zip(stories, results, strict=True) if stored.is_new]
-        return new, len(distinct)
+            new = [story for story, stored in zip(stories, results, strict=True) if stored.is_new]
+            await self.store.stories.await_pages(self._pages_awaited(new, pages))
+        return new, len(distinct), pages
 
-    async def _enrich(self, entries: list[FeedEntry], source: Source, *, allow_private: bool) -> list[Story]:
+    async def _article_pages(self, entries: list[FeedEntry], *, allow_private: bool) -> PageBatch:
+        """The article pages of these new entries this poll fetches (bot.article_pages: young stories only,
+        newest first, at most polling.article_pages_per_poll, through the poller's host breaker), on this loop."""
+        if not self.polling.fetch_article_pages:
+            return PageBatch()
+        return await fetch_article_pages(
+            entries,
+            make_page_fetcher(self.fetcher, allow_private=allow_private),
+            limit=self.polling.article_pages_per_poll,
+            max_age=timedelta(hours=self.config.delivery.max_age_hours),
+            now=self.clock(),
+            breaker=self._page_hosts,
+            concurrency=PAGES_PER_SOURCE,
+        )
+
+    def _pages_awaited(self, new: list[Story], pages: PageBatch) -> dict[int, datetime]:
+        """{story id: until when its page is worth a later try} for the new stories stored without their page
+        (over the cap, or their site failing): until they are too old to be posted."""
+        if not pages.deferred:
+            return {}
+        now = self.clock()
+        age = timedelta(hours=self.config.delivery.max_age_hours)
+        return {
+            story.id: min(story.published or now, now) + age
+            for story in new
+            if story.id is not None and canonical_url(story.url) in pages.deferred
+        }
+
+    async def _complete_pages(self, source: Source, report: SourceReport) -> None:
+        """Give the young stories of this source stored without their article page (newest first) the pages
+        this poll's budget has left: their quotes, image and text completed. Never raises (but for cancellation):
+        the poll went well whatever happens here."""
+        budget = self.polling.article_pages_per_poll - report.article_pages
+        if not self.polling.fetch_article_pages or source.id is None or budget <= 0:
+            return
+        try:
+            waiting = await self.store.stories.awaiting_pages(source.id, now=self.clock(), limit=budget)
+            if not waiting:
+                return
+            links = {canonical_url(s.url): s.url for s in waiting}
+            fetch_page = make_page_fetcher(self.fetcher, allow_private=source.owner_guild_id is None)
+            pages = await fetch_pages(
+                links, fetch_page, breaker=self._page_hosts, concurrency=PAGES_PER_SOURCE
+            )
+            report.article_pages += pages.taken
+            answered = {s.id: pages.pages.get(canonical_url(s.url), "") for s in waiting}
+            got = [s for s in waiting if answered[s.id]]  # "": not fetched this time, None: of no use
+            given_up = [i for i, html in answered.items() if html is None and i is not None]
+            completed = (
+                await self._enrich([_entry_of(s) for s in got], source, pages=pages.pages) if got else []
+            )
+            for old, story in zip(got, completed, strict=True):
+                story.id = old.id
+            async with self.store.transaction():
+                await self.store.stories.complete_pages(completed, given_up)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stories stay as stored; a later poll tries again
+            log.warning("completing the stories of %s with their article pages failed: %r", source.name, exc)
+
+    async def _enrich(
+        self, entries: list[FeedEntry], source: Source, *, pages: dict[str, str | None]
+    ) -> list[Story]:
         """bot.enrich's one path, with the I/O here and the CPU work in a worker process: the article pages
         the entries need are fetched first, on this loop, then handed over with them."""
-        pages: dict[str, str | None] = {}
-        if self.polling.fetch_article_pages:
-            fetch_page = make_page_fetcher(self.fetcher, allow_private=allow_private)
-            pages = await fetch_article_pages(entries, fetch_page, concurrency=PAGES_PER_SOURCE)
         if self._artists_in_workers():
             return await self.workers.enrich(
                 entries, source_name=source.name, pages=pages, with_artists=self.artists is not None
@@ -590,6 +657,19 @@ class Poller:
         # At start-up every due source is spread over one interval; a source added later starts soon.
         window = interval if startup else min(interval, 5.0)
         return now + timedelta(seconds=self.rng.uniform(0, window))
+
+
+def _entry_of(story: Story) -> FeedEntry:
+    """A stored story as the feed item it came from, for enriching it again with its article page: its kept
+    HTML read as the item's excerpt, its image as the feed's."""
+    return FeedEntry(
+        title=story.title,
+        link=story.url,
+        published=story.published,
+        summary_html=story.content_html,
+        categories=list(story.categories),
+        media_images=[story.image] if story.image else [],
+    )
 
 
 def _forget(tasks: dict[int, asyncio.Task[SourceReport | None]], source_id: int, _task: object) -> None:

@@ -198,6 +198,54 @@ class StoryTable:
         async with self._db.transaction():
             await self._write_artists(artists_by_story)
 
+    # --- article pages fetched later ---------------------------------------------------------------------
+
+    async def await_pages(self, until_by_id: dict[int, datetime]) -> None:
+        """These stories were stored from their feed alone: their article page is still worth fetching until
+        the given time (when they become too old to post). Inside the caller's transaction, if any."""
+        if not until_by_id:
+            return
+        async with self._db.transaction():
+            await self._db.executemany(
+                "UPDATE stories SET page_wanted_until = ? WHERE id = ?",
+                [(to_iso(until), story_id) for story_id, until in until_by_id.items()],
+            )
+
+    async def awaiting_pages(self, source_id: int, *, now: datetime, limit: int) -> list[Story]:
+        """The stories of this source still awaiting their article page while they are young, newest first, at
+        most `limit`; the marks of those too old by now are cleared on the way (the index stays small)."""
+        async with self._db.transaction():
+            await self._db.execute(
+                "UPDATE stories SET page_wanted_until = NULL"
+                " WHERE source_id = ? AND page_wanted_until IS NOT NULL AND page_wanted_until <= ?",
+                (source_id, to_iso(now)),
+            )
+        rows = await self._db.fetchall(
+            "SELECT id FROM stories WHERE source_id = ? AND page_wanted_until > ?"
+            " ORDER BY page_wanted_until DESC, id DESC LIMIT ?",
+            (source_id, to_iso(now), max(0, limit)),
+        )
+        return await self.get_many([row[0] for row in rows])
+
+    async def complete_pages(self, completed: list[Story], given_up: list[int]) -> None:
+        """Stories enriched again with their article page: summary, image, quotes, kept content and artists
+        replaced (title, time and identity stay); they, and the `given_up` ones (a page of no use), await no
+        page any more. One transaction."""
+        async with self._db.transaction():
+            await self._db.executemany(
+                "UPDATE stories SET summary = ?, image_url = ?, quotes_json = ?, content_html = ?,"
+                " page_wanted_until = NULL WHERE id = ?",
+                [
+                    (s.summary, s.image, quotes_to_json(s.quotes), s.content_html, s.id)
+                    for s in completed
+                    if s.id is not None
+                ],
+            )
+            await self._write_artists({s.id: s.artists for s in completed if s.id is not None})
+            await self._db.execute_in(
+                "UPDATE stories SET page_wanted_until = NULL WHERE id IN ({marks})", given_up
+            )
+
     async def get(self, story_id: int) -> Story | None:
         stories = await self.get_many([story_id])
         return stories[0] if stories else None

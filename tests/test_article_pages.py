@@ -1,0 +1,382 @@
+"""bot/article_pages.py: which article pages a pass fetches, the per-host breaker, and the poller and preview on
+an excerpt feed whose pages hang or refuse (real HTTP on loopback, a real SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import sqlite3
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from bot.article_pages import (
+    BREAKER_FAILURES,
+    PAGE_CONCURRENCY,
+    HostBreaker,
+    fetch_article_pages,
+    fetch_pages,
+    plan_pages,
+    wants_article_page,
+)
+from bot.config import Config, DeliveryConfig, PollingConfig, SourceConfig, StorageConfig
+from bot.fetch import Fetcher, PageUnreachable, make_page_fetcher, make_session
+from bot.models import FeedEntry
+from bot.parse import parse_feed
+from bot.poller import Poller
+from bot.store import Store
+from bot.urls import canonical_url
+from tests.support.feed_server import FeedServer, rss
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NOW = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
+PAGE = (
+    '<html><head><meta property="og:image" content="https://image.example.com/{0}.jpg"></head>'
+    "<body><article><p>Story {0}: the group filmed the scene together. Fans loved it.</p></article></body></html>"
+)
+
+
+def entries(name: str) -> list[FeedEntry]:
+    return parse_feed((FIXTURES / "feeds" / name).read_bytes()).entries
+
+
+def excerpt(i: int, link: str, *, age: timedelta) -> FeedEntry:
+    return FeedEntry(
+        title=f"story {i}", link=link, guid=f"g{i}", published=NOW - age, summary_html=f"Story {i} [&#8230;]"
+    )
+
+
+def closed_port() -> int:
+    """A loopback port where nothing listens: connection refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- which pages -------------------------------------------------------------------------------------------
+
+
+def test_wants_article_page() -> None:
+    [koreaboo] = entries("koreaboo-style-v-iu.xml")
+    soompi = entries("soompi-style.xml")
+    scmp = entries("scmp-style.xml")
+    atom_full, atom_short = entries("atom-style.xml")
+    assert not wants_article_page(koreaboo)  # full content:encoded
+    assert all(wants_article_page(e) for e in soompi + scmp)  # excerpts and teasers
+    assert not wants_article_page(atom_full) and wants_article_page(atom_short)
+    assert not wants_article_page(FeedEntry(title="t", link="javascript:alert(1)"))
+    cut = FeedEntry(
+        title="t", link="https://e.example/a", content_html="<p>" + "word " * 200 + "[&#8230;]</p>"
+    )
+    assert wants_article_page(cut)
+
+
+def test_a_pass_plans_the_newest_young_pages_up_to_its_cap() -> None:
+    items = [excerpt(i, f"https://e.example/{i}", age=timedelta(hours=i + 1)) for i in range(40)]
+    items.reverse()  # the feed's order must not matter: the newest first
+    items.append(FeedEntry(title="undated", link="https://e.example/undated", summary_html="Cut [&#8230;]"))
+    items.append(excerpt(99, "https://e.example/3?utm_source=rss", age=timedelta(hours=9)))  # 3 again
+    [full] = entries("koreaboo-style-v-iu.xml")
+    items.append(full)  # full content: no page at all
+
+    plan = plan_pages(items, limit=5, max_age=timedelta(hours=24), now=NOW)
+    assert list(plan.fetch) == [canonical_url(f"https://e.example/{i}") for i in ("undated", 0, 1, 2, 3)]
+    assert plan.deferred == {canonical_url(f"https://e.example/{i}") for i in range(4, 24)}  # up to 24 h old
+    assert plan.too_old == 40 - 24
+    unlimited = plan_pages(items, limit=None, max_age=None, now=NOW)  # preview's view: every story shown
+    assert len(unlimited.fetch) == 41 and not unlimited.deferred and unlimited.too_old == 0
+
+
+async def test_pages_are_keyed_by_canonical_link_and_a_failing_one_is_deferred() -> None:
+    calls: list[str] = []
+
+    async def fetch_page(url: str) -> str | None:
+        calls.append(url)
+        if "broken" in url:
+            raise ConnectionResetError("peer went away")
+        if "gone" in url:
+            return None  # the site answered: the page is of no use
+        return f"<html><body><article><p>{url}</p></article></body></html>"
+
+    excerpts = entries("soompi-style.xml")[:2]
+    broken = FeedEntry(
+        title="broken", link="https://e.example/broken/?utm_source=rss", summary_html="Excerpt"
+    )
+    gone = FeedEntry(title="gone", link="https://f.example/gone/", summary_html="Excerpt")
+    full = entries("koreaboo-style-v-iu.xml")  # full content:encoded: no page wanted
+    batch = await fetch_article_pages([*excerpts, broken, gone, *full], fetch_page, concurrency=2)
+    assert set(batch.pages) == {canonical_url(e.link) for e in [*excerpts, gone]}
+    assert (
+        all(batch.pages[canonical_url(e.link)] for e in excerpts)
+        and batch.pages[canonical_url(gone.link)] is None
+    )
+    assert batch.deferred == {canonical_url(broken.link)}  # its site failed: worth a later try
+    assert sorted(calls) == sorted(e.link for e in [*excerpts, broken, gone])
+    assert batch.taken == 4
+
+
+# --- the breaker -------------------------------------------------------------------------------------------
+
+
+def test_the_breaker_trips_after_failures_in_a_row_and_backs_off() -> None:
+    now = [NOW]
+    breaker = HostBreaker(failures=3, backoff=timedelta(minutes=5), clock=lambda: now[0])
+    assert not breaker.failed("a.example") and not breaker.failed("a.example")
+    breaker.succeeded("a.example")  # an answer resets the count: failures must come in a row
+    assert not breaker.failed("a.example") and not breaker.failed("a.example")
+    assert breaker.failed("a.example")  # the third in a row
+    assert not breaker.allows("a.example") and breaker.allows("b.example")
+    assert breaker.waiting_until("a.example") == NOW + timedelta(minutes=5)
+    now[0] += timedelta(minutes=5)
+    assert breaker.allows("a.example")  # tried again after the backoff...
+    assert breaker.failed("a.example")  # ...and one more failure trips it again, for twice as long
+    assert breaker.waiting_until("a.example") == now[0] + timedelta(minutes=10)
+    now[0] += timedelta(minutes=10)
+    breaker.succeeded("a.example")
+    assert breaker.allows("a.example") and not breaker.failed("a.example")  # healthy again: a fresh count
+
+
+async def test_page_fetcher_tells_a_failing_site_from_a_useless_page(server: FeedServer) -> None:
+    config = PollingConfig(timeout_seconds=0.5, connect_timeout_seconds=0.5)
+    async with make_session(config) as session:
+        fetch_page = make_page_fetcher(Fetcher(session, config), allow_private=True)
+        assert await fetch_page(server.url("/status/404")) is None  # the site answered
+        assert await fetch_page(server.url("/files/koreaboo-style-v-iu.xml")) is None  # not HTML
+        for failing in (
+            server.url("/status/503"),
+            server.url("/status/429"),
+            server.url("/hang/x"),
+            f"http://127.0.0.1:{closed_port()}/a",
+        ):
+            with pytest.raises(PageUnreachable):
+                await fetch_page(failing)
+
+
+async def test_a_pass_skips_a_failing_host_and_never_asks_a_page_twice(server: FeedServer) -> None:
+    config = PollingConfig(timeout_seconds=0.3, connect_timeout_seconds=0.3)
+    refused = f"http://127.0.0.1:{closed_port()}"
+    links: dict[str, str] = {}
+    for i in range(60):  # three sites, interleaved: one hangs, one refuses, one answers
+        for link in (
+            server.url(f"/hang/{i}"),
+            f"{refused}/pages/{i}",
+            server.url(f"/pages/{i}", host="localhost"),
+        ):
+            links[canonical_url(link)] = link
+        server.set_page(str(i), PAGE.format(i))
+    breaker = HostBreaker()
+    started = time.monotonic()
+    async with make_session(config) as session:
+        fetch_page = make_page_fetcher(Fetcher(session, config), allow_private=True)
+        batch = await fetch_pages(links, fetch_page, breaker=breaker)
+    elapsed = time.monotonic() - started
+    hung = [path for path in server.hits if path.startswith("/hang/")]
+    # the requests already under way when the breaker trips still end: a few more than its threshold
+    assert BREAKER_FAILURES <= len(hung) < BREAKER_FAILURES + PAGE_CONCURRENCY
+    assert all(n == 1 for n in server.hits.values())  # never the same page twice
+    assert sum(1 for html in batch.pages.values() if html) == 60  # the healthy site's pages, every one
+    assert len(batch.deferred) == 120  # the others: worth a later try, after the backoff
+    assert not breaker.allows(f"127.0.0.1:{server.port}") and not breaker.allows(refused.split("//")[1])
+    assert elapsed < 3.0, elapsed  # two rounds of timeouts at most, not 60
+
+
+# --- the poller and preview on a big excerpt feed whose pages do not answer -----------------------------------
+
+
+def excerpt_feed(n: int, links: list[str], *, now: datetime, step: timedelta) -> bytes:
+    return rss(
+        [
+            {
+                "title": f"Story {i}: the group announces a comeback",
+                "link": links[i % len(links)].format(i=i),
+                "guid": f"excerpt-{i}",
+                "description": f"The group shared story {i} with fans during a live [&#8230;]",
+                "pubDate": format_datetime(now - step * i),
+            }
+            for i in range(n)
+        ],
+        title="Excerpts",
+    )
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def make_poller(
+    tmp_path: Path, store: Store, session, clock: Clock, url: str, **polling: object
+) -> Poller:
+    config = Config(
+        storage=StorageConfig(database=str(tmp_path / "k.db")),
+        polling=PollingConfig(interval_seconds=300.0, **polling),  # type: ignore[arg-type]
+        delivery=DeliveryConfig(max_age_hours=24.0),
+        sources=(SourceConfig("Excerpts", url),),
+    )
+    await store.sources.sync_config(config.sources)
+    return Poller(config, store, Fetcher(session, config.polling), None, clock=clock, rng=random.Random(7))
+
+
+def rows(tmp_path: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(tmp_path / "k.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+async def server():
+    async with FeedServer() as running:
+        yield running
+
+
+async def test_a_poll_of_a_big_excerpt_feed_whose_pages_hang_or_refuse_stores_every_story(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    clock = Clock(NOW)
+    refused = f"http://127.0.0.1:{closed_port()}"
+    links = [server.url("/hang/{i}"), refused + "/pages/{i}"]
+    n = 2000  # one every 30 s: 2,000 items span 17 h, all young
+    url = server.set_feed("big", excerpt_feed(n, links, now=NOW, step=timedelta(seconds=30)))
+    store = await Store.open(tmp_path / "k.db")
+    try:
+        async with make_session(PollingConfig()) as session:
+            poller = await make_poller(
+                tmp_path, store, session, clock, url, timeout_seconds=0.5, connect_timeout_seconds=0.5
+            )
+            started = time.monotonic()
+            report = (await poller.poll_all()).sources[0]
+            elapsed = time.monotonic() - started
+            assert report.line() == f"Excerpts: fetched, {n} stories, {n} new"
+            hung = sum(1 for path in server.hits if path.startswith("/hang/"))
+            assert BREAKER_FAILURES <= hung < BREAKER_FAILURES + PAGE_CONCURRENCY  # then the host is skipped
+            assert report.article_pages <= 20  # the default cap, pages asked or skipped
+            # every young story stored without its page awaits it; a later poll tries again, the breaker says when
+            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
+                (n,)
+            ]
+            assert elapsed < 30, elapsed
+
+            server.reset_counters()
+            again = (await poller.poll_all()).sources[0]  # at once: both hosts are waiting out their backoff
+            assert again.outcome in ("not_modified", "unchanged") and again.article_pages == 20
+            assert sum(1 for path in server.hits if path.startswith("/hang/")) == 0
+    finally:
+        await store.close()
+
+
+async def test_stories_stored_without_their_page_get_it_on_later_polls_newest_first(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    clock = Clock(NOW)
+    for i in range(30):
+        server.set_page(str(i), PAGE.format(i))
+    # 25 young stories (one an hour), 5 too old to be posted: their pages are never asked for
+    url = server.set_feed(
+        "feed", excerpt_feed(30, [server.url("/pages/{i}")], now=NOW, step=timedelta(hours=1, minutes=-1))
+    )
+    store = await Store.open(tmp_path / "k.db")
+    try:
+        async with make_session(PollingConfig()) as session:
+            poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=10)
+            first = (await poller.poll_all()).sources[0]
+            assert first.new_stories == 30 and first.article_pages == 10
+            asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
+            assert asked == list(range(10))  # the newest ten
+            images = dict(rows(tmp_path, "SELECT title, image_url FROM stories"))
+            assert images["Story 9: the group announces a comeback"] == "https://image.example.com/9.jpg"
+            assert images["Story 10: the group announces a comeback"] is None  # stored from the feed alone
+
+            second = (await poller.poll_all()).sources[0]  # the feed did not change: the waiting ones go on
+            assert second.outcome in ("not_modified", "unchanged") and second.article_pages == 10
+            third = (await poller.poll_all()).sources[0]
+            assert third.article_pages == 5
+            asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
+            assert asked == list(range(25))  # every young story's page, once; none of the five old ones
+            assert all(n == 1 for path, n in server.hits.items() if path.startswith("/pages/"))
+            completed = rows(
+                tmp_path,
+                "SELECT count(*) FROM stories WHERE image_url LIKE 'https://image.example.com/%'"
+                " AND summary LIKE '%Fans loved it.%'",
+            )
+            assert completed == [(25,)]  # quotes, image and text from the page, as if fetched at once
+            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
+                (0,)
+            ]
+            fourth = (await poller.poll_all()).sources[0]
+            assert fourth.article_pages == 0
+    finally:
+        await store.close()
+
+
+async def test_a_story_waiting_for_its_page_is_dropped_once_too_old(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    clock = Clock(NOW)
+    for i in range(3):
+        server.set_page(str(i), PAGE.format(i))
+    url = server.set_feed(
+        "feed", excerpt_feed(3, [server.url("/pages/{i}")], now=NOW, step=timedelta(hours=1))
+    )
+    store = await Store.open(tmp_path / "k.db")
+    try:
+        async with make_session(PollingConfig()) as session:
+            poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=1)
+            await poller.poll_all()
+            assert len(rows(tmp_path, "SELECT id FROM stories WHERE page_wanted_until IS NOT NULL")) == 2
+            clock.now += timedelta(hours=30)  # all three are past the delivery age now
+            later = (await poller.poll_all()).sources[0]
+            assert later.article_pages == 0 and server.hits["/pages/1"] == 0 and server.hits["/pages/2"] == 0
+            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
+                (0,)
+            ]
+    finally:
+        await store.close()
+
+
+async def test_preview_of_a_big_excerpt_feed_whose_pages_do_not_answer(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    n = 2000
+    refused = f"http://127.0.0.1:{closed_port()}"
+    feed = tmp_path / "big.xml"
+    feed.write_bytes(
+        excerpt_feed(n, [server.url("/hang/{i}"), refused + "/pages/{i}"], now=NOW, step=timedelta(minutes=1))
+    )
+    config = tmp_path / "config.toml"
+    config.write_text("[polling]\ntimeout_seconds = 0.5\nconnect_timeout_seconds = 0.5\n", encoding="utf-8")
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "preview",
+        str(feed),
+        "--json",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, err.decode()
+    assert len(out.decode().splitlines()) == n  # every story shown
+    hung = sum(1 for path in server.hits if path.startswith("/hang/"))
+    assert BREAKER_FAILURES <= hung < BREAKER_FAILURES + PAGE_CONCURRENCY
+    note = err.decode().strip()
+    assert note.endswith(
+        f"{n} stories shown without their article page: {n - 20} past the newest 20"
+        " (polling.article_pages_per_poll); 20 whose site did not answer or was skipped after failing"
+    ), note
+    assert elapsed < 30, elapsed
