@@ -26,12 +26,13 @@ from bot.article_pages import (
 )
 from bot.config import Config, DeliveryConfig, PollingConfig, SourceConfig, StorageConfig
 from bot.fetch import Fetcher, PageUnreachable, make_page_fetcher, make_session
-from bot.models import FeedEntry
+from bot.models import ArtistRef, FeedEntry, Quote, Story
 from bot.parse import parse_feed
 from bot.poller import Poller
 from bot.store import Store
 from bot.urls import canonical_url
 from tests.support.feed_server import FeedServer, rss
+from tests.support.sql import rows as sql_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
@@ -183,6 +184,58 @@ async def test_a_pass_skips_a_failing_host_and_never_asks_a_page_twice(server: F
     assert len(batch.deferred) == 120  # the others: worth a later try, after the backoff
     assert not breaker.allows(f"127.0.0.1:{server.port}") and not breaker.allows(refused.split("//")[1])
     assert elapsed < 3.0, elapsed  # two rounds of timeouts at most, not 60
+
+
+# --- the store: stories awaiting their page (both engines) ------------------------------------------------
+
+
+async def test_the_store_keeps_which_stories_await_their_page(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        (source,) = await store.sources.sync_config([SourceConfig("Soompi", "https://www.soompi.com/feed")])
+        assert source.id is not None
+        stories = [
+            Story(
+                key=f"k{i}", title=f"Story {i}", url=f"https://a.example/{i}", source="Soompi", summary="Cut…"
+            )
+            for i in range(4)
+        ]
+        ids = [r.id for r in await store.stories.add_many(stories, source_id=source.id)]
+        async with store.transaction():  # joins the caller's transaction, as the poller stores them
+            await store.stories.await_pages({ids[i]: NOW + timedelta(hours=i + 1) for i in range(3)})
+        waiting = await store.stories.awaiting_pages(source.id, now=NOW, limit=2)
+        assert [s.id for s in waiting] == [ids[2], ids[1]]  # the newest first (the latest to age out)
+        assert waiting[0].url == "https://a.example/2" and waiting[0].summary == "Cut…"
+
+        done = Story(
+            key="k2",
+            title="Story 2",
+            url="https://a.example/2",
+            source="Soompi",
+            summary="The whole story.",
+            image="https://img.example/2.jpg",
+            quotes=[Quote("So proud", "Fan", "fan", "x", "https://x.com/fan/status/1")],
+            artists=[ArtistRef("iu", "IU", None)],
+            content_html="<p>The whole story.</p>",
+            id=ids[2],
+        )
+        await store.stories.complete_pages([done], given_up=[ids[1]])
+        [stored] = await store.stories.get_many([ids[2]])
+        assert (stored.summary, stored.image, stored.content_html) == (
+            done.summary,
+            done.image,
+            done.content_html,
+        )
+        assert [q.handle for q in stored.quotes] == ["fan"] and [a.id for a in stored.artists] == ["iu"]
+        assert stored.title == "Story 2"  # the title, time and identity stay
+        assert [s.id for s in await store.stories.awaiting_pages(source.id, now=NOW, limit=5)] == [ids[0]]
+        # too old by now: forgotten, and never asked for again
+        assert await store.stories.awaiting_pages(source.id, now=NOW + timedelta(hours=1), limit=5) == []
+        assert await sql_rows(store, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
+            (0,)
+        ]
+    finally:
+        await store.close()
 
 
 # --- the poller and preview on a big excerpt feed whose pages do not answer -----------------------------------
