@@ -3,9 +3,9 @@
 Per source: a conditional fetch (stored ETag / Last-Modified; a 304 costs nothing), a body-hash check (an
 unchanged body is not parsed), feedparser in a worker process, only the entries not stored yet enriched (in a
 worker process too, after their article pages are fetched here: bot/article_pages.py, a few per poll, newest
-first), one transaction to store them, then `on_new_stories`; then the young stories stored earlier without their
-article page get it, as far as the poll's page budget goes. Failures back off exponentially with jitter, Retry-After is honoured, 410 Gone and
-`max_failures` failures in a row disable the source with a reason a person can act on; a disabled source is
+first), one transaction to store them, then `on_new_stories`; then the young stories stored earlier without
+their article page get it, as far as the poll's page budget goes. Failures back off exponentially with jitter,
+Retry-After is honoured, 410 Gone and `max_failures` failures in a row disable the source with a reason a person can act on; a disabled source is
 probed again with growing gaps and comes back by itself when it answers with a feed. A feed that redirects
 permanently (301/308) on two polls in a row is polled at its new address from then on.
 Nothing a source does can stop the poller or the other sources.
@@ -189,8 +189,6 @@ class Poller:
                 source,
                 f"internal error while polling ({type(exc).__name__}: {exc}); see the log, please report it",
             )
-        if report.outcome in ("fetched", "not_modified", "unchanged"):
-            await self._complete_pages(source, report)
         try:
             await self._save(source, read_reason, report)
         except asyncio.CancelledError:
@@ -206,6 +204,8 @@ class Poller:
                 raise
             except Exception as exc:  # delivery's problem, not the source's: it stays healthy
                 log.error("handling %d new stories of %s failed: %r", len(report.new), source.name, exc)
+        if report.outcome in ("fetched", "not_modified", "unchanged"):  # after the new stories went on
+            await self._complete_pages(source, report)
         return report
 
     async def _poll(self, source: Source) -> SourceReport:
@@ -353,8 +353,8 @@ class Poller:
     async def _enrich(
         self, entries: list[FeedEntry], source: Source, *, pages: dict[str, str | None]
     ) -> list[Story]:
-        """bot.enrich's one path, with the I/O here and the CPU work in a worker process: the article pages
-        the entries need are fetched first, on this loop, then handed over with them."""
+        """bot.enrich's one path, the CPU work in a worker process, with the article pages fetched on this
+        loop ({canonical link: HTML})."""
         if self._artists_in_workers():
             return await self.workers.enrich(
                 entries, source_name=source.name, pages=pages, with_artists=self.artists is not None
