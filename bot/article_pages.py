@@ -6,7 +6,8 @@ A feed that carries only excerpts makes the bot read each story's page. Per pass
   shows every story, so it asks for no age) are fetched, newest first, at most `[polling]
   article_pages_per_poll` of them; the rest are stored from the feed alone and `deferred`, so the poller
   completes them on a later poll while they are young (`Poller._complete_pages`);
-- each distinct page once, a few at once;
+- each distinct page once, a few at once (fewer per host), and all of them within one deadline (the poller and
+  preview give it `polling.timeout_seconds`: a pass waits for pages no longer than for one request);
 - a per-host breaker (`HostBreaker`): after `BREAKER_FAILURES` failures in a row on one host (no answer in time,
   connection refused, 5xx, 429) the host's other pages are skipped for the rest of the pass and deferred; the
   host is tried again after a backoff that doubles while it keeps failing.
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 # make_page_fetcher is the real one.
 PageFetcher = Callable[[str], Awaitable[str | None]]
 
-PAGE_CONCURRENCY = 4  # pages of one feed fetched at once (the fetcher adds its per-host limit)
+PAGE_CONCURRENCY = 4  # pages of one feed fetched at once
+PAGES_PER_HOST = (
+    2  # of which for one host (polling.per_host_concurrency, the fetcher's own limit, in practice)
+)
 BREAKER_FAILURES = 3  # failures in a row on one host before its pages are skipped
 BREAKER_BACKOFF = timedelta(
     minutes=5
@@ -160,6 +164,8 @@ class HostBreaker:
         if state is None:
             self._forget_some()
             state = self._hosts[host] = _HostState()
+        if state.closed_until is not None and state.closed_until > self.clock():
+            return True  # a request under way when it tripped: already counted, the backoff stands
         state.failures += 1
         if state.failures < self.failures:
             return False
@@ -203,35 +209,60 @@ async def fetch_pages(
     *,
     breaker: HostBreaker | None = None,
     concurrency: int = PAGE_CONCURRENCY,
+    per_host: int = PAGES_PER_HOST,
+    deadline_seconds: float | None = None,
 ) -> PageBatch:
-    """Fetch these pages ({canonical link: link}, in the order given), each once, at most `concurrency` at once,
-    through `breaker` (a fresh one, for this pass alone, when None). A page whose host failed, or is skipped by
-    its breaker, is `deferred`; a host that trips during the pass is not asked again in it."""
+    """Fetch these pages ({canonical link: link}, in the order given), each once, at most `concurrency` at once
+    and `per_host` at once per host, through `breaker` (a fresh one, for this pass alone, when None), within
+    `deadline_seconds` in all (None: no limit). A page whose host failed, is skipped by its breaker, or was not
+    in by the deadline is `deferred`; a host that trips during the pass is not asked again in it. A request the
+    deadline cuts counts as its host's failure: it gave no answer in all the time a pass waits."""
     breaker = breaker or HostBreaker()
     batch = PageBatch()
     tripped: set[str] = set()  # hosts that tripped in this pass: skipped to its end, whatever the backoff
+    in_flight: dict[str, str] = {}  # canonical link -> host, while its request is under way
     slots = asyncio.Semaphore(max(1, concurrency))
+    host_slots: dict[str, asyncio.Semaphore] = {}
+
+    def failed(host: str) -> None:
+        if breaker.failed(host):
+            tripped.add(host)
 
     async def load(canonical: str, link: str) -> None:
         host = _host(link)
-        async with slots:
-            if host in tripped or not breaker.allows(host):  # asked when its turn comes, not when queued
+        # the host's slot first: the breaker is asked just before a request goes, not while it queues
+        async with host_slots.setdefault(host, asyncio.Semaphore(max(1, per_host))), slots:
+            if host in tripped or not breaker.allows(host):
                 batch.deferred.add(canonical)
                 return
+            in_flight[canonical] = host
             try:
                 html = await fetch_page(link)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # a page is a bonus: the story stands without it
                 log.debug("article page %s not fetched: %r", link, exc)
                 batch.deferred.add(canonical)
-                if breaker.failed(host):
-                    tripped.add(host)
+                failed(host)
                 return
+            finally:
+                in_flight.pop(canonical, None)
             breaker.succeeded(host)
             batch.pages[canonical] = html
 
-    await asyncio.gather(*(load(canonical, link) for canonical, link in links.items()))
+    tasks = [asyncio.ensure_future(load(canonical, link)) for canonical, link in links.items()]
+    if not tasks:
+        return batch
+    try:
+        _done, late = await asyncio.wait(tasks, timeout=deadline_seconds)
+    finally:
+        cut = dict(in_flight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if late:
+        batch.deferred |= {c for c in links if c not in batch.pages}
+        for host in cut.values():
+            failed(host)
+        log.debug("article pages: %d not in within %s s; tried again later", len(late), deadline_seconds)
     return batch
 
 
@@ -244,11 +275,20 @@ async def fetch_article_pages(
     now: datetime | None = None,
     breaker: HostBreaker | None = None,
     concurrency: int = PAGE_CONCURRENCY,
+    per_host: int = PAGES_PER_HOST,
+    deadline_seconds: float | None = None,
 ) -> PageBatch:
     """The article pages one pass over `entries` fetches (see `plan_pages`: excerpt-only items, young, newest
     first, at most `limit`), through `fetch_pages`. The one page-fetching path of `preview` and the poller."""
     plan = await asyncio.to_thread(plan_pages, entries, limit=limit, max_age=max_age, now=now)  # many items
-    batch = await fetch_pages(plan.fetch, fetch_page, breaker=breaker, concurrency=concurrency)
+    batch = await fetch_pages(
+        plan.fetch,
+        fetch_page,
+        breaker=breaker,
+        concurrency=concurrency,
+        per_host=per_host,
+        deadline_seconds=deadline_seconds,
+    )
     batch.deferred |= plan.deferred
     batch.over_cap = len(plan.deferred)
     batch.too_old = plan.too_old

@@ -303,6 +303,8 @@ class Poller:
             now=self.clock(),
             breaker=self._page_hosts,
             concurrency=PAGES_PER_SOURCE,
+            per_host=self.polling.per_host_concurrency,
+            deadline_seconds=self.polling.timeout_seconds,  # a poll waits for pages as long as for one request
         )
 
     def _pages_awaited(self, new: list[Story], pages: PageBatch) -> dict[int, datetime]:
@@ -332,7 +334,12 @@ class Poller:
             links = {canonical_url(s.url): s.url for s in waiting}
             fetch_page = make_page_fetcher(self.fetcher, allow_private=source.owner_guild_id is None)
             pages = await fetch_pages(
-                links, fetch_page, breaker=self._page_hosts, concurrency=PAGES_PER_SOURCE
+                links,
+                fetch_page,
+                breaker=self._page_hosts,
+                concurrency=PAGES_PER_SOURCE,
+                per_host=self.polling.per_host_concurrency,
+                deadline_seconds=self.polling.timeout_seconds,
             )
             report.article_pages += pages.taken
             answered = {s.id: pages.pages.get(canonical_url(s.url), "") for s in waiting}

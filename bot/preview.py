@@ -130,7 +130,12 @@ async def _preview_source(
     if fetch_page is not None and entries:
         # every story is shown, whatever its age: no max_age here, only the cap and the breaker
         batch = await fetch_article_pages(
-            entries, fetch_page, limit=config.polling.article_pages_per_poll, breaker=breaker
+            entries,
+            fetch_page,
+            limit=config.polling.article_pages_per_poll,
+            breaker=breaker,
+            per_host=config.polling.per_host_concurrency,
+            deadline_seconds=config.polling.timeout_seconds,  # as long as one request may take
         )
     if batch.deferred:
         print(f"kpopnews: {_safe(source)}: {_pages_not_fetched(batch, config)}", file=err)
@@ -149,7 +154,7 @@ def _pages_not_fetched(batch: PageBatch, config: Config) -> str:
         cap = config.polling.article_pages_per_poll
         why.append(f"{batch.over_cap} past the newest {cap} (polling.article_pages_per_poll)")
     if n > batch.over_cap:
-        why.append(f"{n - batch.over_cap} whose site did not answer or was skipped after failing")
+        why.append(f"{n - batch.over_cap} whose site did not answer in time or was skipped after failing")
     return f"{n} stor{'y' if n == 1 else 'ies'} shown without their article page: {'; '.join(why)}"
 
 

@@ -133,6 +133,8 @@ def test_the_breaker_trips_after_failures_in_a_row_and_backs_off() -> None:
     assert breaker.failed("a.example")  # the third in a row
     assert not breaker.allows("a.example") and breaker.allows("b.example")
     assert breaker.waiting_until("a.example") == NOW + timedelta(minutes=5)
+    assert breaker.failed("a.example")  # a request under way when it tripped: the backoff stands as it was
+    assert breaker.waiting_until("a.example") == NOW + timedelta(minutes=5)
     now[0] += timedelta(minutes=5)
     assert breaker.allows("a.example")  # tried again after the backoff...
     assert breaker.failed("a.example")  # ...and one more failure trips it again, for twice as long
@@ -184,6 +186,29 @@ async def test_a_pass_skips_a_failing_host_and_never_asks_a_page_twice(server: F
     assert len(batch.deferred) == 120  # the others: worth a later try, after the backoff
     assert not breaker.allows(f"127.0.0.1:{server.port}") and not breaker.allows(refused.split("//")[1])
     assert elapsed < 3.0, elapsed  # two rounds of timeouts at most, not 60
+
+
+async def test_a_pass_waits_for_its_pages_no_longer_than_its_deadline(server: FeedServer) -> None:
+    config = PollingConfig(timeout_seconds=30.0)  # each request may take long: the pass's deadline is shorter
+    links = {canonical_url(server.url(f"/hang/{i}")): server.url(f"/hang/{i}") for i in range(10)}
+    links[canonical_url(server.url("/pages/ok", host="localhost"))] = server.url(
+        "/pages/ok", host="localhost"
+    )
+    server.set_page("ok", PAGE.format("ok"))
+    breaker = HostBreaker()
+    started = time.monotonic()
+    async with make_session(config) as session:
+        fetch_page = make_page_fetcher(Fetcher(session, config), allow_private=True)
+        batch = await fetch_pages(links, fetch_page, breaker=breaker, per_host=2, deadline_seconds=0.5)
+    assert time.monotonic() - started < 2.0
+    assert hanging(server) == 2  # two at once for one host, both cut at the deadline
+    assert len(batch.pages) == 1 and len(batch.deferred) == 10  # the other site's page was not held up
+    host = f"127.0.0.1:{server.port}"
+    assert breaker.allows(host) and breaker.failed(
+        host
+    )  # the two cut requests counted: the third failure trips
+    await asyncio.sleep(0.05)
+    assert server.in_flight == 0  # the cut requests were closed, not left hanging
 
 
 # --- the store: stories awaiting their page (both engines) ------------------------------------------------
@@ -278,6 +303,11 @@ async def make_poller(
     return Poller(config, store, Fetcher(session, config.polling), None, clock=clock, rng=random.Random(7))
 
 
+def hanging(server: FeedServer) -> int:
+    """Requests the hanging site got."""
+    return sum(n for path, n in server.hits.items() if path.startswith("/hang/"))
+
+
 def rows(tmp_path: Path, sql: str) -> list[tuple]:
     con = sqlite3.connect(tmp_path / "k.db")
     try:
@@ -310,19 +340,27 @@ async def test_a_poll_of_a_big_excerpt_feed_whose_pages_hang_or_refuse_stores_ev
             report = (await poller.poll_all()).sources[0]
             elapsed = time.monotonic() - started
             assert report.line() == f"Excerpts: fetched, {n} stories, {n} new"
-            hung = sum(1 for path in server.hits if path.startswith("/hang/"))
-            assert BREAKER_FAILURES <= hung < BREAKER_FAILURES + PAGE_CONCURRENCY  # then the host is skipped
-            assert report.article_pages <= 20  # the default cap, pages asked or skipped
-            # every young story stored without its page awaits it; a later poll tries again, the breaker says when
-            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
-                (n,)
-            ]
+            # one round for the hanging site (2 at once), cut by the pass's deadline; the refusing one trips
+            assert hanging(server) == 2 and server.hits.get("/hang/0") == 1
+            assert report.article_pages == 20  # the default cap: taken, if not fetched
+            # every young story stored without its page awaits it
+            waiting = "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL"
+            assert rows(tmp_path, waiting) == [(n,)]
             assert elapsed < 30, elapsed
 
-            server.reset_counters()
-            again = (await poller.poll_all()).sources[0]  # at once: both hosts are waiting out their backoff
+            # the feed did not change: the waiting ones are asked for, two more requests are cut, and four
+            # failures in a row trip the breaker
+            again = (await poller.poll_all()).sources[0]
             assert again.outcome in ("not_modified", "unchanged") and again.article_pages == 20
-            assert sum(1 for path in server.hits if path.startswith("/hang/")) == 0
+            assert hanging(server) == 4
+            third = (await poller.poll_all()).sources[0]  # skipped while the host waits out its backoff
+            assert third.article_pages == 20 and hanging(server) == 4
+            assert server.hits["/hang/0"] == 2  # the newest waiting page, asked once per poll
+
+            clock.now += timedelta(minutes=6)  # the first backoff is over: tried again...
+            await poller.poll_all()
+            assert hanging(server) == 6  # ...and tripped again
+            assert rows(tmp_path, waiting) == [(n,)]  # still young: still waiting
     finally:
         await store.close()
 
@@ -425,11 +463,10 @@ async def test_preview_of_a_big_excerpt_feed_whose_pages_do_not_answer(
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, err.decode()
     assert len(out.decode().splitlines()) == n  # every story shown
-    hung = sum(1 for path in server.hits if path.startswith("/hang/"))
-    assert BREAKER_FAILURES <= hung < BREAKER_FAILURES + PAGE_CONCURRENCY
+    assert hanging(server) == 2  # one round, cut by the deadline; the refusing site tripped its breaker
     note = err.decode().strip()
     assert note.endswith(
         f"{n} stories shown without their article page: {n - 20} past the newest 20"
-        " (polling.article_pages_per_poll); 20 whose site did not answer or was skipped after failing"
+        " (polling.article_pages_per_poll); 20 whose site did not answer in time or was skipped after failing"
     ), note
     assert elapsed < 30, elapsed
