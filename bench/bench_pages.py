@@ -143,6 +143,9 @@ async def main() -> None:
     parser.add_argument(
         "--page-timeout", type=float, default=None, help="polling.timeout_seconds (default 20)"
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="also run both without article pages: what the pages add"
+    )
     opts = parser.parse_args()
 
     server = FeedServer()
@@ -154,36 +157,39 @@ async def main() -> None:
             folder = Path(tmp)
             feed = folder / "excerpts.xml"
             feed.write_bytes(excerpt_feed(opts.items, hang_base, refused_base))
-            polling = f"timeout_seconds = {opts.page_timeout}\n" if opts.page_timeout else ""
-            (folder / "config.toml").write_text(
-                f'[storage]\ndatabase = "{folder / "k.db"}"\n[polling]\n{polling}'
-                f'[[sources]]\nname = "Excerpts"\nurl = "{feed}"\n',
-                encoding="utf-8",
-            )
-            config = ["--config", str(folder / "config.toml")]
             print(
                 f"{opts.items:,} excerpt items ({feed.stat().st_size / 1e6:.1f} MB), pages hanging at {hang_base}"
                 f" or refused at {refused_base}; goal < {GOAL_SECONDS:g} s and < {GOAL_MB:g} MB each"
             )
-            if opts.only in (None, "preview"):
-                out = folder / "preview.txt"
-                seconds, mb, code = await run_measured(
-                    ["preview", str(feed), *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
+            for pages in (True, False) if opts.floor else (True,):
+                polling = f"timeout_seconds = {opts.page_timeout}\n" if opts.page_timeout else ""
+                polling += "" if pages else "fetch_article_pages = false\n"
+                label = "" if pages else " (no pages)"
+                (folder / "config.toml").write_text(
+                    f'[storage]\ndatabase = "{folder / "k.db"}"\n[polling]\n{polling}'
+                    f'[[sources]]\nname = "Excerpts"\nurl = "{feed}"\n',
+                    encoding="utf-8",
                 )
-                printed = out.read_text(encoding="utf-8").count("\n■ ") + out.read_text(
-                    encoding="utf-8"
-                ).startswith("■ ")
-                report("preview", seconds, mb, code, printed, opts.items, "printed")
-            if opts.only in (None, "poll"):
-                out = folder / "poll.txt"
-                seconds, mb, code = await run_measured(
-                    ["poll", "--once", *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
-                )
-                stored = 0
-                if (folder / "k.db").exists():
-                    with sqlite3.connect(folder / "k.db") as db:
-                        stored = db.execute("SELECT count(*) FROM stories").fetchone()[0]
-                report("poll --once", seconds, mb, code, stored, opts.items, "stored")
+                (folder / "k.db").unlink(missing_ok=True)
+                config = ["--config", str(folder / "config.toml")]
+                if opts.only in (None, "preview"):
+                    out = folder / "preview.txt"
+                    seconds, mb, code = await run_measured(
+                        ["preview", str(feed), *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
+                    )
+                    text = out.read_text(encoding="utf-8")
+                    printed = text.count("\n■ ") + text.startswith("■ ")
+                    report("preview" + label, seconds, mb, code, printed, opts.items, "printed")
+                if opts.only in (None, "poll"):
+                    out = folder / "poll.txt"
+                    seconds, mb, code = await run_measured(
+                        ["poll", "--once", *config], cwd=folder, stdout=out, limit_seconds=opts.timeout
+                    )
+                    stored = 0
+                    if (folder / "k.db").exists():
+                        with sqlite3.connect(folder / "k.db") as db:
+                            stored = db.execute("SELECT count(*) FROM stories").fetchone()[0]
+                    report("poll --once" + label, seconds, mb, code, stored, opts.items, "stored")
             print(f"page requests answered by the hanging server: {sum(server.hits.values()):,}")
     finally:
         await server.close()
@@ -193,7 +199,7 @@ def report(what: str, seconds: float, mb: float, code: int | None, done: int, it
     finished = "killed at the timeout" if code is None else f"exit {code}"
     ok = code is not None and seconds < GOAL_SECONDS and mb < GOAL_MB and done == items
     print(
-        f"{what:12} {seconds:6.1f} s  peak {mb:5.0f} MB  {done:,}/{items:,} stories {verb}  ({finished})"
+        f"{what:22} {seconds:6.1f} s  peak {mb:5.0f} MB  {done:,}/{items:,} stories {verb}  ({finished})"
         f"  {'ok' if ok else 'MISSED'}"
     )
 

@@ -197,16 +197,24 @@ class Poller:
             log.error("cannot save the state of %s: %r", source.url, exc)
             message = f"internal error while saving its state ({type(exc).__name__}: {exc}); please report it"
             return SourceReport(source, "failed", error=report.error or message)
+        after: list[Awaitable[None]] = []
         if report.new and self.on_new_stories is not None:
-            try:
-                await self.on_new_stories(report.new)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # delivery's problem, not the source's: it stays healthy
-                log.error("handling %d new stories of %s failed: %r", len(report.new), source.name, exc)
-        if report.outcome in ("fetched", "not_modified", "unchanged"):  # after the new stories went on
-            await self._complete_pages(source, report)
+            after.append(self._hand_over(self.on_new_stories, source, report.new))
+        if report.outcome in ("fetched", "not_modified", "unchanged"):
+            after.append(self._complete_pages(source, report))
+        await asyncio.gather(
+            *after
+        )  # older stories' pages come in while the new ones are clustered and queued
         return report
+
+    @staticmethod
+    async def _hand_over(hook: NewStoriesHook, source: Source, new: list[Story]) -> None:
+        try:
+            await hook(new)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # delivery's problem, not the source's: it stays healthy
+            log.error("handling %d new stories of %s failed: %r", len(new), source.name, exc)
 
     async def _poll(self, source: Source) -> SourceReport:
         """Fetch, parse and store one source; its state is updated here and saved by the caller."""
@@ -267,11 +275,12 @@ class Poller:
         fresh = [(e, k, c) for e, k, c in distinct if k not in known and not (c and c in known)]
         known_ids = {known.get(k) or known[c] for e, k, c in distinct if k in known or (c and c in known)}
 
+        backfill = source.last_success_at is None  # already in the feed when we first read it: never posted
         stories: list[Story] = []
         pages = PageBatch()
         if fresh:
             fresh_entries = [e for e, _, _ in fresh]
-            pages = await self._article_pages(fresh_entries, allow_private=allow_private)
+            pages = await self._article_pages(fresh_entries, allow_private=allow_private, backfill=backfill)
             stories = await self._enrich(fresh_entries, source, pages=pages.pages)
             for story, (_entry, key, canon) in zip(stories, fresh, strict=False):
                 story.key = story.key or key
@@ -281,7 +290,6 @@ class Poller:
                 story.canonical_url = story.canonical_url or canonical_url(story.url) or story.key
             stories = [s for s in stories if s.key]
 
-        backfill = source.last_success_at is None  # already in the feed when we first read it: never posted
         async with self.store.transaction():
             if known_ids and source.id is not None:
                 await self.store.stories.link_to_source(source.id, sorted(known_ids), at=self.clock())
@@ -290,15 +298,19 @@ class Poller:
             await self.store.stories.await_pages(self._pages_awaited(new, pages))
         return new, len(distinct), pages
 
-    async def _article_pages(self, entries: list[FeedEntry], *, allow_private: bool) -> PageBatch:
+    async def _article_pages(
+        self, entries: list[FeedEntry], *, allow_private: bool, backfill: bool
+    ) -> PageBatch:
         """The article pages of these new entries this poll fetches (bot.article_pages: young stories only,
-        newest first, at most polling.article_pages_per_poll, through the poller's host breaker), on this loop."""
+        newest first, at most polling.article_pages_per_poll, through the poller's host breaker), on this loop.
+        A first poll's stories (`backfill`) are never posted, so none waits for its page: they are all stored at
+        once and completed after (`_complete_pages`, while they are clustered)."""
         if not self.polling.fetch_article_pages:
             return PageBatch()
         return await fetch_article_pages(
             entries,
             make_page_fetcher(self.fetcher, allow_private=allow_private),
-            limit=self.polling.article_pages_per_poll,
+            limit=0 if backfill else self.polling.article_pages_per_poll,
             max_age=timedelta(hours=self.config.delivery.max_age_hours),
             now=self.clock(),
             breaker=self._page_hosts,

@@ -291,7 +291,13 @@ class Clock:
 
 
 async def make_poller(
-    tmp_path: Path, store: Store, session, clock: Clock, url: str, **polling: object
+    tmp_path: Path,
+    store: Store,
+    session,
+    clock: Clock,
+    url: str,
+    on_new_stories=None,
+    **polling: object,
 ) -> Poller:
     config = Config(
         storage=StorageConfig(database=str(tmp_path / "k.db")),
@@ -300,7 +306,10 @@ async def make_poller(
         sources=(SourceConfig("Excerpts", url),),
     )
     await store.sources.sync_config(config.sources)
-    return Poller(config, store, Fetcher(session, config.polling), None, clock=clock, rng=random.Random(7))
+    fetcher = Fetcher(session, config.polling)
+    return Poller(
+        config, store, fetcher, None, on_new_stories=on_new_stories, clock=clock, rng=random.Random(7)
+    )
 
 
 def hanging(server: FeedServer) -> int:
@@ -405,6 +414,42 @@ async def test_stories_stored_without_their_page_get_it_on_later_polls_newest_fi
             ]
             fourth = (await poller.poll_all()).sources[0]
             assert fourth.article_pages == 0
+    finally:
+        await store.close()
+
+
+async def test_new_stories_after_the_first_poll_have_their_page_before_they_are_handed_on(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    clock = Clock(NOW)
+    for i in range(6):
+        server.set_page(str(i), PAGE.format(i))
+    step = timedelta(minutes=10)
+    handed: list[list[Story]] = []
+
+    async def record(stories: list[Story]) -> None:
+        handed.append(stories)
+
+    url = server.set_feed("feed", excerpt_feed(3, [server.url("/pages/{i}")], now=NOW, step=step))
+    store = await Store.open(tmp_path / "k.db")
+    try:
+        async with make_session(PollingConfig()) as session:
+            poller = await make_poller(tmp_path, store, session, clock, url, on_new_stories=record)
+            await poller.poll_all()  # the first poll: never posted, so stored at once and completed after
+            assert [s.image for s in handed[0]] == [None, None, None]
+            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE image_url IS NOT NULL") == [(3,)]
+
+            clock.now += timedelta(minutes=30)
+            server.set_feed(
+                "feed", excerpt_feed(6, [server.url("/pages/{i}")], now=clock.now - 3 * step, step=-step)
+            )
+            report = (await poller.poll_all()).sources[0]
+            assert report.new_stories == 3
+            # stories that may be posted: their page first, so their post has its quotes and image
+            assert sorted(s.image or "" for s in handed[1]) == [
+                f"https://image.example.com/{i}.jpg" for i in (3, 4, 5)
+            ]
+            assert all(server.hits[f"/pages/{i}"] == 1 for i in range(6))
     finally:
         await store.close()
 
