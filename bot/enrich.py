@@ -99,11 +99,12 @@ async def enrich_entries(
     no cap), then the CPU work in a worker thread."""
     if not entries:
         return []
-    pages = (
-        (await fetch_article_pages(entries, fetch_page, concurrency=page_concurrency)).pages
-        if fetch_page
-        else {}
-    )
+    pages: dict[str, str | None] = {}
+    if fetch_page:  # every page, `page_concurrency` at once whatever the host: the caller's own fetcher
+        batch = await fetch_article_pages(
+            entries, fetch_page, concurrency=page_concurrency, per_host=page_concurrency
+        )
+        pages = batch.pages
     return await asyncio.to_thread(
         enrich_batch, entries, source_name=source_name, artists=artists, pages=pages
     )

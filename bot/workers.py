@@ -58,7 +58,7 @@ class Workers:
         self, entries: list[FeedEntry], *, source_name: str, pages: dict[str, str | None], with_artists: bool
     ) -> list[Story]:
         """bot.enrich.enrich_batch in a worker, with the article pages already fetched (as
-        bot.enrich.fetch_article_pages gives them) and the packaged artist index (loaded once per worker)
+        bot.article_pages.fetch_article_pages gives them) and the packaged artist index (loaded once per worker)
         when with_artists."""
         return await self.run(functools.partial(_enrich_job, entries, source_name, pages, with_artists))
 

@@ -9,10 +9,12 @@ import socket
 import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.article_pages import (
@@ -282,6 +284,13 @@ def excerpt_feed(n: int, links: list[str], *, now: datetime, step: timedelta) ->
     )
 
 
+def feed_with_pages(server: FeedServer, n: int, *, now: datetime, step: timedelta) -> str:
+    """Serve an excerpt feed of `n` items, one every `step` back from `now`, each page answering."""
+    for i in range(n):
+        server.set_page(str(i), PAGE.format(i))
+    return server.set_feed("feed", excerpt_feed(n, [server.url("/pages/{i}")], now=now, step=step))
+
+
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -326,100 +335,90 @@ def rows(tmp_path: Path, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_session(PollingConfig()) as opened:
+        yield opened
+
+
+@pytest.fixture
 async def server():
     async with FeedServer() as running:
         yield running
 
 
 async def test_a_poll_of_a_big_excerpt_feed_whose_pages_hang_or_refuse_stores_every_story(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, store: Store, session: aiohttp.ClientSession
 ) -> None:
     clock = Clock(NOW)
     refused = f"http://127.0.0.1:{closed_port()}"
     links = [server.url("/hang/{i}"), refused + "/pages/{i}"]
     n = 2000  # one every 30 s: 2,000 items span 17 h, all young
     url = server.set_feed("big", excerpt_feed(n, links, now=NOW, step=timedelta(seconds=30)))
-    store = await Store.open(tmp_path / "k.db")
-    try:
-        async with make_session(PollingConfig()) as session:
-            poller = await make_poller(
-                tmp_path, store, session, clock, url, timeout_seconds=0.5, connect_timeout_seconds=0.5
-            )
-            started = time.monotonic()
-            report = (await poller.poll_all()).sources[0]
-            elapsed = time.monotonic() - started
-            assert report.line() == f"Excerpts: fetched, {n} stories, {n} new"
-            # one round for the hanging site (2 at once), cut by the pass's deadline; the refusing one trips
-            assert hanging(server) == 2 and server.hits.get("/hang/0") == 1
-            assert report.article_pages == 20  # the default cap: taken, if not fetched
-            # every young story stored without its page awaits it
-            waiting = "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL"
-            assert rows(tmp_path, waiting) == [(n,)]
-            assert elapsed < 30, elapsed
+    poller = await make_poller(
+        tmp_path, store, session, clock, url, timeout_seconds=0.5, connect_timeout_seconds=0.5
+    )
+    started = time.monotonic()
+    report = (await poller.poll_all()).sources[0]
+    elapsed = time.monotonic() - started
+    assert report.line() == f"Excerpts: fetched, {n} stories, {n} new"
+    # one round for the hanging site (2 at once), cut by the pass's deadline; the refusing one trips
+    assert hanging(server) == 2 and server.hits.get("/hang/0") == 1
+    assert report.article_pages == 20  # the default cap: taken, if not fetched
+    # every young story stored without its page awaits it
+    waiting = "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL"
+    assert rows(tmp_path, waiting) == [(n,)]
+    assert elapsed < 30, elapsed
 
-            # the feed did not change: the waiting ones are asked for, two more requests are cut, and four
-            # failures in a row trip the breaker
-            again = (await poller.poll_all()).sources[0]
-            assert again.outcome in ("not_modified", "unchanged") and again.article_pages == 20
-            assert hanging(server) == 4
-            third = (await poller.poll_all()).sources[0]  # skipped while the host waits out its backoff
-            assert third.article_pages == 20 and hanging(server) == 4
-            assert server.hits["/hang/0"] == 2  # the newest waiting page, asked once per poll
+    # the feed did not change: the waiting ones are asked for, two more requests are cut, and four
+    # failures in a row trip the breaker
+    again = (await poller.poll_all()).sources[0]
+    assert again.outcome in ("not_modified", "unchanged") and again.article_pages == 20
+    assert hanging(server) == 4
+    third = (await poller.poll_all()).sources[0]  # skipped while the host waits out its backoff
+    assert third.article_pages == 20 and hanging(server) == 4
+    assert server.hits["/hang/0"] == 2  # the newest waiting page, asked once per poll
 
-            clock.now += timedelta(minutes=6)  # the first backoff is over: tried again...
-            await poller.poll_all()
-            assert hanging(server) == 6  # ...and tripped again
-            assert rows(tmp_path, waiting) == [(n,)]  # still young: still waiting
-    finally:
-        await store.close()
+    clock.now += timedelta(minutes=6)  # the first backoff is over: tried again...
+    await poller.poll_all()
+    assert hanging(server) == 6  # ...and tripped again
+    assert rows(tmp_path, waiting) == [(n,)]  # still young: still waiting
 
 
 async def test_stories_stored_without_their_page_get_it_on_later_polls_newest_first(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, store: Store, session: aiohttp.ClientSession
 ) -> None:
     clock = Clock(NOW)
-    for i in range(30):
-        server.set_page(str(i), PAGE.format(i))
     # 25 young stories (one an hour), 5 too old to be posted: their pages are never asked for
-    url = server.set_feed(
-        "feed", excerpt_feed(30, [server.url("/pages/{i}")], now=NOW, step=timedelta(hours=1, minutes=-1))
-    )
-    store = await Store.open(tmp_path / "k.db")
-    try:
-        async with make_session(PollingConfig()) as session:
-            poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=10)
-            first = (await poller.poll_all()).sources[0]
-            assert first.new_stories == 30 and first.article_pages == 10
-            asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
-            assert asked == list(range(10))  # the newest ten
-            images = dict(rows(tmp_path, "SELECT title, image_url FROM stories"))
-            assert images["Story 9: the group announces a comeback"] == "https://image.example.com/9.jpg"
-            assert images["Story 10: the group announces a comeback"] is None  # stored from the feed alone
+    url = feed_with_pages(server, 30, now=NOW, step=timedelta(hours=1, minutes=-1))
+    poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=10)
+    first = (await poller.poll_all()).sources[0]
+    assert first.new_stories == 30 and first.article_pages == 10
+    asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
+    assert asked == list(range(10))  # the newest ten
+    images = dict(rows(tmp_path, "SELECT title, image_url FROM stories"))
+    assert images["Story 9: the group announces a comeback"] == "https://image.example.com/9.jpg"
+    assert images["Story 10: the group announces a comeback"] is None  # stored from the feed alone
 
-            second = (await poller.poll_all()).sources[0]  # the feed did not change: the waiting ones go on
-            assert second.outcome in ("not_modified", "unchanged") and second.article_pages == 10
-            third = (await poller.poll_all()).sources[0]
-            assert third.article_pages == 5
-            asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
-            assert asked == list(range(25))  # every young story's page, once; none of the five old ones
-            assert all(n == 1 for path, n in server.hits.items() if path.startswith("/pages/"))
-            completed = rows(
-                tmp_path,
-                "SELECT count(*) FROM stories WHERE image_url LIKE 'https://image.example.com/%'"
-                " AND summary LIKE '%Fans loved it.%'",
-            )
-            assert completed == [(25,)]  # quotes, image and text from the page, as if fetched at once
-            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
-                (0,)
-            ]
-            fourth = (await poller.poll_all()).sources[0]
-            assert fourth.article_pages == 0
-    finally:
-        await store.close()
+    second = (await poller.poll_all()).sources[0]  # the feed did not change: the waiting ones go on
+    assert second.outcome in ("not_modified", "unchanged") and second.article_pages == 10
+    third = (await poller.poll_all()).sources[0]
+    assert third.article_pages == 5
+    asked = sorted(int(p.rsplit("/", 1)[1]) for p in server.hits if p.startswith("/pages/"))
+    assert asked == list(range(25))  # every young story's page, once; none of the five old ones
+    assert all(n == 1 for path, n in server.hits.items() if path.startswith("/pages/"))
+    completed = rows(
+        tmp_path,
+        "SELECT count(*) FROM stories WHERE image_url LIKE 'https://image.example.com/%'"
+        " AND summary LIKE '%Fans loved it.%'",
+    )
+    assert completed == [(25,)]  # quotes, image and text from the page, as if fetched at once
+    assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [(0,)]
+    fourth = (await poller.poll_all()).sources[0]
+    assert fourth.article_pages == 0
 
 
 async def test_new_stories_after_the_first_poll_have_their_page_before_they_are_handed_on(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, store: Store, session: aiohttp.ClientSession
 ) -> None:
     clock = Clock(NOW)
     for i in range(6):
@@ -431,52 +430,34 @@ async def test_new_stories_after_the_first_poll_have_their_page_before_they_are_
         handed.append(stories)
 
     url = server.set_feed("feed", excerpt_feed(3, [server.url("/pages/{i}")], now=NOW, step=step))
-    store = await Store.open(tmp_path / "k.db")
-    try:
-        async with make_session(PollingConfig()) as session:
-            poller = await make_poller(tmp_path, store, session, clock, url, on_new_stories=record)
-            await poller.poll_all()  # the first poll: never posted, so stored at once and completed after
-            assert [s.image for s in handed[0]] == [None, None, None]
-            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE image_url IS NOT NULL") == [(3,)]
+    poller = await make_poller(tmp_path, store, session, clock, url, on_new_stories=record)
+    await poller.poll_all()  # the first poll: never posted, so stored at once and completed after
+    assert [s.image for s in handed[0]] == [None, None, None]
+    assert rows(tmp_path, "SELECT count(*) FROM stories WHERE image_url IS NOT NULL") == [(3,)]
 
-            clock.now += timedelta(minutes=30)
-            server.set_feed(
-                "feed", excerpt_feed(6, [server.url("/pages/{i}")], now=clock.now - 3 * step, step=-step)
-            )
-            report = (await poller.poll_all()).sources[0]
-            assert report.new_stories == 3
-            # stories that may be posted: their page first, so their post has its quotes and image
-            assert sorted(s.image or "" for s in handed[1]) == [
-                f"https://image.example.com/{i}.jpg" for i in (3, 4, 5)
-            ]
-            assert all(server.hits[f"/pages/{i}"] == 1 for i in range(6))
-    finally:
-        await store.close()
+    clock.now += timedelta(minutes=30)
+    server.set_feed("feed", excerpt_feed(6, [server.url("/pages/{i}")], now=clock.now - 3 * step, step=-step))
+    report = (await poller.poll_all()).sources[0]
+    assert report.new_stories == 3
+    # stories that may be posted: their page first, so their post has its quotes and image
+    assert sorted(s.image or "" for s in handed[1]) == [
+        f"https://image.example.com/{i}.jpg" for i in (3, 4, 5)
+    ]
+    assert all(server.hits[f"/pages/{i}"] == 1 for i in range(6))
 
 
 async def test_a_story_waiting_for_its_page_is_dropped_once_too_old(
-    tmp_path: Path, server: FeedServer
+    tmp_path: Path, server: FeedServer, store: Store, session: aiohttp.ClientSession
 ) -> None:
     clock = Clock(NOW)
-    for i in range(3):
-        server.set_page(str(i), PAGE.format(i))
-    url = server.set_feed(
-        "feed", excerpt_feed(3, [server.url("/pages/{i}")], now=NOW, step=timedelta(hours=1))
-    )
-    store = await Store.open(tmp_path / "k.db")
-    try:
-        async with make_session(PollingConfig()) as session:
-            poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=1)
-            await poller.poll_all()
-            assert len(rows(tmp_path, "SELECT id FROM stories WHERE page_wanted_until IS NOT NULL")) == 2
-            clock.now += timedelta(hours=30)  # all three are past the delivery age now
-            later = (await poller.poll_all()).sources[0]
-            assert later.article_pages == 0 and server.hits["/pages/1"] == 0 and server.hits["/pages/2"] == 0
-            assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [
-                (0,)
-            ]
-    finally:
-        await store.close()
+    url = feed_with_pages(server, 3, now=NOW, step=timedelta(hours=1))
+    poller = await make_poller(tmp_path, store, session, clock, url, article_pages_per_poll=1)
+    await poller.poll_all()
+    assert len(rows(tmp_path, "SELECT id FROM stories WHERE page_wanted_until IS NOT NULL")) == 2
+    clock.now += timedelta(hours=30)  # all three are past the delivery age now
+    later = (await poller.poll_all()).sources[0]
+    assert later.article_pages == 0 and server.hits["/pages/1"] == 0 and server.hits["/pages/2"] == 0
+    assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [(0,)]
 
 
 async def test_preview_of_a_big_excerpt_feed_whose_pages_do_not_answer(
