@@ -37,13 +37,9 @@ log = logging.getLogger(__name__)
 PageFetcher = Callable[[str], Awaitable[str | None]]
 
 PAGE_CONCURRENCY = 4  # pages of one feed fetched at once
-PAGES_PER_HOST = (
-    2  # of which for one host (polling.per_host_concurrency, the fetcher's own limit, in practice)
-)
+PAGES_PER_HOST = 2  # of which for one site (callers pass polling.per_host_concurrency)
 BREAKER_FAILURES = 3  # failures in a row on one host before its pages are skipped
-BREAKER_BACKOFF = timedelta(
-    minutes=5
-)  # the first wait before a tripped host is tried again; doubles per trip
+BREAKER_BACKOFF = timedelta(minutes=5)  # before a tripped host is tried again; doubles per trip
 BREAKER_MAX_BACKOFF = timedelta(hours=6)
 BREAKER_HOSTS = 1000  # hosts remembered at most (the ones not waiting are forgotten first)
 

@@ -2,9 +2,10 @@
 
 Each SOURCE (a feed URL or a local feed file) goes through the bot's own stages: fetch (bot/fetch.py), parse
 (bot/parse.py), article pages (bot/article_pages.py: the newest `polling.article_pages_per_poll` excerpt items'
-pages per source, a site that keeps failing skipped), enrich (bot/enrich.py) and embed (bot/embed.py). Every story
-is shown; one whose page was not fetched is shown from its feed alone (a line on stderr says how many). Nothing is
-written to the database. Exit 0, or 1 when some source could not be read (one line on stderr each; the others still shown).
+pages per source, within `polling.timeout_seconds`, a site that keeps failing skipped), enrich (bot/enrich.py)
+and embed (bot/embed.py). Every story is shown; one whose page was not fetched is shown from its feed alone (a
+line on stderr says how many). Nothing is written to the database. Exit 0, or 1 when some source could not be
+read (one line on stderr each; the others still shown).
 """
 
 from __future__ import annotations
