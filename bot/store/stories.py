@@ -214,12 +214,11 @@ class StoryTable:
     async def awaiting_pages(self, source_id: int, *, now: datetime, limit: int) -> list[Story]:
         """The stories of this source still awaiting their article page while they are young, newest first, at
         most `limit`; the marks of those too old by now are cleared on the way (the index stays small)."""
-        async with self._db.transaction():
-            await self._db.execute(
-                "UPDATE stories SET page_wanted_until = NULL"
-                " WHERE source_id = ? AND page_wanted_until IS NOT NULL AND page_wanted_until <= ?",
-                (source_id, to_iso(now)),
-            )
+        too_old = "source_id = ? AND page_wanted_until IS NOT NULL AND page_wanted_until <= ?"
+        params = (source_id, to_iso(now))
+        if await self._db.fetchone(f"SELECT 1 FROM stories WHERE {too_old} LIMIT 1", params):
+            async with self._db.transaction():  # a write only when there is something to clear
+                await self._db.execute(f"UPDATE stories SET page_wanted_until = NULL WHERE {too_old}", params)
         rows = await self._db.fetchall(
             "SELECT id FROM stories WHERE source_id = ? AND page_wanted_until > ?"
             " ORDER BY page_wanted_until DESC, id DESC LIMIT ?",
