@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import html
 import logging
 import random
 from collections import defaultdict
@@ -679,13 +680,13 @@ class Poller:
 
 
 def _entry_of(story: Story) -> FeedEntry:
-    """A stored story as the feed item it came from, for enriching it again with its article page: its kept
-    HTML read as the item's excerpt, its image as the feed's."""
+    """A stored story as the feed item it came from, for enriching it again with its article page: its summary
+    (the feed's excerpt, as stored) read as the item's excerpt, its image as the feed's."""
     return FeedEntry(
         title=story.title,
         link=story.url,
         published=story.published,
-        summary_html=story.content_html,
+        summary_html=html.escape(story.summary),
         categories=list(story.categories),
         media_images=[story.image] if story.image else [],
     )

@@ -40,7 +40,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2024, 1, 30, 3, 0, tzinfo=UTC)
 PAGE = (
     '<html><head><meta property="og:image" content="https://image.example.com/{0}.jpg"></head>'
-    "<body><article><p>Story {0}: the group filmed the scene together. Fans loved it.</p></article></body></html>"
+    "<body><article><p>Story {0}: the group filmed the scene together. Fans loved it.</p>"
+    '<blockquote class="twitter-tweet"><p lang="en" dir="ltr">So proud of them, story {0} is everything</p>'
+    '&mdash; Fan Name (@fan{0}) <a href="https://twitter.com/fan{0}/status/17500000000{0}">January 30, 2024</a>'
+    "</blockquote></article></body></html>"
 )
 
 
@@ -409,7 +412,7 @@ async def test_stories_stored_without_their_page_get_it_on_later_polls_newest_fi
     completed = rows(
         tmp_path,
         "SELECT count(*) FROM stories WHERE image_url LIKE 'https://image.example.com/%'"
-        " AND summary LIKE '%Fans loved it.%'",
+        " AND summary LIKE '%Fans loved it.%' AND quotes_json LIKE '%So proud of them%'",
     )
     assert completed == [(25,)]  # quotes, image and text from the page, as if fetched at once
     assert rows(tmp_path, "SELECT count(*) FROM stories WHERE page_wanted_until IS NOT NULL") == [(0,)]
