@@ -74,6 +74,9 @@ class PollingConfig:
     per_host_concurrency: int = 2
     max_failures: int = 10  # consecutive failures before a source is disabled
     fetch_article_pages: bool = True  # fetch the page when a feed gives only an excerpt
+    article_pages_per_poll: int = (
+        20  # article pages one poll of a feed fetches at most (newest stories first)
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,14 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None) -> Config:
     for key in ("timeout_seconds", "connect_timeout_seconds"):
         if getattr(polling, key) <= 0:
             raise ConfigError(f"polling.{key} must be > 0")
-    for key in ("max_feed_bytes", "max_page_bytes", "concurrency", "per_host_concurrency", "max_failures"):
+    for key in (
+        "max_feed_bytes",
+        "max_page_bytes",
+        "concurrency",
+        "per_host_concurrency",
+        "max_failures",
+        "article_pages_per_poll",
+    ):
         if getattr(polling, key) < 1:
             raise ConfigError(f"polling.{key} must be ≥ 1")
     if polling.max_redirects < 0:

@@ -1,7 +1,7 @@
 """FeedEntry -> Story: clean title and summary, lead image, top fan quotes, artists. The ONE enrichment path,
 used by the poller and by `kpopnews preview` alike.
 
-`fetch_article_pages` fetches article pages (bounded concurrency, each page once) only for excerpt-only items;
+bot/article_pages.py fetches the article pages (only for excerpt-only items, with care for their sites);
 `enrich_batch` then does the CPU work, in a worker thread (`enrich_entries`) or a worker process (the poller):
 parsing HTML is CPU work and the event loop must stay free.
 """
@@ -14,7 +14,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from bot.images import absolute_http_url, pick_lead_image
+from bot.article_pages import fetch_article_pages
+from bot.images import pick_lead_image
 from bot.models import ArtistRef, FeedEntry, Quote, Story
 from bot.quotes import posts_in_html, rank_quotes
 from bot.text import HtmlTrees, article_body, html_to_text, one_line, parse_html, summarize, truncate
@@ -30,31 +31,8 @@ MAX_TITLE_CHARS = 500  # stored; the embed cuts to Discord's 256
 MAX_RAW_TITLE = 20_000  # hostile titles are cut before they are parsed
 MAX_CONTENT_HTML = 256 * 1024  # kept per story for re-enrichment
 MAX_HTML_IN = 2 * 1024 * 1024  # HTML read per field or page; beyond is no article's text
-FULL_CONTENT_WORDS = 80  # fewer words (and no embed or picture) is an excerpt, not the article
-
-_TAG = re.compile(r"<[^>]*>")
-_EXCERPT_END = re.compile(r"(?:\[\s*(?:…|\.\.\.|&hellip;|&#8230;)\s*\]|\.\.\.|…)\s*$")
 # an excerpt ending mid-sentence, or in "…"/"..." (how a feed's cut reads once html_to_text has its "[…]")
 _UNFINISHED = re.compile(r"(?:[^.!?…”\"’')\]]|…|\.\.\.)\s*$")
-
-
-def wants_article_page(entry: FeedEntry) -> bool:
-    """True for an excerpt-only item (no full content in the feed): its quotes and image are on the page.
-
-    Cheap on purpose (a regex, no HTML parser): the poller asks it for every new item."""
-    if absolute_http_url(entry.link) is None:
-        return False
-    html = entry.content_html or ""
-    if not html.strip():
-        return True
-    head = html[:MAX_HTML_IN]
-    lowered = head.lower()
-    if "<blockquote" in lowered or "<img" in lowered:  # embeds or a picture: this is the article
-        return False
-    text = _TAG.sub(" ", head)
-    if _EXCERPT_END.search(text.replace("&#8230;", "…").strip()):
-        return True
-    return len(text.split()) < FULL_CONTENT_WORDS
 
 
 def enrich_entry(
@@ -126,44 +104,19 @@ async def enrich_entries(
     fetch_page: Callable[[str], Awaitable[str | None]] | None = None,
     page_concurrency: int = 4,
 ) -> list[Story]:
-    """Stories for `entries`, in order: their article pages as `fetch_article_pages` gets them, then the CPU
-    work in a worker thread."""
+    """Stories for `entries`, in order: every article page they need (bot.article_pages.fetch_article_pages,
+    no cap), then the CPU work in a worker thread."""
     if not entries:
         return []
-    pages = await fetch_article_pages(entries, fetch_page, concurrency=page_concurrency) if fetch_page else {}
+    pages: dict[str, str | None] = {}
+    if fetch_page:  # every page, `page_concurrency` at once whatever the host: the caller's own fetcher
+        batch = await fetch_article_pages(
+            entries, fetch_page, concurrency=page_concurrency, per_host=page_concurrency
+        )
+        pages = batch.pages
     return await asyncio.to_thread(
         enrich_batch, entries, source_name=source_name, artists=artists, pages=pages
     )
-
-
-async def fetch_article_pages(
-    entries: list[FeedEntry], fetch_page: Callable[[str], Awaitable[str | None]], *, concurrency: int = 4
-) -> dict[str, str | None]:
-    """The article pages `entries` need (only excerpt-only items, see `wants_article_page`), each distinct
-    page once, at most `concurrency` at once: {canonical link: HTML, or None when it cannot be had}. What
-    `enrich_batch` takes; the one page-fetching path of `preview` and the poller."""
-    pages: dict[str, str | None] = {}
-    wanted = await asyncio.to_thread(pages_wanted, entries)  # many items: a regex each, off the loop
-    slots = asyncio.Semaphore(max(1, concurrency))
-
-    async def load(canonical: str, link: str) -> None:
-        async with slots:
-            try:
-                pages[canonical] = await fetch_page(link)
-            except Exception as exc:  # a page is a bonus: the story stands without it
-                log.debug("article page %s not used: %r", canonical, exc)
-                pages[canonical] = None
-
-    await asyncio.gather(*(load(canonical, link) for canonical, link in wanted.items()))
-    return pages
-
-
-def pages_wanted(entries: list[FeedEntry]) -> dict[str, str]:
-    """The article pages `entries` need (excerpt-only items), each once: {canonical link: link to fetch}."""
-    canonicals = [canonical_url(e.link) for e in entries]
-    by_canonical = dict(zip(canonicals, (e.link for e in entries), strict=True))  # the last link wins
-    wanted = dict.fromkeys(c for e, c in zip(entries, canonicals, strict=True) if wants_article_page(e))
-    return {canonical: by_canonical[canonical] for canonical in wanted}
 
 
 def enrich_batch(

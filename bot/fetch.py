@@ -77,6 +77,7 @@ class FetchResult:
         None  # where the first answers' permanent redirects (301/308) led; None: no such move
     )
     elapsed: float = 0.0
+    unreachable: bool = False  # no answer at all: timed out, refused, reset, DNS (not an HTTP status)
 
     @property
     def ok(self) -> bool:
@@ -99,12 +100,19 @@ class FetchError(Exception):
         http_status: int | None = None,
         retry_after: float | None = None,
         gone: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.gone = gone
+        self.unreachable = unreachable
+
+
+class PageUnreachable(Exception):
+    """An article page's host did not answer usefully (no answer in time, refused, 5xx, 429): what
+    bot.article_pages counts towards the host's breaker, unlike a page that is merely of no use (None)."""
 
 
 def make_session(config: PollingConfig, *, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
@@ -204,6 +212,7 @@ class Fetcher:
                 error=exc.message,
                 retry_after=exc.retry_after,
                 gone=exc.gone,
+                unreachable=exc.unreachable,
             )
         result.elapsed = loop.time() - started
         return result
@@ -248,7 +257,8 @@ class Fetcher:
                     except TimeoutError:
                         raise FetchError(
                             f"{current} gave no complete answer within {self.config.timeout_seconds:g} s "
-                            "(polling.timeout_seconds): the server is too slow or stalled; will retry later"
+                            "(polling.timeout_seconds): the server is too slow or stalled; will retry later",
+                            unreachable=True,
                         ) from None
                 if isinstance(outcome, FetchResult):
                     outcome.moved_to = str(moved_to) if moved_to is not None else None
@@ -296,7 +306,7 @@ class Fetcher:
             unsafe = _find_cause(exc, UnsafeAddress)
             if unsafe is not None:
                 raise FetchError(_unsafe_text(current, unsafe)) from None
-            raise FetchError(_network_error_text(current, exc)) from None
+            raise FetchError(_network_error_text(current, exc), unreachable=True) from None
 
     async def _answer(
         self, current: URL, resp: aiohttp.ClientResponse, *, max_bytes: int
@@ -615,8 +625,9 @@ def decode_html(body: bytes, content_type: str | None) -> str:
 
 
 def make_page_fetcher(fetcher: Fetcher, *, allow_private: bool) -> PageFetcher:
-    """`async (url) -> str | None` for enrichment: an article page as text, or None when it cannot be had
-    (not http(s), refused, failed, too large, not HTML). Same limits as feeds, with max_page_bytes."""
+    """`async (url) -> str | None` for bot.article_pages: an article page as text, or None when it is of no use
+    (not http(s), refused by the address guard, 404, too large, not HTML); PageUnreachable when its host did not
+    answer usefully (no answer in time, connection refused, 5xx, 429). Same limits as feeds, with max_page_bytes."""
 
     async def fetch_page(url: str) -> str | None:
         if not url or is_local_source(url):
@@ -624,6 +635,9 @@ def make_page_fetcher(fetcher: Fetcher, *, allow_private: bool) -> PageFetcher:
         result = await fetcher.fetch(
             url, max_bytes=fetcher.config.max_page_bytes, allow_private=allow_private, accept=ACCEPT_PAGE
         )
+        status = result.http_status or 0
+        if result.status == "error" and (result.unreachable or status == 429 or status >= 500):
+            raise PageUnreachable(result.error or f"{url} did not answer")
         if result.status != "ok" or result.body is None:
             log.debug("article page not used: %s", result.error or result.status)
             return None

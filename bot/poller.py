@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import html
 import logging
 import random
 from collections import defaultdict
@@ -23,12 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TextIO
 
+from bot.article_pages import HostBreaker, PageBatch, fetch_article_pages, fetch_pages
 from bot.artists import load_artist_index
 from bot.config import Config
-from bot.enrich import (  # imported here: a first import on the loop stalls it
-    enrich_batch,
-    fetch_article_pages,
-)
+from bot.enrich import enrich_batch  # imported here: a first import on the loop stalls it
 from bot.fetch import Fetcher, FetchResult, body_hash, make_page_fetcher, make_session
 from bot.models import FeedEntry, Source, Story
 from bot.parse import FeedError
@@ -57,7 +56,7 @@ RESCAN_SECONDS = 30.0  # run_forever looks for added/removed sources at least th
 MIN_LEASE_SECONDS, MAX_LEASE_SECONDS = 5.0, 60.0
 # The stories a feed carried lately, sent with its body to the worker, which skips them without enriching them.
 KNOWN_KEYS_SENT = 500
-PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's new stories
+PAGES_PER_SOURCE = 4  # article pages fetched at once for one source's stories
 # Enrichment in this process (a custom artist index) is GIL-bound: more at once only delays the loop.
 ENRICH_SLOTS = 2
 
@@ -70,6 +69,7 @@ class SourceReport:
     stories_seen: int = 0
     error: str | None = None  # why it failed or was skipped
     warning: str | None = None  # the parser kept what it could read of a malformed feed
+    article_pages: int = 0  # article pages this poll took from its budget (polling.article_pages_per_poll)
     notes: list[str] = field(default_factory=list)  # what changed about the source: moved, disabled, back
 
     @property
@@ -164,6 +164,7 @@ class Poller:
         self.rng = rng or random.Random()
         self.workers = workers or shared_workers()  # the process's pool unless the caller wires its own
         self._enrich_slots = asyncio.Semaphore(ENRICH_SLOTS)
+        self._page_hosts = HostBreaker(clock=clock)  # article-page sites that keep failing, across polls
         self._source_slots = asyncio.Semaphore(self.polling.concurrency)
         self._wake = asyncio.Event()
         self._owner = owner  # who holds this poller's claims on sources; None: the store's process
@@ -201,14 +202,24 @@ class Poller:
             log.error("cannot save the state of %s: %r", source.url, exc)
             message = f"internal error while saving its state ({type(exc).__name__}: {exc}); please report it"
             return SourceReport(source, "failed", error=report.error or message)
+        after: list[Awaitable[None]] = []
         if new and self.on_new_stories is not None:
-            try:
-                await self.on_new_stories(new)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # delivery's problem, not the source's: it stays healthy
-                log.error("handling %d new stories of %s failed: %r", len(new), source.name, exc)
+            after.append(self._hand_over(self.on_new_stories, source, new))
+        if report.outcome in ("fetched", "not_modified", "unchanged"):
+            after.append(self._complete_pages(source, report))
+        await asyncio.gather(
+            *after
+        )  # older stories' pages come in while the new ones are clustered and queued
         return report
+
+    @staticmethod
+    async def _hand_over(hook: NewStoriesHook, source: Source, new: list[Story]) -> None:
+        try:
+            await hook(new)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # delivery's problem, not the source's: it stays healthy
+            log.error("handling %d new stories of %s failed: %r", len(new), source.name, exc)
 
     async def _poll(self, source: Source) -> tuple[SourceReport, list[Story]]:
         """Fetch, parse and store one source: its report and the stories stored for the first time. Its state is
@@ -250,10 +261,11 @@ class Poller:
         except WorkerError as exc:  # the feed (or enriching its new stories) hung or crashed its worker
             return self._failed(source, f"{source.url}: reading it or enriching its new stories {exc}"), []
         try:
-            new = await self._store_batch(source, batch, allow_private=allow_private)
+            new, pages = await self._store_batch(source, batch, allow_private=allow_private)
         except WorkerError as exc:  # enriching the stories that waited for their pages hung or crashed
             return self._failed(source, f"{source.url}: enriching its new stories {exc}"), []
         report = SourceReport(source, "fetched", len(new), batch.seen, warning=batch.warning)
+        report.article_pages = pages.taken
         return self._succeeded(source, report, result, body_hash=digest), new
 
     async def _recent_keys(self, source: Source) -> set[str]:
@@ -261,15 +273,20 @@ class Poller:
             return set()
         return await self.store.stories.recent_keys_of_source(source.id, KNOWN_KEYS_SENT)
 
-    async def _store_batch(self, source: Source, batch: FeedBatch, *, allow_private: bool) -> list[Story]:
-        """Store what a worker made of the feed (its pending items enriched here first, after their pages), in
-        one transaction; a story another source brought first is linked to this one instead. Returns the
-        stories stored for the first time."""
+    async def _store_batch(
+        self, source: Source, batch: FeedBatch, *, allow_private: bool
+    ) -> tuple[list[Story], PageBatch]:
+        """Store what a worker made of the feed (its pending items enriched here first, after the article pages
+        this poll fetches for them), in one transaction; a story another source brought first is linked to this
+        one instead. Returns the stories stored for the first time and the pages fetched (the young stories
+        stored without theirs await them)."""
+        backfill = source.last_success_at is None  # already in the feed when we first read it: never posted
         stories = list(batch.stories)
+        pages = PageBatch()
         if batch.pending:
-            pending = await self._enrich(
-                [p.entry for p in batch.pending], source, allow_private=allow_private
-            )
+            entries = [p.entry for p in batch.pending]
+            pages = await self._article_pages(entries, allow_private=allow_private, backfill=backfill)
+            pending = await self._enrich(entries, source, pages=pages.pages)
             for story, item in zip(pending, batch.pending, strict=False):
                 story.key = story.key or item.key
                 story.canonical_url = story.canonical_url or item.canonical or story.key
@@ -292,20 +309,90 @@ class Poller:
             else:
                 fresh.append(story)
 
-        backfill = source.last_success_at is None  # already in the feed when we first read it: never posted
         async with self.store.transaction():
             if known_ids and source.id is not None:
                 await self.store.stories.link_to_source(source.id, sorted(known_ids), at=self.clock())
             results = await self.store.stories.add_many(fresh, source_id=source.id, backfill=backfill)
-        return [story for story, stored in zip(fresh, results, strict=True) if stored.is_new]
+            new = [story for story, stored in zip(fresh, results, strict=True) if stored.is_new]
+            await self.store.stories.await_pages(self._pages_awaited(new, pages))
+        return new, pages
 
-    async def _enrich(self, entries: list[FeedEntry], source: Source, *, allow_private: bool) -> list[Story]:
-        """bot.enrich's one path, with the I/O here and the CPU work in a worker process: the article pages
-        the entries need are fetched first, on this loop, then handed over with them."""
-        pages: dict[str, str | None] = {}
-        if self.polling.fetch_article_pages:
-            fetch_page = make_page_fetcher(self.fetcher, allow_private=allow_private)
-            pages = await fetch_article_pages(entries, fetch_page, concurrency=PAGES_PER_SOURCE)
+    async def _article_pages(
+        self, entries: list[FeedEntry], *, allow_private: bool, backfill: bool
+    ) -> PageBatch:
+        """The article pages of these new entries this poll fetches (bot.article_pages: young stories only,
+        newest first, at most polling.article_pages_per_poll, through the poller's host breaker), on this loop.
+        A first poll's stories (`backfill`) are never posted, so none waits for its page: they are all stored at
+        once and completed after (`_complete_pages`, while they are clustered)."""
+        if not self.polling.fetch_article_pages:
+            return PageBatch()
+        return await fetch_article_pages(
+            entries,
+            make_page_fetcher(self.fetcher, allow_private=allow_private),
+            limit=0 if backfill else self.polling.article_pages_per_poll,
+            max_age=timedelta(hours=self.config.delivery.max_age_hours),
+            now=self.clock(),
+            breaker=self._page_hosts,
+            concurrency=PAGES_PER_SOURCE,
+            per_host=self.polling.per_host_concurrency,
+            deadline_seconds=self.polling.timeout_seconds,  # a poll waits for pages as long as for one request
+        )
+
+    def _pages_awaited(self, new: list[Story], pages: PageBatch) -> dict[int, datetime]:
+        """{story id: until when its page is worth a later try} for the new stories stored without their page
+        (over the cap, or their site failing): until they are too old to be posted."""
+        if not pages.deferred:
+            return {}
+        now = self.clock()
+        age = timedelta(hours=self.config.delivery.max_age_hours)
+        return {
+            story.id: min(story.published or now, now) + age
+            for story in new
+            if story.id is not None and canonical_url(story.url) in pages.deferred
+        }
+
+    async def _complete_pages(self, source: Source, report: SourceReport) -> None:
+        """Give the young stories of this source stored without their article page (newest first) the pages
+        this poll's budget has left: their quotes, image and text completed. Never raises (but for cancellation):
+        the poll went well whatever happens here."""
+        budget = self.polling.article_pages_per_poll - report.article_pages
+        if not self.polling.fetch_article_pages or source.id is None or budget <= 0:
+            return
+        try:
+            waiting = await self.store.stories.awaiting_pages(source.id, now=self.clock(), limit=budget)
+            if not waiting:
+                return
+            links = {canonical_url(s.url): s.url for s in waiting}
+            fetch_page = make_page_fetcher(self.fetcher, allow_private=source.owner_guild_id is None)
+            pages = await fetch_pages(
+                links,
+                fetch_page,
+                breaker=self._page_hosts,
+                concurrency=PAGES_PER_SOURCE,
+                per_host=self.polling.per_host_concurrency,
+                deadline_seconds=self.polling.timeout_seconds,
+            )
+            report.article_pages += pages.taken
+            answered = {s.id: pages.pages.get(canonical_url(s.url), "") for s in waiting}
+            got = [s for s in waiting if answered[s.id]]  # "": not fetched this time, None: of no use
+            given_up = [i for i, html in answered.items() if html is None and i is not None]
+            completed = (
+                await self._enrich([_entry_of(s) for s in got], source, pages=pages.pages) if got else []
+            )
+            for old, story in zip(got, completed, strict=True):
+                story.id, story.first_seen = old.id, old.first_seen
+            async with self.store.transaction():
+                await self.store.stories.complete_pages(completed, given_up)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stories stay as stored; a later poll tries again
+            log.warning("completing the stories of %s with their article pages failed: %r", source.name, exc)
+
+    async def _enrich(
+        self, entries: list[FeedEntry], source: Source, *, pages: dict[str, str | None]
+    ) -> list[Story]:
+        """bot.enrich's one path, the CPU work in a worker process, with the article pages fetched on this
+        loop ({canonical link: HTML})."""
         if self._artists_in_workers():
             return await self.workers.enrich(
                 entries, source_name=source.name, pages=pages, with_artists=self.artists is not None
@@ -632,6 +719,19 @@ class Poller:
         # At start-up every due source is spread over one interval; a source added later starts soon.
         window = interval if startup else min(interval, 5.0)
         return now + timedelta(seconds=self.rng.uniform(0, window))
+
+
+def _entry_of(story: Story) -> FeedEntry:
+    """A stored story as the feed item it came from, for enriching it again with its article page: its summary
+    (the feed's excerpt, as stored) read as the item's excerpt, its image as the feed's."""
+    return FeedEntry(
+        title=story.title,
+        link=story.url,
+        published=story.published,
+        summary_html=html.escape(story.summary),
+        categories=list(story.categories),
+        media_images=[story.image] if story.image else [],
+    )
 
 
 def _forget(tasks: dict[int, asyncio.Task[SourceReport | None]], source_id: int, _task: object) -> None:

@@ -1,8 +1,11 @@
 """`kpopnews preview SOURCE... [--json] [--limit N] [--html FILE]`: what the bot would post, without posting.
 
 Each SOURCE (a feed URL or a local feed file) goes through the bot's own stages: fetch (bot/fetch.py), parse
-(bot/parse.py), enrich (bot/enrich.py, article pages included) and embed (bot/embed.py). Nothing is written to
-the database. Exit 0, or 1 when some source could not be read (one line on stderr each; the others still shown).
+(bot/parse.py), article pages (bot/article_pages.py: the newest `polling.article_pages_per_poll` excerpt items'
+pages per source, within `polling.timeout_seconds`, a site that keeps failing skipped), enrich (bot/enrich.py)
+and embed (bot/embed.py). Every story is shown; one whose page was not fetched is shown from its feed alone (a
+line on stderr says how many). Nothing is written to the database. Exit 0, or 1 when some source could not be
+read (one line on stderr each; the others still shown).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.article_pages import HostBreaker, PageBatch, fetch_article_pages
 from bot.artists import load_artist_index
 from bot.config import Config, SourceConfig
 from bot.embed import PLATFORM_NAMES, build_story_embed
-from bot.enrich import enrich_entries
+from bot.enrich import enrich_batch
 from bot.models import Story
 from bot.parse import FeedError, parse_feed
 from bot.text import clean_text, one_line
@@ -59,9 +63,12 @@ async def run_preview(
         fetch_page = (
             make_page_fetcher(fetcher, allow_private=True) if config.polling.fetch_article_pages else None
         )
+        breaker = HostBreaker()  # one for the run: sources often link to the same sites
         for source in sources:
             try:
-                items, warning = await _preview_source(source, config, fetcher, fetch_page, artists, limit)
+                items, warning = await _preview_source(
+                    source, config, fetcher, fetch_page, breaker, artists, limit, err
+                )
             except _SourceFailed as exc:
                 print(f"kpopnews: {exc}", file=err)
                 failed = True
@@ -98,7 +105,14 @@ class _SourceFailed(Exception):
 
 
 async def _preview_source(
-    source: str, config: Config, fetcher: Any, fetch_page: Any, artists: Any, limit: int | None
+    source: str,
+    config: Config,
+    fetcher: Any,
+    fetch_page: Any,
+    breaker: HostBreaker,
+    artists: Any,
+    limit: int | None,
+    err: TextIO,
 ) -> tuple[list[PreviewItem], str | None]:
     result = await fetcher.fetch(source, max_bytes=config.polling.max_feed_bytes, allow_private=True)
     if result.status != "ok" or result.body is None:
@@ -113,9 +127,36 @@ async def _preview_source(
     name = (configured.name if configured else "") or one_line(parsed.title) or _host(source) or source
     color = configured.color if configured else None
     entries = parsed.entries[:limit] if limit else parsed.entries
-    stories = await enrich_entries(entries, source_name=name, artists=artists, fetch_page=fetch_page)
+    batch = PageBatch()
+    if fetch_page is not None and entries:
+        # every story is shown, whatever its age: no max_age here, only the cap and the breaker
+        batch = await fetch_article_pages(
+            entries,
+            fetch_page,
+            limit=config.polling.article_pages_per_poll,
+            breaker=breaker,
+            per_host=config.polling.per_host_concurrency,
+            deadline_seconds=config.polling.timeout_seconds,  # as long as one request may take
+        )
+    if batch.deferred:
+        print(f"kpopnews: {_safe(source)}: {_pages_not_fetched(batch, config)}", file=err)
+    stories = await asyncio.to_thread(
+        enrich_batch, entries, source_name=name, artists=artists, pages=batch.pages
+    )
     items = [PreviewItem(story, build_story_embed(story, color=color)) for story in stories]
     return items, parsed.warning
+
+
+def _pages_not_fetched(batch: PageBatch, config: Config) -> str:
+    """Why some stories are shown without what their article page would add, in one line."""
+    n = len(batch.deferred)
+    why = []
+    if batch.over_cap:
+        cap = config.polling.article_pages_per_poll
+        why.append(f"{batch.over_cap} past the newest {cap} (polling.article_pages_per_poll)")
+    if n > batch.over_cap:
+        why.append(f"{n - batch.over_cap} whose site did not answer in time or was skipped after failing")
+    return f"{n} stor{'y' if n == 1 else 'ies'} shown without their article page: {'; '.join(why)}"
 
 
 def _configured(config: Config, source: str) -> SourceConfig | None:

@@ -19,7 +19,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.enrich import enrich_batch, wants_article_page
+from bot.article_pages import wants_article_page
+from bot.enrich import enrich_batch
 from bot.models import FeedEntry, Story
 from bot.parse import DistinctEntry, FeedError, ParsedFeed, distinct_entries, parse_feed
 
@@ -74,7 +75,7 @@ class Workers:
         self, entries: list[FeedEntry], *, source_name: str, pages: dict[str, str | None], with_artists: bool
     ) -> list[Story]:
         """bot.enrich.enrich_batch in a worker, with the article pages already fetched (as
-        bot.enrich.fetch_article_pages gives them) and the packaged artist index (loaded once per worker)
+        bot.article_pages.fetch_article_pages gives them) and the packaged artist index (loaded once per worker)
         when with_artists."""
         return await self.run(functools.partial(_enrich_job, entries, source_name, pages, with_artists))
 

@@ -8,14 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.article_pages import wants_article_page
 from bot.artists import ArtistIndex
-from bot.enrich import (
-    MAX_TITLE_CHARS,
-    enrich_entries,
-    enrich_entry,
-    fetch_article_pages,
-    wants_article_page,
-)
+from bot.enrich import MAX_TITLE_CHARS, enrich_entries, enrich_entry
 from bot.models import ArtistRef, FeedEntry
 from bot.parse import parse_feed
 from bot.text import html_to_text
@@ -70,21 +65,6 @@ def test_without_an_artist_index() -> None:
     [entry] = entries("koreaboo-style-v-iu.xml")
     story = enrich_entry(entry, source_name="Koreaboo", artists=None)
     assert story.artists == [] and len(story.quotes) == 3
-
-
-def test_wants_article_page() -> None:
-    [koreaboo] = entries("koreaboo-style-v-iu.xml")
-    soompi = entries("soompi-style.xml")
-    scmp = entries("scmp-style.xml")
-    atom_full, atom_short = entries("atom-style.xml")
-    assert not wants_article_page(koreaboo)  # full content:encoded
-    assert all(wants_article_page(e) for e in soompi + scmp)  # excerpts and teasers
-    assert not wants_article_page(atom_full) and wants_article_page(atom_short)
-    assert not wants_article_page(FeedEntry(title="t", link="javascript:alert(1)"))
-    cut = FeedEntry(
-        title="t", link="https://e.example/a", content_html="<p>" + "word " * 200 + "[&#8230;]</p>"
-    )
-    assert wants_article_page(cut)
 
 
 async def test_excerpt_feed_takes_quotes_and_image_from_its_pages(artists) -> None:
@@ -147,27 +127,6 @@ async def test_pages_fetched_once_and_with_bounded_concurrency() -> None:
     assert len(stories) == 30
     assert len(calls) == 10  # the same story in the batch three times: its page once
     assert peak == 3
-
-
-async def test_article_pages_are_keyed_by_canonical_link_and_only_for_excerpts() -> None:
-    """fetch_article_pages is what the poller hands its worker processes: the same pages enrich_entries uses."""
-    calls: list[str] = []
-
-    async def fetch_page(url: str) -> str | None:
-        calls.append(url)
-        if "broken" in url:
-            raise ConnectionResetError("peer went away")
-        return f"<html><body><article><p>{url}</p></article></body></html>"
-
-    excerpts = entries("soompi-style.xml")[:2]
-    broken = FeedEntry(
-        title="broken", link="https://e.example/broken/?utm_source=rss", summary_html="Excerpt"
-    )
-    full = entries("koreaboo-style-v-iu.xml")  # full content:encoded: no page wanted
-    pages = await fetch_article_pages([*excerpts, broken, *full], fetch_page, concurrency=2)
-    assert set(pages) == {canonical_url(e.link) for e in [*excerpts, broken]}
-    assert pages[canonical_url(broken.link)] is None and all(pages[canonical_url(e.link)] for e in excerpts)
-    assert sorted(calls) == sorted(e.link for e in [*excerpts, broken])
 
 
 async def test_a_failing_page_or_tagger_costs_nothing_but_itself() -> None:

@@ -215,6 +215,63 @@ class StoryTable:
         async with self._db.transaction():
             await self._write_artists(artists_by_story)
 
+    # --- article pages fetched later ---------------------------------------------------------------------
+
+    async def await_pages(self, until_by_id: dict[int, datetime]) -> None:
+        """These stories were stored from their feed alone: their article page is still worth fetching until
+        the given time (when they become too old to post). Inside the caller's transaction, if any."""
+        if not until_by_id:
+            return
+        async with self._db.transaction():
+            await self._db.executemany(
+                "UPDATE stories SET page_wanted_until = ? WHERE id = ?",
+                [(to_iso(until), story_id) for story_id, until in until_by_id.items()],
+            )
+
+    async def awaiting_pages(self, source_id: int, *, now: datetime, limit: int) -> list[Story]:
+        """The stories of this source still awaiting their article page while they are young, newest first, at
+        most `limit`; the marks of those too old by now are cleared on the way (the index stays small)."""
+        too_old = "source_id = ? AND page_wanted_until IS NOT NULL AND page_wanted_until <= ?"
+        params = (source_id, to_iso(now))
+        if await self._db.fetchone(f"SELECT 1 FROM stories WHERE {too_old} LIMIT 1", params):
+            async with self._db.transaction():  # a write only when there is something to clear
+                await self._db.execute(f"UPDATE stories SET page_wanted_until = NULL WHERE {too_old}", params)
+        rows = await self._db.fetchall(
+            "SELECT id FROM stories WHERE source_id = ? AND page_wanted_until > ?"
+            " ORDER BY page_wanted_until DESC, id DESC LIMIT ?",
+            (source_id, to_iso(now), max(0, limit)),
+        )
+        return await self.get_many([row[0] for row in rows])
+
+    async def complete_pages(self, completed: list[Story], given_up: list[int]) -> None:
+        """Stories enriched again with their article page: summary, image, quotes, kept text and artists
+        replaced (title, time and identity stay); they, and the `given_up` ones (a page of no use), await no
+        page any more. One transaction."""
+        async with self._db.transaction():
+            await self._db.executemany(
+                "UPDATE stories SET summary = ?, image_url = ?, quotes_json = ?, page_wanted_until = NULL"
+                " WHERE id = ?",
+                [(s.summary, s.image, quotes_to_json(s.quotes), s.id) for s in completed if s.id is not None],
+            )
+            now = utcnow()
+            texts = [
+                (s.id, int((s.first_seen or now).timestamp()), packed)
+                for s in completed
+                if s.id is not None and (packed := pack_text(s.text)) is not None
+            ]
+            if (
+                texts
+            ):  # the page's article text replaces the feed's excerpt (kept since the story was first seen)
+                await self._db.executemany(
+                    "INSERT INTO story_texts(story_id, seen_at, text_zlib) VALUES (?,?,?)"
+                    " ON CONFLICT (story_id) DO UPDATE SET text_zlib = excluded.text_zlib",
+                    texts,
+                )
+            await self._write_artists({s.id: s.artists for s in completed if s.id is not None})
+            await self._db.execute_in(
+                "UPDATE stories SET page_wanted_until = NULL WHERE id IN ({marks})", given_up
+            )
+
     async def get(self, story_id: int) -> Story | None:
         stories = await self.get_many([story_id])
         return stories[0] if stories else None

@@ -16,6 +16,8 @@ Routes (all GET):
                            validators=False (then no ETag/Last-Modified at all); set_feed again to change it;
                            set_status(name, 410) makes it answer that status instead, set_status(name, None) undoes it
   /pages/{name}            an HTML page registered with set_page(name, html) (article pages for enrichment)
+  /hang/{name}             accepts the request and never answers (for `hang_seconds`, an hour by default): an
+                           article page whose site has stalled
   /status/{code}           answers that status; ?retry_after=120 or an HTTP date adds Retry-After
   /flaky/{name}            answers ?code= (default 500) the first ?fail= (default 1) times, then serves /dyn/{name}
   /redirect/{n}?to=PATH    n redirects (302) in a chain, then to PATH (default /files/koreaboo-style-v-iu.xml)
@@ -174,6 +176,7 @@ class FeedServer:
         self.pages: dict[str, str] = {}
         self.redirects: dict[str, tuple[int, str]] = {}
         self.statuses: dict[str, int] = {}
+        self.hang_seconds = 3600.0  # how long /hang/{name} keeps a request waiting
         self._runner: web.AppRunner | None = None
         self._flaky_left: dict[str, int] = {}
 
@@ -184,6 +187,7 @@ class FeedServer:
         app.router.add_get("/files/{name}", self._files)
         app.router.add_get("/dyn/{name}", self._dyn)
         app.router.add_get("/pages/{name}", self._page)
+        app.router.add_get("/hang/{name}", self._hang)
         app.router.add_get("/status/{code}", self._status)
         app.router.add_get("/flaky/{name}", self._flaky)
         app.router.add_get("/redirect/{n}", self._redirect_chain)
@@ -342,6 +346,10 @@ class FeedServer:
         if html is None:
             raise web.HTTPNotFound(text="no such page")
         return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+    async def _hang(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(self.hang_seconds)  # the client gives up first; handler_cancellation ends this
+        return web.Response(status=504, text="gave up")
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         code = int(request.match_info["code"])
