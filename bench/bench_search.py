@@ -74,7 +74,9 @@ async def fill(store: Store, index: ArtistIndex, n: int) -> None:
             title = f"{tagged[0].label} " + " ".join(words[:6])
             summary = " ".join(words[6:] + rng.choices(WORDS, vocab_w, k=20))
             seen = t0 + step * i
-            published = seen - timedelta(minutes=rng.randrange(0, 600 if rng.random() < 0.97 else 60 * 24 * 30))
+            published = seen - timedelta(
+                minutes=rng.randrange(0, 600 if rng.random() < 0.97 else 60 * 24 * 30)
+            )
             url = f"https://example.org/news/{i}"
             stories.append(
                 (i, f"guid-{i}", url, url, title, "Bench", None if rng.random() < 0.05 else to_iso(published),
@@ -100,7 +102,19 @@ async def fill(store: Store, index: ArtistIndex, n: int) -> None:
 def queries(index: ArtistIndex, count: int, n: int) -> dict[str, list[str]]:
     rng = random.Random(5)
     names = [a.name for a in index]
-    big = ["BTS", "V", "Taehyung", "뷔", "NCT", "SEVENTEEN", "TWICE", "IU", "BLACKPINK", "aespa", "Stray Kids"]
+    big = [
+        "BTS",
+        "V",
+        "Taehyung",
+        "뷔",
+        "NCT",
+        "SEVENTEEN",
+        "TWICE",
+        "IU",
+        "BLACKPINK",
+        "aespa",
+        "Stray Kids",
+    ]
     return {
         "artist": big + [rng.choice(names) for _ in range(count - len(big))],
         "common word": [rng.choice(COMMON) for _ in range(count // 4)] + ["kpop fans", "new video stage"],
@@ -126,7 +140,9 @@ async def measure(store: Store, index: ArtistIndex, kinds: dict[str, list[str]])
                     await search_stories(store, index, q, limit=5, before=result.keys[-1])
                     nxt[i] = min(nxt[i], time.perf_counter() - t)
         nxt = [x for x in nxt if x != float("inf")]
-        line = f"  {kind:<12} {len(qs):>4} queries: first page p50 {ms(pct(first, 50))} p99 {ms(pct(first, 99))}"
+        line = (
+            f"  {kind:<12} {len(qs):>4} queries: first page p50 {ms(pct(first, 50))} p99 {ms(pct(first, 99))}"
+        )
         if nxt:
             line += f"; Next page p50 {ms(pct(nxt, 50))} p99 {ms(pct(nxt, 99))} max {ms(max(nxt))}"
         print(line, flush=True)
@@ -164,18 +180,23 @@ async def run(args: argparse.Namespace) -> None:
         await measure(store, index, queries(index, args.queries, args.stories))
     finally:
         await store.close()
-        if not args.db and not args.keep:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stories", type=int, default=1_000_000, help="stories to fill (default 1,000,000)")
     parser.add_argument("--queries", type=int, default=200, help="artist queries (words: half as many)")
     parser.add_argument("--db", help="the store's file: filled when missing, else reused (and kept)")
     parser.add_argument("--keep", action="store_true", help="keep the default /tmp file for the next run")
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    try:
+        asyncio.run(run(args))
+    finally:
+        if not args.db and not args.keep:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"/tmp/bench_search_{args.stories}.db{suffix}").unlink(missing_ok=True)
     return 0
 
 
