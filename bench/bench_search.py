@@ -4,6 +4,7 @@ the Next page (keyset cursor).
     /work/venv/bin/python bench/bench_search.py                      # 1,000,000 stories (fill: ~2-4 min)
     /work/venv/bin/python bench/bench_search.py --stories 100000     # quick
     /work/venv/bin/python bench/bench_search.py --db /tmp/s.db       # keep the filled store and reuse it
+    /work/venv/bin/python bench/bench_search.py --db postgresql://postgres@127.0.0.1:5432/bench   # PostgreSQL
 
 The store is filled directly (executemany on the store's own connection, FTS and sort triggers firing as in
 ingest), with the same long-tailed artist mix as bench/bench_artists.py and headlines and summaries drawn from a
@@ -179,21 +180,22 @@ async def measure(store: Store, index: ArtistIndex, kinds: dict[str, list[str]])
 
 async def run(args: argparse.Namespace) -> None:
     index = ArtistIndex.load()
-    path = Path(args.db) if args.db else Path(f"/tmp/bench_search_{args.stories}.db")
-    fresh = not path.exists()
-    store = await Store.open(path)
+    target = args.db or f"/tmp/bench_search_{args.stories}.db"
+    store = await Store.open(target)
     try:
-        if fresh:
+        count = await store._db.fetchval("SELECT count(*) FROM stories")
+        if not count:
             start = time.perf_counter()
             await fill(store, index, args.stories)
-            print(f"store: {args.stories:,} stories filled in {time.perf_counter() - start:.0f} s ({path})")
+            print(f"store: {args.stories:,} stories filled in {time.perf_counter() - start:.0f} s ({target})")
         else:
             async with store.transaction():  # a migration may have added an index since the fill
                 await store._db.execute("ANALYZE")
-            count = await store._db.fetchval("SELECT count(*) FROM stories")
-            print(f"store: {count:,} stories reused from {path}")
-        size = path.stat().st_size / 1e6
-        print(f"  database {size:,.0f} MB; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print(f"store: {count:,} stories reused from {target}")
+        if store.dialect == "sqlite":
+            size = await asyncio.to_thread(os.path.getsize, target)
+            print(f"  database {size / 1e6:,.0f} MB", end=";")
+        print(f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         await measure(store, index, queries(index, args.queries, args.stories))
     finally:
         await store.close()
@@ -205,7 +207,10 @@ def main() -> int:
     )
     parser.add_argument("--stories", type=int, default=1_000_000, help="stories to fill (default 1,000,000)")
     parser.add_argument("--queries", type=int, default=200, help="artist queries (words: half as many)")
-    parser.add_argument("--db", help="the store's file: filled when missing, else reused (and kept)")
+    parser.add_argument(
+        "--db",
+        help="the store (a SQLite file or a postgresql:// URL): filled when empty, else reused (and kept)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the default /tmp file for the next run")
     args = parser.parse_args()
     try:

@@ -317,18 +317,21 @@ class StoryTable:
             )
             keys = sorted(((t or "", story_id) for story_id, t in rows), reverse=True)
             return keys[:limit], min(len(newest), count_up_to + 1)
-        # how many match, and over which ids the newest of them spread: how dense the matches are
+        # how many match, and over which ids the first of them spread: how dense the matches are (FTS5 walks
+        # its doclists forwards a quarter faster than backwards)
         counted = await self._db.fetchone(
-            f"SELECT count(*), max(rowid), min(rowid) FROM ({newest_sql})", (match, count_up_to + 1)
+            "SELECT count(*), max(rowid), min(rowid)"
+            " FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
+            (match, count_up_to + 1),
         )
-        total, newest_id, oldest_id = counted if counted is not None else (0, 0, 0)
+        total, last_id, first_id = counted if counted is not None else (0, 0, 0)
         if not total:
             return [], 0
         newer = after is not None
         start = after if after is not None else before
         assert start is not None
         if total > count_up_to:  # many matches: walk the time index from the cursor
-            share = total / (newest_id - oldest_id + 1)  # of the stories among the newest matches' ids
+            share = total / (last_id - first_id + 1)  # of the stories among these matches' ids
             keys = await self._walk_text_matches(match, newer=newer, start=start, limit=limit, share=share)
         else:  # few: look each match up by id and sort them
             keys = await self._sorted_text_matches(match, newer=newer, start=start, limit=limit)
