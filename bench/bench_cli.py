@@ -24,10 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_search import fill  # noqa: E402
-
+from bench.bench_search import fill  # noqa: E402
 from bot.artists import ArtistIndex  # noqa: E402
 from bot.store import Store  # noqa: E402
 

@@ -392,12 +392,13 @@ class StoryTable:
             hits = {
                 row[0] for row in await self._db.fetchall(" UNION ALL ".join([branch] * len(ranges)), params)
             }
-            wanted = [story_id for story_id in ids if story_id in hits][: limit - len(found)]
+            wanted = [story_id for story_id in ids if story_id in hits]
             times = dict(
                 await self._db.select_in(
                     f"SELECT id, {SORT_TIME} FROM stories WHERE id IN ({{marks}})", [*wanted, ids[-1]]
                 )
             )
+            # in the walk's order; a story deleted since the walk is left out
             found.extend((times[story_id] or "", story_id) for story_id in wanted if story_id in times)
             walked += len(ids)
             if len(ids) < batch or ids[-1] not in times:  # the end of the index (or its last story deleted)
