@@ -65,16 +65,16 @@ class StallWatch:
             self._gc_start = None
 
     async def _beat(self) -> None:
+        self._last, cpu_before = time.perf_counter(), time.thread_time()
         while True:
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.thread_time()  # thread_time: the loop thread's own CPU
             gap = now - self._last
-            if (
-                gap >= self.threshold
-            ):  # the loop ran nothing (not even this) for `gap`: a stall, measured here
+            if gap >= self.threshold:
+                # the loop ran nothing (not even this) for `gap`: a stall, measured here
                 stall = self._open.pop(self._last, None) or Stall(self._last)
-                stall.seconds = gap
+                stall.seconds, stall.cpu_seconds = gap, cpu - cpu_before
                 self.stalls.append(stall)
-            self._last = now
+            self._last, cpu_before = now, cpu
             await asyncio.sleep(self.tick)
 
     def _watch(self) -> None:
@@ -163,8 +163,8 @@ class StallWatch:
                 f" {where}"
             )
             if stall.others:
-                busy = "; ".join(f"{site} ({n})" for site, n in stall.others.most_common(2))
-                lines.append(f"           meanwhile in other threads: {busy}")
+                elsewhere = "; ".join(f"{site} ({n})" for site, n in stall.others.most_common(2))
+                lines.append(f"           meanwhile in other threads: {elsewhere}")
         if busy and busy[0].cpu_seconds >= self.threshold:
             lines.append("  the stalls with the most CPU on the loop thread (code running on the loop):")
             for stall in [s for s in busy if s.cpu_seconds >= self.threshold][:worst]:
