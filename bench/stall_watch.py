@@ -53,6 +53,8 @@ class StallWatch:
         self._gc_start: float | None = None
         self._loop_thread = threading.get_ident()
         self._open: dict[float, Stall] = {}  # stalls being sampled, by when the loop last ran
+        self.census: collections.Counter[str] = collections.Counter()  # objects the collector tracks, by type
+        self.full_collection = 0.0  # CPU seconds of one full collection at the end
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if threading.get_ident() != self._loop_thread:
@@ -108,6 +110,13 @@ class StallWatch:
             self._stop.set()
             thread.join()
             gc.callbacks.remove(self._on_gc)
+            # what a full collection walks now, and what it costs (the loop stands still meanwhile)
+            objects = gc.get_objects()
+            self.census = collections.Counter(type(o).__name__ for o in objects)
+            del objects
+            cpu = time.thread_time()
+            gc.collect()
+            self.full_collection = time.thread_time() - cpu
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
@@ -184,5 +193,11 @@ class StallWatch:
             lines.append(
                 f"  GC generation {generation}: {len(pauses)} passes, {sum(pauses):.2f} s,"
                 f" longest {max(pauses) * 1000:.0f} ms"
+            )
+        if self.census:
+            top = ", ".join(f"{name} {n:,}" for name, n in self.census.most_common(6))
+            lines.append(
+                f"  at the end: {sum(self.census.values()):,} objects tracked by the collector ({top});"
+                f" a full collection took {self.full_collection * 1000:.0f} ms of CPU on the loop thread"
             )
         return "\n".join(lines)
