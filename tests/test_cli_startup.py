@@ -43,6 +43,9 @@ def imported_by(tmp_path, *args: str, env: dict[str, str] | None = None) -> set[
 
 
 def test_search_imports_nothing_of_the_bot_or_the_feeds(tmp_path):
+    # the store made first (creating a database may take more, once), with a kept index of its own elsewhere
+    made = run_kpopnews("search", "V", cwd=tmp_path, env={"KPOPNEWS_CACHE_DIR": str(tmp_path / "elsewhere")})
+    assert made.returncode == 0 and (tmp_path / "kpopnews.db").exists()
     for attempt in ("builds the artist index", "reads the kept artist index"):
         modules = imported_by(tmp_path, "search", "V")
         assert not modules & NEVER_FOR_SEARCH, attempt
