@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_ingest import _serve  # noqa: E402 - the feed sites, in their own process
+from bench.stall_watch import StallWatch  # noqa: E402
 from bot.config import DeliveryConfig, PollingConfig, SourceConfig  # noqa: E402
 from bot.discord_bot import KpopNewsBot  # noqa: E402
 from bot.follows import follow_artist  # noqa: E402
@@ -338,7 +339,12 @@ async def _ask_news(server: FakeDiscord, guild_id: int, channel_id: int) -> tupl
 
 
 async def run_news(
-    urls: list[str], tmp: Path, interval: float, budget: float, subscriptions: int = 1000
+    urls: list[str],
+    tmp: Path,
+    interval: float,
+    budget: float,
+    watch: StallWatch | None = None,
+    subscriptions: int = 1000,
 ) -> NewsResult:
     async with FakeDiscord() as server:
         guild = server.add_guild("K-pop Fans", channels=["general"])
@@ -361,17 +367,18 @@ async def run_news(
             busy: list[float] = []
             loop = asyncio.get_running_loop()
             started = loop.time()
-            ingest = asyncio.create_task(bot.poller.poll_all())  # every feed, first time, concurrently
-            next_report = started + 10
-            while not ingest.done() and loop.time() - started < budget:
-                if loop.time() > next_report:  # a long run says how far it is
-                    polled, stories = await asyncio.to_thread(_ingest_progress, db_path)
-                    print(f"  … {polled}/{len(urls)} feeds read, {stories} stories", file=sys.stderr)
-                    next_report += 10
-                ms, was_deferred = await _ask_news(server, guild.id, channel.id)
-                busy.append(ms)
-                deferred += was_deferred
-                await asyncio.sleep(interval)
+            async with watch.running() if watch else contextlib.nullcontext():
+                ingest = asyncio.create_task(bot.poller.poll_all())  # every feed, first time, concurrently
+                next_report = started + 10
+                while not ingest.done() and loop.time() - started < budget:
+                    if loop.time() > next_report:  # a long run says how far it is
+                        polled, stories = await asyncio.to_thread(_ingest_progress, db_path)
+                        print(f"  … {polled}/{len(urls)} feeds read, {stories} stories", file=sys.stderr)
+                        next_report += 10
+                    ms, was_deferred = await _ask_news(server, guild.id, channel.id)
+                    busy.append(ms)
+                    deferred += was_deferred
+                    await asyncio.sleep(interval)
             finished = ingest.done()
             ingest.cancel()  # past the budget: what was measured is enough
             with contextlib.suppress(asyncio.CancelledError):
@@ -416,6 +423,12 @@ def main() -> int:
     parser.add_argument("--skip-fanout", action="store_true")
     parser.add_argument("--skip-dms", action="store_true")
     parser.add_argument("--skip-news", action="store_true")
+    parser.add_argument(
+        "--stalls",
+        type=float,
+        metavar="MS",
+        help="during ingest, report the event-loop stalls of at least MS ms: where the loop was (its stack)",
+    )
     args = parser.parse_args()
 
     def verdict(ok: bool) -> str:
@@ -456,7 +469,8 @@ def main() -> int:
             try:
                 port, _ = ready.get(timeout=120)
                 urls = [f"http://{hosts[i % len(hosts)]}:{port}/dyn/f{i}" for i in range(args.feeds)]
-                news = asyncio.run(run_news(urls, tmp, 0.1, args.ingest_budget))
+                watch = StallWatch(args.stalls / 1000) if args.stalls else None
+                news = asyncio.run(run_news(urls, tmp, 0.1, args.ingest_budget, watch))
             finally:
                 stop.set()
                 server.join(timeout=10)
@@ -483,6 +497,8 @@ def main() -> int:
             )
             if news.deferred:
                 print(f"  answers deferred (search slower than 1.5 s): {news.deferred}")
+            if watch:
+                print(watch.report())
     return 0
 
 

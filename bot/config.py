@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -111,6 +110,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     elif DEFAULT_CONFIG_PATH.is_file():
         used = DEFAULT_CONFIG_PATH
     if used is not None:
+        import tomllib  # only with a file to read: a command run without one never loads the parser
+
         try:
             raw = tomllib.loads(used.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -270,6 +271,7 @@ class KpopNewsBot(commands.AutoShardedBot):
         await self.sync_commands_if_changed()
         if self._closing:
             return
+        _freeze_start_up_objects()
         self._services_started = True
         for name in self._services:
             self._start_service(name)
@@ -475,6 +477,22 @@ class KpopNewsBot(commands.AutoShardedBot):
             store = getattr(self, "store", None)
             if store is not None:
                 await store.close()
+
+
+_start_up_frozen = False
+
+
+def _freeze_start_up_objects() -> None:
+    """Move what start-up built (modules, the artist index and its tagger, the cogs: ~70,000 objects the
+    collector tracks, all kept for the life of the process) out of the collector's sight, once per process:
+    a full collection stops the event loop while it walks every tracked object, and during a big ingest each
+    one cost ~90 ms of the loop's CPU with ~190,000 of them on the shared test machine (bench_fanout --stalls)."""
+    global _start_up_frozen
+    if _start_up_frozen:  # tests start many bots in one process: only the first start-up is kept for good
+        return
+    _start_up_frozen = True
+    gc.collect()  # start-up's garbage goes first: a frozen object is never collected
+    gc.freeze()
 
 
 async def run_bot(config: Config, *, err: Any = None) -> int:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from bot.artists import Artist, ArtistIndex
-from bot.embed import build_story_embed
 from bot.models import ArtistRef, Story
 from bot.store import Store, StoryText
 from bot.store.stories import StoryKey
@@ -168,13 +167,16 @@ async def _text_keys(
 
 async def run_search(config: Any, query: str, *, as_json: bool, limit: int, out: TextIO) -> int:
     """The CLI: the same search as /news, printed for people or as one JSON object per story."""
-    index = await asyncio.to_thread(ArtistIndex.load)
+    # names only: a search never tags, so the tagger is not built (bot/artists/index.py)
+    index = await asyncio.to_thread(ArtistIndex.load, tagging=False)
     store = await Store.open_configured(config.storage, artists=index)
     try:
         result = await search_stories(store, index, query, limit=limit)
     finally:
         await store.close()
     if as_json:
+        from bot.embed import build_story_embed  # the embed (and what draws it) only for --json
+
         for story in result.stories:
             out.write(json.dumps(story.to_json(build_story_embed(story)), ensure_ascii=False) + "\n")
         return 0

@@ -4,6 +4,7 @@ The buttons over the wire, across a restart, are in tests/test_e2e_paging.py."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from bot.artists import ArtistIndex
 from bot.models import ArtistRef, Story
 from bot.search import search_stories
 from bot.store import Store
+from bot.store import stories as stories_module
 from bot.store.database import SQLiteDatabase
 from bot.timeutil import to_iso
 from cogs.common import CUSTOM_ID_UNITS, base36, cut_to_units, utf16_units
@@ -111,6 +113,48 @@ async def test_text_pages_after_a_cursor_are_exact_by_time(store, count_up_to):
     assert await ids_of(store, back) == ["guid-2", "guid-3"]
 
 
+@pytest.mark.parametrize("budget", [10_000, 12], ids=["walked", "walked, then the rest looked up"])
+async def test_walked_text_pages_are_exact_whatever_order_ids_come_in(store, monkeypatch, budget):
+    # small batches, few id ranges and (second case) a small budget: every step of the walk is taken
+    monkeypatch.setattr(stories_module, "WALK_FIRST_BATCH", 4)
+    monkeypatch.setattr(stories_module, "WALK_MAX_BATCH", 16)
+    monkeypatch.setattr(stories_module, "MAX_ID_RANGES", 3)
+    monkeypatch.setattr(stories_module, "WALK_BUDGET", budget)
+    rng = random.Random(4)
+    stories = []
+    for n in range(1, 241):
+        if rng.random() < 0.2:
+            hours = -rng.randrange(1, 2000)  # a feed's backlog: stored now, published long ago
+        else:
+            hours = n // 3  # arrival order, three to an hour: ties on time
+        words = "the comeback stage" if rng.random() < 0.4 else "a drama stage"
+        stories.append(story(n, hours, [], title=f"Story {n}: {words}"))
+    stories.append(make_story(300, "Undated comeback news", [], hours=None))  # first seen now: the newest
+    await store.stories.add_many(stories, source_id=None)
+    stored = await sql.rows(
+        store, "SELECT COALESCE(published_at, first_seen_at), id FROM stories WHERE title LIKE '%comeback%'"
+    )
+    expected = sorted(((t, story_id) for t, story_id in stored), reverse=True)
+    assert len(expected) > 60
+
+    def search(**cursor: Any) -> Any:
+        return store.stories.search_text(["comeback"], any_word=False, limit=7, count_up_to=5, **cursor)
+
+    older: list[tuple[str, int]] = []
+    keys, total = await search(before=("9999", 0))  # from above the newest: every match, by Next pages
+    while keys:
+        assert total == 6  # counted up to count_up_to + 1: the walk, not the look-up of each match
+        older += keys
+        keys, total = await search(before=keys[-1])
+    assert older == expected
+    newer: list[tuple[str, int]] = []
+    keys, _ = await search(after=("", 0))  # from below the oldest, by Previous pages
+    while keys:
+        newer = keys + newer
+        keys, _ = await search(after=keys[0])
+    assert newer == expected
+
+
 async def test_search_pages_through_a_story_removed_meanwhile(store):
     index = ArtistIndex.load()
     await store.stories.add_many([story(n, n, [V]) for n in range(1, 6)], source_id=None)
@@ -158,12 +202,15 @@ async def test_cursor_pages_start_at_the_cursor_in_the_indexes(store, monkeypatc
     [plan] = await statements.plans(store)
     assert walk + ">(?,?))" in plan and "TEMP B-TREE" not in plan
 
+    # many matches: the time index walked from the cursor, its ids checked by id ranges in the FTS index
     await store.stories.search_text(["comeback"], any_word=False, limit=2, before=cursor, count_up_to=2)
-    [plan] = await statements.plans(store)
+    plan, ranges, _times = await statements.plans(store)
     assert "SEARCH stories USING INDEX stories_sort_time (<expr><?)" in plan and "TEMP B-TREE" not in plan
+    # FTS5's plan names what it was given: the MATCH (M) and both ends of the rowid range (> and <)
+    assert ranges.startswith("SCAN stories_fts VIRTUAL TABLE INDEX 0:M") and ranges.endswith("><")
     await store.stories.search_text(["comeback"], any_word=False, limit=2, after=cursor, count_up_to=2)
-    [plan] = await statements.plans(store)
-    assert "SEARCH stories USING INDEX stories_sort_time (<expr>>?)" in plan
+    plan, ranges, _times = await statements.plans(store)
+    assert "SEARCH stories USING INDEX stories_sort_time (<expr>>?)" in plan and "TEMP B-TREE" not in plan
     await store.stories.search_text(["comeback"], any_word=False, limit=2, before=cursor, count_up_to=100)
     [plan] = await statements.plans(store)
     assert "SEARCH stories USING INTEGER PRIMARY KEY (rowid=?)" in plan  # few matches: each by id

@@ -9,10 +9,14 @@ autocomplete, and tagging stories with the artists they are about.
 Everything here is plain data and CPU work: no I/O after `ArtistIndex.load()`, no Discord.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from bot.artists.data import ALIAS, DEFAULT_TIER, GIVEN, REAL, STAGE, Artist, ArtistDataError
 from bot.artists.index import ArtistIndex, load_artist_index
 from bot.artists.names import compact_key, fold, fold_quotes, slugify
-from bot.artists.tagging import StoryTagger
+
+if TYPE_CHECKING:
+    from bot.artists.tagging import StoryTagger
 
 __all__ = [
     "ALIAS",
@@ -30,3 +34,12 @@ __all__ = [
     "load_artist_index",
     "slugify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the tagger's module is imported when first asked for: a command that only looks names up never loads it
+    if name == "StoryTagger":
+        from bot.artists.tagging import StoryTagger
+
+        return StoryTagger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
-
-from rapidfuzz import process
 
 from bot.artists.names import compact_key, fold, is_hangul, slugify
 from bot.models import ArtistRef
@@ -399,6 +395,8 @@ class _Builder:
         for group_id, ref, former, where in self._refs:
             idol = self.drafts.get(ref)
             if idol is None or idol.is_group:
+                from rapidfuzz import process  # only to name a likely fix in the error
+
                 close = process.extractOne(ref, [d for d in self.drafts if not self.drafts[d].is_group])
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ArtistDataError(f"{where}: `ref = {ref!r}` names no idol{hint}")
@@ -627,6 +625,9 @@ class ArtistData:
 
 def packaged_sources() -> tuple[dict[str, Any], str]:
     """The two shipped sources: kpopnet.json (parsed) and the text of artists.toml."""
+    # imported here: ArtistIndex.load reads the files itself (bot/artists/cache.py) and never needs it
+    from importlib import resources
+
     data = resources.files("bot").joinpath("data")
     kpopnet = json.loads(data.joinpath("kpopnet.min.json").read_text(encoding="utf-8"))
     return kpopnet, data.joinpath("artists.toml").read_text(encoding="utf-8")
@@ -634,6 +635,8 @@ def packaged_sources() -> tuple[dict[str, Any], str]:
 
 def build_artist_data(kpopnet: dict[str, Any], artists_toml: str) -> ArtistData:
     """Merge the two sources into artists; raises ArtistDataError naming what to fix."""
+    import tomllib  # only when building: a process that reads the kept index never parses TOML
+
     try:
         own = tomllib.loads(artists_toml)
     except tomllib.TOMLDecodeError as exc:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
-
-from rapidfuzz import fuzz, process
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.artists.data import (
     STAGE,
@@ -19,11 +18,34 @@ from bot.artists.data import (
     TaggingRules,
     build_artist_data,
     name_spellings,
-    packaged_sources,
 )
 from bot.artists.names import compact_key, is_hangul
-from bot.artists.tagging import StoryTagger
 from bot.models import ArtistRef
+
+if TYPE_CHECKING:
+    from bot.artists.tagging import StoryTagger
+
+
+# The tables names are looked up in: key -> (artist id, kind), most likely first; shared key -> the artist it
+# means when nothing says otherwise; every key more than one artist goes by.
+NameTables = tuple[dict[str, list[tuple[str, int]]], dict[str, str], set[str]]
+
+
+def name_tables(artists: dict[str, Artist], spellings: NameSpellings) -> NameTables:
+    query_names: dict[str, list[tuple[str, int]]] = {}
+    primary: dict[str, str] = {}
+    shared_keys: set[str] = set()
+    for key, owners in spellings.items():
+        best_kind = {artist_id: min(forms.values()) for artist_id, forms in owners.items()}
+        ranked = sorted(best_kind.items(), key=lambda o: (artists[o[0]].tier, o[1], o[0]))
+        query_names[key] = ranked
+        if len(owners) > 1:
+            shared_keys.add(key)
+            best = (artists[ranked[0][0]].tier, ranked[0][1])
+            second = (artists[ranked[1][0]].tier, ranked[1][1])
+            if best < second:
+                primary[key] = ranked[0][0]
+    return query_names, primary, shared_keys
 
 
 class ArtistIndex:
@@ -34,50 +56,78 @@ class ArtistIndex:
     _lock = threading.Lock()
 
     def __init__(self, artists: dict[str, Artist], rules: TaggingRules, shared_ok: dict[str, set[str]]):
+        spellings = name_spellings(artists, shared_ok)
+        self._setup(artists, rules, name_tables(artists, spellings), lambda: spellings)
+
+    def _setup(
+        self,
+        artists: dict[str, Artist],
+        rules: TaggingRules,
+        names: NameTables,
+        spellings: Callable[[], NameSpellings],
+    ) -> None:
+        """`spellings` gives every name's spellings when the tagger is built (the kept form decodes them only
+        then: a search never needs them)."""
         self.artists = artists
         self.rules = rules
-        spellings = name_spellings(artists, shared_ok)
-        self._build_names(spellings)
-        self.tagger = StoryTagger(self, spellings)
+        self._query_names, self.primary, self.shared_keys = names
+        self._sorted_keys = sorted(self._query_names)
+        self._fuzzy_keys = [k for k in self._sorted_keys if len(k) >= 3]
+        self._short_suggestions: dict[tuple[str, int], list[Artist]] = {}
+        self._spellings = spellings
+        self._tagger: StoryTagger | None = None
+        self._tagger_lock = threading.Lock()
+
+    @property
+    def tagger(self) -> StoryTagger:
+        """The story tagger, built on first use (thread-safe): a search never tags, and building it takes
+        ~60 ms of a short command's start."""
+        if self._tagger is None:
+            with self._tagger_lock:
+                if self._tagger is None:
+                    from bot.artists.tagging import StoryTagger
+
+                    self._tagger = StoryTagger(self, self._spellings())
+        return self._tagger
 
     # --- loading -----------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls) -> ArtistIndex:
-        """The packaged data, loaded once per process (thread-safe)."""
+    def load(cls, *, tagging: bool = True) -> ArtistIndex:
+        """The packaged data, loaded once per process (thread-safe), from the kept form when there is one
+        (bot/artists/cache.py). `tagging=False` leaves the tagger to be built on first use: for a command
+        that only looks names up (a search); by default it is ready, so no first story pays for it."""
         if cls._cached is None:
             with cls._lock:
                 if cls._cached is None:
-                    cls._cached = cls.from_data(*packaged_sources())
+                    cls._cached = cls._load_packaged()
+        if tagging:
+            cls._cached.tagger  # noqa: B018 (built now, off the event loop: load() runs in a thread)
         return cls._cached
+
+    @classmethod
+    def _load_packaged(cls) -> ArtistIndex:
+        from bot.artists import cache
+
+        sources = cache.packaged_bytes()
+        key = cache.cache_key(sources)
+        index = cls.__new__(cls)
+        kept = cache.read(key)
+        if kept is not None:
+            index._setup(kept.artists, kept.rules, kept.names, kept.spellings)
+            return index
+        data = build_artist_data(json.loads(sources[0]), sources[1].decode("utf-8"))
+        spellings = name_spellings(data.artists, data.shared_ok)
+        names = name_tables(data.artists, spellings)
+        cache.write(key, data.artists, data.rules, names, spellings)
+        index._setup(data.artists, data.rules, names, lambda: spellings)
+        return index
 
     @classmethod
     def from_data(cls, kpopnet: dict[str, Any], artists_toml: str) -> ArtistIndex:
         """Build from the two sources (tests use this with altered data); raises ArtistDataError."""
         data = build_artist_data(kpopnet, artists_toml)
         return cls(data.artists, data.rules, data.shared_ok)
-
-    # --- name tables -------------------------------------------------------------------------------------
-
-    def _build_names(self, spellings: NameSpellings) -> None:
-        self._query_names: dict[
-            str, list[tuple[str, int]]
-        ] = {}  # key -> (artist id, kind), most likely first
-        self.primary: dict[str, str] = {}  # shared key -> the artist it means when nothing says otherwise
-        self.shared_keys: set[str] = set()
-        for key, owners in spellings.items():
-            best_kind = {artist_id: min(forms.values()) for artist_id, forms in owners.items()}
-            ranked = sorted(best_kind.items(), key=lambda o: (self.artists[o[0]].tier, o[1], o[0]))
-            self._query_names[key] = ranked
-            if len(owners) > 1:
-                self.shared_keys.add(key)
-                best = (self.artists[ranked[0][0]].tier, ranked[0][1])
-                second = (self.artists[ranked[1][0]].tier, ranked[1][1])
-                if best < second:
-                    self.primary[key] = ranked[0][0]
-        self._sorted_keys = sorted(self._query_names)
-        self._fuzzy_keys = [k for k in self._sorted_keys if len(k) >= 3]
-        self._short_suggestions: dict[tuple[str, int], list[Artist]] = {}
 
     # --- lookups -------------------------------------------------------------------------------------------
 
@@ -150,6 +200,8 @@ class ArtistIndex:
         if split:
             return split
         if fuzzy and len(key) >= 4:
+            from rapidfuzz import fuzz, process  # only for a name not found as typed
+
             cutoff = 85 if len(key) >= 6 else 80
             best = process.extractOne(key, self._fuzzy_keys, scorer=fuzz.ratio, score_cutoff=cutoff)
             if best:
@@ -221,6 +273,8 @@ class ArtistIndex:
                     for artist_id, kind in self._query_names[k]:
                         offer(2, artist_id, kind, len(k))
         if len(scored) < limit and len(key) >= 3:
+            from rapidfuzz import fuzz, process
+
             for k, score, _ in process.extract(
                 key, self._fuzzy_keys, scorer=fuzz.ratio, limit=limit, score_cutoff=65
             ):

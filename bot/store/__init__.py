@@ -13,7 +13,6 @@ transaction when called inside one.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,8 +73,9 @@ class Store:
         self.direct_messages = DirectMessageTable(db)
         self.locks = LockTable(db)
         self.rates = RateTable(db)
-        # who holds this process's claims on sources and deliveries: unique per process and start
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # who holds this process's claims on sources and deliveries: unique per process and start (os.urandom,
+        # what secrets.token_hex reads, without importing `secrets` and its hashing modules for every command)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
     @classmethod
     async def open(cls, target: str | Path, *, artists: ArtistLookup | None = None) -> Store:

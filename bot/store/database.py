@@ -20,7 +20,6 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeAlias
 from urllib.parse import quote
@@ -34,6 +33,7 @@ from bot.timeutil import to_iso, utcnow
 log = logging.getLogger(__name__)
 
 IN_CHUNK = 500  # values in one IN (...) list: well under SQLite's cap on bound parameters
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(sqlite|postgresql))?\.sql$")
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -59,7 +59,8 @@ def load_migrations(dialect: Dialect = "sqlite") -> list[Migration]:
 
     `NNNN_name.sql` serves both engines unless `NNNN_name.postgresql.sql` / `NNNN_name.sqlite.sql` exist."""
     files: dict[int, dict[str | None, tuple[str, str]]] = {}  # version -> {dialect or None: (name, sql)}
-    for entry in resources.files("bot.store.migrations").iterdir():
+    # the files beside this module (not importlib.resources: it imports tempfile, shutil and the compressors)
+    for entry in _MIGRATIONS.iterdir():
         match = _MIGRATION_FILE.match(entry.name)
         if not match:
             continue

@@ -19,6 +19,10 @@ ArtistNamer = Callable[[str], ArtistRef | None]
 
 ARTISTS_PER_STATEMENT = 200  # artist search: SQLite caps a compound SELECT at 500 terms
 TEXT_WINDOW = 200  # text search's first page: the newest matches by id, then sorted by time
+# text search past the first page, for words in more than `count_up_to` stories: the time index is walked in
+# batches of at least WALK_FIRST_BATCH rows, doubling up to WALK_MAX_BATCH, at most WALK_BUDGET rows in all
+WALK_FIRST_BATCH, WALK_MAX_BATCH, WALK_BUDGET = 256, 16_384, 65_536
+MAX_ID_RANGES = 64  # id ranges of a batch, checked in one statement (past that, the last one widens)
 SORT_TIME = "COALESCE(published_at, first_seen_at)"  # a story's time, as the stories_sort_time index has it
 
 # A story's place in "newest first", the cursor of keyset paging: its time as stored (published, else first
@@ -360,7 +364,8 @@ class StoryTable:
         newest matches by id (FTS5 walks its doclists in id order; ids follow arrival, so in practice these
         are the newest by time too), sorted by time: cheap however common the words. A page after a cursor is
         exact: up to `count_up_to` matches, every match is looked up and sorted; past that, the time index
-        (stories_sort_time) is walked from the cursor, each story checked against the set of matches."""
+        (stories_sort_time) is walked from the cursor and its stories checked against the full-text index by
+        id ranges (`_walk_text_matches`), so that a common word costs no more than a rare one."""
         if not words:
             return [], 0
         if self._db.dialect == "postgresql":
@@ -368,33 +373,113 @@ class StoryTable:
                 words, any_word=any_word, limit=limit, before=before, after=after, count_up_to=count_up_to
             )
         match = fts5_match(words, any_word=any_word)
-        total = await self._db.fetchval(
-            "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
-            (match, count_up_to + 1),
-        )
-        if not total:
-            return [], 0
+        newest_sql = "SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?"
         if before is None and after is None:
-            rows = await self._db.fetchall(
-                f"SELECT id, {SORT_TIME} AS t FROM stories WHERE id IN"
-                " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
-                (match, max(TEXT_WINDOW, limit)),
+            # the newest matches by id (one more than counted, and at least the window): how many there are
+            # and the first page's window, from one pass over the full-text index
+            newest = [
+                row[0]
+                for row in await self._db.fetchall(
+                    newest_sql, (match, max(count_up_to + 1, TEXT_WINDOW, limit))
+                )
+            ]
+            if not newest:
+                return [], 0
+            rows = await self._db.select_in(
+                f"SELECT id, {SORT_TIME} AS t FROM stories WHERE id IN ({{marks}})",
+                newest[: max(TEXT_WINDOW, limit)],
             )
             keys = sorted(((t or "", story_id) for story_id, t in rows), reverse=True)
-            return keys[:limit], int(total)
-        newer, where, cursor = _keyset(SORT_TIME, "id", before, after, range_start=True)
+            return keys[:limit], min(len(newest), count_up_to + 1)
+        # how many match, and over which ids the first of them spread: how dense the matches are (FTS5 walks
+        # its doclists forwards a quarter faster than backwards)
+        counted = await self._db.fetchone(
+            "SELECT count(*), max(rowid), min(rowid)"
+            " FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)",
+            (match, count_up_to + 1),
+        )
+        total, last_id, first_id = counted if counted is not None else (0, 0, 0)
+        if not total:
+            return [], 0
+        newer = after is not None
+        start = after if after is not None else before
+        assert start is not None
+        if total > count_up_to:  # many matches: walk the time index from the cursor
+            share = total / (last_id - first_id + 1)  # of the stories among these matches' ids
+            keys = await self._walk_text_matches(match, newer=newer, start=start, limit=limit, share=share)
+        else:  # few: look each match up by id and sort them
+            keys = await self._sorted_text_matches(match, newer=newer, start=start, limit=limit)
+        return keys[::-1] if newer else keys, total
+
+    async def _sorted_text_matches(
+        self, match: str, *, newer: bool, start: StoryKey, limit: int
+    ) -> list[StoryKey]:
+        """The `limit` matches next to `start` (newer or older), found by looking up every match by id: the
+        cost of a page grows with the number of matches."""
+        _, where, cursor = _keyset(SORT_TIME, "id", None if newer else start, start if newer else None)
         order = "ASC" if newer else "DESC"
-        # few matches: look each up by id (NOT INDEXED); many: walk the time index from the cursor, where the
-        # first term of `where` is the range it starts at
-        access = "INDEXED BY stories_sort_time" if total > count_up_to else "NOT INDEXED"
         rows = await self._db.fetchall(
-            f"SELECT id, {SORT_TIME} AS t FROM stories {access}"
+            f"SELECT id, {SORT_TIME} AS t FROM stories NOT INDEXED"
             f" WHERE id IN (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ?){where}"
             f" ORDER BY {SORT_TIME} {order}, id {order} LIMIT ?",
             (match, *cursor, limit),
         )
-        keys = [(t or "", story_id) for story_id, t in rows]
-        return keys[::-1] if newer else keys, int(total)
+        return [(t or "", story_id) for story_id, t in rows]
+
+    async def _walk_text_matches(
+        self, match: str, *, newer: bool, start: StoryKey, limit: int, share: float
+    ) -> list[StoryKey]:
+        """The `limit` matches next to `start` (newer or older), for words in many stories: the time index is
+        walked from the cursor in growing batches, and each batch's ids are checked against the full-text
+        index in one statement, as a few ranges of ids (FTS5 seeks to a rowid range in its doclists; ids
+        follow arrival, so a batch's ids are a few close ranges). A page costs about `limit` / (the share of
+        stories that match) rows of the index, not a look-up of every match (at 1,000,000 stories a word in
+        35 % of them: 0.3 ms, against 40 ms for the set of its matches). The first batch is sized by `share`
+        (the share of stories matching, estimated) to hold the page. Past WALK_BUDGET rows (the words'
+        stories end long before the index does), the rest is found as for few matches."""
+        order = "ASC" if newer else "DESC"
+        found: list[StoryKey] = []
+        batch = min(WALK_MAX_BATCH, max(WALK_FIRST_BATCH, int(3 * (limit + 1) / max(share, 1e-9))))
+        key, walked = start, 0
+        while len(found) < limit:
+            if walked >= WALK_BUDGET:
+                return found + await self._sorted_text_matches(
+                    match, newer=newer, start=key, limit=limit - len(found)
+                )
+            _, where, cursor = _keyset(
+                SORT_TIME, "id", None if newer else key, key if newer else None, range_start=True
+            )
+            # ids only: reading each story's time as well costs twice as much; it is read for the few found
+            ids = [
+                row[0]
+                for row in await self._db.fetchall(
+                    f"SELECT id FROM stories INDEXED BY stories_sort_time WHERE 1 = 1{where}"
+                    f" ORDER BY {SORT_TIME} {order}, id {order} LIMIT ?",
+                    (*cursor, batch),
+                )
+            ]
+            if not ids:
+                break
+            ranges = _id_ranges(sorted(ids), width=4 * batch)
+            branch = "SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? AND rowid BETWEEN ? AND ?"
+            params = [value for low, high in ranges for value in (match, low, high)]
+            hits = {
+                row[0] for row in await self._db.fetchall(" UNION ALL ".join([branch] * len(ranges)), params)
+            }
+            wanted = [story_id for story_id in ids if story_id in hits]
+            times = dict(
+                await self._db.select_in(
+                    f"SELECT id, {SORT_TIME} FROM stories WHERE id IN ({{marks}})", [*wanted, ids[-1]]
+                )
+            )
+            # in the walk's order; a story deleted since the walk is left out
+            found.extend((times[story_id] or "", story_id) for story_id in wanted if story_id in times)
+            walked += len(ids)
+            if len(ids) < batch or ids[-1] not in times:  # the end of the index (or its last story deleted)
+                break
+            key = (times[ids[-1]] or "", ids[-1])
+            batch = min(batch * 2, WALK_MAX_BATCH)
+        return found[:limit]
 
     async def _search_text_postgresql(
         self,
@@ -466,6 +551,20 @@ def _keyset(
     if range_start:
         return newer, f" AND {time} {sign}= ?" + where, (key[0], *key)
     return newer, where, key
+
+
+def _id_ranges(ids: list[int], *, width: int) -> list[tuple[int, int]]:
+    """Sorted ids as (low, high) ranges, each at most `width` wide, at most MAX_ID_RANGES of them: a story that
+    arrived long before or after its neighbours in time is a small range of its own."""
+    ranges: list[tuple[int, int]] = []
+    low = high = ids[0]
+    for story_id in ids[1:]:
+        if story_id - low > width and len(ranges) < MAX_ID_RANGES - 1:
+            ranges.append((low, high))
+            low = story_id
+        high = story_id
+    ranges.append((low, high))
+    return ranges
 
 
 def _categories(text: str | None) -> list[str]:

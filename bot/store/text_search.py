@@ -21,18 +21,21 @@ async def text_matches(
     if not words:
         return [], 0
     if db.dialect == "postgresql":
-        query = postgresql_query(words, any_word=any_word)
-        match = postgresql_match()
-        count_sql = f"SELECT count(*) FROM (SELECT 1 FROM stories WHERE {match} LIMIT ?) AS matches"
-        newest_sql = f"SELECT id, COALESCE(published_at, first_seen_at) FROM stories WHERE {match} ORDER BY id DESC LIMIT ?"
-    else:
-        query = fts5_match(words, any_word=any_word)
-        count_sql = "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)"
-        # FTS5 walks its doclists in rowid order: the newest ids first
-        newest_sql = (
-            "SELECT s.id, COALESCE(s.published_at, s.first_seen_at) FROM stories s WHERE s.id IN"
-            " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY s.id DESC"
+        # one evaluation of the query (the GIN index's posting lists intersected once, not once to count and
+        # once for the window): the newest matches by id, as many as counted and at least the window
+        rows = await db.fetchall(
+            "SELECT id, COALESCE(published_at, first_seen_at) FROM stories"
+            f" WHERE {postgresql_match()} ORDER BY id DESC LIMIT ?",
+            (postgresql_query(words, any_word=any_word), max(window, cap + 1)),
         )
+        return [(row[0], row[1]) for row in rows[:window]], min(len(rows), cap + 1)
+    query = fts5_match(words, any_word=any_word)
+    count_sql = "SELECT count(*) FROM (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? LIMIT ?)"
+    # FTS5 walks its doclists in rowid order: the newest ids first
+    newest_sql = (
+        "SELECT s.id, COALESCE(s.published_at, s.first_seen_at) FROM stories s WHERE s.id IN"
+        " (SELECT rowid FROM stories_fts WHERE stories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) ORDER BY s.id DESC"
+    )
     total = int(await db.fetchval(count_sql, (query, cap + 1)))
     if not total:
         return [], 0
