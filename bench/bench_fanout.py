@@ -462,7 +462,7 @@ def main() -> int:
             ready, stop = ctx.Queue(), ctx.Event()
             server = ctx.Process(
                 target=_serve,
-                args=(args.feeds, args.items, 2000, 0.05, hosts, ready, stop),
+                args=(args.feeds, args.items, 2000, 0.05, hosts, ready, stop, True),
                 daemon=True,
             )
             server.start()

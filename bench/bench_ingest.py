@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import io
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +53,23 @@ from tests.support.feed_server import FeedServer, wordpress_feed  # noqa: E402
 GOAL_RATIO, GOAL_304, GOAL_STALL_MS, GOAL_PEAK_MB, GOAL_BYTES = 10.0, 95.0, 100.0, 250.0, 2560
 
 
-def _serve(feeds: int, items: int, body_bytes: int, latency: float, hosts: list[str], ready, stop) -> None:  # type: ignore[no-untyped-def]
-    """The feed sites, in their own process so their work is not on the measured loop."""
+def _serve(  # type: ignore[no-untyped-def]
+    feeds: int,
+    items: int,
+    body_bytes: int,
+    latency: float,
+    hosts: list[str],
+    ready,
+    stop,
+    fresh: bool = False,
+) -> None:
+    """The feed sites, in their own process so their work is not on the measured loop. `fresh`: the items were
+    published ten minutes ago (young enough to be posted), else on the fixtures' date, long past."""
 
     async def main() -> None:
         server = FeedServer(host=hosts[0], extra_hosts=tuple(hosts[1:]))
+        moment = datetime.now(UTC) - timedelta(minutes=10)
+        published = email.utils.format_datetime(moment) if fresh else None
         await server.start()
         sizes = []
         for i in range(feeds):
@@ -63,7 +77,12 @@ def _serve(feeds: int, items: int, body_bytes: int, latency: float, hosts: list[
                 "", host=hosts[i % len(hosts)]
             )  # article links lead back here (404 if followed)
             body = wordpress_feed(
-                items, prefix=f"f{i}", site=site, title=f"K-pop site {i}", body_bytes=body_bytes
+                items,
+                prefix=f"f{i}",
+                site=site,
+                title=f"K-pop site {i}",
+                body_bytes=body_bytes,
+                published=published,
             )
             server.set_feed(f"f{i}", body)
             sizes.append(len(body))

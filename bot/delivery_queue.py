@@ -81,7 +81,6 @@ async def queue_deliveries(
     stories = await postable_stories(store, story_ids, config=config, now=now)
     if not stories:
         return 0
-    queued = 0
     async with store.transaction():
         subscriptions = await store.subscriptions.to_match(
             only_trending=trending, below_story_id=max(s.id for s in stories)
@@ -89,12 +88,28 @@ async def queue_deliveries(
         if not subscriptions:
             return 0
         index = SubscriptionIndex(subscriptions, expand)
-        for story in stories:
-            for channel_id, post in posts_per_channel(index.matching(story)).items():
-                if await store.deliveries.add(_delivery(story, post, now)):
-                    queued += 1
-                else:
-                    await _note_also_on(store, channel_id, story)
+        # a channel gets a story cluster once: its first story (in id order) is the post, the others are "Also on"
+        pairs = [
+            ((channel_id, story.cluster_id), story, post)
+            for story in stories
+            for channel_id, post in posts_per_channel(index.matching(story)).items()
+        ]
+        # one read for the clusters the channels have already, a few statements to write the rest
+        held = await store.deliveries.in_clusters(sorted({key[1] for key, _, _ in pairs}))
+        new: dict[tuple[int, int], Delivery] = {}
+        changed: dict[int, Delivery] = {}
+        for key, story, post in pairs:
+            if key in held:
+                if _note_also_on(held[key], story):
+                    changed[held[key].id] = held[key]
+            elif key in new:
+                _note_also_on(new[key], story)
+            else:
+                new[key] = _delivery(story, post, now)
+                new[key].story_source = story.source_name
+        await store.deliveries.add_many(list(new.values()))
+        await store.deliveries.set_also_on_many([(d.id, d.also_on, d.edit_pending) for d in changed.values()])
+    queued = len(new)
     if queued:
         log.info("queued %d deliveries for %d stories", queued, len(stories))
     return queued
@@ -133,17 +148,20 @@ def _delivery(story: StoryFacts, post: ChannelPost, now: datetime) -> Delivery:
     )
 
 
-async def _note_also_on(store: Store, channel_id: int, story: StoryFacts) -> None:
-    """Another outlet's story joined a cluster this channel has: name that outlet under the post."""
-    delivery = await store.deliveries.in_cluster(channel_id, story.cluster_id)
-    if delivery is None or delivery.story_id == story.id:
-        return
+def _note_also_on(delivery: Delivery, story: StoryFacts) -> bool:
+    """Another outlet's story joined a cluster this channel has: name that outlet under the post (in
+    `delivery`). Returns whether anything changed."""
+    if delivery.story_id == story.id:
+        return False
     name = story.source_name
     if name == delivery.story_source or name in delivery.also_on or len(delivery.also_on) >= MAX_ALSO_ON:
-        return
+        return False
+    delivery.also_on = [*delivery.also_on, name]
     # a pending post shows the list when it is sent; a sent one is edited, a few times at most
-    edit = delivery.status == "sent" and delivery.edits < MAX_ALSO_ON_EDITS
-    await store.deliveries.set_also_on(delivery.id, [*delivery.also_on, name], edit=edit)
+    delivery.edit_pending = delivery.edit_pending or (
+        delivery.status == "sent" and delivery.edits < MAX_ALSO_ON_EDITS
+    )
+    return True
 
 
 async def offer_trending(

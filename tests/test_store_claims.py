@@ -223,7 +223,7 @@ async def test_also_on_edits_are_claimed_once(stores) -> None:
     now = utcnow()
     for delivery in queued:
         await first.deliveries.mark_sent(delivery.id, 900 + delivery.id, at=now)
-        await first.deliveries.set_also_on(delivery.id, ["Soompi"], edit=True)
+        await first.deliveries.set_also_on_many([(delivery.id, ["Soompi"], True)])
     a, b = await asyncio.gather(
         first.deliveries.claim_edits(first.owner, now, 30, 10),
         second.deliveries.claim_edits(second.owner, now, 30, 10),

@@ -594,7 +594,7 @@ async def test_a_failed_queueing_queues_nothing(store, sources, monkeypatch):
     await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
     await add_subscription(store, guild_id=GUILD, channel_id=FANS)
     ids = await add(store, sources[0], make_story(1), make_story(2))
-    fail_on(monkeypatch, store.deliveries, "add", after=3)  # the fourth delivery
+    fail_on(monkeypatch, store.deliveries, "set_also_on_many")  # after the deliveries were written
     with pytest.raises(Boom):
         await queue(store, ids)
     assert await store.deliveries.list() == []
@@ -667,13 +667,12 @@ async def test_the_delivery_table(store, sources):
     assert not await store.deliveries.add(waiting)  # the channel has this cluster: nothing written
     [stored] = await store.deliveries.list(status="pending")
     assert (stored.story_id, stored.nonce, stored.story_source) == (story, "kn-1", "Koreaboo")
-    assert await store.deliveries.in_cluster(NEWS, story) == stored
-    assert await store.deliveries.in_cluster(FANS, story) is None
+    assert await store.deliveries.in_clusters([story]) == {(NEWS, story): stored}  # FANS has none
     assert await store.deliveries.pending_of([sub.id]) == [stored]
     assert await store.deliveries.next_due_at() == stored.next_attempt_at
     await store.deliveries.release_channel(NEWS)
     assert await store.deliveries.next_due_at() is None
-    await store.deliveries.set_also_on(stored.id, ["Soompi"], edit=True)
+    await store.deliveries.set_also_on_many([(stored.id, ["Soompi"], True)])
     await store.deliveries.mark_sent(stored.id, 77, at=now)
     [edit] = await store.deliveries.pending_edits(limit=10)
     assert edit.also_on == ["Soompi"] and edit.message_id == 77 and edit.sent_at is not None

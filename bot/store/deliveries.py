@@ -75,13 +75,6 @@ class DeliveryTable:
         row = await self._db.fetchone(_SELECT + " WHERE d.id = ?", (delivery_id,))
         return delivery_from_row(row) if row else None
 
-    async def in_cluster(self, channel_id: int, cluster_id: int) -> Delivery | None:
-        """The channel's delivery of this story cluster, whatever its status."""
-        row = await self._db.fetchone(
-            _SELECT + " WHERE d.channel_id = ? AND d.cluster_id = ?", (channel_id, cluster_id)
-        )
-        return delivery_from_row(row) if row else None
-
     async def pending(self, *, channel_id: int | None = None, limit: int) -> list[Delivery]:
         """Deliveries not sent yet (due or waiting), oldest first."""
         if channel_id is None:
@@ -178,13 +171,51 @@ class DeliveryTable:
             )
         return changed > 0
 
-    async def set_also_on(self, delivery_id: int, also_on: list[str], *, edit: bool) -> None:
-        """The outlets named under the post; `edit`: the sent message must be edited to show them."""
+    async def in_clusters(self, cluster_ids: Sequence[int]) -> dict[tuple[int, int], Delivery]:
+        """Every channel's delivery of these story clusters, whatever its status: {(channel id, cluster id): it}."""
+        rows = await self._db.select_in(_SELECT + " WHERE d.cluster_id IN ({marks})", list(cluster_ids))
+        found = (delivery_from_row(row) for row in rows)
+        return {(d.channel_id, d.cluster_id): d for d in found}
+
+    async def add_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue deliveries, a few statements for all; one whose channel has that story cluster already (queued
+        by another process meanwhile) is left out."""
+        if not deliveries:
+            return
         async with self._db.transaction():
-            await self._db.execute(
+            await self._db.executemany(
+                "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
+                " next_attempt_at, created_at, kind, ping_roles_json, thread_state, publish_state, also_on_json)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING",
+                [
+                    (
+                        d.story_id,
+                        d.cluster_id,
+                        d.guild_id,
+                        d.channel_id,
+                        d.subscription_id,
+                        d.nonce,
+                        to_iso(d.next_attempt_at),
+                        to_iso(d.created_at),
+                        d.kind,
+                        json.dumps(d.ping_role_ids),
+                        d.thread_state,
+                        d.publish_state,
+                        json.dumps(d.also_on, ensure_ascii=False),
+                    )
+                    for d in deliveries
+                ],
+            )
+
+    async def set_also_on_many(self, changes: Sequence[tuple[int, list[str], bool]]) -> None:
+        """(delivery id, the outlets named under the post, whether the sent message must be edited) for each."""
+        if not changes:
+            return
+        async with self._db.transaction():
+            await self._db.executemany(
                 "UPDATE deliveries SET also_on_json = ?, edit_pending = CASE WHEN ? = 1 THEN 1 ELSE edit_pending END"
                 " WHERE id = ?",
-                (json.dumps(also_on, ensure_ascii=False), int(edit), delivery_id),
+                [(json.dumps(also_on, ensure_ascii=False), int(edit), i) for i, also_on, edit in changes],
             )
 
     async def reassign(

@@ -138,9 +138,11 @@ def wordpress_feed(
     site: str = "https://news.example.com",
     title: str = "Example K-pop News",
     body_bytes: int = 2000,
+    published: str | None = None,
 ) -> bytes:
     """A realistic WordPress feed with n_items items (unique guids and links per prefix), each with a ~body_bytes
-    content:encoded body: what a busy K-pop site publishes. 20 items at the default size make ~50 KB."""
+    content:encoded body: what a busy K-pop site publishes. 20 items at the default size make ~50 KB. `published`
+    (an RFC 822 date) dates every item; else the fixtures' date, long past."""
     items = []
     paragraph = f"<p>{_LOREM}</p>"
     content = paragraph * max(1, body_bytes // len(paragraph))
@@ -154,6 +156,7 @@ def wordpress_feed(
                 "description": f"An excerpt about {slug}, ending the WordPress way [&#8230;]",
                 "content": f"<p>BTS&#8217;s V and IU in {slug}.</p>{content}",
                 "categories": "News,BTS,IU",
+                **({"pubDate": published} if published else {}),
             }
         )
     return rss(items, title=title, link=site + "/")

@@ -93,7 +93,7 @@ class World:
     async def polled(self, times: int = 1) -> None:
         """Wait until the feed was fetched `times` more times and what that brought was handled."""
         target = self.feeds.hits[f"/dyn/{FEED}"] + times
-        await self.server.wait_for(lambda: self.feeds.hits[f"/dyn/{FEED}"] >= target, 15, what="a poll")
+        await self.server.wait_for(lambda: self.feeds.hits[f"/dyn/{FEED}"] >= target, 30, what="a poll")
         await self.settle()
 
     async def settle(self) -> None:
