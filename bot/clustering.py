@@ -539,7 +539,10 @@ class _FeatureCache:
             self.items.popitem(last=False)
 
 
-CACHE_SIZE = 20_000  # clustered stories kept parsed per store: a few days of news from every outlet
+# Clustered stories kept parsed per store (~1.2 KB each): the last hours of news, the stories most often
+# candidates; older candidates are read from the store with the rest of the batch's, in its one query. Bounded
+# low so a busy bot's memory stays flat (20,000 took 24 MB and a day and more to fill).
+CACHE_SIZE = 5_000
 _caches: weakref.WeakKeyDictionary[Store, _FeatureCache] = weakref.WeakKeyDictionary()
 
 

@@ -89,11 +89,17 @@ async def queue_deliveries(
             return 0
         index = SubscriptionIndex(subscriptions, expand)
         # a channel gets a story cluster once: its first story (in id order) is the post, the others are "Also on"
-        pairs = [
-            ((channel_id, story.cluster_id), story, post)
-            for story in stories
-            for channel_id, post in posts_per_channel(index.matching(story)).items()
-        ]
+        # stories about the same acts match the same subscriptions: their posts per channel are made once
+        posts: dict[tuple[int, ...], dict[int, ChannelPost]] = {}
+        pairs = []
+        for story in stories:
+            matches = index.matching(story)
+            ids = tuple(sub.id for sub in matches)
+            if ids not in posts:
+                posts[ids] = posts_per_channel(matches)
+            pairs += [
+                ((channel_id, story.cluster_id), story, post) for channel_id, post in posts[ids].items()
+            ]
         # one read for the clusters the channels have already, a few statements to write the rest
         held = await store.deliveries.in_clusters(sorted({key[1] for key, _, _ in pairs}))
         new: dict[tuple[int, int], Delivery] = {}
