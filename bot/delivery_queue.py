@@ -10,6 +10,7 @@ of its own, committed before each request, so a restart finishes it without doin
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import datetime, timedelta
@@ -88,23 +89,38 @@ async def queue_deliveries(
         if not subscriptions:
             return 0
         index = SubscriptionIndex(subscriptions, expand)
-        # a channel gets a story cluster once: its first story (in id order) is the post, the others are "Also on"
-        # stories about the same acts match the same subscriptions: their posts per channel are made once
-        posts: dict[tuple[int, ...], dict[int, ChannelPost]] = {}
-        pairs = []
-        for story in stories:
-            matches = index.matching(story)
-            ids = tuple(sub.id for sub in matches)
-            if ids not in posts:
-                posts[ids] = posts_per_channel(matches)
-            pairs += [
-                ((channel_id, story.cluster_id), story, post) for channel_id, post in posts[ids].items()
-            ]
-        # one read for the clusters the channels have already, a few statements to write the rest
-        held = await store.deliveries.in_clusters(sorted({key[1] for key, _, _ in pairs}))
-        new: dict[tuple[int, int], Delivery] = {}
-        changed: dict[int, Delivery] = {}
-        for key, story, post in pairs:
+        # one read for the posts the channels have of these clusters already; matching a batch against every
+        # subscription is CPU work (thousands of pairs): in a worker thread, the event loop stays free
+        held = await store.deliveries.in_clusters(sorted({s.cluster_id for s in stories}))
+        new, changed = await asyncio.to_thread(_plan_deliveries, stories, index, held, now)
+        await store.deliveries.add_many(new)
+        await store.deliveries.set_also_on_many([(d.id, d.also_on, d.edit_pending) for d in changed])
+    queued = len(new)
+    if queued:
+        log.info("queued %d deliveries for %d stories", queued, len(stories))
+    return queued
+
+
+def _plan_deliveries(
+    stories: list[StoryFacts],
+    index: SubscriptionIndex,
+    held: dict[tuple[int, int], Delivery],
+    now: datetime,
+) -> tuple[list[Delivery], list[Delivery]]:
+    """The deliveries to queue for these stories (a channel gets a story cluster once: its first story, in id
+    order, is the post) and the channels' posts whose "Also on" list the others changed (`held`: the posts the
+    channels have of these clusters already, changed in place)."""
+    # stories about the same acts match the same subscriptions: their posts per channel are made once
+    posts: dict[tuple[int, ...], dict[int, ChannelPost]] = {}
+    new: dict[tuple[int, int], Delivery] = {}
+    changed: dict[int, Delivery] = {}
+    for story in stories:
+        matches = index.matching(story)
+        ids = tuple(sub.id for sub in matches)
+        if ids not in posts:
+            posts[ids] = posts_per_channel(matches)
+        for channel_id, post in posts[ids].items():
+            key = (channel_id, story.cluster_id)
             if key in held:
                 if _note_also_on(held[key], story):
                     changed[held[key].id] = held[key]
@@ -113,12 +129,7 @@ async def queue_deliveries(
             else:
                 new[key] = _delivery(story, post, now)
                 new[key].story_source = story.source_name
-        await store.deliveries.add_many(list(new.values()))
-        await store.deliveries.set_also_on_many([(d.id, d.also_on, d.edit_pending) for d in changed.values()])
-    queued = len(new)
-    if queued:
-        log.info("queued %d deliveries for %d stories", queued, len(stories))
-    return queued
+    return list(new.values()), list(changed.values())
 
 
 async def postable_stories(

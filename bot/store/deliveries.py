@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.models import (
     FOLLOW_UP_ATTEMPTED,
@@ -174,7 +176,12 @@ class DeliveryTable:
     async def in_clusters(self, cluster_ids: Sequence[int]) -> dict[tuple[int, int], Delivery]:
         """Every channel's delivery of these story clusters, whatever its status: {(channel id, cluster id): it}."""
         rows = await self._db.select_in(_SELECT + " WHERE d.cluster_id IN ({marks})", list(cluster_ids))
-        found = (delivery_from_row(row) for row in rows)
+        # a cluster posted to every channel is thousands of rows: read into records off the loop
+        found = (
+            await asyncio.to_thread(lambda: [delivery_from_row(row) for row in rows])
+            if len(rows) > 100
+            else [delivery_from_row(row) for row in rows]
+        )
         return {(d.channel_id, d.cluster_id): d for d in found}
 
     async def add_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -182,29 +189,14 @@ class DeliveryTable:
         by another process meanwhile) is left out."""
         if not deliveries:
             return
+        # thousands of rows (a story for every channel) are CPU work: made in a worker thread, off the loop
+        rows = await asyncio.to_thread(_delivery_rows, deliveries) if len(deliveries) > 100 else None
         async with self._db.transaction():
             await self._db.executemany(
                 "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
                 " next_attempt_at, created_at, kind, ping_roles_json, thread_state, publish_state, also_on_json)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING",
-                [
-                    (
-                        d.story_id,
-                        d.cluster_id,
-                        d.guild_id,
-                        d.channel_id,
-                        d.subscription_id,
-                        d.nonce,
-                        to_iso(d.next_attempt_at),
-                        to_iso(d.created_at),
-                        d.kind,
-                        json.dumps(d.ping_role_ids),
-                        d.thread_state,
-                        d.publish_state,
-                        json.dumps(d.also_on, ensure_ascii=False),
-                    )
-                    for d in deliveries
-                ],
+                rows if rows is not None else _delivery_rows(deliveries),
             )
 
     async def set_also_on_many(self, changes: Sequence[tuple[int, list[str], bool]]) -> None:
@@ -444,3 +436,24 @@ class DeliveryTable:
         else:
             rows = await self._db.fetchall(_SELECT + " WHERE d.status = ? ORDER BY d.id", (status,))
         return [delivery_from_row(row) for row in rows]
+
+
+def _delivery_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            d.story_id,
+            d.cluster_id,
+            d.guild_id,
+            d.channel_id,
+            d.subscription_id,
+            d.nonce,
+            to_iso(d.next_attempt_at),
+            to_iso(d.created_at),
+            d.kind,
+            json.dumps(d.ping_role_ids),
+            d.thread_state,
+            d.publish_state,
+            json.dumps(d.also_on, ensure_ascii=False),
+        )
+        for d in deliveries
+    ]
