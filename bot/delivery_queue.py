@@ -94,8 +94,19 @@ async def queue_deliveries(
         held = await store.deliveries.in_clusters(sorted({s.cluster_id for s in stories}))
         new, changed = await asyncio.to_thread(_plan_deliveries, stories, index, held, now)
         await store.deliveries.add_many(new)
+        taken: list[Delivery] = []
+        if new and store.shared:
+            # another process may have queued some of these posts since they were read (its insert won): their
+            # outlets go under its post, as if it had been read in time
+            stored = await store.deliveries.in_clusters(sorted({d.cluster_id for d in new}))
+            for ours in new:
+                theirs = stored.get((ours.channel_id, ours.cluster_id))
+                if theirs is not None and theirs.story_id != ours.story_id:
+                    taken.append(ours)
+                    if any([_name_outlet(theirs, name) for name in (ours.story_source, *ours.also_on)]):
+                        changed.append(theirs)
         await store.deliveries.set_also_on_many([(d.id, d.also_on, d.edit_pending) for d in changed])
-    queued = len(new)
+    queued = len(new) - len(taken)
     if queued:
         log.info("queued %d deliveries for %d stories", queued, len(stories))
     return queued
@@ -168,10 +179,13 @@ def _delivery(story: StoryFacts, post: ChannelPost, now: datetime) -> Delivery:
 def _note_also_on(delivery: Delivery, story: StoryFacts) -> bool:
     """Another outlet's story joined a cluster this channel has: name that outlet under the post (in
     `delivery`). Returns whether anything changed."""
-    if delivery.story_id == story.id:
+    return delivery.story_id != story.id and _name_outlet(delivery, story.source_name)
+
+
+def _name_outlet(delivery: Delivery, name: str | None) -> bool:
+    if not name or name == delivery.story_source or name in delivery.also_on:
         return False
-    name = story.source_name
-    if name == delivery.story_source or name in delivery.also_on or len(delivery.also_on) >= MAX_ALSO_ON:
+    if len(delivery.also_on) >= MAX_ALSO_ON:
         return False
     delivery.also_on = [*delivery.also_on, name]
     # a pending post shows the list when it is sent; a sent one is edited, a few times at most

@@ -709,3 +709,36 @@ async def test_the_subscription_table(store, sources):
     assert resumed.status == STATUS_OK and resumed.failures == 0 and not resumed.only_trending
     assert await store.subscriptions.delete([sub.id]) == 1
     assert await store.subscriptions.get(sub.id) is None
+
+
+async def test_a_post_another_process_queued_meanwhile_gets_this_outlets_name(postgres_url, monkeypatch):
+    """Several processes on PostgreSQL: this one read the channel's posts of a cluster before another process
+    wrote one; its own insert then finds the post taken, and names its outlet under that post instead."""
+    from bot.store import Store
+
+    store = await Store.open(postgres_url)
+    try:
+        koreaboo, soompi = await store.sources.sync_config(
+            [
+                SourceConfig("Koreaboo", "https://www.koreaboo.com/feed/"),
+                SourceConfig("Soompi", "https://s/feed"),
+            ]
+        )
+        await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+        [first] = await add(store, koreaboo, make_story(1))
+        [second] = await add(store, soompi, make_story(2, source="Soompi"))
+        await cluster(store, first, first, second)
+        assert await queue(store, [first]) == 1  # the other process's post
+        real = store.deliveries.in_clusters
+        reads = []
+
+        async def read_too_early(cluster_ids):
+            reads.append(cluster_ids)
+            return {} if len(reads) == 1 else await real(cluster_ids)
+
+        monkeypatch.setattr(store.deliveries, "in_clusters", read_too_early)
+        assert await queue(store, [second]) == 0
+        [delivery] = await store.deliveries.list()
+        assert (delivery.story_id, delivery.also_on) == (first, ["Soompi"])
+    finally:
+        await store.close()
