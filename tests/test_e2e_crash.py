@@ -64,7 +64,7 @@ async def test_kill_9_during_delivery_then_restart_posts_exactly_once(tmp_path):
                 while statuses(database).get("sent", 0) < 6:  # noqa: ASYNC110 - another process writes it
                     await asyncio.sleep(0.1)
             polls = feeds.hits[f"/dyn/{FEED}"]
-            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= polls + 2, 15, what="two more polls")
+            await server.wait_for(lambda: feeds.hits[f"/dyn/{FEED}"] >= polls + 2, 30, what="two more polls")
             assert await second.stop() == 0  # SIGTERM: a clean stop
         assert [len(server.messages(c.id)) for c in channels] == [1] * 6
         assert server.stats.nonce_replays == 3  # the in-doubt posts were resent and recognised
