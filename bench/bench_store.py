@@ -145,20 +145,15 @@ async def on_sqlite(n: int, batch: int, queries: int) -> dict[str, float]:
 
 
 async def on_postgresql(maintenance: str, n: int, batch: int, queries: int) -> dict[str, float]:
-    name = f"kpopnews_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(maintenance)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(maintenance)
-    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    try:
+    async def work(url: str) -> dict[str, float]:
         store = await Store.open(url)
         try:
             return await measure(store, n, batch, queries)
         finally:
             await store.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+
+    result: dict[str, float] = await on_postgres_database(maintenance, work)
+    return result
 
 
 def _keep_best(best: dict[str, float], figures: dict[str, float]) -> None:

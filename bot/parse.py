@@ -25,7 +25,7 @@ from typing import Any
 import feedparser
 from yarl import URL
 
-from bot.models import FeedEntry
+from bot.models import FeedEntry, Story
 from bot.parse_rss import read_rss
 from bot.text import repair_surrogate_refs_in_bytes
 from bot.urls import canonical_url, story_key
@@ -167,6 +167,11 @@ class DistinctEntry:
     entry: FeedEntry
     key: str
     canonical: str
+
+    def identify(self, story: Story) -> None:
+        """Give the story enriched from this item the item's identity where enrichment left it none."""
+        story.key = story.key or self.key
+        story.canonical_url = story.canonical_url or self.canonical or story.key
 
 
 def distinct_entries(entries: list[FeedEntry]) -> list[DistinctEntry]:

@@ -288,8 +288,7 @@ class Poller:
             pages = await self._article_pages(entries, allow_private=allow_private, backfill=backfill)
             pending = await self._enrich(entries, source, pages=pages.pages)
             for story, item in zip(pending, batch.pending, strict=False):
-                story.key = story.key or item.key
-                story.canonical_url = story.canonical_url or item.canonical or story.key
+                item.identify(story)
             stories += pending
         for story in stories:  # enrichment may drop or add entries: never store a story without identity
             story.key = story.key or story_key(None, story.url)

@@ -212,8 +212,7 @@ def _read_feed_job(
     if ready:
         batch.stories = _enrich_job([d.entry for d in ready], source_name, {}, with_artists)
         for story, item in zip(batch.stories, ready, strict=True):
-            story.key = story.key or item.key
-            story.canonical_url = story.canonical_url or item.canonical or story.key
+            item.identify(story)
     return batch
 
 

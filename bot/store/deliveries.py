@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.models import (
     FOLLOW_UP_ATTEMPTED,
@@ -25,6 +25,13 @@ _SELECT = (
     "SELECT d.*, st.source_name AS story_source FROM deliveries d LEFT JOIN stories st ON st.id = d.story_id"
 )
 PENDING = "pending"
+_INSERT = (
+    "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce, next_attempt_at,"
+    " created_at, kind, ping_roles_json, thread_state, publish_state, also_on_json)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING"
+)
+_T = TypeVar("_T")
+OFF_LOOP_ROWS = 100  # more rows than this are made or read in a worker thread
 _FOLLOW_UP_OPEN = (
     f"(d.thread_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}')"
     f" OR d.publish_state IN ('{FOLLOW_UP_PENDING}', '{FOLLOW_UP_ATTEMPTED}'))"
@@ -152,36 +159,13 @@ class DeliveryTable:
     async def add(self, delivery: Delivery) -> bool:
         """Queue a delivery; False when the channel has that story cluster already (nothing is written)."""
         async with self._db.transaction():
-            changed = await self._db.execute(
-                "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
-                " next_attempt_at, created_at, kind, ping_roles_json, thread_state, publish_state)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING",
-                (
-                    delivery.story_id,
-                    delivery.cluster_id,
-                    delivery.guild_id,
-                    delivery.channel_id,
-                    delivery.subscription_id,
-                    delivery.nonce,
-                    to_iso(delivery.next_attempt_at),
-                    to_iso(delivery.created_at),
-                    delivery.kind,
-                    json.dumps(delivery.ping_role_ids),
-                    delivery.thread_state,
-                    delivery.publish_state,
-                ),
-            )
+            changed = await self._db.execute(_INSERT, _delivery_rows([delivery])[0])
         return changed > 0
 
     async def in_clusters(self, cluster_ids: Sequence[int]) -> dict[tuple[int, int], Delivery]:
         """Every channel's delivery of these story clusters, whatever its status: {(channel id, cluster id): it}."""
         rows = await self._db.select_in(_SELECT + " WHERE d.cluster_id IN ({marks})", list(cluster_ids))
-        # a cluster posted to every channel is thousands of rows: read into records off the loop
-        found = (
-            await asyncio.to_thread(lambda: [delivery_from_row(row) for row in rows])
-            if len(rows) > 100
-            else [delivery_from_row(row) for row in rows]
-        )
+        found = await _off_loop_if_many(lambda: [delivery_from_row(row) for row in rows], len(rows))
         return {(d.channel_id, d.cluster_id): d for d in found}
 
     async def add_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -189,15 +173,9 @@ class DeliveryTable:
         by another process meanwhile) is left out."""
         if not deliveries:
             return
-        # thousands of rows (a story for every channel) are CPU work: made in a worker thread, off the loop
-        rows = await asyncio.to_thread(_delivery_rows, deliveries) if len(deliveries) > 100 else None
+        rows = await _off_loop_if_many(lambda: _delivery_rows(deliveries), len(deliveries))
         async with self._db.transaction():
-            await self._db.executemany(
-                "INSERT INTO deliveries(story_id, cluster_id, guild_id, channel_id, subscription_id, nonce,"
-                " next_attempt_at, created_at, kind, ping_roles_json, thread_state, publish_state, also_on_json)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(channel_id, cluster_id) DO NOTHING",
-                rows if rows is not None else _delivery_rows(deliveries),
-            )
+            await self._db.executemany(_INSERT, rows)
 
     async def set_also_on_many(self, changes: Sequence[tuple[int, list[str], bool]]) -> None:
         """(delivery id, the outlets named under the post, whether the sent message must be edited) for each."""
@@ -436,6 +414,12 @@ class DeliveryTable:
         else:
             rows = await self._db.fetchall(_SELECT + " WHERE d.status = ? ORDER BY d.id", (status,))
         return [delivery_from_row(row) for row in rows]
+
+
+async def _off_loop_if_many(work: Callable[[], _T], rows: int) -> _T:
+    """`work()`, in a worker thread when it handles many rows: a story for every channel is thousands of rows, CPU
+    work that would stall the event loop."""
+    return await asyncio.to_thread(work) if rows > OFF_LOOP_ROWS else work()
 
 
 def _delivery_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
