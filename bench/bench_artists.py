@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -101,6 +102,23 @@ def bench_tagging(index: ArtistIndex, n: int) -> None:
 # --- search ----------------------------------------------------------------------------------------------------
 
 
+async def insert_rows(
+    store: Store, story_rows: list[tuple[Any, ...]], artist_rows: list[tuple[Any, ...]]
+) -> None:
+    """Stories and their artists written straight into the tables (100,000 stories in seconds), on the store's
+    own connection: (id, key, canonical url, url, title, source name, published, first seen, summary) and (story
+    id, artist id, weight, position)."""
+    async with store.transaction():
+        await store._db.executemany(
+            "INSERT INTO stories(id, story_key, canonical_url, url, title, source_name, published_at,"
+            " first_seen_at, summary) VALUES (?,?,?,?,?,?,?,?,?)",
+            story_rows,
+        )
+        await store._db.executemany(
+            "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)", artist_rows
+        )
+
+
 async def build_store(path: Path, index: ArtistIndex, n: int) -> Store:
     """A store of n stories, artists drawn with a long tail (a few acts get most stories), as ingest makes them."""
     store = await Store.open(path)
@@ -124,16 +142,7 @@ async def build_store(path: Path, index: ArtistIndex, n: int) -> Store:
         story_rows.append((i, f"guid-{i}", url, url, title, "Bench", when, to_iso(published), summary))
         for pos, artist in enumerate(dict.fromkeys(a.id for a in tagged)):
             artist_rows.append((i, artist, 1.0 / (pos + 1), pos))
-    # the bench fills the tables directly (100,000 stories in seconds), on the store's own connection
-    async with store.transaction():
-        await store._db.executemany(
-            "INSERT INTO stories(id, story_key, canonical_url, url, title, source_name, published_at,"
-            " first_seen_at, summary) VALUES (?,?,?,?,?,?,?,?,?)",
-            story_rows,
-        )
-        await store._db.executemany(
-            "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)", artist_rows
-        )
+    await insert_rows(store, story_rows, artist_rows)
     async with store.transaction():
         await store._db.execute("ANALYZE")
     return store

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_artists import insert_rows, ms, pct  # noqa: E402
 from bot.artists import ArtistIndex  # noqa: E402
 from bot.search import search_stories  # noqa: E402
 from bot.store import Store  # noqa: E402
@@ -38,15 +39,6 @@ WORDS = (
 ).split()
 BATCH = 20_000
 PASSES = 2
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
 
 
 async def fill(store: Store, index: ArtistIndex, n: int) -> None:
@@ -85,15 +77,7 @@ async def fill(store: Store, index: ArtistIndex, n: int) -> None:
             )  # fmt: skip
             for pos, artist in enumerate(dict.fromkeys(a.id for a in tagged)):
                 tags.append((i, artist, 1.0 / (pos + 1), pos))
-        async with store.transaction():
-            await store._db.executemany(
-                "INSERT INTO stories(id, story_key, canonical_url, url, title, source_name, published_at,"
-                " first_seen_at, summary) VALUES (?,?,?,?,?,?,?,?,?)",
-                stories,
-            )
-            await store._db.executemany(
-                "INSERT INTO story_artists(story_id, artist_id, weight, position) VALUES (?,?,?,?)", tags
-            )
+        await insert_rows(store, stories, tags)
         if start % (BATCH * 10) == 1:
             print(f"  {start + len(stories) - 1:,} stored", flush=True)
     async with store.transaction():
