@@ -387,16 +387,17 @@ async def test_kill_9_mid_forum_post_publish_and_ping_then_restart_does_each_exa
                     "subscribe", {"channel": channel.id, "ping": army.id}, channel_id=general.id
                 )
                 assert "Done" in (await interaction.reply(timeout=10))["content"]
-            # each is made on Discord, and its answer takes 30 s: the bot dies waiting for it
-            server.inject("POST", rf"/channels/{forums[0].id}/threads", status=None, delay=30.0, after=True)
+            # each is made on Discord, and its answer takes 90 s: the bot dies waiting for it (longer than the wait
+            # below, which a loaded CI machine once needed more than 20 s of: a slow answer must not come first)
+            server.inject("POST", rf"/channels/{forums[0].id}/threads", status=None, delay=90.0, after=True)
             server.inject(
                 "POST",
                 rf"/channels/{announces[0].id}/messages/\d+/crosspost",
                 status=None,
-                delay=30.0,
+                delay=90.0,
                 after=True,
             )
-            server.inject("POST", rf"/channels/{texts[0].id}/messages", status=None, delay=30.0, after=True)
+            server.inject("POST", rf"/channels/{texts[0].id}/messages", status=None, delay=90.0, after=True)
             feeds.set_feed(FEED, v_iu_feed(published=utcnow() - timedelta(minutes=2)))
 
             def all_made() -> bool:
@@ -412,7 +413,7 @@ async def test_kill_9_mid_forum_post_publish_and_ping_then_restart_does_each_exa
                     and all(len(server.messages(c.id)) == 1 for c in texts)
                 )
 
-            await server.wait_for(all_made, 20, what="every post, publish and ping made")
+            await server.wait_for(all_made, 45, what="every post, publish and ping made")
             await asyncio.sleep(0.5)  # the fast answers are recorded; the slow ones are in flight
             kill_9_tree(first.process)
             assert await first.wait() == -9

@@ -238,6 +238,11 @@ async def bot_process(
     handle._reader = asyncio.create_task(handle._read())
     try:
         yield handle
+    except BaseException:
+        # a failing test shows what the bot logged (pytest prints a failed test's captured output)
+        print(f"--- the last lines kpopnews run logged (pid {process.pid}) ---")
+        print("".join(handle.lines[-80:]), end="")
+        raise
     finally:
         handle.kill()
         with contextlib.suppress(Exception):
