@@ -655,7 +655,7 @@ async def test_subscribing_another_servers_channel_is_refused_and_changes_nothin
 
 
 async def test_the_delivery_table(store, sources):
-    from bot.models import Delivery
+    from bot.models import Delivery, HeldPost
 
     sub = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS)).subscription
     [story] = await add(store, sources[0], make_story(1))
@@ -667,7 +667,9 @@ async def test_the_delivery_table(store, sources):
     assert not await store.deliveries.add(waiting)  # the channel has this cluster: nothing written
     [stored] = await store.deliveries.list(status="pending")
     assert (stored.story_id, stored.nonce, stored.story_source) == (story, "kn-1", "Koreaboo")
-    assert await store.deliveries.in_clusters([story]) == {(NEWS, story): stored}  # FANS has none
+    assert await store.deliveries.in_clusters([story]) == {  # FANS has none
+        (NEWS, story): HeldPost(stored.id, NEWS, story, story, "Koreaboo", "pending", [], 0, False)
+    }
     assert await store.deliveries.pending_of([sub.id]) == [stored]
     assert await store.deliveries.next_due_at() == stored.next_attempt_at
     await store.deliveries.release_channel(NEWS)
@@ -742,3 +744,62 @@ async def test_a_post_another_process_queued_meanwhile_gets_this_outlets_name(po
         assert (delivery.story_id, delivery.also_on) == (first, ["Soompi"])
     finally:
         await store.close()
+
+
+# --- the subscriptions kept between feeds (SQLite) --------------------------------------------------------------
+
+
+async def matched(store) -> list:
+    """What queueing reads: the subscriptions to match, inside its transaction."""
+    async with store.transaction():
+        return await store.subscriptions.to_match(only_trending=False, below_story_id=10**9)
+
+
+async def test_the_kept_subscriptions_follow_every_change_and_are_not_read_again_without_one(store, sources):
+    first = (await add_subscription(store, guild_id=GUILD, channel_id=NEWS)).subscription
+    kept = await matched(store)
+    assert [s.id for s in kept] == [first.id]
+    assert (await matched(store))[0] is kept[0]  # nothing changed: the list kept is given again
+    # a post to a healthy channel changes nothing queueing reads
+    await store.subscriptions.record_post(NEWS, at=utcnow())
+    assert (await matched(store))[0] is kept[0]
+    second = (await add_subscription(store, guild_id=GUILD, channel_id=FANS, artist_id="iu")).subscription
+    assert [s.id for s in await matched(store)] == [first.id, second.id]
+    retry_at = (utcnow() + timedelta(minutes=5)).replace(microsecond=0)
+    await store.subscriptions.record_refusal(
+        FANS, status=STATUS_UNHEALTHY, failures=1, error="502", at=utcnow(), retry_at=retry_at
+    )
+    assert [s.retry_at for s in await matched(store)] == [None, retry_at]
+    await store.subscriptions.record_post(FANS, at=utcnow())  # healthy again: that is a change
+    assert [(s.status, s.retry_at) for s in await matched(store)] == [(STATUS_OK, None)] * 2
+    await pause(store, FANS)
+    assert [s.id for s in await matched(store)] == [first.id]
+    await store.subscriptions.resume(second.id, only_trending=False)
+    assert [s.id for s in await matched(store)] == [first.id, second.id]
+    await store.subscriptions.set_channel_kind(NEWS, "announcement")
+    assert [s.kind for s in await matched(store)] == ["announcement", "text"]
+    await store.subscriptions.delete_channel(NEWS)
+    assert [s.id for s in await matched(store)] == [second.id]
+    await store.subscriptions.delete_guild(GUILD)
+    assert await matched(store) == []
+
+
+async def test_the_kept_subscriptions_see_a_rollback_and_another_connections_commit(store, sources, tmp_path):
+    from bot.store import Store
+
+    await add_subscription(store, guild_id=GUILD, channel_id=NEWS)
+    with pytest.raises(RuntimeError):
+        async with store.transaction():
+            await add_subscription(store, guild_id=GUILD, channel_id=FANS)
+            assert len(await store.subscriptions.to_match(only_trending=False, below_story_id=10**9)) == 2
+            raise RuntimeError("the rest of the transaction failed")
+    assert [s.channel_id for s in await matched(store)] == [NEWS]
+    other = await Store.open(tmp_path / "k.db")  # another Store on the same file (a second connection)
+    try:
+        await add_subscription(other, guild_id=GUILD, channel_id=MISC)
+    finally:
+        await other.close()
+    assert [s.channel_id for s in await matched(store)] == [NEWS, MISC]
+    # and a story queued now goes to the channel the other connection subscribed
+    [story] = await add(store, sources[0], make_story(1))
+    assert await queue(store, [story]) == 2

@@ -115,6 +115,7 @@ class Database(ABC):
         self._current: contextvars.ContextVar[_Transaction | None] = contextvars.ContextVar(
             f"kpopnews_tx_{id(self)}", default=None
         )
+        self.rollbacks = 0  # transactions rolled back so far: what a cache of this process's reads may check
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -148,6 +149,7 @@ class Database(ABC):
                 yield
                 await self._commit(tx)
             except BaseException:
+                self.rollbacks += 1
                 await self._rollback(tx)
                 raise
             finally:

@@ -18,6 +18,12 @@ _SELECT = (
 class SubscriptionTable:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Every feed's new stories are matched against every subscription (`to_match`): on SQLite the list is kept
+        # between feeds instead of read and built again (a thousand rows a feed was a fifth of the bot's ingest).
+        # Every write to subscriptions goes through this table and counts a change; a kept list is used only when
+        # no change and no rollback came since it was read (see `to_match`).
+        self._changes = 0
+        self._kept: dict[bool, tuple[tuple[int, int, int], list[Subscription]]] = {}
 
     # --- reads ---------------------------------------------------------------------------------------------
 
@@ -38,12 +44,34 @@ class SubscriptionTable:
 
     async def to_match(self, *, only_trending: bool, below_story_id: int) -> list[Subscription]:
         """The subscriptions that may take a story with an id up to `below_story_id`: not paused, trending-only
-        or not as asked, oldest first."""
-        rows = await self._db.fetchall(
-            _SELECT + " WHERE s.status != ? AND s.only_trending = ? AND s.start_story_id < ? ORDER BY s.id",
-            (STATUS_PAUSED, int(only_trending), below_story_id),
+        or not as asked, oldest first. Shared objects: read them, do not change them.
+
+        Inside a transaction on SQLite (the caller holds this process's only writer: no write of it is half done)
+        the list read last is given again while nothing changed it: no write through this table, no rollback,
+        and no commit by another connection to the file (`PRAGMA data_version`: another Store, `poll --once`).
+        Everything matching and queueing read is then current (`last_post_at` and `source_name` may be older)."""
+        keep = self._db.dialect == "sqlite" and self._db.in_transaction()
+        stamp = (
+            self._changes,
+            self._db.rollbacks,
+            await self._db.fetchval("PRAGMA data_version") if keep else 0,
         )
-        return [subscription_from_row(row) for row in rows]
+        kept = self._kept.get(only_trending) if keep else None
+        if kept is not None and kept[0] == stamp:
+            subscriptions = kept[1]
+        else:
+            rows = await self._db.fetchall(
+                _SELECT + " WHERE s.status != ? AND s.only_trending = ? ORDER BY s.id",
+                (STATUS_PAUSED, int(only_trending)),
+            )
+            subscriptions = [subscription_from_row(row) for row in rows]
+            if keep:
+                self._kept[only_trending] = (stamp, subscriptions)
+        return [s for s in subscriptions if s.start_story_id < below_story_id]
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._kept.clear()
 
     async def any_trending(self) -> bool:
         """Whether any trending-only subscription is active (most servers have none)."""
@@ -84,6 +112,7 @@ class SubscriptionTable:
         """A new subscription; stories stored before it (ids up to the newest now) are never posted to it."""
         options = options or PostOptions()
         async with self._db.transaction():
+            self._changed()
             new_id = await self._db.insert(
                 "INSERT INTO subscriptions(guild_id, channel_id, artist_id, source_id, only_trending, created_by,"
                 " created_at, kind, ping_role_id, keywords_json, exclude_json, threads, start_story_id)"
@@ -113,6 +142,7 @@ class SubscriptionTable:
         """Set `only_trending` and the options (None: as they are), and make the subscription healthy again
         (an admin says the problem is fixed)."""
         async with self._db.transaction():
+            self._changed()
             await self._db.execute(
                 "UPDATE subscriptions SET only_trending = ?, status = ?, failures = 0, retry_at = NULL WHERE id = ?",
                 (int(only_trending), STATUS_OK, subscription_id),
@@ -135,6 +165,7 @@ class SubscriptionTable:
     async def set_channel_kind(self, channel_id: int, kind: str) -> None:
         """The channel's kind as Discord says it is now, on every subscription of the channel."""
         async with self._db.transaction():
+            self._changed()
             await self._db.execute(
                 "UPDATE subscriptions SET kind = ? WHERE channel_id = ? AND kind != ?",
                 (kind, channel_id, kind),
@@ -143,6 +174,7 @@ class SubscriptionTable:
     async def record_publish_limit(self, channel_id: int, *, at: datetime, resumes_at: datetime) -> None:
         """The channel reached Discord's publish limit: nothing is published there before `resumes_at`."""
         async with self._db.transaction():
+            self._changed()
             await self._db.execute(
                 "UPDATE subscriptions SET publish_limited_at = ?, publish_resumes_at = ? WHERE channel_id = ?",
                 (to_iso(at), to_iso(resumes_at), channel_id),
@@ -150,26 +182,37 @@ class SubscriptionTable:
 
     async def delete(self, subscription_ids: Sequence[int]) -> int:
         async with self._db.transaction():
+            self._changed()
             return await self._db.execute_in(
                 "DELETE FROM subscriptions WHERE id IN ({marks})", subscription_ids
             )
 
     async def delete_channel(self, channel_id: int) -> int:
         async with self._db.transaction():
+            self._changed()
             return await self._db.execute("DELETE FROM subscriptions WHERE channel_id = ?", (channel_id,))
 
     async def delete_guild(self, guild_id: int) -> int:
         async with self._db.transaction():
+            self._changed()
             return await self._db.execute("DELETE FROM subscriptions WHERE guild_id = ?", (guild_id,))
 
     async def record_post(self, channel_id: int, *, at: datetime) -> None:
         """A post reached the channel: its subscriptions are healthy (a paused one stays paused)."""
         async with self._db.transaction():
             await self._db.execute(
-                "UPDATE subscriptions SET last_post_at = ?, status = CASE WHEN status = ? THEN status ELSE ? END,"
-                " failures = 0, retry_at = NULL WHERE channel_id = ?",
-                (to_iso(at), STATUS_PAUSED, STATUS_OK, channel_id),
+                "UPDATE subscriptions SET last_post_at = ? WHERE channel_id = ?", (to_iso(at), channel_id)
             )
+            # a change only when one was unhealthy: posts come many a second, and the kept list (see `to_match`)
+            # need not be read again for each
+            healed = await self._db.execute(
+                "UPDATE subscriptions SET status = CASE WHEN status = ? THEN status ELSE ? END, failures = 0,"
+                " retry_at = NULL WHERE channel_id = ? AND (status NOT IN (?, ?) OR failures != 0 OR retry_at IS"
+                " NOT NULL)",
+                (STATUS_PAUSED, STATUS_OK, channel_id, STATUS_PAUSED, STATUS_OK),
+            )
+            if healed:
+                self._changed()
 
     async def record_refusal(
         self,
@@ -183,6 +226,7 @@ class SubscriptionTable:
     ) -> None:
         """Discord refused a post to the channel: its subscriptions not paused yet take this health."""
         async with self._db.transaction():
+            self._changed()
             await self._db.execute(
                 "UPDATE subscriptions SET status = ?, failures = ?, last_error = ?, last_error_at = ?, retry_at = ?"
                 " WHERE channel_id = ? AND status != ?",
@@ -192,6 +236,7 @@ class SubscriptionTable:
     async def record_error(self, subscription_id: int, error: str, *, at: datetime) -> None:
         """Something the admin should read in /subscriptions, without changing the subscription's health."""
         async with self._db.transaction():
+            self._changed()
             await self._db.execute(
                 "UPDATE subscriptions SET last_error = ?, last_error_at = ? WHERE id = ?",
                 (error, to_iso(at), subscription_id),
