@@ -27,6 +27,7 @@ from bot.models import (
     STATUS_PAUSED,
     STATUS_UNHEALTHY,
     Delivery,
+    HeldPost,
     StoryFacts,
     Subscription,
     TrendingOffer,
@@ -115,16 +116,16 @@ async def queue_deliveries(
 def _plan_deliveries(
     stories: list[StoryFacts],
     index: SubscriptionIndex,
-    held: dict[tuple[int, int], Delivery],
+    held: dict[tuple[int, int], HeldPost],
     now: datetime,
-) -> tuple[list[Delivery], list[Delivery]]:
+) -> tuple[list[Delivery], list[Delivery | HeldPost]]:
     """The deliveries to queue for these stories (a channel gets a story cluster once: its first story, in id
     order, is the post) and the channels' posts whose "Also on" list the others changed (`held`: the posts the
     channels have of these clusters already, changed in place)."""
     # stories about the same acts match the same subscriptions: their posts per channel are made once
     posts: dict[tuple[int, ...], dict[int, ChannelPost]] = {}
     new: dict[tuple[int, int], Delivery] = {}
-    changed: dict[int, Delivery] = {}
+    changed: dict[int, Delivery | HeldPost] = {}
     for story in stories:
         matches = index.matching(story)
         ids = tuple(sub.id for sub in matches)
@@ -176,13 +177,13 @@ def _delivery(story: StoryFacts, post: ChannelPost, now: datetime) -> Delivery:
     )
 
 
-def _note_also_on(delivery: Delivery, story: StoryFacts) -> bool:
+def _note_also_on(delivery: Delivery | HeldPost, story: StoryFacts) -> bool:
     """Another outlet's story joined a cluster this channel has: name that outlet under the post (in
     `delivery`). Returns whether anything changed."""
     return delivery.story_id != story.id and _name_outlet(delivery, story.source_name)
 
 
-def _name_outlet(delivery: Delivery, name: str | None) -> bool:
+def _name_outlet(delivery: Delivery | HeldPost, name: str | None) -> bool:
     if not name or name == delivery.story_source or name in delivery.also_on:
         return False
     if len(delivery.also_on) >= MAX_ALSO_ON:

@@ -223,6 +223,22 @@ class Delivery:
     )
 
 
+@dataclass
+class HeldPost:
+    """A channel's post of a story cluster, as queueing reads it: enough to know the channel has the cluster and
+    to name another outlet under the post (a Delivery has much more; a busy story's cluster has thousands)."""
+
+    id: int
+    channel_id: int
+    cluster_id: int
+    story_id: int
+    story_source: str | None  # the outlet of its story
+    status: str
+    also_on: list[str]
+    edits: int
+    edit_pending: bool
+
+
 # What happens after a post, each exactly once: a discussion thread opened on it, its publishing.
 FOLLOW_UP_PENDING = "pending"  # to do once the post is sent
 FOLLOW_UP_ATTEMPTED = "attempted"  # the request may have reached Discord (committed before it is made)

@@ -14,6 +14,7 @@ from bot.models import (
     FOLLOW_UP_PENDING,
     PUBLISH_LIMITED,
     Delivery,
+    HeldPost,
     StoryFacts,
     TrendingOffer,
 )
@@ -162,11 +163,17 @@ class DeliveryTable:
             changed = await self._db.execute(_INSERT, _delivery_rows([delivery])[0])
         return changed > 0
 
-    async def in_clusters(self, cluster_ids: Sequence[int]) -> dict[tuple[int, int], Delivery]:
-        """Every channel's delivery of these story clusters, whatever its status: {(channel id, cluster id): it}."""
-        rows = await self._db.select_in(_SELECT + " WHERE d.cluster_id IN ({marks})", list(cluster_ids))
-        found = await _off_loop_if_many(lambda: [delivery_from_row(row) for row in rows], len(rows))
-        return {(d.channel_id, d.cluster_id): d for d in found}
+    async def in_clusters(self, cluster_ids: Sequence[int]) -> dict[tuple[int, int], HeldPost]:
+        """Every channel's post of these story clusters, whatever its status: {(channel id, cluster id): it}.
+        Only what queueing reads (every feed's new stories ask this of their clusters: a busy story's has a post
+        per channel, and whole deliveries were a tenth of the bot's ingest)."""
+        rows = await self._db.select_in(
+            "SELECT d.id, d.channel_id, d.cluster_id, d.story_id, st.source_name, d.status, d.also_on_json,"
+            " d.edits, d.edit_pending FROM deliveries d LEFT JOIN stories st ON st.id = d.story_id"
+            " WHERE d.cluster_id IN ({marks})",
+            list(cluster_ids),
+        )
+        return await _off_loop_if_many(lambda: _held_posts(rows), len(rows))
 
     async def add_many(self, deliveries: Sequence[Delivery]) -> None:
         """Queue deliveries, a few statements for all; one whose channel has that story cluster already (queued
@@ -441,3 +448,22 @@ def _delivery_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
         )
         for d in deliveries
     ]
+
+
+def _held_posts(rows: Sequence[Any]) -> dict[tuple[int, int], HeldPost]:
+    held = {}
+    for row in rows:
+        also_on = row[6]
+        post = HeldPost(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            json.loads(also_on) if also_on and also_on != "[]" else [],
+            row[7],
+            bool(row[8]),
+        )
+        held[post.channel_id, post.cluster_id] = post
+    return held
