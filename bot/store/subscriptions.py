@@ -20,10 +20,9 @@ class SubscriptionTable:
         self._db = db
         # Every feed's new stories are matched against every subscription (`to_match`): on SQLite the list is kept
         # between feeds instead of read and built again (a thousand rows a feed was a fifth of the bot's ingest).
-        # Every write to subscriptions goes through this table and counts a change; a kept list is used only when
-        # no change and no rollback came since it was read (see `to_match`).
-        self._changes = 0
-        self._kept: dict[bool, tuple[tuple[int, int, int], list[Subscription]]] = {}
+        # Every write to subscriptions goes through this table and drops the kept lists; one is used only when no
+        # rollback and no other connection's commit came since it was read (see `to_match`).
+        self._kept: dict[bool, tuple[tuple[int, int], list[Subscription]]] = {}
 
     # --- reads ---------------------------------------------------------------------------------------------
 
@@ -51,11 +50,7 @@ class SubscriptionTable:
         and no commit by another connection to the file (`PRAGMA data_version`: another Store, `poll --once`).
         Everything matching and queueing read is then current (`last_post_at` and `source_name` may be older)."""
         keep = self._db.dialect == "sqlite" and self._db.in_transaction()
-        stamp = (
-            self._changes,
-            self._db.rollbacks,
-            await self._db.fetchval("PRAGMA data_version") if keep else 0,
-        )
+        stamp = (self._db.rollbacks, await self._db.fetchval("PRAGMA data_version") if keep else 0)
         kept = self._kept.get(only_trending) if keep else None
         if kept is not None and kept[0] == stamp:
             subscriptions = kept[1]
@@ -70,7 +65,6 @@ class SubscriptionTable:
         return [s for s in subscriptions if s.start_story_id < below_story_id]
 
     def _changed(self) -> None:
-        self._changes += 1
         self._kept.clear()
 
     async def any_trending(self) -> bool:
