@@ -19,7 +19,7 @@ from bot.models import (
     TrendingOffer,
 )
 from bot.store.database import Database
-from bot.store.rows import delivery_from_row
+from bot.store.rows import delivery_from_row, held_post_from_row
 from bot.timeutil import from_iso, to_iso
 
 _SELECT = (
@@ -173,7 +173,8 @@ class DeliveryTable:
             " WHERE d.cluster_id IN ({marks})",
             list(cluster_ids),
         )
-        return await _off_loop_if_many(lambda: _held_posts(rows), len(rows))
+        found = await _off_loop_if_many(lambda: [held_post_from_row(row) for row in rows], len(rows))
+        return {(p.channel_id, p.cluster_id): p for p in found}
 
     async def add_many(self, deliveries: Sequence[Delivery]) -> None:
         """Queue deliveries, a few statements for all; one whose channel has that story cluster already (queued
@@ -448,22 +449,3 @@ def _delivery_rows(deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
         )
         for d in deliveries
     ]
-
-
-def _held_posts(rows: Sequence[Any]) -> dict[tuple[int, int], HeldPost]:
-    held = {}
-    for row in rows:
-        also_on = row[6]
-        post = HeldPost(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            json.loads(also_on) if also_on and also_on != "[]" else [],
-            row[7],
-            bool(row[8]),
-        )
-        held[post.channel_id, post.cluster_id] = post
-    return held

@@ -13,6 +13,7 @@ from bot.models import (
     DirectMessage,
     Follow,
     Follower,
+    HeldPost,
     Quote,
     Source,
     Story,
@@ -175,6 +176,22 @@ def delivery_from_row(row: Any) -> Delivery:
         thread_id=row["thread_id"],
         thread_state=row["thread_state"],
         publish_state=row["publish_state"],
+    )
+
+
+def held_post_from_row(row: Any) -> HeldPost:
+    """A row of `id, channel_id, cluster_id, story_id, story_source, status, also_on_json, edits, edit_pending`."""
+    also_on = row[6]
+    return HeldPost(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        json.loads(also_on) if also_on and also_on != "[]" else [],
+        row[7],
+        bool(row[8]),
     )
 
 
