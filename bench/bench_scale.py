@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stall_watch import StallWatch  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.timeutil import utcnow  # noqa: E402
 from tests.support.bot_harness import (  # noqa: E402
@@ -87,9 +89,7 @@ class Result:
     cpu_share: list[float]  # each process's CPU over the run, as a share of one core
     table_bytes: dict[str, tuple[int, int]]  # PostgreSQL: table -> (rows, bytes with its indexes)
     refused_at: list[str]  # when each 429 came, and what the second before it held
-    pauses: list[
-        tuple[float, float, str]
-    ]  # this process's loop stalls ≥ 30 ms during the fan-out: (at, ms, why)
+    pauses: list[tuple[float, float]]  # this process's loop stalls ≥ 30 ms in the fan-out: (unix time, ms)
 
 
 # --- the feed sites, in a process of their own -------------------------------------------------------------
@@ -292,22 +292,27 @@ async def run(
                     # past the frozen part, and a full collection of it (94 ms, always ~58 s in) was the one 429
                     # each run had: requests the bots sent 21 ms apart, held up here, then counted in a bunch.
                     # Discord's own servers do not stop; the bots' pacing is what is measured.
-                    with PauseWatch() as watch, collector_off():
-                        commands.put("story")
-                        story_at = await asyncio.to_thread(results.get, True, 30)
-                        cpu_story = sum(cpu_seconds(pid) for pid in pids)
-                        ids = [channel_id for _, channel_id in subscribed]
-                        waiting = set(
-                            ids
-                        )  # looked at once a second, and only those not posted yet: the check
-                        while waiting:  # runs on FakeDiscord's loop and must not stall it
-                            waiting = {c for c in waiting if not server.messages(c)}
-                            if time.time() - story_at > 2 * len(ids) / GLOBAL_LIMIT + 120:
-                                raise TimeoutError(
-                                    f"{len(waiting)} of {len(ids)} channels did not get the story"
-                                )
-                            await asyncio.sleep(1.0)
-                        assert all(len(server.messages(c)) == 1 for c in ids), "a channel got the story twice"
+                    with collector_off():
+                        async with StallWatch(threshold=0.03, tick=0.01).running() as watch:
+                            commands.put("story")
+                            story_at = await asyncio.to_thread(results.get, True, 30)
+                            cpu_story = sum(cpu_seconds(pid) for pid in pids)
+                            ids = [channel_id for _, channel_id in subscribed]
+                            waiting = set(
+                                ids
+                            )  # looked at once a second, and only those not posted yet: the check
+                            while waiting:  # runs on FakeDiscord's loop and must not stall it
+                                waiting = {c for c in waiting if not server.messages(c)}
+                                if time.time() - story_at > 2 * len(ids) / GLOBAL_LIMIT + 120:
+                                    raise TimeoutError(
+                                        f"{len(waiting)} of {len(ids)} channels did not get the story"
+                                    )
+                                await asyncio.sleep(1.0)
+                            assert all(len(server.messages(c)) == 1 for c in ids), (
+                                "a channel got the story twice"
+                            )
+                    to_unix = time.time() - time.perf_counter()  # the watch's clock is perf_counter
+                    pauses = [(to_unix + p.started, p.seconds * 1000) for p in watch.stalls]
                     made = [
                         datetime.fromisoformat(server.messages(c)[0]["timestamp"]).timestamp() for c in ids
                     ]
@@ -367,8 +372,8 @@ async def run(
                     fanout_cpu_ms=fanout_cpu * 1000,
                     cpu_share=cpu_share,
                     table_bytes=sizes,
-                    refused_at=_refusals(arrivals, first_message, watch.pauses),
-                    pauses=[p for p in watch.pauses if first_message <= p[0] <= last_message],
+                    refused_at=_refusals(arrivals, first_message, pauses),
+                    pauses=[p for p in pauses if first_message <= p[0] <= last_message],
                 )
     finally:
         commands.put("stop")
@@ -378,7 +383,7 @@ async def run(
 
 
 @contextlib.contextmanager
-def collector_off():  # type: ignore[no-untyped-def]
+def collector_off() -> Iterator[None]:
     """No automatic garbage collection in this process meanwhile (what was built before is kept frozen)."""
     gc.freeze()
     gc.disable()
@@ -388,46 +393,8 @@ def collector_off():  # type: ignore[no-untyped-def]
         gc.enable()
 
 
-class PauseWatch:
-    """This process's own stalls: FakeDiscord runs on its loop, so a stall here makes requests the bots sent
-    spread out arrive bunched (and counted as such). Records the loop's lateness and each garbage collection."""
-
-    def __init__(self, threshold: float = 0.03) -> None:
-        self.threshold = threshold
-        self.pauses: list[tuple[float, float, str]] = []
-        self._gc_started: float | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        elif self._gc_started is not None:
-            took = time.perf_counter() - self._gc_started
-            if took >= self.threshold / 3:
-                self.pauses.append((time.time() - took, took * 1000, f"gen-{info['generation']} collection"))
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            late = loop.time() - before - 0.01
-            if late >= self.threshold:
-                self.pauses.append((time.time() - late, late * 1000, "loop late"))
-
-    def __enter__(self) -> PauseWatch:
-        gc.callbacks.append(self._on_gc)
-        self._task = asyncio.get_running_loop().create_task(self._watch())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._on_gc)
-        if self._task is not None:
-            self._task.cancel()
-
-
 def _refusals(
-    arrivals: list[tuple[float, bool]], first_post: float, pauses: list[tuple[float, float, str]]
+    arrivals: list[tuple[float, bool]], first_post: float, pauses: list[tuple[float, float]]
 ) -> list[str]:
     """Each 429: when (from the first post), how many requests the second before it let through, the
     shortest gap among the last ten (a bunch, or a steady stream at the limit), and any stall of this process
@@ -437,7 +404,7 @@ def _refusals(
         if refused:
             before = [t for t, r in arrivals[max(0, n - 200) : n] if not r and t > at - 1.0]
             gaps = [b - a for a, b in zip(before[-10:], before[-9:], strict=False)]
-            stalls = [f"{why} {ms:.0f} ms at {p - at:+.2f} s" for p, ms, why in pauses if at - 1.2 <= p <= at]
+            stalls = [f"{ms:.0f} ms at {p - at:+.2f} s" for p, ms in pauses if at - 1.2 <= p <= at]
             found.append(
                 f"{at - first_post:+.1f} s ({len(before)} in the second before, gap ≥ {min(gaps, default=0) * 1000:.0f} ms"
                 + (f"; FakeDiscord's process stalled: {', '.join(stalls)}" if stalls else "")
@@ -461,7 +428,7 @@ def report(result: Result) -> list[str]:
         f"  busiest calendar second      {result.peak_per_second:7d}    requests (Discord allows 50)",
         *(f"    429 at {line}" for line in result.refused_at[:10]),
         f"  FakeDiscord's own stalls ≥ 30 ms during the fan-out: {len(result.pauses)}"
-        + (f", longest {max(ms for _, ms, _ in result.pauses):.0f} ms" if result.pauses else ""),
+        + (f", longest {max(ms for _, ms in result.pauses):.0f} ms" if result.pauses else ""),
         f"  fetches per feed per interval {result.fetches_per_feed_interval:6.2f}    over {result.window:.0f} s"
         " (goal 1.0, jitter ±10 %)",
         f"  feeds fetched twice within half an interval {result.double_fetches} (goal 0)",
